@@ -1,0 +1,45 @@
+# freqlab: two commands for a fresh machine.
+#   make demo   installs into .venv (once) and runs the end-to-end demo on the embedded default data
+#   make test   installs into .venv (once, with test extras) and runs the test suite
+# Both are safe to run twice.
+#
+# torch: on a machine without an NVIDIA GPU we install the pinned CPU build first, so pip never pulls a
+# multi-GB CUDA build. A GPU user can bring their own torch: `make TORCH=torch demo`, or install torch into
+# .venv before the first `make`; freqlab only asks for torch>=2.1 and then installs nothing more.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
+OUT ?= runs/demo
+export HF_HUB_OFFLINE := 1
+export MPLBACKEND := Agg
+
+.PHONY: demo test install lab bench clean
+
+$(VENV)/.torch:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.torch pyproject.toml
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/freqlab demo --out $(OUT)
+
+test: install
+	$(PY) -m pytest -q -m "not slow" tests
+
+lab: install
+	$(PY) -m pip install -q -e ".[dev,lab]"
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: install
+	$(PY) benchmarks/bench_spectral.py
+
+clean:
+	rm -rf $(VENV) runs

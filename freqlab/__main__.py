@@ -1,0 +1,5 @@
+import sys
+
+from freqlab.cli import main
+
+sys.exit(main())

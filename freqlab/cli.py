@@ -1,0 +1,59 @@
+"""The ``freqlab`` command line: parses arguments and calls library functions, nothing more.
+
+Each sub-command lives in ``freqlab/commands/<name>.py`` with ``register(subparsers)``; it sets ``func`` to a
+function of the parsed arguments. Errors a user can cause (ValueError, FileNotFoundError) become one line on stderr
+and exit status 2; ``--debug`` shows the traceback instead. Progress goes to stderr, results to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+COMMANDS = ("spectra", "pretrain", "sweep", "finetune", "figures", "demo")
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed as one line."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="freqlab",
+        description="Frequency-domain study of diffusion models as one-step generators.",
+        epilog="Run `freqlab COMMAND --help` for the options and examples of each command.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"freqlab.commands.{name}")
+        except ModuleNotFoundError as err:  # a command whose module has not landed yet
+            if err.name != f"freqlab.commands.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # freqlab never downloads weights
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, UserError) as err:
+        if args.debug:
+            raise
+        print(f"freqlab {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"freqlab {args.command}: interrupted; finished work is saved and a rerun resumes", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

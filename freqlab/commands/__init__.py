@@ -1,0 +1,1 @@
+"""One module per ``freqlab`` sub-command; each defines ``register(subparsers)``."""
