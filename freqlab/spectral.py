@@ -44,6 +44,14 @@ __all__ = [
     "relative_power_db",
     "log_spectral_distance",
     "cutoff_frequency",
+    "radial_frequency",
+    "band_mask",
+    "BandStatistics",
+    "bandpass",
+    "band_statistics",
+    "diversity_ratio",
+    "wasserstein_1d",
+    "kurtosis_gap",
 ]
 
 #: Default frequency bands in cycles/pixel: low ``[0, 1/8)``, mid ``[1/8, 1/4)``, high ``[1/4, 1/2]``.
@@ -567,3 +575,98 @@ def cutoff_frequency(freq: torch.Tensor, relative_db: torch.Tensor, threshold_db
     t = ((d0 - threshold_db) / (d0 - d1)).clamp(0, 1)
     f_interp = freq[prev_c] + t * (f_first - freq[prev_c])
     return torch.where(has_prev, f_interp, f_first)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# per-image band statistics (a mean spectrum cannot tell structure from coloured noise)
+# --------------------------------------------------------------------------------------------------------------
+class BandStatistics(NamedTuple):
+    """Per-image statistics of band-pass filtered images, each of shape ``x.shape[:-2] + (n_bands,)``.
+
+    power: mean power of the image's modes in the band (same normalisation as the RAPS).
+    kurtosis: kurtosis ``E[b⁴]/E[b²]²`` of the band-pass filtered image's pixels (3 for Gaussian noise, larger for
+    sparse, edge-like natural structure).
+    """
+
+    power: torch.Tensor
+    kurtosis: torch.Tensor
+    names: tuple[str, ...]
+
+
+def bandpass(x: torch.Tensor, lo: float, hi: float, *, check_finite: bool = True) -> torch.Tensor:
+    """Ideal radial band-pass filter: keeps the Fourier modes with ``lo <= |f| < hi`` (closed at 0.5).
+
+    ``x`` is ``(..., H, W)``; returns real images of the same shape.
+    """
+    x = _check_images(x, check_finite=check_finite)
+    h, w = x.shape[-2:]
+    mask = band_mask(radial_frequency(h, w, device=x.device, dtype=x.dtype), lo, hi)
+    return torch.fft.irfft2(torch.fft.rfft2(x) * mask, s=(h, w))
+
+
+def band_statistics(
+    x: torch.Tensor,
+    bands: Mapping[str, tuple[float, float]] | Sequence[float] | None = None,
+    *,
+    check_finite: bool = True,
+) -> BandStatistics:
+    """Per-image band power and band-pass kurtosis for every band, from one FFT.
+
+    Parameters
+    ----------
+    x : ``(..., H, W)`` real images.
+    bands : as :func:`resolve_bands` (default low/mid/high of :data:`DEFAULT_BANDS`).
+
+    Notes
+    -----
+    Band power is ``Σ_{k in band} |X(k)|² / (H·W·n_band)``, the mean per-mode power as in the RAPS. A band-pass
+    image with no energy has undefined kurtosis; it is reported as NaN.
+    """
+    x = _check_images(x, check_finite=check_finite)
+    h, w = x.shape[-2:]
+    spec = torch.fft.rfft2(x)
+    f = radial_frequency(h, w, device=x.device, dtype=x.dtype)
+    weights = _halfplane_weights(h, w).to(device=x.device, dtype=x.dtype)
+    named = resolve_bands(bands)
+    powers, kurts = [], []
+    p = _abs2(spec)
+    for lo, hi in named.values():
+        m = band_mask(f, lo, hi)
+        n_modes = (weights * m).sum()
+        powers.append((p * (weights * m)).sum(dim=(-2, -1)) / (h * w) / n_modes.clamp_min(1))
+        b = torch.fft.irfft2(spec * m, s=(h, w))
+        m2 = b.square().mean(dim=(-2, -1))
+        m4 = b.square().square().mean(dim=(-2, -1))
+        kurts.append(torch.where(m2 > 0, m4 / m2.square().clamp_min(1e-300), torch.nan))
+    return BandStatistics(torch.stack(powers, -1), torch.stack(kurts, -1), tuple(named))
+
+
+def diversity_ratio(log_power: torch.Tensor, log_power_ref: torch.Tensor) -> torch.Tensor:
+    """Spread of per-image log band power relative to the reference's: ``std(a) / std(b)`` over dim 0.
+
+    1 means the outputs vary from image to image as much as the data do; a generator that makes one texture has
+    a ratio near 0. Inputs ``(N, ...)`` and ``(M, ...)``; result has the trailing shape.
+    """
+    return log_power.std(0) / log_power_ref.std(0)
+
+
+def wasserstein_1d(a: torch.Tensor, b: torch.Tensor, n_quantiles: int = 256) -> torch.Tensor:
+    """1-D Wasserstein-1 distance between the empirical distributions of ``a`` ``(N, ...)`` and ``b`` ``(M, ...)``.
+
+    Computed over dim 0 as the mean absolute difference of matched quantiles (exact when ``N == M``); the result
+    has the trailing shape.
+    """
+    if a.shape[0] == b.shape[0]:
+        return (a.sort(0).values - b.sort(0).values).abs().mean(0)
+    q = torch.linspace(0, 1, n_quantiles, device=a.device, dtype=a.dtype)
+    qa = torch.quantile(a, q, dim=0)
+    qb = torch.quantile(b.to(a), q, dim=0)
+    return (qa - qb).abs().mean(0)
+
+
+def kurtosis_gap(kurtosis: torch.Tensor, kurtosis_ref: torch.Tensor) -> torch.Tensor:
+    """Mean band-pass kurtosis of the outputs minus the reference's (over dim 0, NaN-safe).
+
+    Negative: the outputs are more Gaussian (less sparse structure) than the data in that band.
+    """
+    return kurtosis.nanmean(0) - kurtosis_ref.nanmean(0)
