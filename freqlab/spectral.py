@@ -124,7 +124,7 @@ def make_window(window: WindowSpec, h: int, w: int, *, device=None, dtype=torch.
             raise ValueError("window tensor must be finite and not all zero")
         return window.to(device=device, dtype=dtype)
     name, param = (window[0], window[1]) if isinstance(window, tuple) else (window, None)
-    return _separable_window(str(name).lower(), param, h, w, str(device), dtype)
+    return _separable_window(str(name).lower(), param, h, w, str(torch.device(device or "cpu")), dtype)
 
 
 @functools.lru_cache(maxsize=64)
@@ -149,9 +149,10 @@ def _separable_window(name: str, param, h: int, w: int, device: str, dtype: torc
 class RadialBinning(NamedTuple):
     """Everything needed to reduce ``rfft2`` half-plane values to radial bins, for one image shape.
 
-    ``matrix`` has shape ``(H·(W//2+1), n_bins)``: entry ``(k, b)`` is the half-plane weight of mode ``k`` (1 or 2)
-    divided by the full-plane count of bin ``b`` when mode ``k`` falls in bin ``b``, else 0. A flattened half-plane
-    power times ``matrix`` is the mean full-plane power per bin: binning is one matmul.
+    ``matrix`` has shape ``(2·H·(W//2+1), n_bins)``: rows ``2k`` and ``2k+1`` (the real and imaginary parts of mode
+    ``k`` as laid out by ``torch.view_as_real``) hold the half-plane weight of mode ``k`` (1 or 2) divided by the
+    full-plane count of bin ``b`` when mode ``k`` falls in bin ``b``, else 0. The squared real view of the spectrum
+    times ``matrix`` is the mean full-plane power per bin: ``|X|² = Xr² + Xi²`` and the binning are one matmul.
     """
 
     freq: torch.Tensor
@@ -181,7 +182,8 @@ def _bin_edges(bins: BinsSpec, h: int, w: int, n_bins: int | None, include_corne
     m = max(h, w)
     f_top = math.sqrt(0.5**2 + 0.5**2) if include_corners else 0.5
     if bins is None or (isinstance(bins, str) and bins == "linear" and n_bins is None):
-        k_max = math.ceil(f_top * m - 0.5) if include_corners else m // 2
+        # the last bin must hold the highest mode binned (corners: the true maximum radius of this shape)
+        k_max = math.ceil(float(radial_frequency(h, w).max()) * m - 0.5) if include_corners else m // 2
         edges = (torch.arange(k_max + 2, dtype=torch.float64) - 0.5) / m
         return edges, "linear"
     if isinstance(bins, int) and not isinstance(bins, bool):
@@ -229,16 +231,30 @@ def radial_binning(
     return _radial_binning_cached(h, w, key_bins, n_bins, include_corners, str(torch.device(device or "cpu")), dtype)
 
 
+def _merge_empty_bins(edges: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """Drop inner edges until every bin holds a mode (log bins are narrower than the mode spacing at low f)."""
+    kept = [float(edges[0])]
+    for i in range(1, edges.numel() - 1):
+        if bool(((f >= kept[-1]) & (f < edges[i])).any()):
+            kept.append(float(edges[i]))
+    kept.append(float(edges[-1]))
+    if not bool(((f >= kept[-2]) & (f <= kept[-1])).any()) and len(kept) > 2:
+        del kept[-2]  # an empty last bin joins the one before
+    return torch.tensor(kept, dtype=torch.float64)
+
+
 @functools.lru_cache(maxsize=32)
 def _radial_binning_cached(h, w, bins, n_bins, include_corners, device, dtype) -> RadialBinning:
     edges, centre_kind = _bin_edges(list(bins) if isinstance(bins, tuple) else bins, h, w, n_bins, include_corners)
     f = radial_frequency(h, w).flatten()
+    if not include_corners:
+        f = torch.where(f <= 0.5, f, torch.inf)  # corner modes fall in no bin
+    if centre_kind == "log":
+        edges = _merge_empty_bins(edges, f)
     n = edges.numel() - 1
     index = torch.bucketize(f, edges, right=True) - 1  # bin i holds edges[i] <= f < edges[i+1]
     index[f == edges[-1]] = n - 1  # the last bin is closed
     keep = (index >= 0) & (index < n)
-    if not include_corners:
-        keep &= f <= 0.5
     weights = _halfplane_weights(h, w).flatten()
     counts = torch.zeros(n, dtype=torch.float64).index_add_(0, index[keep], weights[keep])
     matrix = torch.zeros(f.numel(), n, dtype=torch.float64)
@@ -252,7 +268,7 @@ def _radial_binning_cached(h, w, bins, n_bins, include_corners, device, dtype) -
         freq=freq.to(device=device, dtype=dtype),
         edges=edges.to(device=device, dtype=dtype),
         counts=counts.round().to(device=device, dtype=torch.int64),
-        matrix=matrix.to(device=device, dtype=dtype),
+        matrix=matrix.repeat_interleave(2, dim=0).to(device=device, dtype=dtype),
     )
 
 
@@ -277,11 +293,20 @@ def _windowed_rfft(x: torch.Tensor, window: WindowSpec, remove_mean: bool) -> tu
     return torch.fft.rfft2(x), norm
 
 
-def _reduce(values: torch.Tensor, binning: RadialBinning, norm: float) -> torch.Tensor:
-    """Bin half-plane values ``(..., H, W//2+1)`` with one matmul; returns ``(..., n_bins)``."""
-    lead = values.shape[:-2]
-    flat = values.reshape(-1, values.shape[-2] * values.shape[-1])
+def _reduce(products: torch.Tensor, binning: RadialBinning, norm: float, what: str = "x") -> torch.Tensor:
+    """Bin products of real views ``(..., H, W//2+1, 2)`` (e.g. ``Xr², Xi²``) with one matmul → ``(..., n_bins)``.
+
+    Non-finite input shows up here: one NaN or Inf pixel makes every mode non-finite, and the matmul carries it into
+    every bin, so checking the small result replaces a full pass over the images.
+    """
+    lead = products.shape[:-3]
+    flat = products.reshape(-1, binning.matrix.shape[0])
     out = (flat @ binning.matrix) / norm
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(
+            f"{what} contains NaN or Inf values (or values so large that their power overflows); "
+            "spectra of non-finite images are undefined"
+        )
     empty = binning.counts == 0
     if bool(empty.any()):
         out = out.masked_fill(empty, float("nan"))
@@ -305,7 +330,6 @@ def radial_power_spectrum(
     n_bins: int | None = None,
     include_corners: bool = False,
     accumulate_dtype: torch.dtype | None = None,
-    check_finite: bool = True,
 ) -> RadialSpectrum:
     """Radially averaged power spectrum (RAPS) of real images.
 
@@ -319,7 +343,8 @@ def radial_power_spectrum(
         Subtract each image's mean first (the DC bin then holds ~0).
     bins : None, "linear", "log", int, or increasing edges in cycles/pixel
         ``None``: bins of width ``1/max(H, W)`` centred on ``k/max(H, W)`` up to Nyquist. ``"log"``:
-        ``n_bins`` log-spaced bins from ``0.5/max(H, W)`` to 0.5 (the DC mode is left out). An int: that many
+        up to ``n_bins`` log-spaced bins from ``0.5/max(H, W)`` to 0.5 (the DC mode is left out; bins too narrow
+        to hold a mode are merged with the next, so fewer may come back). An int: that many
         linear bins from 0 to 0.5. Edges: bins ``[e_i, e_{i+1})``, the last closed.
     include_corners : bool
         Also bin the corner modes with ``|f| > 0.5`` (default bins then extend to ``√2/2``).
@@ -337,12 +362,12 @@ def radial_power_spectrum(
     >>> spec.power.shape                                  # (8, 3, 17); every bin close to 0.25
     torch.Size([8, 3, 17])
     """
-    x = _check_images(x, check_finite=check_finite)
+    x = _check_images(x, check_finite=False)  # checked on the (small) result instead
     acc = _accumulate_dtype(x, accumulate_dtype)
     h, w = x.shape[-2:]
     spectrum, norm = _windowed_rfft(x, window, remove_mean)
     binning = radial_binning(h, w, bins=bins, n_bins=n_bins, include_corners=include_corners, device=x.device, dtype=acc)
-    power = _reduce(_abs2(spectrum).to(acc), binning, norm)
+    power = _reduce(torch.view_as_real(spectrum).to(acc).square(), binning, norm)
     return RadialSpectrum(binning.freq, power, binning.counts)
 
 
@@ -356,7 +381,6 @@ def radial_cross_spectrum(
     n_bins: int | None = None,
     include_corners: bool = False,
     accumulate_dtype: torch.dtype | None = None,
-    check_finite: bool = True,
 ) -> RadialSpectrum:
     """Radially averaged cross-spectrum ``mean over modes of Re(X(k)·conj(Y(k))) / (H·W·mean(w²))``.
 
@@ -366,7 +390,7 @@ def radial_cross_spectrum(
     """
     return radial_spectra(
         x, y, window=window, remove_mean=remove_mean, bins=bins, n_bins=n_bins,
-        include_corners=include_corners, accumulate_dtype=accumulate_dtype, check_finite=check_finite,
+        include_corners=include_corners, accumulate_dtype=accumulate_dtype,
     )[2]
 
 
@@ -380,15 +404,14 @@ def radial_spectra(
     n_bins: int | None = None,
     include_corners: bool = False,
     accumulate_dtype: torch.dtype | None = None,
-    check_finite: bool = True,
 ) -> tuple[RadialSpectrum, RadialSpectrum, RadialSpectrum]:
     """Power of ``x``, power of ``y`` and their cross-spectrum from two FFTs: ``(Pxx, Pyy, Pxy)``.
 
     Use this for transfer functions ``Pxy/Pyy`` and coherence ``Pxy²/(Pxx·Pyy)`` of an output ``x`` against a
     reference ``y``, computed from means over images of each.
     """
-    x = _check_images(x, "x", check_finite)
-    y = _check_images(y, "y", check_finite)
+    x = _check_images(x, "x", check_finite=False)
+    y = _check_images(y, "y", check_finite=False)
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     acc = _accumulate_dtype(x, accumulate_dtype)
@@ -397,9 +420,9 @@ def radial_spectra(
     fy, _ = _windowed_rfft(y.to(x.dtype), window, remove_mean)
     binning = radial_binning(h, w, bins=bins, n_bins=n_bins, include_corners=include_corners, device=x.device, dtype=acc)
     rx, ry = torch.view_as_real(fx).to(acc), torch.view_as_real(fy).to(acc)
-    pxx = _reduce(rx.square().sum(-1), binning, norm)
-    pyy = _reduce(ry.square().sum(-1), binning, norm)
-    pxy = _reduce((rx * ry).sum(-1), binning, norm)  # Re(X·conj(Y)) = Xr·Yr + Xi·Yi
+    pxx = _reduce(rx.square(), binning, norm, "x")
+    pyy = _reduce(ry.square(), binning, norm, "y")
+    pxy = _reduce(rx * ry, binning, norm)  # Re(X·conj(Y)) = Xr·Yr + Xi·Yi
     return tuple(RadialSpectrum(binning.freq, p, binning.counts) for p in (pxx, pyy, pxy))  # type: ignore[return-value]
 
 
