@@ -29,7 +29,7 @@ $(VENV)/.installed: $(VENV)/.torch pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/freqlab demo --out $(OUT)
+	$(VENV)/bin/freqlab spectra --out figures
 
 test: install
 	$(PY) -m pytest -q -m "not slow" tests
