@@ -1,0 +1,292 @@
+"""The one-step spectral sweep: end to end against the analytic Wiener filter, determinism, resume, bad input."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from freqlab import results, spectral
+from freqlab import sweep as sw
+from freqlab.data import grf_power, make_source
+from freqlab.denoisers import Denoiser, WienerDenoiser
+from freqlab.rng import per_sample_randn
+
+
+# --------------------------------------------------------------------------------------------------------------
+# small models
+# --------------------------------------------------------------------------------------------------------------
+class TinyDenoiser(Denoiser):
+    """A fixed random conv net with a σ-dependent skip: nonlinear, cheap, deterministic."""
+
+    def __init__(self, shape=(1, 16, 16), seed=0):
+        super().__init__(image_shape=shape, sigma_min=0.01, sigma_max=10.0, sigma_data=0.5, size_multiple=1)
+        g = torch.Generator().manual_seed(seed)
+        c = shape[0]
+        self.conv1 = torch.nn.Conv2d(c, 4, 3, padding=1, padding_mode="circular")
+        self.conv2 = torch.nn.Conv2d(4, c, 3, padding=1, padding_mode="circular")
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+
+    def _denoise(self, x, sigma):
+        c_skip = (0.25 / (sigma**2 + 0.25)).view(-1, 1, 1, 1)
+        return c_skip * x + (1 - c_skip) * self.conv2(torch.tanh(self.conv1(x)))
+
+
+class Scale(Denoiser):
+    """``D(x, σ) = a·x``: outputs whose spectra are easy to compute independently."""
+
+    def __init__(self, a=0.5, shape=(1, 16, 16)):
+        super().__init__(image_shape=shape, sigma_min=0.01, sigma_max=10.0, sigma_data=0.5, size_multiple=1)
+        self.a = a
+
+    def _denoise(self, x, sigma):
+        return self.a * x
+
+
+class Crash(Denoiser):
+    """Raises when called: stands for a process killed during this checkpoint."""
+
+    def __init__(self, shape=(1, 16, 16)):
+        super().__init__(image_shape=shape, sigma_min=0.01, sigma_max=10.0, sigma_data=0.5, size_multiple=1)
+
+    def _denoise(self, x, sigma):
+        raise RuntimeError("simulated crash")
+
+
+SMALL = dict(n_images=12, batch_size=5, seed=3, device="cpu", progress=False)
+SIGMAS = [0.05, 0.5, 4.0]
+
+
+@pytest.fixture(scope="module")
+def white16():
+    return make_source("white", resolution=16, grayscale=True, split="test")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# end to end: the Wiener filter on Gaussian random fields reproduces the analytic curves
+# --------------------------------------------------------------------------------------------------------------
+def _analytic(sigmas, h=32, w=32):
+    """Analytic per-mode Wiener curves for the grf source, binned exactly like the sweep."""
+    binning = spectral.radial_binning(h, w, dtype=torch.float64)
+    m = binning.matrix[0::2] if binning.matrix.shape[0] == 2 * h * (w // 2 + 1) else binning.matrix
+    p = grf_power(spectral.radial_frequency(h, w)).flatten()
+    out = {}
+    for s in sigmas:
+        hk = p / (p + s * s)
+        out[s] = {"output": (p * hk) @ m, "error": (s * s * hk) @ m, "transfer": ((p * hk) @ m) / (p @ m),
+                  "generate": (hk * hk * s * s) @ m, "data": p @ m}
+    return out
+
+
+def test_wiener_on_gaussian_fields_matches_the_analytic_curves():
+    src = make_source("grf", resolution=32, grayscale=True, split="test")
+    f = torch.linspace(0.0, 0.75, 4001, dtype=torch.float64)  # P(0) = 0: the field has zero mean
+    wiener = WienerDenoiser(f, grf_power(f), image_shape=(1, 32, 32))  # the exact filter of this field
+    sigmas = [0.03, 0.3, 2.0]
+    ds = sw.sweep({"wiener": wiener}, src, sigmas, n_images=256, batch_size=64, device="cpu", progress=False)
+    ref = _analytic(sigmas)
+    nondc = ds.freq.values > 0
+    for s in sigmas:
+        d = ds.sel(checkpoint="wiener", sigma=s, channel=0)
+        a = {k: v.numpy()[nondc] for k, v in ref[s].items()}
+
+        def close(measured, sem, expected, k=5.0):
+            measured, sem = measured.values[nondc], sem.values[nondc]
+            assert np.all(np.abs(measured - expected) <= k * sem + 1e-12), (s, measured / expected)
+
+        close(d.data_power, d.data_power_sem, a["data"])
+        close(d.output_power.sel(mode="denoise"), d.output_power_sem.sel(mode="denoise"), a["output"])
+        close(d.error_power, d.error_power_sem, a["error"])
+        close(d.output_power.sel(mode="generate"), d.output_power_sem.sel(mode="generate"), a["generate"])
+        np.testing.assert_allclose(d.transfer.values[nondc], a["transfer"], rtol=0.1, atol=0.01)
+        # the reference curves the sweep computes from the sampled data agree with the analytic ones ...
+        np.testing.assert_allclose(d.wiener_output_power.values[nondc], a["output"], rtol=0.1)
+        np.testing.assert_allclose(d.wiener_error_power.values[nondc], a["error"], rtol=0.1)
+        np.testing.assert_allclose(d.wiener_transfer.values[nondc], a["transfer"], rtol=0.1, atol=0.01)
+        # ... and the measured filter is as good as the reference in every band and in MSE
+        np.testing.assert_allclose(d.error_wiener_ratio.values, 1.0, rtol=0.05)
+        assert abs(float(d.mse) - float(d.wiener_mse)) <= 4 * float(d.mse_sem) + 1e-4 * float(d.wiener_mse)
+        # the Wiener output of a Gaussian field is a Gaussian field: band-pass kurtosis near 3 where a band holds
+        # many modes (the low band and heavily filtered outputs are dominated by a few modes and sit below 3)
+        kurt = d.band_kurtosis.sel(mode="denoise").values
+        np.testing.assert_allclose(kurt[1:], 3.0, atol=0.15)
+        if s == sigmas[0]:
+            np.testing.assert_allclose(kurt, d.data_band_kurtosis.values, atol=0.05)
+    # coherence of a linear filter of signal + independent noise is P/(P+σ²); the transfer of Wiener equals it
+    d = ds.sel(checkpoint="wiener", channel=0)
+    np.testing.assert_allclose(d.coherence.values[:, nondc], d.wiener_coherence.values[:, nondc], rtol=0.15,
+                               atol=0.02)
+    # SNR crossover: P(f*) = σ² with P = c²·f⁻² → f* = c/σ (where it falls inside the resolved band)
+    c = math.sqrt(float(grf_power(torch.tensor([1.0]))[0]))
+    for s in sigmas:
+        expected = c / s
+        got = float(ds.snr_crossover.sel(sigma=s, channel=0))
+        if ds.freq.values[1] < expected < 0.5:
+            assert got == pytest.approx(expected, rel=0.06)
+        elif expected >= 0.5:
+            assert got == pytest.approx(ds.freq.values[-1])
+        else:
+            assert math.isnan(got)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the fused per-batch analysis agrees with freqlab.spectral's public functions
+# --------------------------------------------------------------------------------------------------------------
+def test_fused_analysis_equals_spectral_functions(white16):
+    a, n = 0.5, 12
+    ds = sw.sweep({"scale": Scale(a)}, white16, [0.3, 2.0], **SMALL)
+    x0 = white16.images(range(n)).double()
+    noise = per_sample_randn(SMALL["seed"], "sweep/denoise", range(n), (1, 16, 16)).double()
+    z = per_sample_randn(SMALL["seed"], "sweep/generate", range(n), (1, 16, 16)).double()
+    data_stats = spectral.band_statistics(x0)
+    for s in (0.3, 2.0):
+        y = a * (x0 + s * noise)
+        pyy, pxx, pyx = spectral.radial_spectra(y, x0)
+        perr = spectral.radial_power_spectrum(y - x0).power
+        d = ds.sel(checkpoint="scale", sigma=s, channel=0)
+        np.testing.assert_allclose(d.output_power.sel(mode="denoise"), pyy.power.mean(0)[0], rtol=1e-5)
+        np.testing.assert_allclose(d.cross_power, pyx.power.mean(0)[0], rtol=1e-5, atol=1e-9)
+        np.testing.assert_allclose(d.error_power, perr.mean(0)[0], rtol=1e-5)
+        np.testing.assert_allclose(d.data_power, pxx.power.mean(0)[0], rtol=1e-5)
+        np.testing.assert_allclose(d.output_power_sem.sel(mode="denoise"), pyy.power.std(0)[0] / math.sqrt(n),
+                                   rtol=1e-4)
+        np.testing.assert_allclose(d.mse, ((y - x0) ** 2).mean().item(), rtol=1e-5)
+        g = a * s * z
+        np.testing.assert_allclose(d.output_power.sel(mode="generate"),
+                                   spectral.radial_power_spectrum(g).power.mean(0)[0], rtol=1e-5)
+        for mode, out in (("denoise", y), ("generate", g)):
+            st = spectral.band_statistics(out)
+            lp, lp_ref = 10 * torch.log10(st.power), 10 * torch.log10(data_stats.power)
+            e = d.sel(mode=mode)
+            np.testing.assert_allclose(e.band_log_power, lp.mean(0)[0], rtol=1e-5)
+            np.testing.assert_allclose(e.band_kurtosis, st.kurtosis.mean(0)[0], rtol=1e-4)
+            np.testing.assert_allclose(e.diversity_ratio, spectral.diversity_ratio(lp, lp_ref)[0], rtol=1e-4)
+            np.testing.assert_allclose(e.band_power_wasserstein, spectral.wasserstein_1d(lp, lp_ref)[0], rtol=1e-4)
+            np.testing.assert_allclose(e.kurtosis_gap, spectral.kurtosis_gap(st.kurtosis, data_stats.kurtosis)[0],
+                                       rtol=1e-4, atol=1e-6)
+        rel = spectral.relative_power_db(pyy.power.mean(0), pxx.power.mean(0))[0]
+        np.testing.assert_allclose(d.relative_power_db.sel(mode="denoise"), rel, rtol=1e-5)
+    # a scale of 0.5 is -6 dB at every frequency: the cutoff is the lowest non-DC bin for white noise data
+    assert np.allclose(ds.cutoff_freq.sel(mode="generate", sigma=0.3), ds.freq.values[1])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# determinism, batch size, resume
+# --------------------------------------------------------------------------------------------------------------
+def test_same_seed_same_numbers_and_batch_size_independent(white16):
+    models = {"a": TinyDenoiser(seed=1), "b": TinyDenoiser(seed=2)}
+    first = sw.sweep(models, white16, SIGMAS, **SMALL)
+    again = sw.sweep(models, white16, SIGMAS, **SMALL)
+    xr.testing.assert_identical(first, again)
+    other_batch = sw.sweep(models, white16, SIGMAS, **{**SMALL, "batch_size": 12})
+    xr.testing.assert_allclose(first, other_batch, rtol=1e-5, atol=1e-9)
+    other_seed = sw.sweep(models, white16, SIGMAS, **{**SMALL, "seed": 4})
+    assert not np.allclose(first.output_power.values, other_seed.output_power.values)
+    # the same images and noise for every checkpoint: identical models give identical rows
+    twins = sw.sweep({"x": TinyDenoiser(seed=1), "y": TinyDenoiser(seed=1)}, white16, SIGMAS, **SMALL)
+    np.testing.assert_array_equal(twins.output_power.sel(checkpoint="x"), twins.output_power.sel(checkpoint="y"))
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(white16, tmp_path):
+    a, b = TinyDenoiser(seed=1), TinyDenoiser(seed=2)
+    full = sw.sweep({"a": a, "b": b}, white16, SIGMAS, out=tmp_path / "full.nc", **SMALL)
+
+    out = tmp_path / "crashed.nc"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        sw.sweep({"a": a, "b": Crash()}, white16, SIGMAS, out=out, **SMALL)
+    saved = results.load(out)
+    assert list(saved.checkpoint.values) == ["a"]  # the finished checkpoint survived the crash
+    # the rerun skips "a" (a crashing stand-in proves it is never called) and computes "b"
+    resumed = sw.sweep({"a": Crash(), "b": b}, white16, SIGMAS, out=out, **SMALL)
+    xr.testing.assert_allclose(resumed, full, rtol=1e-12)
+    xr.testing.assert_allclose(results.load(out), results.load(tmp_path / "full.nc"), rtol=1e-12)
+    assert results.load(out).attrs == results.load(tmp_path / "full.nc").attrs
+    # everything finished: a rerun loads and returns the file
+    xr.testing.assert_allclose(sw.sweep({"a": Crash(), "b": Crash()}, white16, SIGMAS, out=out, **SMALL), full)
+
+
+def test_refuses_to_mix_a_different_grid_or_data(white16, tmp_path):
+    out = tmp_path / "r.nc"
+    sw.sweep({"a": TinyDenoiser()}, white16, SIGMAS, out=out, **SMALL)
+    with pytest.raises(ValueError, match=r"different settings \(sigmas: .*overwrite"):
+        sw.sweep({"a": TinyDenoiser()}, white16, [0.1, 1.0], out=out, **SMALL)
+    other_data = make_source("white", resolution=16, grayscale=True, split="train")
+    with pytest.raises(ValueError, match="data: file"):
+        sw.sweep({"a": TinyDenoiser()}, other_data, SIGMAS, out=out, **SMALL)
+    with pytest.raises(ValueError, match="n_images"):
+        sw.sweep({"a": TinyDenoiser()}, white16, SIGMAS, out=out, **{**SMALL, "n_images": 10})
+    with pytest.raises(FileExistsError):
+        sw.sweep({"a": TinyDenoiser()}, white16, SIGMAS, out=out, resume=False, **SMALL)
+    ds = sw.sweep({"a": TinyDenoiser()}, white16, [0.1, 1.0], out=out, overwrite=True, **SMALL)
+    assert results.load(out).sigma.values.tolist() == [0.1, 1.0] == ds.sigma.values.tolist()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# defaults, bad input, summary
+# --------------------------------------------------------------------------------------------------------------
+def test_default_sigma_grid():
+    grid = sw.default_sigmas(0.002, 80.0)
+    assert len(grid) == sw.DEFAULT_N_SIGMAS and grid[0] == 0.002 and grid[-1] == 80.0
+    assert np.allclose(np.diff(np.log(grid)), np.log(80 / 0.002) / (len(grid) - 1))
+    ds = sw.sweep([TinyDenoiser()], make_source("white", resolution=16, grayscale=True), 4, modes="generate",
+                  **SMALL)
+    assert ds.sigma.values[0] == pytest.approx(0.01) and ds.sigma.values[-1] == 10.0 and ds.sizes["sigma"] == 4
+    assert list(ds.checkpoint.values) == ["model0"] and list(ds.mode.values) == ["generate"]
+    assert "error_power" not in ds and "output_power" in ds
+
+
+@pytest.mark.parametrize("sigmas, match", [([0.1, -1.0], "finite and > 0"), ([0.1, float("nan")], "finite"),
+                                           ([], "empty"), ([0.1, 0.1], "duplicate"), (["a"], "numbers")])
+def test_bad_sigmas(white16, sigmas, match):
+    with pytest.raises(ValueError, match=match):
+        sw.sweep([TinyDenoiser()], white16, sigmas, **SMALL)
+
+
+def test_bad_inputs(white16, tmp_path):
+    rgb = make_source("white", resolution=16, split="test")
+    with pytest.raises(ValueError, match="1 channel"):
+        sw.sweep([TinyDenoiser()], rgb, SIGMAS, **SMALL)
+    exact = Scale()
+    exact.size_multiple = None
+    with pytest.raises(ValueError, match="expects 16x16"):
+        sw.sweep([exact], make_source("white", resolution=8, grayscale=True), SIGMAS, **SMALL)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        sw.sweep(tmp_path / "nope", white16, SIGMAS, **SMALL)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty"):
+        sw.sweep(tmp_path / "empty", white16, SIGMAS, **SMALL)
+    with pytest.raises(ValueError, match="modes"):
+        sw.sweep([TinyDenoiser()], white16, SIGMAS, modes=("sample",), **SMALL)
+    with pytest.raises(ValueError, match="n_images"):
+        sw.sweep([TinyDenoiser()], white16, SIGMAS, **{**SMALL, "n_images": 1})
+    arr = tmp_path / "x.npy"
+    np.save(arr, np.zeros((5, 16, 16, 1), dtype=np.float32))
+    small = make_source("array", resolution=16, grayscale=True, path=str(arr))
+    with pytest.raises(ValueError, match="fewer than n_images"):
+        sw.sweep([TinyDenoiser()], small, SIGMAS, **SMALL)
+
+
+def test_sigma_outside_a_diffusers_schedule_is_a_clear_error(white16):
+    from diffusers import DDPMScheduler
+
+    from freqlab.denoisers import DiffusersDenoiser, build_unet
+
+    unet = build_unet(sample_size=16, in_channels=1, block_out_channels=(8, 16), norm_num_groups=4)
+    model = DiffusersDenoiser(unet, DDPMScheduler(num_train_timesteps=100))
+    with pytest.raises(ValueError, match=r"checkpoint 'ddpm'.*outside the scheduler's range"):
+        sw.sweep({"ddpm": model}, white16, [0.5, 1000.0], **SMALL)
+
+
+def test_summary_and_spectra_off(white16):
+    ds = sw.sweep({"early": TinyDenoiser(seed=1), "late": TinyDenoiser(seed=2)}, white16, SIGMAS, **SMALL)
+    text = sw.summarize(ds)
+    assert "2 checkpoint(s)" in text and "early" in text and "late" in text and "cycles/px" in text
+    assert "\n" not in text
+    off = sw.sweep({"early": TinyDenoiser(seed=1)}, white16, SIGMAS, spectra=False, **SMALL)
+    assert not off.data_vars and off.sizes["sigma"] == 3
+    assert sw.summarize(off) == "The sweep holds no results."
+    for name, var in ds.data_vars.items():
+        assert var.attrs["units"] and var.attrs["long_name"], name
