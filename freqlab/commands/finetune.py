@@ -1,0 +1,83 @@
+"""``freqlab finetune``: turn a pre-trained denoiser into a one-step generator with a plain GAN loss (D2O / D2O-F).
+
+The generator is G(z) = D(σ_max·z, σ_max); only a GAN loss trains it (no distillation, no teacher). Spectra and
+per-image band statistics of a fixed batch of its outputs are logged against the data to OUT/finetune.nc (dim
+images_seen), with a sample grid at each log moment (OUT/samples/) and checkpoints (OUT/checkpoints/). Running the
+same command again resumes the run (or returns at once when it is finished); --overwrite starts over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from freqlab.commands.common import add_common
+
+EXAMPLES = """examples:
+  freqlab finetune runs/pretrain/checkpoints/final --images 20000 --out runs/d2o-f           # D2O-F (conv frozen)
+  freqlab finetune runs/pretrain/checkpoints/final --freeze none --out runs/d2o              # D2O (all trainable)
+  freqlab finetune runs/pretrain/checkpoints/final --init random --out runs/d2o-f-random     # the control
+  freqlab finetune CKPT --freeze 'resnets\\.\\d+\\.conv[12]\\.' --loss hinge --out runs/custom  # a regex policy
+  freqlab finetune CKPT --images 40000 --out runs/d2o-f     # rerun with a larger budget: resumes and continues
+"""
+
+
+# The defaults of freqlab.gan.FinetuneConfig, repeated so that building the parser does not import torch
+# (tests/test_gan.py checks that the two agree).
+DEFAULTS = dict(freeze="conv", init_kind="checkpoint", n_images=10_000, data="natural", loss="ns", r1_gamma=0.1,
+                r1_every=16, lr_g=1e-4, lr_d=2e-4, batch_size=32, log_every=1_000, ema=500.0, n_eval=64, n_data=256)
+
+
+def register(sub) -> None:
+    C = argparse.Namespace(**DEFAULTS)
+    p = sub.add_parser("finetune", help="GAN fine-tuning of a denoiser into a one-step generator (D2O / D2O-F)",
+                       description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a freqlab, diffusers or EDM checkpoint (load_denoiser)")
+    p.add_argument("--freeze", default=C.freeze, metavar="conv|none|REGEX",
+                   help="conv (D2O-F, default): freeze residual-block convs, resamplers and attention output "
+                        "projections; none (D2O); or a regex over parameter names (matches are frozen)")
+    p.add_argument("--init", default=C.init_kind, choices=("checkpoint", "random"),
+                   help="start from the checkpoint's weights, or from fresh weights of the same architecture")
+    p.add_argument("--images", type=int, default=C.n_images, help=f"budget in training images (default {C.n_images})")
+    p.add_argument("--data", default=C.data, help=f"data source (default {C.data})")
+    p.add_argument("--data-path", default=None, help="folder / cifar10 / array data: where the images are")
+    p.add_argument("--loss", default=C.loss, choices=("ns", "hinge"), help="non-saturating (default) or hinge")
+    p.add_argument("--r1-gamma", type=float, default=C.r1_gamma, help=f"R1 weight γ (default {C.r1_gamma}; 0: off)")
+    p.add_argument("--r1-every", type=int, default=C.r1_every, help=f"lazy R1 interval k (default {C.r1_every})")
+    p.add_argument("--lr-g", type=float, default=C.lr_g, help=f"generator learning rate (default {C.lr_g})")
+    p.add_argument("--lr-d", type=float, default=C.lr_d, help=f"discriminator learning rate (default {C.lr_d})")
+    p.add_argument("--batch-size", type=int, default=C.batch_size, help=f"default {C.batch_size}")
+    p.add_argument("--log-every", type=int, default=C.log_every,
+                   help=f"log spectra, samples and resume state every N images (default {C.log_every})")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help="export G and its EMA every N images (default: at every log moment)")
+    p.add_argument("--ema", type=float, default=C.ema, help=f"EMA half-life in images (default {C.ema}; 0: off)")
+    p.add_argument("--n-eval", type=int, default=C.n_eval, help=f"fixed-z outputs logged (default {C.n_eval})")
+    p.add_argument("--n-data", type=int, default=C.n_data, help=f"data images of the reference (default {C.n_data})")
+    p.add_argument("--overwrite", action="store_true", help="delete a previous fine-tuning run in --out and start over")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_common(p, out_default="runs/finetune")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from freqlab.gan import finetune
+
+    result = finetune(
+        args.checkpoint, args.out, data=args.data, data_path=args.data_path, init_kind=args.init, freeze=args.freeze,
+        loss=args.loss, r1_gamma=args.r1_gamma, r1_every=args.r1_every, lr_g=args.lr_g, lr_d=args.lr_d,
+        batch_size=args.batch_size, n_images=args.images, log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every, ema=args.ema, n_eval=args.n_eval, n_data=args.n_data,
+        seed=args.seed, device=args.device, overwrite=args.overwrite, progress=not args.quiet,
+    )
+    log = result.log
+    first, last = log.isel(images_seen=0), log.isel(images_seen=-1)
+    print(result.freeze.summary())
+    print(f"images_seen {int(first.images_seen)} -> {int(last.images_seen)}")
+    for band in log.band.values:
+        lsd0, lsd1 = float(first.log_spectral_distance.sel(band=band)), float(last.log_spectral_distance.sel(band=band))
+        div = float(last.diversity_ratio.sel(band=band))
+        print(f"  {band:>5} band: log-spectral distance {lsd0:6.2f} -> {lsd1:6.2f} dB, diversity ratio {div:.2f}")
+    print(f"  cutoff frequency {float(first.cutoff_frequency):.3f} -> {float(last.cutoff_frequency):.3f} cycles/px")
+    print(f"wrote {result.out_dir / 'finetune.nc'}, samples in {result.out_dir / 'samples'}", file=sys.stderr)
+    return 0

@@ -1,0 +1,1013 @@
+"""One-step GAN fine-tuning of a pre-trained denoiser (D2O / D2O-F), minimal on purpose.
+
+The generator is the denoiser applied once to pure noise at its largest noise level,
+
+    G(z) = D_θ(σ_g·z, σ_g),   z ~ N(0, I),   σ_g = the model's sigma_max (80 for EDM),
+
+so before fine-tuning it is exactly the ``generate`` mode of a sweep at σ_max. It is trained with nothing but a GAN
+loss against a small from-scratch discriminator (no distillation, no teacher): non-saturating (default) or hinge,
+lazy R1 on real images, Adam with β = (0, 0.99), an EMA of G. Freezing policies choose which parameters train
+(``none`` = D2O, ``conv`` = D2O-F, or a regex). While it learns, the spectra and per-image band statistics of a
+fixed batch of G's outputs are logged against the data to an xarray Dataset with dim ``images_seen``.
+
+Layout of a run directory ``out_dir``::
+
+    finetune.nc                       the log (see :func:`finetune` for its variables)
+    samples/images_seen-0001024.png   a grid of the logged outputs at each log moment (samples/data.png: the data)
+    checkpoints/finetune-0001024/     G in freqlab's checkpoint format (save_checkpoint), loadable by load_denoiser
+    checkpoints/finetune-0001024-ema/ the EMA of G, same format
+    state/images_seen-0001024/        resume state: weights.safetensors (G, EMA, D), optimizers.pt, state.json
+    state/latest.json                 points at the newest complete resume state (written last, atomically)
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, NamedTuple, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import xarray as xr
+from torch import nn
+
+from freqlab import results, spectral
+from freqlab.devices import resolve_device
+from freqlab.rng import per_sample_randn, sample_seed
+from freqlab.stats import SpectrumAccumulator
+
+__all__ = [
+    "FinetuneConfig",
+    "FinetuneRun",
+    "FreezeReport",
+    "Generator",
+    "Discriminator",
+    "EMA",
+    "CONV_POLICY_PATTERN",
+    "LOSSES",
+    "make_generator",
+    "random_init",
+    "freeze_policy",
+    "parameter_breakdown",
+    "layer_type",
+    "discriminator_loss",
+    "generator_loss",
+    "r1_penalty",
+    "SpectralMonitor",
+    "save_grid",
+    "finetune",
+    "run_finetune",
+]
+
+LOSSES = ("ns", "hinge")
+LOG_NAME = "finetune.nc"
+
+# --------------------------------------------------------------------------------------------------------------
+# generator
+# --------------------------------------------------------------------------------------------------------------
+
+
+class Generator(nn.Module):
+    """``G(z) = D(σ_g·z, σ_g)``: a denoiser used once, from pure noise at ``σ_g`` (default its ``sigma_max``).
+
+    ``z`` is ``(N, C, H, W)`` standard normal; the output is ``(N, C, H, W)``, nominally in [-1, 1] (not clamped:
+    the discriminator sees what the network makes). Parameters are the denoiser's, prefixed ``denoiser.``.
+    """
+
+    def __init__(self, denoiser: nn.Module, sigma: float | None = None):
+        super().__init__()
+        self.denoiser = denoiser
+        self.sigma = float(denoiser.sigma_max if sigma is None else sigma)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.denoiser.image_shape)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        sigma = torch.full((z.shape[0],), self.sigma, device=z.device, dtype=z.dtype)
+        return self.denoiser(self.sigma * z, sigma)
+
+
+def random_init(denoiser: nn.Module, seed: int = 0) -> nn.Module:
+    """The same architecture as ``denoiser`` with fresh, seeded weights (the control of the D2O experiment).
+
+    For freqlab's EDM models (and any wrapper holding a diffusers model under ``unet``) the UNet is rebuilt from its
+    config exactly as a new model would be (``from_config``), so the initialisation is diffusers' own; other
+    modules are deep-copied and every sub-module's ``reset_parameters()`` is called. Weights are drawn on the CPU
+    from a generator seeded with ``seed``, so the result does not depend on the device or on global RNG state.
+    """
+    device = next(denoiser.parameters()).device
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(sample_seed(seed, "random-init", 0))
+        fresh = copy.deepcopy(denoiser).cpu()
+        unet = getattr(fresh, "unet", None)
+        if unet is not None and hasattr(unet, "config") and hasattr(type(unet), "from_config"):
+            fresh.unet = type(unet).from_config(unet.config)
+        else:
+            for module in fresh.modules():
+                if module is not fresh and hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+    return fresh.to(device)
+
+
+def make_generator(init, *, init_kind: str = "checkpoint", seed: int = 0, device=None) -> Generator:
+    """A :class:`Generator` from a checkpoint path (anything ``load_denoiser`` accepts) or a ``Denoiser``.
+
+    ``init_kind="random"`` keeps only the architecture and noise levels and draws fresh weights (:func:`random_init`).
+    """
+    from freqlab.denoisers import Denoiser
+
+    if init_kind not in ("checkpoint", "random"):
+        raise ValueError(f"init_kind must be 'checkpoint' or 'random', got {init_kind!r}")
+    if isinstance(init, (str, os.PathLike)):
+        from freqlab.checkpoints import load_denoiser
+
+        denoiser = load_denoiser(init, device=device)
+    else:
+        denoiser = init
+    if not isinstance(denoiser, Denoiser):
+        raise ValueError(f"{init!r} is not a denoiser (got {type(denoiser).__name__}); pass a freqlab, diffusers or EDM checkpoint")
+    denoiser = copy.deepcopy(denoiser)  # never train the caller's model in place
+    if device is not None:
+        denoiser = denoiser.to(device)
+    if init_kind == "random":
+        denoiser = random_init(denoiser, seed)
+    return Generator(denoiser.float())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# discriminator
+# --------------------------------------------------------------------------------------------------------------
+
+
+class Discriminator(nn.Module):
+    """A small from-scratch convolutional discriminator that adapts to the resolution.
+
+    A 3x3 conv lifts the input to ``channels``; then blocks of (3x3 conv, 4x4 stride-2 conv), LeakyReLU(0.2) after
+    each, halve the resolution and double the channels (capped at ``max_channels``) as long as the smaller side
+    stays at least ``min_size`` (32x32 ends at 4x4, 28x20 at 7x5); a linear head maps the flattened features to one
+    logit per image. Odd and non-square sizes work (each halving rounds down).
+
+    Parameters
+    ----------
+    image_shape : ``(C, H, W)`` of the images it judges.
+    spectral_norm : wrap every conv and the head in spectral normalisation (off by default; R1 is the regulariser).
+    feature_network : the hook for a *projected* discriminator. Any module mapping images ``(N, C, H, W)`` to
+        features ``(N, C', H', W')`` (e.g. the first stages of a feature network available locally); its parameters
+        are frozen and the conv trunk is built on its output shape instead of the image's. Gradients still flow
+        through it to the images (needed by G's loss and by R1). ``None`` (default): judge pixels directly.
+    """
+
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        *,
+        channels: int = 32,
+        max_channels: int = 256,
+        min_size: int = 4,
+        spectral_norm: bool = False,
+        feature_network: nn.Module | None = None,
+    ):
+        super().__init__()
+        c, h, w = (int(s) for s in image_shape)
+        self.features = feature_network
+        if feature_network is not None:
+            feature_network.requires_grad_(False)
+            with torch.no_grad():
+                c, h, w = feature_network(torch.zeros(1, *image_shape)).shape[1:]
+        trunk_input = (1, c, h, w)
+        wrap = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
+        act = lambda: nn.LeakyReLU(0.2)  # noqa: E731
+        layers: list[nn.Module] = [wrap(nn.Conv2d(c, channels, 3, padding=1)), act()]
+        ch = channels
+        while min(h, w) // 2 >= min_size:
+            nxt = min(2 * ch, max_channels)
+            layers += [wrap(nn.Conv2d(ch, ch, 3, padding=1)), act(), wrap(nn.Conv2d(ch, nxt, 4, stride=2, padding=1)), act()]
+            ch, h, w = nxt, h // 2, w // 2
+        self.trunk = nn.Sequential(*layers)
+        with torch.no_grad():
+            n_features = self.trunk(torch.zeros(trunk_input)).numel()
+        self.head = wrap(nn.Linear(n_features, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N,)`` for images ``(N, C, H, W)``."""
+        if self.features is not None:
+            x = self.features(x)
+        return self.head(self.trunk(x).flatten(1)).squeeze(1)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# objective
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _check_loss(kind: str) -> None:
+    if kind not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, kind: str = "ns") -> torch.Tensor:
+    """Discriminator loss, averaged over the batch.
+
+    ``ns``: ``softplus(-D(x)) + softplus(D(G(z)))`` (= ``-log σ(D(x)) - log(1 - σ(D(G(z))))``).
+    ``hinge``: ``relu(1 - D(x)) + relu(1 + D(G(z)))``.
+    At zero logits: ``2·ln 2`` (ns) and ``2`` (hinge).
+    """
+    _check_loss(kind)
+    if kind == "ns":
+        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+
+def generator_loss(fake_logits: torch.Tensor, kind: str = "ns") -> torch.Tensor:
+    """Generator loss: ``softplus(-D(G(z)))`` (non-saturating, ``-log σ(D(G(z)))``) or ``-D(G(z))`` (hinge)."""
+    _check_loss(kind)
+    if kind == "ns":
+        return F.softplus(-fake_logits).mean()
+    return -fake_logits.mean()
+
+
+def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor, gamma: float, gain: float = 1.0) -> torch.Tensor:
+    """Lazy R1 penalty ``γ/2 · mean_i ‖∇_x D(x_i)‖² · gain`` on real images (Mescheder et al. 2018).
+
+    ``real`` must have ``requires_grad=True`` and ``real_logits = D(real)``. Applied every ``k`` steps, ``gain = k``
+    keeps the penalty's average strength the same as applying it every step (StyleGAN2's lazy regularisation).
+    The graph is kept (``create_graph``) so the penalty trains D.
+    """
+    (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    return 0.5 * gamma * gain * grad.square().flatten(1).sum(1).mean()
+
+
+class EMA:
+    """Exponential moving average of a model's parameters, with a half-life counted in images.
+
+    Per step of ``batch`` images the decay is ``β = 0.5 ** (batch / half_life)``, with the half-life ramped up as
+    ``min(halflife, rampup · images_seen)`` so early averages do not drag in the initial weights for long
+    (StyleGAN2-ADA's ``ema_rampup``). ``halflife = 0`` makes the EMA a copy of the model.
+    """
+
+    def __init__(self, model: nn.Module, halflife: float, rampup: float | None = 0.05):
+        if halflife < 0:
+            raise ValueError(f"EMA half-life must be >= 0 images, got {halflife}")
+        self.halflife, self.rampup = float(halflife), rampup
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def beta(self, images_seen: int, batch: int) -> float:
+        halflife = self.halflife
+        if self.rampup is not None:
+            halflife = min(halflife, self.rampup * images_seen)
+        return 0.5 ** (batch / halflife) if halflife > 0 else 0.0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, images_seen: int, batch: int) -> None:
+        beta = self.beta(images_seen, batch)
+        for p_ema, p in zip(self.model.parameters(), model.parameters()):
+            if p.requires_grad:  # frozen parameters never change, so their average is already right
+                p_ema.lerp_(p.detach(), 1.0 - beta)
+        for b_ema, b in zip(self.model.buffers(), model.buffers()):
+            b_ema.copy_(b)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# freezing policies
+# --------------------------------------------------------------------------------------------------------------
+
+#: Parameters the ``conv`` policy (D2O-F) freezes, as a regex over parameter names (``re.search``).
+#:
+#: * ``resnets.N.conv1`` / ``conv2``: the 3x3 convolutions inside residual blocks — the paper's frozen core.
+#: * ``attentions.N.to_out`` (``proj_attn`` in old diffusers files): attention output projections.
+#: * ``downsamplers.N.conv`` / ``upsamplers.N.conv``: frozen too. DESIGN.md lists neither as trainable; in the EDM
+#:   UNets of the paper resampling happens *inside* residual blocks (``UNetBlock(down=True)``, whose convs the
+#:   paper freezes, with parameter-free FIR resampling), and diffusers moves exactly that 3x3 spatial conv into a
+#:   separate ``Downsample2D``/``Upsample2D``. Freezing it keeps ``conv`` closest to the paper's set of frozen
+#:   spatial filters; pass a regex without it to train them.
+#:
+#: Trainable under ``conv``: normalisation layers (``norm1``, ``norm2``, ``group_norm``, ``conv_norm_out``),
+#: time-embedding projections (``time_embedding.*``, ``time_emb_proj``), 1x1 shortcut convs (``conv_shortcut``),
+#: attention ``to_q``/``to_k``/``to_v``, and the input/output convs (``conv_in``, ``conv_out``).
+CONV_POLICY_PATTERN = (
+    r"(^|\.)resnets\.\d+\.conv[12]\."
+    r"|(^|\.)attentions\.\d+\.(to_out|proj_attn)\b"
+    r"|(^|\.)(downsamplers|upsamplers)\.\d+\.conv\."
+)
+
+#: Layer types of :func:`parameter_breakdown`, in a fixed order (checked in this order against the name).
+LAYER_TYPES: tuple[tuple[str, str], ...] = (
+    ("resnet conv", r"(^|\.)resnets\.\d+\.conv[12]\."),
+    ("shortcut conv", r"conv_shortcut"),
+    ("resampler conv", r"(^|\.)(downsamplers|upsamplers)\.\d+\."),
+    ("attention out", r"(^|\.)(to_out|proj_attn)\b"),
+    ("attention q/k/v", r"(^|\.)(to_q|to_k|to_v|query|key|value)\b"),
+    ("time embedding", r"time_emb|time_proj|(^|\.)class_embedding"),
+    ("in/out conv", r"(^|\.)conv_(in|out)\."),
+)
+LAYER_TYPE_NAMES = tuple(t for t, _ in LAYER_TYPES) + ("normalisation", "other")
+
+
+class FreezeReport(NamedTuple):
+    """What a freezing policy did: counts are numbers of scalar parameters (not tensors)."""
+
+    policy: str
+    pattern: str
+    n_total: int
+    n_frozen: int
+    frozen_names: tuple[str, ...]
+    trainable_names: tuple[str, ...]
+
+    @property
+    def frozen_share(self) -> float:
+        return self.n_frozen / self.n_total if self.n_total else 0.0
+
+    def summary(self) -> str:
+        return (f"freeze policy {self.policy!r}: {self.n_frozen:,} of {self.n_total:,} parameters frozen "
+                f"({self.frozen_share:.1%}), {len(self.frozen_names)} of "
+                f"{len(self.frozen_names) + len(self.trainable_names)} tensors")
+
+
+def freeze_policy(model: nn.Module, policy: str = "conv") -> FreezeReport:
+    """Freeze ``model``'s parameters in place by policy; returns a :class:`FreezeReport`.
+
+    ``policy``: ``"none"`` (D2O: everything trains), ``"conv"`` (D2O-F, :data:`CONV_POLICY_PATTERN`), or any other
+    string, taken as a regular expression searched in each parameter name (as ``model.named_parameters()`` gives
+    them, e.g. ``unet.down_blocks.0.resnets.0.conv1.weight`` for freqlab's EDM models): matching parameters are
+    frozen. Frozen parameters get ``requires_grad=False`` so they receive no gradient and, left out of the optimizer,
+    no Adam state. Parameters that were already not trainable (e.g. fixed Fourier features) stay frozen.
+
+    Raises ValueError when a pattern is not a valid regex, or freezes nothing or everything (a typo, most likely).
+    """
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    if not names:
+        raise ValueError("the model has no trainable parameters to apply a freezing policy to")
+    if policy == "none":
+        pattern = ""
+    else:
+        pattern = CONV_POLICY_PATTERN if policy == "conv" else policy
+        try:
+            regex = re.compile(pattern)
+        except re.error as err:
+            raise ValueError(f"freeze pattern {policy!r} is not a valid regular expression ({err})") from None
+        hits = sum(bool(regex.search(n)) for n in names)
+        example = names[min(len(names) - 1, 8)]
+        if hits == 0:
+            raise ValueError(f"freeze pattern {policy!r} matches no parameter name (names look like {example!r})")
+        if hits == len(names):
+            raise ValueError(f"freeze pattern {policy!r} matches every parameter, nothing would train; narrow it")
+        for n, p in model.named_parameters():
+            if regex.search(n):
+                p.requires_grad_(False)
+    frozen = tuple(n for n, p in model.named_parameters() if not p.requires_grad)
+    trainable = tuple(n for n, p in model.named_parameters() if p.requires_grad)
+    n_total = sum(p.numel() for p in model.parameters())
+    n_frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    return FreezeReport(policy, pattern, n_total, n_frozen, frozen, trainable)
+
+
+def layer_type(name: str, module: nn.Module | None = None) -> str:
+    """The layer type of parameter ``name`` (one of :data:`LAYER_TYPE_NAMES`), from its name and owning module."""
+    if isinstance(module, (nn.GroupNorm, nn.LayerNorm, nn.BatchNorm2d, nn.InstanceNorm2d)):
+        return "normalisation"
+    for kind, pattern in LAYER_TYPES:
+        if re.search(pattern, name):
+            return kind
+    if re.search(r"norm", name.rsplit(".", 1)[0]):
+        return "normalisation"
+    return "other"
+
+
+def parameter_breakdown(model: nn.Module) -> xr.Dataset:
+    """Frozen and trainable parameter counts by layer type, for a bar chart of what a policy freezes.
+
+    Returns a Dataset with dim ``layer_type`` (:data:`LAYER_TYPE_NAMES`, all listed even when empty) and int64
+    variables ``n_frozen``, ``n_trainable`` (scalar parameters, from each parameter's ``requires_grad``).
+    """
+    frozen = dict.fromkeys(LAYER_TYPE_NAMES, 0)
+    trainable = dict.fromkeys(LAYER_TYPE_NAMES, 0)
+    for mod_name, module in model.named_modules():
+        for p_name, p in module.named_parameters(recurse=False):
+            kind = layer_type(f"{mod_name}.{p_name}" if mod_name else p_name, module)
+            (trainable if p.requires_grad else frozen)[kind] += p.numel()
+    coords = {"layer_type": list(LAYER_TYPE_NAMES)}
+    attrs = {"units": "parameters"}
+    return xr.Dataset(
+        {
+            "n_frozen": ("layer_type", np.array(list(frozen.values()), dtype=np.int64), attrs),
+            "n_trainable": ("layer_type", np.array(list(trainable.values()), dtype=np.int64), attrs),
+        },
+        coords=coords,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# spectral logging
+# --------------------------------------------------------------------------------------------------------------
+
+
+class SpectralMonitor:
+    """Mean spectra and per-image band statistics of generated images against a fixed batch of data.
+
+    The data side is computed once from ``reference`` ``(M, C, H, W)``; :meth:`measure` computes the same for a batch
+    of outputs ``(N, C, H, W)`` and compares. Everything runs on the CPU in float64, whatever the training device.
+
+    * RAPS per channel (mean and standard error over images, :class:`~freqlab.stats.SpectrumAccumulator`).
+    * Relative power ``10·log10(P_out/P_data)`` of the channel-averaged spectra, its per-band log-spectral distance
+      and the −3 dB cutoff frequency. Both skip the DC bin (the mean brightness, not a spatial frequency), so
+      ``f_c`` is the lowest frequency > 0 where the outputs fall 3 dB short of the data.
+    * Per image and band: log band power ``10·log10`` of the channel-averaged band power (dB) and the band-pass
+      kurtosis (channel-averaged); compared with the data as diversity ratio, 1-D Wasserstein distance (dB) and
+      kurtosis gap (:func:`freqlab.spectral.band_statistics` and friends).
+    """
+
+    def __init__(self, reference: torch.Tensor, bands=None, *, chunk: int = 64):
+        self.bands = spectral.resolve_bands(bands)
+        self.chunk = int(chunk)
+        ref = self._stats(reference)
+        self.freq, self.data_power, self.data_sem, self.data_log_power, self.data_kurtosis = ref
+        self.data_mean_power = self.data_power.mean(0)
+
+    def _stats(self, images: torch.Tensor):
+        acc = SpectrumAccumulator()
+        log_power, kurtosis = [], []
+        for start in range(0, images.shape[0], self.chunk):
+            x = images[start : start + self.chunk].detach().to("cpu", torch.float64)
+            spec = spectral.radial_power_spectrum(x)
+            acc.update(spec.power)
+            stats = spectral.band_statistics(x, self.bands)
+            log_power.append(10.0 * torch.log10(stats.power.mean(1).clamp_min(1e-30)))
+            kurtosis.append(stats.kurtosis.nanmean(1))
+        sem = acc.sem if acc.count > 1 else acc.mean * math.nan
+        return spec.freq, acc.mean, sem, torch.cat(log_power), torch.cat(kurtosis)
+
+    def measure(self, images: torch.Tensor) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
+        """Statistics of ``images`` against the data, as ``{name: (dims, values)}`` (dims without images_seen)."""
+        freq, power, sem, log_power, kurtosis = self._stats(images)
+        rel_db = spectral.relative_power_db(power.mean(0), self.data_mean_power)
+        ac = freq > 0
+        lsd = spectral.log_spectral_distance(power.mean(0)[ac], self.data_mean_power[ac], freq[ac], self.bands)
+        out = {
+            "power": (("channel", "freq"), power),
+            "power_sem": (("channel", "freq"), sem),
+            "relative_power_db": (("freq",), rel_db),
+            "log_spectral_distance": (("band",), lsd),
+            "log_spectral_distance_all": ((), spectral.log_spectral_distance(power.mean(0)[ac], self.data_mean_power[ac])),
+            "cutoff_frequency": ((), spectral.cutoff_frequency(freq[ac], rel_db[ac])),
+            "log_band_power": (("sample", "band"), log_power),
+            "diversity_ratio": (("band",), spectral.diversity_ratio(log_power, self.data_log_power)),
+            "wasserstein_log_band_power": (("band",), spectral.wasserstein_1d(log_power, self.data_log_power)),
+            "kurtosis": (("band",), kurtosis.nanmean(0)),
+            "kurtosis_gap": (("band",), spectral.kurtosis_gap(kurtosis, self.data_kurtosis)),
+        }
+        return {k: (dims, v.detach().cpu().numpy()) for k, (dims, v) in out.items()}
+
+    def reference_dataset(self) -> xr.Dataset:
+        """The data side: ``data_power``, ``data_power_sem`` (channel, freq), ``data_log_band_power``
+        (data_sample, band), ``data_kurtosis`` (band), with coords ``freq``, ``band``, ``band_lo``, ``band_hi``."""
+        c = self.data_power.shape[0]
+        return xr.Dataset(
+            {
+                "data_power": (("channel", "freq"), self.data_power.numpy(), {"units": "power (image units²)"}),
+                "data_power_sem": (("channel", "freq"), self.data_sem.numpy(), {"units": "power (image units²)"}),
+                "data_log_band_power": (("data_sample", "band"), self.data_log_power.numpy(), {"units": "dB"}),
+                "data_kurtosis": (("band",), self.data_kurtosis.nanmean(0).numpy(), {"units": "1"}),
+            },
+            coords={
+                "freq": ("freq", self.freq.numpy(), {"units": "cycles/pixel", "long_name": "radial frequency (bin centre)"}),
+                "channel": ("channel", np.arange(c)),
+                "band": ("band", list(self.bands)),
+                "band_lo": ("band", [lo for lo, _ in self.bands.values()], {"units": "cycles/pixel"}),
+                "band_hi": ("band", [hi for _, hi in self.bands.values()], {"units": "cycles/pixel"}),
+            },
+        )
+
+
+VARIABLE_ATTRS: dict[str, dict[str, str]] = {
+    "power": {"units": "power (image units²)", "long_name": "mean RAPS of the logged outputs"},
+    "power_sem": {"units": "power (image units²)", "long_name": "standard error of the mean RAPS"},
+    "relative_power_db": {"units": "dB", "long_name": "10·log10(P_out/P_data), channel-averaged spectra"},
+    "log_spectral_distance": {"units": "dB", "long_name": "per-band log-spectral distance to the data (DC bin excluded)"},
+    "log_spectral_distance_all": {"units": "dB", "long_name": "log-spectral distance over all bins but DC"},
+    "cutoff_frequency": {"units": "cycles/pixel", "long_name": "lowest frequency > 0 where relative power < -3 dB"},
+    "log_band_power": {"units": "dB", "long_name": "per-image 10·log10 band power (channel-averaged)"},
+    "diversity_ratio": {"units": "1", "long_name": "std of per-image log band power, outputs / data"},
+    "wasserstein_log_band_power": {"units": "dB", "long_name": "1-D Wasserstein distance of per-image log band power"},
+    "kurtosis": {"units": "1", "long_name": "mean band-pass kurtosis of the outputs"},
+    "kurtosis_gap": {"units": "1", "long_name": "mean band-pass kurtosis, outputs minus data"},
+    "loss_d": {"units": "1", "long_name": "discriminator loss (mean since the previous row, R1 excluded)"},
+    "loss_g": {"units": "1", "long_name": "generator loss (mean since the previous row)"},
+    "r1_penalty": {"units": "1", "long_name": "lazy R1 penalty incl. its gain (mean over R1 steps since the previous row)"},
+    "d_real": {"units": "1", "long_name": "mean discriminator logit on real images"},
+    "d_fake": {"units": "1", "long_name": "mean discriminator logit on generated images"},
+    "images_per_second": {"units": "images/s", "long_name": "training throughput since the previous row (no logging)"},
+}
+
+
+def save_grid(images: torch.Tensor, path: str | os.PathLike, *, nrow: int | None = None, pad: int = 1, scale: int = 1) -> Path:
+    """Write images ``(N, C, H, W)`` in [-1, 1] (clamped) as one PNG grid, ``nrow`` per row (default √N).
+
+    C = 1 gives a greyscale PNG, C = 3 RGB. ``scale`` enlarges each pixel (nearest neighbour) for viewing. The file
+    is written to a temporary name and renamed, so a reader never sees half a PNG.
+    """
+    from PIL import Image
+
+    x = images.detach().to("cpu", torch.float32).clamp(-1, 1)
+    n, c, h, w = x.shape
+    if c not in (1, 3):
+        raise ValueError(f"a sample grid needs 1 or 3 channels, got {c}")
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
+    grid = torch.ones(c, rows * (h + pad) + pad, nrow * (w + pad) + pad)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = x[i]
+    pixels = ((grid + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    if scale > 1:
+        pixels = pixels.repeat(scale, 0).repeat(scale, 1)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(pixels[..., 0] if c == 1 else pixels).save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the fine-tuning loop
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything that determines the numbers of a fine-tuning run (device and I/O options are not here).
+
+    Sizes are in images: ``n_images`` is the budget, ``log_every`` the spacing of log rows and sample grids,
+    ``checkpoint_every`` that of exported checkpoints (``None``: at every log row; the resume state is always saved
+    at every log row), ``ema`` the half-life of the generator's EMA (0: no averaging).
+    """
+
+    init: str = ""                      # provenance: the checkpoint path (set by finetune)
+    init_kind: str = "checkpoint"       # "checkpoint" or "random" (same architecture, fresh weights: the control)
+    data: str = "natural"               # a freqlab.data source name
+    data_path: str | None = None        # for the "folder" and "array" sources
+    freeze: str = "conv"                # "none" (D2O), "conv" (D2O-F) or a regex over parameter names
+    loss: str = "ns"                    # "ns" (non-saturating) or "hinge"
+    r1_gamma: float = 0.1               # R1 weight γ (0 turns R1 off)
+    r1_every: int = 16                  # lazy R1: every k D steps, with gain k
+    lr_g: float = 1e-4
+    lr_d: float = 2e-4
+    batch_size: int = 32
+    n_images: int = 10_000
+    log_every: int = 1_000
+    checkpoint_every: int | None = None
+    ema: float = 500.0
+    n_eval: int = 64                    # fixed-z outputs logged at each row (spectra, band statistics, grid)
+    n_data: int = 256                   # data images of the reference statistics
+    bands: tuple[float, ...] | None = None  # band edges in cycles/pixel; None: low/mid/high of DEFAULT_BANDS
+    d_channels: int = 32
+    d_max_channels: int = 256
+    spectral_norm: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        _check_loss(self.loss)
+        if self.init_kind not in ("checkpoint", "random"):
+            raise ValueError(f"init_kind must be 'checkpoint' or 'random', got {self.init_kind!r}")
+        for name in ("batch_size", "n_images", "log_every", "r1_every", "n_eval", "n_data", "d_channels"):
+            if int(getattr(self, name)) < (2 if name in ("n_eval", "n_data") else 1):
+                raise ValueError(f"{name} must be a positive integer (n_eval, n_data >= 2), got {getattr(self, name)}")
+        for name in ("lr_g", "lr_d"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not (self.r1_gamma >= 0 and self.ema >= 0):
+            raise ValueError("r1_gamma and ema must be >= 0")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1 image or None, got {self.checkpoint_every}")
+        if self.bands is not None:
+            self.bands = tuple(float(b) for b in self.bands)
+            spectral.resolve_bands(self.bands)
+
+    # fields that may change when a run is resumed: its budget and how often it exports checkpoints
+    RESUMABLE_CHANGES = ("n_images", "checkpoint_every")
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass
+class FinetuneRun:
+    """What :func:`finetune` returns: the log and the trained networks, on the run's device."""
+
+    out_dir: Path
+    log: xr.Dataset
+    generator: Generator
+    generator_ema: Generator
+    discriminator: nn.Module
+    freeze: FreezeReport
+    images_seen: int
+
+
+class _DataStream:
+    """Training images by index, deterministic: unlimited sources are read in order (after the reference
+    images), finite ones in a seeded permutation per epoch, so a resumed run sees the same images."""
+
+    def __init__(self, source, seed: int, skip: int):
+        self.source, self.seed, self.skip = source, seed, skip
+        self._perm: tuple[int, torch.Tensor] | None = None
+
+    def indices(self, start: int, n: int) -> list[int]:
+        size = self.source.size
+        if size is None:
+            return [self.skip + i for i in range(start, start + n)]
+        out = []
+        for i in range(start, start + n):
+            epoch, j = divmod(i, size)
+            if self._perm is None or self._perm[0] != epoch:
+                gen = torch.Generator().manual_seed(sample_seed(self.seed, "finetune-data-order", epoch))
+                self._perm = (epoch, torch.randperm(size, generator=gen))
+            out.append(int(self._perm[1][j]))
+        return out
+
+    def batch(self, start: int, n: int) -> torch.Tensor:
+        return self.source.images(self.indices(start, n))
+
+
+def finetune(
+    init,
+    out_dir: str | os.PathLike,
+    *,
+    data: str = FinetuneConfig.data,
+    data_path: str | None = None,
+    init_kind: str = FinetuneConfig.init_kind,
+    freeze: str = FinetuneConfig.freeze,
+    loss: str = FinetuneConfig.loss,
+    r1_gamma: float = FinetuneConfig.r1_gamma,
+    r1_every: int = FinetuneConfig.r1_every,
+    lr_g: float = FinetuneConfig.lr_g,
+    lr_d: float = FinetuneConfig.lr_d,
+    batch_size: int = FinetuneConfig.batch_size,
+    n_images: int = FinetuneConfig.n_images,
+    log_every: int = FinetuneConfig.log_every,
+    checkpoint_every: int | None = FinetuneConfig.checkpoint_every,
+    ema: float = FinetuneConfig.ema,
+    n_eval: int = FinetuneConfig.n_eval,
+    n_data: int = FinetuneConfig.n_data,
+    bands: Sequence[float] | None = None,
+    seed: int = FinetuneConfig.seed,
+    device="auto",
+    resume: bool = True,
+    overwrite: bool = False,
+    progress: bool = True,
+    discriminator_factory: Callable[[tuple[int, int, int]], nn.Module] | None = None,
+) -> FinetuneRun:
+    """Fine-tune a denoiser into a one-step generator with a GAN loss; log spectra, samples and checkpoints.
+
+    Parameters
+    ----------
+    init : a checkpoint path (anything :func:`freqlab.checkpoints.load_denoiser` accepts) or a ``Denoiser``.
+    out_dir : the run directory (layout in the module docstring).
+    init_kind : ``"checkpoint"`` (use its weights) or ``"random"`` (same architecture, fresh seeded weights).
+    freeze : ``"none"`` (D2O), ``"conv"`` (D2O-F) or a regex over parameter names (:func:`freeze_policy`).
+    resume : continue the run found in ``out_dir`` (its config must match, except ``n_images`` and
+        ``checkpoint_every``); a run that already reached ``n_images`` returns at once. ``resume=False`` with a run
+        there is an error unless ``overwrite``.
+    overwrite : delete a previous run's files in ``out_dir`` (log, samples, checkpoints, state) first.
+    discriminator_factory : the hook for another discriminator (e.g. :class:`Discriminator` with a
+        ``feature_network``, a projected discriminator): called with the image shape ``(C, H, W)`` under a seeded
+        RNG, returns the module (logits ``(N,)`` for images ``(N, C, H, W)``). Default: :class:`Discriminator`.
+    Other arguments: the fields of :class:`FinetuneConfig`.
+
+    Returns
+    -------
+    FinetuneRun. Its ``log`` (also ``out_dir/finetune.nc``) has dim ``images_seen`` (int, images the generator was
+    trained on; the first row, 0, is the initial model, i.e. the denoiser's one-step output at σ_max), and:
+
+    * per row: ``power``, ``power_sem`` (images_seen, channel, freq); ``relative_power_db`` (images_seen, freq);
+      ``log_spectral_distance``, ``diversity_ratio``, ``wasserstein_log_band_power``, ``kurtosis``,
+      ``kurtosis_gap`` (images_seen, band); ``log_band_power`` (images_seen, sample, band);
+      ``log_spectral_distance_all``, ``cutoff_frequency``, ``loss_d``, ``loss_g``, ``r1_penalty``, ``d_real``,
+      ``d_fake``, ``images_per_second`` (images_seen) — losses are means since the previous row, NaN in row 0;
+    * once: ``data_power``, ``data_power_sem`` (channel, freq); ``data_log_band_power`` (data_sample, band);
+      ``data_kurtosis`` (band); ``n_frozen``, ``n_trainable`` (layer_type);
+    * attrs: ``frozen_share``, ``n_parameters``, ``n_frozen_parameters``, ``sigma_g``, ``logged_network``, and the
+      config (``config_*``).
+
+    Raises ValueError for a checkpoint that is not a denoiser, a freeze pattern that freezes nothing or everything,
+    data that do not match the model's image shape, and a non-finite loss (the run stops; the last good state and
+    checkpoints stay on disk; the message says at which ``images_seen``).
+    """
+    config = FinetuneConfig(
+        init=str(init) if isinstance(init, (str, os.PathLike)) else f"<{type(init).__name__} object>",
+        init_kind=init_kind, data=data, data_path=data_path, freeze=freeze, loss=loss, r1_gamma=r1_gamma,
+        r1_every=r1_every, lr_g=lr_g, lr_d=lr_d, batch_size=batch_size, n_images=n_images, log_every=log_every,
+        checkpoint_every=checkpoint_every, ema=ema, n_eval=n_eval, n_data=n_data,
+        bands=tuple(bands) if bands is not None else None, seed=seed,
+    )
+    return run_finetune(init, out_dir, config, device=device, resume=resume, overwrite=overwrite,
+                        progress=progress, discriminator_factory=discriminator_factory)
+
+
+def run_finetune(
+    init,
+    out_dir: str | os.PathLike,
+    config: FinetuneConfig,
+    *,
+    device="auto",
+    resume: bool = True,
+    overwrite: bool = False,
+    progress: bool = True,
+    discriminator_factory: Callable[[tuple[int, int, int]], nn.Module] | None = None,
+) -> FinetuneRun:
+    """:func:`finetune` with a ready :class:`FinetuneConfig` (the loop itself)."""
+    from tqdm.auto import tqdm
+
+    from freqlab.data import make_source
+
+    device = resolve_device(device)
+    out = Path(out_dir)
+    if overwrite:
+        _remove_run(out)
+    previous = _read_latest(out)
+    if previous is not None and not resume:
+        raise FileExistsError(f"{out} already holds a fine-tuning run; resume it (resume=True, the command line's "
+                              f"default) or start over (--overwrite)")
+    if previous is not None:
+        _check_resumable(previous["config"], config, out)
+
+    # -- networks -------------------------------------------------------------------------------------------
+    gen = make_generator(init, init_kind=config.init_kind, seed=config.seed, device=device)
+    gen.train()
+    freeze = freeze_policy(gen.denoiser, config.freeze)
+    if progress:
+        print(freeze.summary(), file=sys.stderr)
+    shape = gen.image_shape
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(sample_seed(config.seed, "discriminator-init", 0))
+        factory = discriminator_factory or (lambda s: Discriminator(
+            s, channels=config.d_channels, max_channels=config.d_max_channels, spectral_norm=config.spectral_norm))
+        disc = factory(tuple(shape)).to(device)
+    g_params = [p for p in gen.parameters() if p.requires_grad]
+    d_params = [p for p in disc.parameters() if p.requires_grad]
+    opt_g = torch.optim.Adam(g_params, lr=config.lr_g, betas=(0.0, 0.99))
+    opt_d = torch.optim.Adam(d_params, lr=config.lr_d, betas=(0.0, 0.99))
+    ema = EMA(gen, config.ema)
+
+    # -- data and the fixed evaluation batch ------------------------------------------------------------------
+    c, h, w = shape
+    source = make_source(config.data, resolution=h if h == w else (h, w), grayscale=(c == 1), path=config.data_path)
+    if tuple(source.shape) != tuple(shape):
+        raise ValueError(f"data source {config.data!r} gives images of shape {tuple(source.shape)} but the model "
+                         f"expects {tuple(shape)}")
+    n_data = config.n_data if source.size is None else min(config.n_data, source.size)
+    reference = source.images(range(n_data))
+    stream = _DataStream(source, config.seed, skip=n_data)
+    monitor = SpectralMonitor(reference, config.bands)
+    z_eval = per_sample_randn(config.seed, "finetune-eval-z", range(config.n_eval), shape, device=device)
+
+    static = monitor.reference_dataset().merge(parameter_breakdown(gen.denoiser))
+    static.attrs.update(_attrs(config, freeze, gen))
+    rows: list[xr.Dataset] = []
+    images_seen, step, next_log = 0, 0, 0
+    if previous is not None:
+        images_seen, step, next_log = _load_state(out, previous, gen, ema, disc, opt_g, opt_d, device)
+        rows = _load_rows(out / LOG_NAME, images_seen)
+    else:
+        save_grid(reference[: config.n_eval], out / "samples" / "data.png")
+    logged_at = int(rows[-1].images_seen[-1]) if rows else -1
+    last_good = images_seen if previous is not None else None
+
+    # -- loop ------------------------------------------------------------------------------------------------
+    sums = dict.fromkeys(("loss_d", "loss_g", "r1_penalty", "d_real", "d_fake", "n_steps", "n_r1", "images",
+                          "seconds"), 0.0)
+    bar = tqdm(total=config.n_images, initial=min(images_seen, config.n_images), unit="img", file=sys.stderr,
+               disable=not progress, desc="finetune", dynamic_ncols=True)
+    checkpoint_every = config.checkpoint_every or config.log_every
+    try:
+        while True:
+            if (images_seen >= next_log or images_seen >= config.n_images) and logged_at != images_seen:
+                outputs = _generate(ema.model, z_eval, config.batch_size)
+                rows.append(_log_row(images_seen, monitor.measure(outputs), sums))
+                results.save(_assemble(rows, static), out / LOG_NAME)
+                save_grid(outputs, out / "samples" / f"images_seen-{images_seen:07d}.png")
+                crossed = images_seen // checkpoint_every > logged_at // checkpoint_every
+                if images_seen == 0 or images_seen >= config.n_images or crossed:
+                    _export(out, gen, ema, images_seen, step, rows[-1])
+                next_log = (images_seen // config.log_every + 1) * config.log_every
+                _save_state(out, images_seen, step, next_log, config, freeze, gen, ema, disc, opt_g, opt_d)
+                last_good, logged_at = images_seen, images_seen
+                sums = dict.fromkeys(sums, 0.0)
+            if images_seen >= config.n_images:
+                break
+            t0 = time.perf_counter()
+            b = config.batch_size
+            real = stream.batch(images_seen, b).to(device)
+            z = per_sample_randn(config.seed, "finetune-z", range(images_seen, images_seen + b), shape, device=device)
+            fake = gen(z)
+
+            # discriminator step (lazy R1 on the real images every r1_every steps, with gain r1_every)
+            do_r1 = config.r1_gamma > 0 and step % config.r1_every == 0
+            real.requires_grad_(do_r1)
+            real_logits, fake_logits = disc(real), disc(fake.detach())
+            loss_d = discriminator_loss(real_logits, fake_logits, config.loss)
+            r1 = r1_penalty(real_logits, real, config.r1_gamma, config.r1_every) if do_r1 else loss_d.new_zeros(())
+            _check_finite(out, images_seen, step, last_good, loss_d=loss_d, r1_penalty=r1)
+            opt_d.zero_grad(set_to_none=True)
+            (loss_d + r1).backward()
+            opt_d.step()
+
+            # generator step against the updated discriminator (its parameters get no gradient here)
+            for p in d_params:
+                p.requires_grad_(False)
+            loss_g = generator_loss(disc(fake), config.loss)
+            _check_finite(out, images_seen, step, last_good, loss_g=loss_g)
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            for p in d_params:
+                p.requires_grad_(True)
+
+            images_seen += b
+            step += 1
+            ema.update(gen, images_seen, b)
+            dt = time.perf_counter() - t0
+            values = {"loss_d": loss_d, "loss_g": loss_g, "d_real": real_logits.mean(), "d_fake": fake_logits.mean()}
+            for key, value in values.items():
+                sums[key] += float(value.detach())
+            sums["r1_penalty"] += float(r1.detach())
+            sums["n_r1"] += float(do_r1)
+            sums["n_steps"] += 1
+            sums["images"] += b
+            sums["seconds"] += dt
+            bar.update(min(images_seen, config.n_images) - bar.n)
+            bar.set_postfix(loss_d=f"{float(loss_d.detach()):.3f}", loss_g=f"{float(loss_g.detach()):.3f}",
+                            img_s=f"{b / dt:.0f}", refresh=False)
+    finally:
+        bar.close()
+    log = _assemble(rows, static)
+    return FinetuneRun(out, log, gen, ema.model, disc, freeze, images_seen)
+
+
+@torch.no_grad()
+def _generate(net: nn.Module, z: torch.Tensor, chunk: int) -> torch.Tensor:
+    return torch.cat([net(z[i : i + chunk]) for i in range(0, z.shape[0], chunk)])
+
+
+def _check_finite(out: Path, images_seen: int, step: int, last_good: int | None, **losses: torch.Tensor) -> None:
+    for name, value in losses.items():
+        if not bool(torch.isfinite(value)):
+            kept = (f"the last good state (images_seen={last_good}) is kept in {out / 'state'}"
+                    if last_good is not None else "nothing was saved")
+            raise ValueError(f"fine-tuning stopped: {name} is {float(value.detach())} at images_seen={images_seen} "
+                             f"(step {step}); {kept}; lower the learning rates or raise r1_gamma and start over")
+
+
+def _log_row(images_seen: int, measured: dict, sums: dict) -> xr.Dataset:
+    n, n_r1 = sums["n_steps"], sums["n_r1"]
+    scalars = {
+        "loss_d": sums["loss_d"] / n if n else math.nan,
+        "loss_g": sums["loss_g"] / n if n else math.nan,
+        "r1_penalty": sums["r1_penalty"] / n_r1 if n_r1 else math.nan,
+        "d_real": sums["d_real"] / n if n else math.nan,
+        "d_fake": sums["d_fake"] / n if n else math.nan,
+        "images_per_second": sums["images"] / sums["seconds"] if sums["seconds"] else math.nan,
+    }
+    data = {k: (dims, v) for k, (dims, v) in measured.items()}
+    data.update({k: ((), np.float64(v)) for k, v in scalars.items()})
+    ds = xr.Dataset({k: (dims, np.asarray(v)) for k, (dims, v) in data.items()})
+    return ds.expand_dims(images_seen=np.array([images_seen], dtype=np.int64))
+
+
+def _assemble(rows: list[xr.Dataset], static: xr.Dataset) -> xr.Dataset:
+    ds = xr.concat(rows, dim="images_seen").merge(static)
+    for name, attrs in VARIABLE_ATTRS.items():
+        if name in ds:
+            ds[name].attrs.update(attrs)
+    ds["images_seen"].attrs.update({"units": "images", "long_name": "images the generator was trained on"})
+    ds["sample"] = np.arange(ds.sizes["sample"])
+    ds.attrs = dict(static.attrs)
+    return ds
+
+
+def _attrs(config: FinetuneConfig, freeze: FreezeReport, gen: Generator) -> dict:
+    attrs = {
+        "title": "freqlab GAN fine-tuning log (D2O / D2O-F)",
+        "frozen_share": float(freeze.frozen_share),
+        "n_parameters": int(freeze.n_total),
+        "n_frozen_parameters": int(freeze.n_frozen),
+        "freeze_pattern": freeze.pattern,
+        "sigma_g": float(gen.sigma),
+        "logged_network": "EMA of the generator (equal to G when ema = 0), fixed z",
+        "conventions": "images in [-1, 1]; spectra as freqlab.spectral; dB = 10·log10; band metrics skip the DC bin",
+    }
+    for key, value in config.to_dict().items():
+        attrs[f"config_{key}"] = "none" if value is None else (json.dumps(value) if isinstance(value, list) else
+                                                               int(value) if isinstance(value, bool) else value)
+    return attrs
+
+
+# --------------------------------------------------------------------------------------------------------------
+# run directory: checkpoints, resume state, log
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _export(out: Path, gen: Generator, ema: EMA, images_seen: int, step: int, row: xr.Dataset) -> None:
+    """G and its EMA in freqlab's checkpoint format (only for models save_checkpoint knows, i.e. EDM ones)."""
+    from freqlab.checkpoints import save_checkpoint
+    from freqlab.denoisers import EDMDenoiser
+
+    if not isinstance(gen.denoiser, EDMDenoiser):
+        return
+    loss = float(row["loss_g"].values.squeeze())
+    loss = loss if math.isfinite(loss) else None  # the first row has no loss yet
+    for net, suffix, is_ema in ((gen, "", False), (ema.model, "-ema", True)):
+        meta = {"step": step, "images_seen": images_seen, "loss": loss, "ema": is_ema, "kind": "finetune",
+                "sigma_g": gen.sigma}
+        save_checkpoint(out / "checkpoints" / f"finetune-{images_seen:07d}{suffix}", net.denoiser, metadata=meta)
+
+
+def _save_state(out: Path, images_seen, step, next_log, config, freeze, gen, ema, disc, opt_g, opt_d) -> None:
+    from safetensors.torch import save_file
+
+    root = out / "state"
+    final = root / f"images_seen-{images_seen:07d}"
+    tmp = root / f".tmp-{final.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tensors = {}
+    for prefix, module in (("generator.", gen), ("generator_ema.", ema.model), ("discriminator.", disc)):
+        tensors.update({prefix + k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()})
+    save_file(tensors, tmp / "weights.safetensors")
+    torch.save({"generator": opt_g.state_dict(), "discriminator": opt_d.state_dict()}, tmp / "optimizers.pt")
+    state = {"images_seen": images_seen, "step": step, "next_log": next_log, "config": config.to_dict(),
+             "frozen_share": freeze.frozen_share, "n_frozen": freeze.n_frozen, "n_parameters": freeze.n_total}
+    (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    _write_text(root / "latest.json", json.dumps({"dir": final.name, **state}, indent=1))
+    for old in root.glob("images_seen-*"):  # keep only the newest complete state
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _read_latest(out: Path) -> dict | None:
+    path = out / "state" / "latest.json"
+    if not path.is_file():
+        return None
+    latest = json.loads(path.read_text())
+    if not (out / "state" / latest["dir"] / "weights.safetensors").is_file():
+        raise ValueError(f"the resume state named in {path} is missing; start over with --overwrite")
+    return latest
+
+
+def _check_resumable(saved: Mapping, config: FinetuneConfig, out: Path) -> None:
+    now = config.to_dict()
+    diff = [k for k in now if k not in FinetuneConfig.RESUMABLE_CHANGES and saved.get(k) != now[k]]
+    if diff:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff)
+        raise ValueError(f"{out} holds a run with other settings ({detail}); use the same settings to resume, "
+                         f"or --overwrite to start over")
+
+
+def _load_state(out: Path, latest: dict, gen, ema, disc, opt_g, opt_d, device) -> tuple[int, int, int]:
+    from safetensors.torch import load_file
+
+    folder = out / "state" / latest["dir"]
+    tensors = load_file(folder / "weights.safetensors", device=str(device))
+    for prefix, module in (("generator.", gen), ("generator_ema.", ema.model), ("discriminator.", disc)):
+        module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    opts = torch.load(folder / "optimizers.pt", map_location=device, weights_only=True)
+    opt_g.load_state_dict(opts["generator"])
+    opt_d.load_state_dict(opts["discriminator"])
+    return int(latest["images_seen"]), int(latest["step"]), int(latest["next_log"])
+
+
+def _load_rows(path: Path, images_seen: int) -> list[xr.Dataset]:
+    """The per-row part of an existing log, up to the resumed state (rows written after it are dropped)."""
+    if not path.is_file():
+        return []
+    ds = results.load(path)
+    per_row = [k for k in ds.data_vars if "images_seen" in ds[k].dims]
+    ds = ds[per_row]
+    ds = ds.drop_vars([c for c in ds.coords if c != "images_seen"])  # coords come back from the static part
+    ds.attrs = {}
+    return [ds.sel(images_seen=[int(i)]) for i in ds.images_seen.values if int(i) <= images_seen]
+
+
+def _remove_run(out: Path) -> None:
+    """Only what a fine-tuning run writes (a pre-training run in the same directory keeps its checkpoints)."""
+    for path in (out / "state", out / "samples", *(out / "checkpoints").glob("finetune-*")):
+        shutil.rmtree(path, ignore_errors=True)
+    (out / LOG_NAME).unlink(missing_ok=True)
