@@ -160,6 +160,7 @@ def _from_module(name: str, module: torch.nn.Module) -> _Entry:
 
 
 def _from_path(path: Path, device: torch.device, trust_pickle: bool) -> list[_Entry]:
+    """A checkpoint (file or directory) or a run directory of checkpoints, as entries in training order."""
     if not path.exists():
         raise FileNotFoundError(f"checkpoint or run directory {path} does not exist")
     if path.is_dir() and not any(path.iterdir()):
@@ -169,29 +170,20 @@ def _from_path(path: Path, device: torch.device, trust_pickle: bool) -> list[_En
     def loader(p: Path) -> Callable[[], torch.nn.Module]:
         return lambda: checkpoints.load_denoiser(p, device=device, trust_pickle=trust_pickle)
 
-    if path.is_dir():
-        infos = checkpoints.discover_checkpoints(path)
-        if infos:
-            return [_Entry(str(i.name), loader(Path(i.path)), int(i.step if i.step is not None else -1),
-                           int(i.images_seen if i.images_seen is not None else -1), str(i.path)) for i in infos]
-    # a single checkpoint (file, or a directory that is one): read its metadata when it has some
-    meta = _read_metadata(path)
+    try:
+        checkpoints.detect_format(path)
+        single = True
+    except ValueError:
+        single = False
+    if path.is_dir() and not single:  # a run directory (raises a clear ValueError when it holds no checkpoint)
+        return [_Entry(str(i.name), loader(Path(i.path)), -1 if i.step is None else int(i.step),
+                       -1 if i.images_seen is None else int(i.images_seen), str(i.path))
+                for i in checkpoints.discover_checkpoints(path)]
+    if not single:
+        checkpoints.detect_format(path)  # the loader's own message: which formats it expected
+    meta = checkpoints.load_checkpoint_metadata(path)
     return [_Entry(path.name, loader(path), _metadata_int(meta, "step"), _metadata_int(meta, "images_seen"),
                    str(path))]
-
-
-def _read_metadata(path: Path) -> dict:
-    import json
-
-    for candidate in (path / "metadata.json", path / "config.json"):
-        if candidate.is_file():
-            try:
-                data = json.loads(candidate.read_text())
-            except (OSError, ValueError):
-                return {}
-            meta = data.get("metadata", data) if isinstance(data, dict) else {}
-            return meta if isinstance(meta, dict) else {}
-    return {}
 
 
 def resolve_models(models: Any, *, device: torch.device, trust_pickle: bool = False) -> list[_Entry]:

@@ -56,6 +56,15 @@ class Crash(Denoiser):
         raise RuntimeError("simulated crash")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run fastest on one thread, and far faster than on two when other processes share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 SMALL = dict(n_images=12, batch_size=5, seed=3, device="cpu", progress=False)
 SIGMAS = [0.05, 0.5, 4.0]
 
@@ -290,3 +299,70 @@ def test_summary_and_spectra_off(white16):
     assert sw.summarize(off) == "The sweep holds no results."
     for name, var in ds.data_vars.items():
         assert var.attrs["units"] and var.attrs["long_name"], name
+
+
+# --------------------------------------------------------------------------------------------------------------
+# checkpoint directories and the command line
+# --------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A tiny pre-training run: two freqlab checkpoints (16x16 grayscale EDM UNets), written out of order."""
+    from freqlab.checkpoints import save_checkpoint
+    from freqlab.denoisers import EDMDenoiser, build_unet
+
+    root = tmp_path_factory.mktemp("run")
+    for step, seed in ((40, 2), (0, 1)):
+        torch.manual_seed(seed)
+        unet = build_unet(sample_size=16, in_channels=1, block_out_channels=(8, 16), norm_num_groups=4,
+                          attention_head_dim=8)
+        save_checkpoint(root / "checkpoints" / f"step-{step:06d}", EDMDenoiser(unet, sigma_min=0.01, sigma_max=20.0),
+                        metadata={"step": step, "images_seen": step * 8, "ema": True, "kind": "pretrain"})
+    return root
+
+
+CLI_ARGS = ["--data", "white", "--n-images", "6", "--batch-size", "4", "--device", "cpu", "--no-progress"]
+
+
+def test_run_directory_sweeps_every_checkpoint_in_training_order(run_dir, tmp_path):
+    ds = sw.sweep(run_dir, "white", [0.1, 20.0], n_images=6, batch_size=4, device="cpu", progress=False,
+                  out=tmp_path / "s.nc")
+    assert list(ds.checkpoint.values) == ["step-000000", "step-000040"]
+    assert ds.step.values.tolist() == [0, 40] and ds.images_seen.values.tolist() == [0, 320]
+    assert ds.attrs["data_source"] == "white" and ds.attrs["image_shape"] == "1,16,16"
+    # a list of paths gives the same numbers as the run directory (same images and noise for each checkpoint)
+    paths = [run_dir / "checkpoints" / "step-000040", run_dir / "checkpoints" / "step-000000"]
+    listed = sw.sweep(paths, "white", [0.1, 20.0], n_images=6, batch_size=4, device="cpu", progress=False)
+    assert list(listed.checkpoint.values) == ["step-000040", "step-000000"]
+    xr.testing.assert_allclose(listed.sel(checkpoint=["step-000000", "step-000040"]).drop_attrs(),
+                               ds.drop_attrs(), rtol=1e-6)
+    with pytest.raises(ValueError, match="no checkpoints found"):
+        (tmp_path / "junk").mkdir()
+        (tmp_path / "junk" / "notes.txt").write_text("hello")
+        sw.sweep(tmp_path / "junk", "white", [0.1], n_images=6, device="cpu", progress=False)
+
+
+def test_cli_writes_results_prints_summary_and_refuses_another_grid(run_dir, tmp_path, capsys):
+    from freqlab.cli import main
+
+    out = tmp_path / "sweep.nc"
+    assert main(["sweep", str(run_dir), "--sigmas", "0.1,1,20", "--out", str(out), *CLI_ARGS]) == 0
+    captured = capsys.readouterr()
+    assert "2 checkpoint(s)" in captured.out and "cutoff" in captured.out
+    ds = results.load(out)
+    assert ds.sizes["checkpoint"] == 2 and ds.sigma.values.tolist() == [0.1, 1.0, 20.0]
+    # the same command again resumes: nothing left to do, same file
+    assert main(["sweep", str(run_dir), "--sigmas", "0.1,1,20", "--out", str(out), *CLI_ARGS]) == 0
+    xr.testing.assert_identical(results.load(out), ds)
+    capsys.readouterr()
+    assert main(["sweep", str(run_dir), "--sigmas", "0.1,2", "--out", str(out), *CLI_ARGS]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("freqlab sweep: error:") and "sigmas" in err and "--overwrite" in err
+    assert len(err.splitlines()) == 1
+    assert main(["sweep", str(run_dir), "--sigmas", "0.1,-2", "--out", str(out), *CLI_ARGS]) == 2
+    assert "finite and > 0" in capsys.readouterr().err
+    assert main(["sweep", str(tmp_path / "missing"), "--out", str(out), *CLI_ARGS]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["sweep", str(run_dir), "--n-sigmas", "3", "--modes", "generate", "--out", str(out),
+                 "--overwrite", *CLI_ARGS]) == 0
+    ds = results.load(out)
+    assert ds.sizes["sigma"] == 3 and ds.sigma.values[-1] == 20.0 and list(ds.mode.values) == ["generate"]
