@@ -1,0 +1,359 @@
+"""Tests of the GAN fine-tuning core (freqlab.gan) and ``freqlab finetune``, on tiny UNets and 16x16 images."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+import torch
+import xarray as xr
+from torch import nn
+
+from freqlab import gan
+from freqlab.denoisers import EDMDenoiser, build_unet
+
+SHAPE = (3, 16, 16)
+TINY = dict(n_images=8, batch_size=4, log_every=4, n_eval=4, n_data=8, r1_every=2, ema=8.0, device="cpu",
+            progress=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models spend more time in thread hand-offs than in arithmetic (much more on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_denoiser(seed: int = 0) -> EDMDenoiser:
+    torch.manual_seed(seed)
+    return EDMDenoiser(build_unet(sample_size=16, block_out_channels=(8, 16), norm_num_groups=4, attention_head_dim=8))
+
+
+@pytest.fixture(scope="module")
+def denoiser() -> EDMDenoiser:
+    return tiny_denoiser()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, denoiser):
+    from freqlab.checkpoints import save_checkpoint
+
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    save_checkpoint(path, denoiser, metadata={"step": 10, "images_seen": 100, "loss": 0.5, "ema": False, "kind": "pretrain"})
+    return path
+
+
+def fresh(denoiser):
+    import copy
+
+    return copy.deepcopy(denoiser)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# freezing policies
+# ----------------------------------------------------------------------------------------------------------------
+def trainable(model) -> set[str]:
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_conv_policy_freezes_block_convs_and_attention_out(denoiser):
+    model = fresh(denoiser)
+    report = gan.freeze_policy(model, "conv")
+    names = {n for n, _ in model.named_parameters()}
+    train = trainable(model)
+    frozen = names - train
+    # frozen: residual-block convs, attention output projections, resampler convs
+    for name in frozen:
+        assert re.search(r"resnets\.\d+\.conv[12]\.|attentions\.\d+\.to_out\.|(down|up)samplers\.\d+\.conv\.", name), name
+    assert "unet.down_blocks.0.resnets.0.conv1.weight" in frozen
+    assert "unet.mid_block.attentions.0.to_out.0.weight" in frozen
+    assert "unet.up_blocks.0.upsamplers.0.conv.weight" in frozen
+    # trainable: norms, time embedding, shortcut convs, q/k/v, input/output convs
+    for name in ("unet.conv_in.weight", "unet.conv_out.bias", "unet.time_embedding.linear_1.weight",
+                 "unet.down_blocks.0.resnets.0.time_emb_proj.weight", "unet.down_blocks.0.resnets.0.norm1.weight",
+                 "unet.up_blocks.0.resnets.0.conv_shortcut.weight", "unet.mid_block.attentions.0.to_q.weight",
+                 "unet.mid_block.attentions.0.to_v.bias", "unet.mid_block.attentions.0.group_norm.weight",
+                 "unet.conv_norm_out.weight"):
+        assert name in train, name
+    assert set(report.frozen_names) == frozen
+    n_frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    assert report.n_frozen == n_frozen and report.n_total == sum(p.numel() for p in model.parameters())
+    assert 0.5 < report.frozen_share < 0.95
+    assert f"{report.frozen_share:.1%}" in report.summary()
+
+
+def test_none_and_regex_policies(denoiser):
+    model = fresh(denoiser)
+    report = gan.freeze_policy(model, "none")
+    assert report.n_frozen == 0 and report.frozen_share == 0.0 and trainable(model) == {n for n, _ in model.named_parameters()}
+    model = fresh(denoiser)
+    report = gan.freeze_policy(model, r"^unet\.conv_(in|out)\.")
+    assert set(report.frozen_names) == {"unet.conv_in.weight", "unet.conv_in.bias", "unet.conv_out.weight", "unet.conv_out.bias"}
+
+
+@pytest.mark.parametrize("pattern, message", [("no_such_layer", "matches no parameter"), (".", "matches every"),
+                                              ("unet", "matches every"), ("(", "not a valid regular expression")])
+def test_bad_freeze_patterns(denoiser, pattern, message):
+    model = fresh(denoiser)
+    with pytest.raises(ValueError, match=message):
+        gan.freeze_policy(model, pattern)
+    assert trainable(model) == {n for n, _ in model.named_parameters()}  # nothing half-frozen
+
+
+def test_parameter_breakdown_adds_up(denoiser):
+    model = fresh(denoiser)
+    report = gan.freeze_policy(model, "conv")
+    table = gan.parameter_breakdown(model)
+    assert list(table.layer_type.values) == list(gan.LAYER_TYPE_NAMES)
+    assert int(table.n_frozen.sum()) == report.n_frozen
+    assert int(table.n_frozen.sum() + table.n_trainable.sum()) == report.n_total
+    assert int(table.n_frozen.sel(layer_type="resnet conv")) > 0 and int(table.n_trainable.sel(layer_type="resnet conv")) == 0
+    assert int(table.n_trainable.sel(layer_type="normalisation")) > 0 and int(table.n_frozen.sel(layer_type="normalisation")) == 0
+    assert int(table.n_trainable.sel(layer_type="other")) == 0  # every parameter of the UNet has a named type
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# losses, R1, EMA, networks
+# ----------------------------------------------------------------------------------------------------------------
+def test_losses_on_toy_logits():
+    zero = torch.zeros(5)
+    assert gan.discriminator_loss(zero, zero, "ns").item() == pytest.approx(2 * math.log(2))
+    assert gan.generator_loss(zero, "ns").item() == pytest.approx(math.log(2))
+    assert gan.discriminator_loss(zero, zero, "hinge").item() == pytest.approx(2.0)
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-1.0, 0.5])
+    ns = (math.log1p(math.exp(-2)) + math.log1p(math.exp(-0.5))) / 2 + (math.log1p(math.exp(-1)) + math.log1p(math.exp(0.5))) / 2
+    assert gan.discriminator_loss(real, fake, "ns").item() == pytest.approx(ns)
+    assert gan.discriminator_loss(real, fake, "hinge").item() == pytest.approx((0 + 0.5) / 2 + (0 + 1.5) / 2)
+    assert gan.generator_loss(fake, "ns").item() == pytest.approx((math.log1p(math.exp(1)) + math.log1p(math.exp(-0.5))) / 2)
+    assert gan.generator_loss(fake, "hinge").item() == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        gan.generator_loss(fake, "wgan")
+
+
+def test_r1_penalty_on_toy_discriminators():
+    torch.manual_seed(0)
+    w = torch.randn(1, 2, 3, 3, requires_grad=True)
+    x = torch.randn(4, 2, 3, 3, requires_grad=True)
+    logits = (w * x).flatten(1).sum(1)                     # linear D: ∇_x D = w for every image
+    penalty = gan.r1_penalty(logits, x, gamma=0.3, gain=4)
+    assert penalty.item() == pytest.approx(0.5 * 0.3 * 4 * w.square().sum().item(), rel=1e-6)
+    (grad_w,) = torch.autograd.grad(penalty, w)            # the graph is kept, so R1 trains D: d/dw = γ·gain·w
+    assert torch.allclose(grad_w, 0.3 * 4 * w.detach(), rtol=1e-5)
+    x2 = torch.randn(3, 1, 4, 4, requires_grad=True)
+    logits2 = 0.5 * x2.square().flatten(1).sum(1)          # quadratic D: ∇_x D = x
+    expected = 0.5 * 2.0 * x2.detach().square().flatten(1).sum(1).mean()
+    assert gan.r1_penalty(logits2, x2, gamma=2.0).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_ema_decay_and_halflife():
+    model = nn.Linear(2, 1, bias=False)
+    nn.init.zeros_(model.weight)
+    ema = gan.EMA(model, halflife=8, rampup=None)
+    assert ema.beta(100, 8) == pytest.approx(0.5)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model, images_seen=8, batch=8)              # half-way after one half-life
+    assert torch.allclose(ema.model.weight, torch.full((1, 2), 0.5))
+    ramped = gan.EMA(model, halflife=1000, rampup=0.05)
+    assert ramped.beta(160, 8) == pytest.approx(0.5)       # half-life ramped to 0.05·160 = 8 images
+    assert gan.EMA(model, halflife=0).beta(10, 4) == 0.0   # no averaging: a copy
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 16), (3, 32, 32), (3, 28, 20), (3, 8, 8)])
+def test_discriminator_adapts_to_resolution(shape):
+    d = gan.Discriminator(shape, channels=8)
+    x = torch.randn(2, *shape, requires_grad=True)
+    out = d(x)
+    assert out.shape == (2,)
+    out.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    n_stride2 = sum(1 for m in d.trunk if isinstance(m, nn.Conv2d) and m.stride == (2, 2))
+    assert n_stride2 == {16: 2, 32: 3, 20: 2, 8: 1}[min(shape[1:])]
+
+
+def test_discriminator_feature_network_hook():
+    features = nn.Conv2d(3, 5, 3, stride=2, padding=1)     # stands in for a local feature network
+    d = gan.Discriminator((3, 16, 16), channels=8, feature_network=features, spectral_norm=True)
+    assert not any(p.requires_grad for p in features.parameters())  # frozen, as in projected GANs
+    assert d.trunk[0].in_channels == 5
+    x = torch.randn(2, 3, 16, 16, requires_grad=True)
+    d(x).sum().backward()
+    assert x.grad is not None and features.weight.grad is None
+
+
+def test_generator_is_one_step_denoiser_at_sigma_max(denoiser):
+    g = gan.make_generator(denoiser)
+    z = torch.randn(2, *SHAPE)
+    with torch.no_grad():
+        assert torch.allclose(g(z), denoiser(80.0 * z, torch.full((2,), 80.0)), atol=1e-6)
+    assert g.sigma == denoiser.sigma_max == 80.0
+    assert g.denoiser is not denoiser  # the caller's model is never trained in place
+
+
+def test_random_init_keeps_architecture_with_fresh_seeded_weights(denoiser):
+    a, b, c = (gan.make_generator(denoiser, init_kind="random", seed=s).denoiser for s in (1, 1, 2))
+    sa, sb, sc, s0 = a.state_dict(), b.state_dict(), c.state_dict(), denoiser.state_dict()
+    assert sa.keys() == s0.keys() and all(sa[k].shape == s0[k].shape for k in s0)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)  # same seed, same weights
+    name = "unet.down_blocks.0.resnets.0.conv1.weight"
+    assert not torch.equal(sa[name], s0[name]) and not torch.equal(sa[name], sc[name])
+    assert (a.sigma_max, a.image_shape) == (denoiser.sigma_max, denoiser.image_shape)
+
+
+def test_not_a_denoiser_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="not a denoiser"):
+        gan.make_generator(nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="init_kind"):
+        gan.make_generator(tiny_denoiser(), init_kind="pretrained")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the loop: log, samples, checkpoints, resume, errors
+# ----------------------------------------------------------------------------------------------------------------
+PER_ROW = {
+    "power": ("images_seen", "channel", "freq"), "power_sem": ("images_seen", "channel", "freq"),
+    "relative_power_db": ("images_seen", "freq"), "log_spectral_distance": ("images_seen", "band"),
+    "diversity_ratio": ("images_seen", "band"), "wasserstein_log_band_power": ("images_seen", "band"),
+    "kurtosis": ("images_seen", "band"), "kurtosis_gap": ("images_seen", "band"),
+    "log_band_power": ("images_seen", "sample", "band"), "log_spectral_distance_all": ("images_seen",),
+    "cutoff_frequency": ("images_seen",), "loss_d": ("images_seen",), "loss_g": ("images_seen",),
+    "r1_penalty": ("images_seen",), "d_real": ("images_seen",), "d_fake": ("images_seen",),
+    "images_per_second": ("images_seen",),
+}
+STATIC = {"data_power": ("channel", "freq"), "data_power_sem": ("channel", "freq"), "data_kurtosis": ("band",),
+          "data_log_band_power": ("data_sample", "band"), "n_frozen": ("layer_type",), "n_trainable": ("layer_type",)}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, checkpoint):
+    out = tmp_path_factory.mktemp("ft")
+    return gan.finetune(checkpoint, out, **TINY)
+
+
+def test_tiny_finetune_writes_log_samples_and_checkpoints(tiny_run):
+    from PIL import Image
+
+    from freqlab import results
+    from freqlab.checkpoints import load_denoiser
+
+    out = tiny_run.out_dir
+    ds = results.load(out / "finetune.nc")
+    assert list(ds.images_seen.values) == [0, 4, 8]
+    for name, dims in {**PER_ROW, **STATIC}.items():
+        assert ds[name].dims == dims, name
+        assert ds[name].attrs.get("units"), name
+    assert list(ds.band.values) == ["low", "mid", "high"] and ds.sizes["freq"] == 9 and ds.sizes["sample"] == 4
+    assert math.isnan(float(ds.loss_d[0])) and all(math.isfinite(float(v)) for v in ds.loss_d[1:])
+    # one step per row, R1 every 2 steps: on step 0 (row 4), not on step 1 (row 8, no R1 step to average: NaN)
+    assert float(ds.r1_penalty[1]) > 0 and math.isnan(float(ds.r1_penalty[2]))
+    assert bool(xr.apply_ufunc(math.isfinite, ds.log_spectral_distance, vectorize=True).all())
+    assert ds.attrs["frozen_share"] == pytest.approx(tiny_run.freeze.frozen_share)
+    assert 0 < ds.attrs["frozen_share"] < 1 and ds.attrs["config_freeze"] == "conv"
+    assert int(ds.n_frozen.sum()) == ds.attrs["n_frozen_parameters"]
+    for seen in (0, 4, 8):
+        png = out / "samples" / f"images_seen-{seen:07d}.png"
+        assert Image.open(png).size == (2 * 17 + 1, 2 * 17 + 1)  # 4 images, 2 per row, 1 px padding
+    assert (out / "samples" / "data.png").is_file()
+    g = load_denoiser(out / "checkpoints" / "finetune-0000008")
+    for name, tensor in tiny_run.generator.denoiser.state_dict().items():
+        assert torch.equal(g.state_dict()[name], tensor.cpu()), name
+    assert (out / "checkpoints" / "finetune-0000008-ema").is_dir()
+
+
+def test_frozen_parameters_train_not_and_have_no_adam_state(tiny_run, denoiser):
+    start = denoiser.state_dict()
+    after = tiny_run.generator.denoiser.state_dict()
+    frozen, train = set(tiny_run.freeze.frozen_names), set(tiny_run.freeze.trainable_names)
+    assert all(torch.equal(after[n], start[n]) for n in frozen)
+    assert any(not torch.equal(after[n], start[n]) for n in train)
+    latest = json.loads((tiny_run.out_dir / "state" / "latest.json").read_text())
+    opts = torch.load(tiny_run.out_dir / "state" / latest["dir"] / "optimizers.pt", weights_only=True)
+    assert len(opts["generator"]["state"]) == len(train)  # Adam moments only for trainable tensors
+    assert opts["generator"]["param_groups"][0]["betas"] == (0.0, 0.99)
+
+
+def test_resumed_run_matches_uninterrupted_run(tmp_path, checkpoint, tiny_run):
+    out = tmp_path / "resumed"
+    gan.finetune(checkpoint, out, **{**TINY, "n_images": 4})
+    resumed = gan.finetune(checkpoint, out, **TINY)  # same settings, larger budget: continues from images_seen=4
+    for name, tensor in tiny_run.generator.state_dict().items():
+        assert torch.equal(resumed.generator.state_dict()[name], tensor), name
+    for name, tensor in tiny_run.generator_ema.state_dict().items():
+        assert torch.equal(resumed.generator_ema.state_dict()[name], tensor), name
+    for name, tensor in tiny_run.discriminator.state_dict().items():
+        assert torch.equal(resumed.discriminator.state_dict()[name], tensor), name
+    a, b = tiny_run.log.drop_vars("images_per_second"), resumed.log.drop_vars("images_per_second")
+    xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
+    again = gan.finetune(checkpoint, out, **TINY)  # finished: returns at once with the same log
+    assert list(again.log.images_seen.values) == [0, 4, 8]
+
+
+def test_random_init_run_and_existing_run_errors(tmp_path, checkpoint):
+    out = tmp_path / "random"
+    run = gan.finetune(checkpoint, out, **{**TINY, "n_images": 4, "init_kind": "random", "freeze": "none"})
+    assert run.freeze.n_frozen == 0 and run.log.attrs["config_init_kind"] == "random"
+    with pytest.raises(ValueError, match="other settings .*freeze"):
+        gan.finetune(checkpoint, out, **{**TINY, "init_kind": "random", "freeze": "conv"})
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        gan.finetune(checkpoint, out, **{**TINY, "init_kind": "random", "freeze": "none"}, resume=False)
+    run = gan.finetune(checkpoint, out, **{**TINY, "n_images": 4}, overwrite=True)
+    assert run.log.attrs["config_init_kind"] == "checkpoint" and list(run.log.images_seen.values) == [0, 4]
+
+
+class NaNAfter(nn.Module):
+    """A discriminator that returns NaN logits after ``after`` calls (three calls per step)."""
+
+    def __init__(self, shape, after):
+        super().__init__()
+        self.inner, self.after, self.calls = gan.Discriminator(shape, channels=4), after, 0
+
+    def forward(self, x):
+        self.calls += 1
+        out = self.inner(x)
+        return out * float("nan") if self.calls > self.after else out
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_state(tmp_path, denoiser):
+    out = tmp_path / "nan"
+    with pytest.raises(ValueError, match=r"loss_d is nan at images_seen=8 \(step 2\); the last good state \(images_seen=8\)"):
+        gan.finetune(denoiser, out, **{**TINY, "n_images": 16}, discriminator_factory=lambda s: NaNAfter(s, 6))
+    latest = json.loads((out / "state" / "latest.json").read_text())
+    assert latest["images_seen"] == 8
+    assert (out / "checkpoints" / "finetune-0000008").is_dir()
+
+
+def test_data_that_do_not_fit_the_model_are_refused(tmp_path, denoiser):
+    gray = EDMDenoiser(build_unet(sample_size=16, in_channels=1, block_out_channels=(8, 16), norm_num_groups=4))
+    with pytest.raises(ValueError, match="unknown data source"):
+        gan.finetune(gray, tmp_path / "x", **TINY, data="nonsense")
+    with pytest.raises(ValueError, match="lr_g must be > 0"):
+        gan.finetune(denoiser, tmp_path / "y", **{**TINY, "lr_g": 0.0})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# command line
+# ----------------------------------------------------------------------------------------------------------------
+def test_cli_defaults_match_the_library():
+    from freqlab.commands import finetune as command
+
+    defaults = gan.FinetuneConfig()
+    for key, value in command.DEFAULTS.items():
+        assert getattr(defaults, key) == value, key
+
+
+def test_cli_runs_and_reports_bad_input_in_one_line(tmp_path, checkpoint, capsys):
+    from freqlab.cli import main
+
+    args = ["finetune", str(checkpoint), "--images", "4", "--batch-size", "4", "--log-every", "4", "--n-eval", "4",
+            "--n-data", "8", "--device", "cpu", "--quiet", "--out", str(tmp_path / "cli")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "parameters frozen" in out and "high band: log-spectral distance" in out
+    assert main(args[:2] + ["--freeze", "nothing_matches"] + args[2:] + ["--overwrite"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "matches no parameter" in err[0]
+    assert main(["finetune", str(tmp_path / "missing"), "--out", str(tmp_path / "m"), "--quiet"]) == 2
