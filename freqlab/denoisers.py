@@ -29,6 +29,7 @@ __all__ = [
     "DiffusersDenoiser",
     "WienerDenoiser",
     "edm_preconditioning",
+    "as_scheduler",
     "build_unet",
     "default_unet_config",
     "count_parameters",
@@ -272,7 +273,7 @@ class EDMNetworkDenoiser(Denoiser):
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
-def _as_scheduler(scheduler_or_config):
+def as_scheduler(scheduler_or_config):
     """A diffusers scheduler from a scheduler object or its config dict (``_class_name`` picks the class)."""
     if hasattr(scheduler_or_config, "alphas_cumprod"):
         return scheduler_or_config
@@ -320,7 +321,7 @@ class DiffusersDenoiser(Denoiser):
 
     def __init__(self, unet, scheduler_or_config, *, clamp: bool = False, sigma_data: float = 0.5,
                  prediction_type: str | None = None, image_shape=None):
-        scheduler = _as_scheduler(scheduler_or_config)
+        scheduler = as_scheduler(scheduler_or_config)
         config = dict(getattr(scheduler, "config", {}))
         prediction = prediction_type or config.get("prediction_type", "epsilon")
         if prediction not in PREDICTION_TYPES:
