@@ -17,7 +17,8 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 import xarray as xr  # noqa: E402
 
-__all__ = ["theme", "palette", "frequency_axis", "save_figure", "data_spectra_figure"]
+__all__ = ["theme", "palette", "frequency_axis", "save_figure", "data_spectra_figure", "output_spectra_figure",
+           "relative_power_heatmap", "cutoff_figure", "transfer_figure", "band_statistics_figure"]
 
 FREQ_LABEL = "frequency (cycles/pixel)"
 POWER_LABEL = "power per mode (image units²)"
@@ -95,5 +96,180 @@ def data_spectra_figure(ds: xr.Dataset, *, confidence: float = 0.95) -> plt.Figu
     ax.set_title(f"Data spectra, {int(ds.attrs['height'])}×{int(ds.attrs['width'])} px, {window} window "
                  f"(bands: {int(confidence * 100)}% CI; dashed: power-law fit)", fontsize=9)
     ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------------------
+# sweep figures (input: the Dataset of freqlab.sweep.sweep)
+# --------------------------------------------------------------------------------------------------------------
+SIGMA_LABEL = "noise level σ"
+
+
+def _checkpoint_label(ds: xr.Dataset, checkpoint) -> str:
+    row = ds.sel(checkpoint=checkpoint)
+    step = int(row.step) if "step" in row.coords else -1
+    return f"step {step:,}" if step >= 0 else str(checkpoint)
+
+
+def _pick(values, n: int) -> list:
+    """Up to ``n`` items spread evenly over ``values`` (first and last included)."""
+    values = list(values)
+    if len(values) <= n:
+        return values
+    idx = np.unique(np.round(np.linspace(0, len(values) - 1, n)).astype(int))
+    return [values[i] for i in idx]
+
+
+def _sigma_colours(n: int) -> list:
+    return sns.color_palette("viridis", n)
+
+
+def _checkpoint_colours(n: int) -> list:
+    """Sequential colours for a training trajectory (light = early, dark = late), colour-blind safe."""
+    return sns.color_palette("rocket_r", n + 1)[1:] if n > 1 else [palette(1)[0]]
+
+
+def _size(ds: xr.Dataset) -> int:
+    return int(round(1.0 / float(ds.freq.values[1]))) if ds.sizes["freq"] > 1 else 32
+
+
+def output_spectra_figure(ds: xr.Dataset, checkpoint=None, *, n_sigmas: int = 6) -> plt.Figure:
+    """One-step output spectra against σ for one checkpoint, with the data and the Wiener reference.
+
+    Left: ``denoise`` mode (input ``x0 + σ·n``), solid lines the model's output power, dashed the Wiener filter's,
+    dots on the data spectrum at the SNR crossover ``f*(σ)`` (above ``f*`` the data drown in the noise).
+    Right: ``generate`` mode (input ``σ·z``). Channel means; the DC bin is left out.
+    """
+    theme()
+    checkpoint = ds.checkpoint.values[-1] if checkpoint is None else checkpoint
+    row = ds.sel(checkpoint=checkpoint)
+    sigmas = _pick(ds.sigma.values, n_sigmas)
+    colours = _sigma_colours(len(sigmas))
+    modes = [m for m in ("denoise", "generate") if m in ds.mode.values]
+    fig, axes = plt.subplots(1, len(modes), figsize=(5.2 * len(modes), 4.3), sharey=True, squeeze=False)
+    data = _positive_freq(ds.data_power.mean("channel"))
+    for ax, mode in zip(axes[0], modes):
+        ax.plot(data.freq, data, color="black", lw=2.2, label="data")
+        for colour, sigma in zip(colours, sigmas):
+            out = _positive_freq(row.output_power.sel(mode=mode, sigma=sigma).mean("channel"))
+            ax.plot(out.freq, out, color=colour, lw=1.6, label=f"σ = {sigma:.3g}")
+            if mode == "denoise":
+                wiener = _positive_freq(ds.wiener_output_power.sel(sigma=sigma).mean("channel"))
+                ax.plot(wiener.freq, wiener, color=colour, lw=1.0, ls="--")
+                fstar = float(ds.snr_crossover.sel(sigma=sigma).mean("channel"))
+                if np.isfinite(fstar) and fstar > 0:
+                    ax.plot([fstar], [float(data.interp(freq=fstar))], "o", color=colour, ms=6, mec="black", mew=0.6)
+        frequency_axis(ax, _size(ds))
+        ax.set_yscale("log")
+        title = "denoise: input x0 + σ·n" if mode == "denoise" else "generate: input σ·z"
+        ax.set_title(f"{title}  ({_checkpoint_label(ds, checkpoint)})", fontsize=10)
+    axes[0][0].set_ylabel(POWER_LABEL)
+    axes[0][0].legend(fontsize=7, loc="lower left", title="dashed: Wiener; dots: f*(σ)", title_fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def relative_power_heatmap(ds: xr.Dataset, checkpoints=None, *, mode: str = "generate", vlim: float = 20.0) -> plt.Figure:
+    """Relative power (dB) of the one-step output over σ × frequency, one panel per checkpoint.
+
+    Blue: the output lacks power in that band; red: it has too much; white: it matches the data. The black line is
+    the SNR crossover ``f*(σ)``.
+    """
+    theme()
+    checkpoints = _pick(ds.checkpoint.values, 4) if checkpoints is None else list(checkpoints)
+    fig, axes = plt.subplots(1, len(checkpoints), figsize=(3.6 * len(checkpoints) + 1.0, 3.8), sharey=True, squeeze=False)
+    freq = ds.freq.values
+    keep = freq > 0
+    sig = ds.sigma.values
+    mesh = None
+    for ax, ck in zip(axes[0], checkpoints):
+        rel = ds.relative_power_db.sel(checkpoint=ck, mode=mode).mean("channel").values[:, keep]
+        mesh = ax.pcolormesh(freq[keep], sig, np.clip(rel, -vlim, vlim), cmap="vlag", vmin=-vlim, vmax=vlim, shading="nearest")
+        fstar = ds.snr_crossover.mean("channel").values
+        ax.plot(fstar, sig, color="black", lw=1.4, label="f*(σ)")
+        frequency_axis(ax, _size(ds))
+        ax.set_yscale("log")
+        ax.set_title(_checkpoint_label(ds, ck), fontsize=10)
+    axes[0][0].set_ylabel(SIGMA_LABEL)
+    axes[0][0].legend(fontsize=7, loc="upper right")
+    cbar = fig.colorbar(mesh, ax=axes[0].tolist(), shrink=0.9, pad=0.02)
+    cbar.set_label(f"output / data power (dB), {mode} mode")
+    return fig
+
+
+def cutoff_figure(ds: xr.Dataset, *, mode: str = "generate") -> plt.Figure:
+    """−3 dB cutoff frequency ``f_c`` against σ, one line per checkpoint, with the SNR crossover ``f*(σ)``."""
+    theme()
+    fig, ax = plt.subplots(figsize=(6.0, 4.3))
+    cks = ds.checkpoint.values
+    for colour, ck in zip(_checkpoint_colours(len(cks)), cks):
+        fc = ds.cutoff_freq.sel(checkpoint=ck, mode=mode).mean("channel")
+        ax.plot(ds.sigma, fc, "o-", color=colour, lw=1.6, ms=3.5, label=_checkpoint_label(ds, ck))
+    ax.plot(ds.sigma, ds.snr_crossover.mean("channel"), color="black", ls="--", lw=1.4, label="f*(σ): data power = σ²")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    size = _size(ds)
+    ticks = [2.0**-k for k in range(1, int(np.log2(size)) + 1)][::-1]
+    ax.set_yticks(ticks, [f"1/{int(round(1 / t))}" for t in ticks])
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel(SIGMA_LABEL)
+    ax.set_ylabel("−3 dB cutoff f_c (cycles/pixel)")
+    ax.set_title(f"Highest band the one-step output reaches ({mode} mode)", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def transfer_figure(ds: xr.Dataset, checkpoint=None, *, n_sigmas: int = 5) -> plt.Figure:
+    """Transfer function and coherence of the one-step denoiser (solid) against the Wiener filter's (dashed)."""
+    theme()
+    checkpoint = ds.checkpoint.values[-1] if checkpoint is None else checkpoint
+    row = ds.sel(checkpoint=checkpoint, mode="denoise")
+    sigmas = _pick(ds.sigma.values, n_sigmas)
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.0), sharex=True)
+    for colour, sigma in zip(_sigma_colours(len(sigmas)), sigmas):
+        for ax, name, ref in ((axes[0], "transfer", "wiener_transfer"), (axes[1], "coherence", "wiener_coherence")):
+            ax.plot(ds.freq[1:], row[name].sel(sigma=sigma).mean("channel")[1:], color=colour, lw=1.6, label=f"σ = {sigma:.3g}")
+            ax.plot(ds.freq[1:], ds[ref].sel(sigma=sigma).mean("channel")[1:], color=colour, lw=1.0, ls="--")
+    for ax, label in zip(axes, ("transfer function <Pxy>/<Pyy>", "coherence <Pxy>²/(<Pxx><Pyy>)")):
+        frequency_axis(ax, _size(ds))
+        ax.set_ylabel(label)
+        ax.axhline(1.0, color="grey", lw=0.8)
+    axes[1].set_ylim(-0.02, 1.05)
+    axes[0].legend(fontsize=7, title="dashed: Wiener", title_fontsize=7)
+    fig.suptitle(f"One-step denoiser vs the optimal linear filter ({_checkpoint_label(ds, checkpoint)})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def band_statistics_figure(ds: xr.Dataset, *, mode: str = "generate") -> plt.Figure:
+    """Per-image band statistics against σ, per checkpoint: band-pass kurtosis (data's marked by a black line)
+    and the Wasserstein distance of per-image log band power to the data's, one column per band.
+
+    Kurtosis near 3 means Gaussian-like texture (coloured noise); natural images are sparser (higher).
+    """
+    theme()
+    bands = list(ds.band.values)
+    fig, axes = plt.subplots(3, len(bands), figsize=(3.6 * len(bands), 8.0), sharex=True, squeeze=False)
+    cks = ds.checkpoint.values
+    for j, band in enumerate(bands):
+        for colour, ck in zip(_checkpoint_colours(len(cks)), cks):
+            row = ds.sel(checkpoint=ck, mode=mode, band=band)
+            axes[0][j].plot(ds.sigma, row.band_kurtosis.mean("channel"), "o-", ms=3, color=colour, label=_checkpoint_label(ds, ck))
+            axes[1][j].plot(ds.sigma, row.band_power_wasserstein.mean("channel"), "o-", ms=3, color=colour)
+            axes[2][j].plot(ds.sigma, row.diversity_ratio.mean("channel"), "o-", ms=3, color=colour)
+        axes[0][j].axhline(float(ds.data_band_kurtosis.sel(band=band).mean("channel")), color="black", lw=1.4, label="data")
+        axes[0][j].axhline(3.0, color="grey", lw=0.8, ls=":", label="Gaussian (3)")
+        axes[2][j].axhline(1.0, color="black", lw=1.4)
+        lo, hi = float(ds.band_lo.sel(band=band)), float(ds.band_hi.sel(band=band))
+        axes[0][j].set_title(f"{band} band [{lo:.3g}, {hi:.3g}] cycles/px", fontsize=10)
+        axes[2][j].set_xscale("log")
+        axes[2][j].set_xlabel(SIGMA_LABEL)
+    axes[0][0].set_ylabel("band-pass kurtosis")
+    axes[1][0].set_ylabel("Wasserstein, log band power (dB)")
+    axes[2][0].set_ylabel("diversity ratio (output / data)")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"Structure or coloured noise? Per-image band statistics ({mode} mode)", fontsize=11)
     fig.tight_layout()
     return fig
