@@ -1,0 +1,588 @@
+"""EDM pre-training of a small ``UNet2DModel`` with a checkpoint trajectory at log-spaced steps.
+
+The loss is EDM's (Karras et al. 2022, eq. 2 and Table 1): ``σ = exp(P_mean + P_std·ξ)`` with ``ξ ~ N(0, 1)``,
+``x_σ = x0 + σ·n``, and per image ``λ(σ)·mean((D(x_σ, σ) − x0)²)`` with ``λ(σ) = (σ² + σd²)/(σ·σd)²``. With
+EDM's preconditioning this weight makes the loss of the skip connection alone (``F = 0``) exactly 1 at every σ
+for data of standard deviation ``σd``, so the loss per σ range logged to ``loss_by_sigma.csv`` reads directly:
+below 1, the network has learned something at those noise levels.
+
+A run is deterministic: image ``k`` of the run (``k = step·batch_size + row``) takes its data index, its σ and its
+noise from :mod:`freqlab.rng` streams keyed by ``(seed, k)``, and the initial weights come from ``seed``. So a run
+killed at any point and resumed from its last saved training state ends with the same weights as an uninterrupted
+run (same seed, same device).
+
+Run directory::
+
+    OUT/run.json                        the TrainConfig (a rerun with a different config is refused)
+    OUT/checkpoints/step-000000/ ...    EMA weights at log-spaced steps, 0 (random init) and the last included
+    OUT/loss_by_sigma.csv               training loss per σ range, per logging interval
+    OUT/state/state.pt                  resumable training state (raw and EMA weights, optimizer, step)
+
+Presets (parameter counts measured with :func:`freqlab.denoisers.count_parameters`):
+
+* ``cpu-small`` (default): 32×32 RGB, channels (32, 64, 64), 1.11 M parameters; about 5 minutes on two CPU cores.
+* ``cifar``: 32×32 RGB, channels (128, 256, 256, 256), two ResNets per level, attention at 16×16, 35.7 M
+  parameters (the size of DDPM's CIFAR-10 UNet); for a GPU, bf16 autocast there.
+* ``tiny``: 16×16 RGB, channels (8, 16), 0.05 M parameters, 12 steps; for tests (seconds).
+
+Example
+-------
+>>> from freqlab.pretrain import make_config, pretrain
+>>> result = pretrain(make_config("tiny"), "runs/tiny", progress=False)      # doctest: +SKIP
+>>> [p.name for p in result.checkpoints]                                     # doctest: +SKIP
+['step-000000', 'step-000001', 'step-000003', 'step-000006', 'step-000012']
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from freqlab import __version__
+from freqlab.rng import per_sample_randn, sample_seed
+
+__all__ = [
+    "TrainConfig",
+    "PRESETS",
+    "PretrainResult",
+    "NonFiniteLossError",
+    "make_config",
+    "pretrain",
+    "edm_loss_weight",
+    "edm_loss",
+    "checkpoint_steps",
+    "build_denoiser",
+]
+
+RUN_FILE, STATE_DIR, STATE_FILE, LOSS_FILE, CKPT_DIR = "run.json", "state", "state.pt", "loss_by_sigma.csv", "checkpoints"
+LOSS_COLUMNS = ("step", "images_seen", "sigma_lo", "sigma_hi", "count", "loss")
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a pre-training run. ``make_config(preset, **overrides)`` builds one from a preset.
+
+    Data
+        ``data`` (a :data:`freqlab.data.DATA_SOURCES` name), ``data_path`` (folder / cifar10 / array),
+        ``data_options`` (extra :func:`freqlab.data.make_source` options), ``resolution`` (pixels), ``grayscale``,
+        ``data_seed`` (which crops a procedural source draws; kept apart from ``seed`` so that two model seeds
+        see the same data).
+    Model
+        ``channels`` (``block_out_channels`` of the UNet), ``layers_per_block``, ``attention_levels`` (indices of
+        the levels with self-attention, 0 = full resolution), ``dropout``; EDM's ``sigma_data``, ``sigma_min``,
+        ``sigma_max``.
+    Loss and optimisation
+        ``p_mean``, ``p_std`` (log-normal σ), ``steps``, ``batch_size``, ``lr`` (Adam, ``betas``), ``warmup_steps``
+        (linear warm-up), ``lr_schedule`` (``"constant"`` or ``"cosine"`` decay to 0 after the warm-up),
+        ``grad_clip`` (max global gradient norm, 0 = off), ``ema_halflife_images`` with EDM's
+        ``ema_rampup_ratio`` (half-life at most ``ratio × images seen``; ``None`` = no ramp), or a fixed per-step
+        ``ema_decay`` that overrides both; ``amp`` (bf16 autocast on accelerators; ignored on CPU).
+    Output
+        ``n_checkpoints`` (log-spaced, step 0 and ``steps`` included), ``state_every`` (steps between saved
+        training states), ``log_every`` (steps per row block of the loss log), ``loss_sigma_edges`` (σ bin edges of
+        the loss log; open-ended bins below and above are added).
+    """
+
+    preset: str = "cpu-small"
+    seed: int = 0
+    # data
+    data: str = "natural"
+    data_path: str | None = None
+    data_options: dict = field(default_factory=dict)
+    resolution: int = 32
+    grayscale: bool = False
+    data_seed: int = 0
+    # model
+    channels: tuple[int, ...] = (32, 64, 64)
+    layers_per_block: int = 1
+    attention_levels: tuple[int, ...] = (2,)
+    dropout: float = 0.0
+    sigma_data: float = 0.5
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    # loss and optimisation
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    steps: int = 300
+    batch_size: int = 32
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 50
+    lr_schedule: str = "constant"
+    grad_clip: float = 1.0
+    ema_halflife_images: float = 2000.0
+    ema_rampup_ratio: float | None = 0.05
+    ema_decay: float | None = None
+    amp: bool = True
+    # output
+    n_checkpoints: int = 8
+    state_every: int = 25
+    log_every: int = 25
+    loss_sigma_edges: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are a ValueError."""
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {', '.join(unknown)}; known: {', '.join(names)}")
+        values = {}
+        for k, v in d.items():
+            values[k] = tuple(v) if isinstance(v, list) else v
+        return cls(**values)
+
+    def validate(self) -> "TrainConfig":
+        """Raise ValueError (one sentence) for settings that cannot train."""
+        from freqlab.data import DATA_SOURCES
+
+        if self.data not in DATA_SOURCES:
+            raise ValueError(f"unknown data source {self.data!r}; choose one of {', '.join(DATA_SOURCES)}")
+        positive = {"steps": self.steps, "batch_size": self.batch_size, "n_checkpoints": self.n_checkpoints,
+                    "state_every": self.state_every, "log_every": self.log_every, "resolution": self.resolution,
+                    "layers_per_block": self.layers_per_block}
+        for name, value in positive.items():
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.n_checkpoints < 2:
+            raise ValueError(f"n_checkpoints must be at least 2 (step 0 and the last step), got {self.n_checkpoints}")
+        if not self.channels or any(int(c) != c or c < 1 for c in self.channels):
+            raise ValueError(f"channels must be positive integers, got {self.channels!r}")
+        if any(int(i) != i or not 0 <= i < len(self.channels) for i in self.attention_levels):
+            raise ValueError(f"attention_levels must be level indices in 0..{len(self.channels) - 1}, "
+                             f"got {self.attention_levels!r}")
+        if self.resolution % 2 ** (len(self.channels) - 1):
+            raise ValueError(f"resolution {self.resolution} must be divisible by {2 ** (len(self.channels) - 1)} "
+                             f"for a UNet with {len(self.channels)} levels")
+        finite = {"lr": self.lr, "p_std": self.p_std, "sigma_data": self.sigma_data, "grad_clip": self.grad_clip,
+                  "ema_halflife_images": self.ema_halflife_images}
+        for name, value in finite.items():
+            if not (math.isfinite(value) and value >= 0) or (name in ("lr", "p_std", "sigma_data") and value == 0):
+                raise ValueError(f"{name} must be finite and {'> 0' if name in ('lr', 'p_std', 'sigma_data') else '>= 0'}"
+                                 f", got {value!r}")
+        if not math.isfinite(self.p_mean):
+            raise ValueError(f"p_mean must be finite, got {self.p_mean!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+        if self.ema_rampup_ratio is not None and not self.ema_rampup_ratio > 0:
+            raise ValueError(f"ema_rampup_ratio must be > 0 or None, got {self.ema_rampup_ratio!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        edges = list(self.loss_sigma_edges)
+        if not edges or any(e <= 0 for e in edges) or edges != sorted(set(edges)):
+            raise ValueError(f"loss_sigma_edges must be positive and increasing, got {self.loss_sigma_edges!r}")
+        return self
+
+    def unet_config(self, channels_in: int) -> dict:
+        """Keyword arguments of :func:`freqlab.denoisers.build_unet` for this run."""
+        attn = set(int(i) for i in self.attention_levels)
+        n = len(self.channels)
+        return dict(
+            sample_size=int(self.resolution), in_channels=channels_in, out_channels=channels_in,
+            block_out_channels=tuple(int(c) for c in self.channels), layers_per_block=int(self.layers_per_block),
+            down_block_types=tuple("AttnDownBlock2D" if i in attn else "DownBlock2D" for i in range(n)),
+            up_block_types=tuple("AttnUpBlock2D" if i in attn else "UpBlock2D" for i in reversed(range(n))),
+            dropout=float(self.dropout),
+        )
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # 1.11 M parameters; ~300 steps of 32 images, about 5 min on two CPU cores (see benchmarks/pretrain_quality.py)
+    "cpu-small": dict(),
+    # 35.7 M parameters, DDPM's CIFAR-10 UNet layout; EDM's CIFAR-10 schedule scaled to batch 128 (for a GPU)
+    "cifar": dict(channels=(128, 256, 256, 256), layers_per_block=2, attention_levels=(1,), dropout=0.1,
+                  steps=400_000, batch_size=128, lr=2e-4, warmup_steps=5_000, ema_halflife_images=500_000.0,
+                  n_checkpoints=12, state_every=2_000, log_every=500),
+    # 0.05 M parameters at 16x16; for tests, seconds on a CPU
+    "tiny": dict(resolution=16, channels=(8, 16), attention_levels=(1,), steps=12, batch_size=4, lr=2e-3,
+                 warmup_steps=2, ema_halflife_images=16.0, n_checkpoints=5, state_every=4, log_every=2),
+}
+
+
+def make_config(preset: str = "cpu-small", **overrides: Any) -> TrainConfig:
+    """The :class:`TrainConfig` of ``preset`` with ``overrides`` (field names); validated."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"unknown TrainConfig field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    values = {**PRESETS[preset], **overrides, "preset": preset}
+    for key in ("channels", "attention_levels", "betas", "loss_sigma_edges"):
+        if key in values and not isinstance(values[key], tuple):
+            values[key] = tuple(values[key])
+    return TrainConfig(**values).validate()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the loss
+# --------------------------------------------------------------------------------------------------------------
+def edm_loss_weight(sigma: torch.Tensor, sigma_data: float = 0.5) -> torch.Tensor:
+    """EDM's loss weight ``λ(σ) = (σ² + σd²)/(σ·σd)²`` (elementwise); ``1/c_out²`` of the preconditioning."""
+    return (sigma * sigma + sigma_data**2) / (sigma * sigma_data) ** 2
+
+
+def edm_loss(denoiser, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Per-image EDM loss ``λ(σ)·mean_{c,h,w}((D(x0 + σ·n, σ) − x0)²)``, shape ``(N,)``.
+
+    ``x0`` ``(N, C, H, W)`` clean images, ``sigma`` ``(N,)``, ``noise`` ``(N, C, H, W)`` standard normal.
+    """
+    s = sigma.view(-1, 1, 1, 1)
+    err = (denoiser(x0 + s * noise, sigma).float() - x0).square().mean(dim=(1, 2, 3))
+    return edm_loss_weight(sigma.float(), denoiser.sigma_data) * err
+
+
+def checkpoint_steps(steps: int, n: int) -> list[int]:
+    """About ``n`` log-spaced steps in ``[0, steps]``, 0 and ``steps`` included (fewer where they coincide)."""
+    if steps < 1 or n < 2:
+        raise ValueError(f"need steps >= 1 and n >= 2, got steps={steps}, n={n}")
+    out = {0, steps}
+    for i in range(n - 1):
+        out.add(round(steps ** (i / (n - 2))) if n > 2 else steps)
+    return sorted(out)
+
+
+class NonFiniteLossError(RuntimeError, ValueError):
+    """The training loss or gradient became NaN or infinite (a ValueError too, so the CLI prints one line)."""
+
+
+@dataclass
+class PretrainResult:
+    """What :func:`pretrain` did. ``checkpoints`` are ordered by step; ``finished`` is False after an early stop."""
+
+    out_dir: Path
+    checkpoints: list[Path]
+    step: int
+    finished: bool
+    seconds: float
+    images_per_second: float
+    loss: float | None
+
+    @property
+    def final(self) -> Path | None:
+        """The last checkpoint written (the final EMA weights when ``finished``)."""
+        return self.checkpoints[-1] if self.checkpoints else None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# pieces of the loop
+# --------------------------------------------------------------------------------------------------------------
+def build_denoiser(config: TrainConfig, channels_in: int):
+    """The initial ``EDMDenoiser`` of a run: weights drawn on the CPU from ``config.seed`` (device independent)."""
+    from freqlab.denoisers import EDMDenoiser, build_unet
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(sample_seed(config.seed, "pretrain/init", 0))
+        unet = build_unet(**config.unet_config(channels_in))
+    return EDMDenoiser(unet, sigma_min=config.sigma_min, sigma_max=config.sigma_max, sigma_data=config.sigma_data)
+
+
+class _Batches:
+    """Data indices, σ and noise of image ``k`` of the run, from ``(seed, k)`` only."""
+
+    def __init__(self, config: TrainConfig, source):
+        self.config, self.source, self.shape = config, source, tuple(source.shape)
+        self._perm: tuple[int, torch.Tensor] | None = None
+
+    def data_index(self, k: int) -> int:
+        n = self.source.size
+        if n is None:
+            return k
+        epoch = k // n  # finite data: a fresh permutation per epoch, drawn from (seed, epoch)
+        if self._perm is None or self._perm[0] != epoch:
+            gen = torch.Generator().manual_seed(sample_seed(self.config.seed, "pretrain/epoch", epoch))
+            self._perm = (epoch, torch.randperm(n, generator=gen))
+        return int(self._perm[1][k % n])
+
+    def __call__(self, step: int):
+        b = self.config.batch_size
+        ids = list(range(step * b, (step + 1) * b))
+        x0 = self.source.images([self.data_index(k) for k in ids])
+        xi = per_sample_randn(self.config.seed, "pretrain/sigma", ids, (1,)).flatten()
+        sigma = torch.exp(self.config.p_mean + self.config.p_std * xi)
+        noise = per_sample_randn(self.config.seed, "pretrain/noise", ids, self.shape)
+        return x0, sigma, noise
+
+
+def _lr(config: TrainConfig, step: int) -> float:
+    warm = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
+    if config.lr_schedule == "cosine" and step >= config.warmup_steps:
+        span = max(1, config.steps - config.warmup_steps)
+        warm *= 0.5 * (1 + math.cos(math.pi * min(1.0, (step - config.warmup_steps) / span)))
+    return config.lr * warm
+
+
+def _ema_beta(config: TrainConfig, images_seen: int) -> float:
+    if config.ema_decay is not None:
+        return float(config.ema_decay)
+    halflife = config.ema_halflife_images
+    if config.ema_rampup_ratio is not None:
+        halflife = min(halflife, images_seen * config.ema_rampup_ratio)
+    return 0.5 ** (config.batch_size / max(halflife, 1e-8))
+
+
+class _LossLog:
+    """Training loss per σ bin, summed over an interval and appended to ``loss_by_sigma.csv`` at its end."""
+
+    def __init__(self, path: Path, edges, device):
+        self.path = path
+        self.edges = torch.tensor([0.0, *edges, math.inf], dtype=torch.float64)
+        self.inner = torch.tensor(list(edges), dtype=torch.float64, device=device)
+        self.sum = torch.zeros(len(edges) + 1, dtype=torch.float64, device=device)
+        self.count = torch.zeros_like(self.sum)
+
+    def add(self, sigma: torch.Tensor, loss: torch.Tensor) -> None:
+        b = torch.bucketize(sigma.detach().double(), self.inner, right=True)
+        self.sum.index_add_(0, b, loss.detach().double())
+        self.count.index_add_(0, b, torch.ones_like(b, dtype=torch.float64))
+
+    def flush(self, step: int, images_seen: int) -> None:
+        s, c = self.sum.cpu().tolist(), self.count.cpu().tolist()
+        new = not self.path.exists()
+        with open(self.path, "a", newline="") as fh:
+            w = csv.writer(fh)
+            if new:
+                w.writerow(LOSS_COLUMNS)
+            for i, (si, ci) in enumerate(zip(s, c)):
+                if ci:
+                    w.writerow((step, images_seen, f"{self.edges[i].item():g}", f"{self.edges[i + 1].item():g}",
+                                int(ci), f"{si / ci:.6g}"))
+        self.sum.zero_()
+        self.count.zero_()
+
+    def truncate(self, step: int) -> None:
+        """Drop rows after ``step`` (written after the training state a resume starts from)."""
+        if not self.path.exists():
+            return
+        with open(self.path, newline="") as fh:
+            rows = list(csv.reader(fh))
+        keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as fh:
+            csv.writer(fh).writerows(keep)
+        os.replace(tmp, self.path)
+
+
+def _save_state(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a kill leaves the previous state intact
+
+
+def _cpu(state_dict: dict) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state_dict.items()}
+
+
+def _prepare_out_dir(out: Path, config: TrainConfig, *, overwrite: bool) -> bool:
+    """Check ``out`` against ``config``; return True when a saved state should be resumed."""
+    run_file = out / RUN_FILE
+    ours = (RUN_FILE, STATE_DIR, LOSS_FILE, CKPT_DIR)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"output path {out} exists and is not a directory")
+    if overwrite:
+        for name in ours:
+            p = out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    elif run_file.is_file():
+        try:
+            saved = json.loads(run_file.read_text()).get("config")
+        except (OSError, ValueError, AttributeError) as err:
+            raise ValueError(f"{run_file} is unreadable ({err}); pass overwrite=True (--overwrite) to start over") from err
+        if saved != config.to_dict():
+            diff = sorted(k for k in set(saved or {}) | set(config.to_dict())
+                          if (saved or {}).get(k) != config.to_dict().get(k))
+            raise ValueError(f"{out} holds a different pre-training run (differs in {', '.join(diff)}); choose "
+                             "another --out, or pass --overwrite to replace it")
+        return True
+    elif out.is_dir() and any(out.iterdir()):
+        found = [p.name for p in out.iterdir() if p.name in ours]
+        if found:
+            raise ValueError(f"{out} holds pre-training files ({', '.join(found)}) without {RUN_FILE}; pass "
+                             "--overwrite to replace them")
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"freqlab_version": __version__, "kind": "pretrain", "config": config.to_dict()}
+    tmp = run_file.with_name(f".{RUN_FILE}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, run_file)
+    return False
+
+
+def _checkpoint_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the loop
+# --------------------------------------------------------------------------------------------------------------
+def pretrain(config: TrainConfig | None = None, out_dir="runs/pretrain", *, resume: bool = False,
+             overwrite: bool = False, device="auto", progress: bool = True, max_steps_this_call: int | None = None,
+             callback: Callable[[dict], None] | None = None) -> PretrainResult:
+    """Train an ``EDMDenoiser(build_unet(...))`` with the EDM loss; write checkpoints at log-spaced steps.
+
+    Parameters
+    ----------
+    config : TrainConfig, default ``make_config("cpu-small")``
+    out_dir : path of the run directory (layout in the module docstring).
+    resume : continue the run in ``out_dir`` from its last saved training state (a fresh start where there is none).
+    overwrite : delete a previous run's files in ``out_dir`` first.
+    device : ``"auto"``, ``"cpu"``, ``"cuda"``...; bf16 autocast on accelerators when ``config.amp``.
+    progress : tqdm bar on stderr (loss, images/s, time left).
+    max_steps_this_call : stop after this many steps, saving the training state (resume later).
+    callback : called after every step with a dict ``step``, ``images_seen``, ``loss``, ``lr``, ``denoiser``.
+
+    Returns
+    -------
+    PretrainResult; ``checkpoints`` lists the checkpoint directories written so far, ordered by step.
+
+    Raises
+    ------
+    ValueError : a directory with a different run (unless ``overwrite``), an unfinished run without ``resume``,
+        a batch larger than a finite data set, unknown data source. NonFiniteLossError (a ValueError) when the loss
+        or the gradient is not finite, naming the step and σ; nothing is written for that step, so the last good
+        checkpoint and training state stay.
+    """
+    from tqdm.auto import tqdm
+
+    from freqlab.checkpoints import save_checkpoint
+    from freqlab.data import make_source
+    from freqlab.devices import autocast_context, resolve_device
+
+    config = (config or make_config()).validate()
+    dev = resolve_device(device)
+    source = make_source(config.data, resolution=config.resolution, grayscale=config.grayscale, split="train",
+                         seed=config.data_seed, path=config.data_path, **config.data_options)
+    if source.size is not None and config.batch_size > source.size:
+        raise ValueError(f"batch size {config.batch_size} is larger than the data ({source.size} images in "
+                         f"{config.data!r}); use --batch-size {source.size} or less")
+    out = Path(out_dir)
+    has_run = _prepare_out_dir(out, config, overwrite=overwrite)
+    state_path = out / STATE_DIR / STATE_FILE
+
+    denoiser = build_denoiser(config, source.shape[0]).to(dev).train()
+    ema = build_denoiser(config, source.shape[0]).to(dev).eval().requires_grad_(False)
+    params, ema_params = list(denoiser.parameters()), list(ema.parameters())
+    optimizer = torch.optim.Adam(params, lr=config.lr, betas=tuple(config.betas))
+    loss_log = _LossLog(out / LOSS_FILE, config.loss_sigma_edges, dev)
+    step, interval = 0, [0.0, 0]  # loss sum and count since the last checkpoint (its "loss" metadata)
+    if has_run and state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        saved_step = int(state["step"])
+        if saved_step >= config.steps:  # finished: reruns skip finished work
+            return _result(out, saved_step, config, 0.0, 0, None)
+        if not resume:
+            raise ValueError(f"{out} holds an unfinished run (step {saved_step} of {config.steps}); pass --resume "
+                             "to continue it or --overwrite to start over")
+        denoiser.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, interval = saved_step, [float(state["interval_loss"]), int(state["interval_count"])]
+        del state
+    loss_log.truncate(step)
+
+    targets = checkpoint_steps(config.steps, config.n_checkpoints)
+    batches = _Batches(config, source)
+    meta = {"kind": "pretrain", "ema": True, "preset": config.preset, "data": config.data, "seed": config.seed,
+            "batch_size": config.batch_size}
+
+    def state_dict() -> dict:
+        return {"step": step, "images_seen": step * config.batch_size, "model": _cpu(denoiser.state_dict()),
+                "ema": _cpu(ema.state_dict()), "optimizer": optimizer.state_dict(),
+                "interval_loss": interval[0], "interval_count": interval[1]}
+
+    def write_checkpoint() -> None:
+        loss = interval[0] / interval[1] if interval[1] else None
+        if step == 0 and loss is None:  # the control's loss: the initial weights on the first batch
+            with torch.no_grad(), autocast_context(dev, config.amp):
+                x0, sigma, noise = (t.to(dev) for t in batches(0))
+                loss = float(edm_loss(denoiser, x0, sigma, noise).mean())
+        save_checkpoint(out / CKPT_DIR / _checkpoint_name(step), ema,
+                        metadata={**meta, "step": step, "images_seen": step * config.batch_size, "loss": loss})
+        interval[:] = [0.0, 0]
+
+    if step == 0 and not (out / CKPT_DIR / _checkpoint_name(0)).is_dir():
+        write_checkpoint()
+    start_step, stop = step, config.steps if max_steps_this_call is None else min(config.steps,
+                                                                                 step + int(max_steps_this_call))
+    bar = tqdm(total=config.steps, initial=step, unit="step", file=sys.stderr, disable=not progress,
+               desc=f"pretrain {config.preset}", dynamic_ncols=True)
+    train_seconds, smooth = 0.0, None
+    try:
+        while step < stop:
+            t0 = time.perf_counter()
+            x0, sigma, noise = (t.to(dev, non_blocking=True) for t in batches(step))
+            lr = _lr(config, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with autocast_context(dev, config.amp):
+                per_image = edm_loss(denoiser, x0, sigma, noise)
+            loss = per_image.mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip if config.grad_clip > 0 else math.inf)
+            loss_value = float(loss.detach())
+            if not (math.isfinite(loss_value) and math.isfinite(float(grad_norm))):
+                bad = ~torch.isfinite(per_image.detach())
+                where = sigma[bad] if bool(bad.any()) else sigma
+                what = "loss" if bool(bad.any()) else "gradient"
+                raise NonFiniteLossError(
+                    f"the training {what} became non-finite at step {step} (σ = "
+                    f"{', '.join(f'{s:.3g}' for s in where[:4].tolist())}{', ...' if len(where) > 4 else ''}); "
+                    f"the last good training state and checkpoints in {out} are kept; lower --lr (now {config.lr:g}) "
+                    "or --grad-clip")
+            optimizer.step()
+            step += 1
+            with torch.no_grad():
+                beta = _ema_beta(config, step * config.batch_size)
+                torch._foreach_lerp_(ema_params, params, 1.0 - beta)
+            loss_log.add(sigma, per_image)
+            interval[0] += loss_value
+            interval[1] += 1
+            train_seconds += time.perf_counter() - t0
+            smooth = loss_value if smooth is None else 0.9 * smooth + 0.1 * loss_value
+            if step % config.log_every == 0 or step % config.state_every == 0 or step in targets or step == stop:
+                loss_log.flush(step, step * config.batch_size)
+            if step in targets:
+                write_checkpoint()
+            if step % config.state_every == 0 or step in targets or step == stop:
+                _save_state(state_path, state_dict())
+            bar.update(1)
+            bar.set_postfix(loss=f"{smooth:.4f}", img_s=f"{(step - start_step) * config.batch_size / train_seconds:.1f}",
+                            refresh=False)
+            if callback is not None:
+                callback({"step": step, "images_seen": step * config.batch_size, "loss": loss_value, "lr": lr,
+                          "denoiser": denoiser, "ema": ema})
+    finally:
+        bar.close()
+    return _result(out, step, config, train_seconds, step - start_step, smooth)
+
+
+def _result(out: Path, step: int, config: TrainConfig, seconds: float, done: int, loss) -> PretrainResult:
+    from freqlab.checkpoints import discover_checkpoints
+
+    checkpoints = [info.path for info in discover_checkpoints(out)] if (out / CKPT_DIR).is_dir() else []
+    return PretrainResult(out_dir=out, checkpoints=checkpoints, step=step, finished=step >= config.steps,
+                          seconds=seconds, images_per_second=done * config.batch_size / seconds if seconds else math.nan,
+                          loss=loss)

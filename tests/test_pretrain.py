@@ -1,0 +1,290 @@
+"""freqlab.pretrain: EDM loss, log-spaced checkpoint trajectory, resume equality, refusals, non-finite loss, CLI."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from freqlab import pretrain as pt
+from freqlab.checkpoints import discover_checkpoints, load_checkpoint_metadata, load_denoiser
+from freqlab.denoisers import edm_preconditioning
+from freqlab.pretrain import (PRESETS, NonFiniteLossError, TrainConfig, build_denoiser, checkpoint_steps,
+                              edm_loss, edm_loss_weight, make_config, pretrain)
+from freqlab.rng import per_sample_randn
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny models run fastest on one thread, and a busy machine makes two threads spin far slower
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny(**overrides) -> TrainConfig:
+    return make_config("tiny", **overrides)
+
+
+def final_state(run_dir):
+    return torch.load(run_dir / "state" / "state.pt", map_location="cpu", weights_only=True)
+
+
+def assert_same_tensors(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the loss and the schedule
+# ---------------------------------------------------------------------------------------------------------------
+def test_edm_loss_weight_known_values():
+    sigma = torch.tensor([0.5, 1.0, 0.1])
+    expected = torch.tensor([(0.25 + 0.25) / (0.25 * 0.25), (1 + 0.25) / 0.25, (0.01 + 0.25) / (0.01 * 0.25)])
+    torch.testing.assert_close(edm_loss_weight(sigma, 0.5), expected)
+    # it is 1/c_out² of the preconditioning
+    _, c_out, _, _ = edm_preconditioning(sigma, 0.5)
+    torch.testing.assert_close(edm_loss_weight(sigma, 0.5), 1 / c_out**2)
+
+
+class SkipOnly(torch.nn.Module):
+    """The preconditioned denoiser with F = 0: D(x, σ) = c_skip·x."""
+
+    sigma_data = 0.5
+
+    def forward(self, x, sigma):
+        c_skip, _, _, _ = edm_preconditioning(sigma, self.sigma_data)
+        return c_skip.view(-1, 1, 1, 1) * x
+
+
+@pytest.mark.parametrize("sigma", [0.05, 0.5, 5.0])
+def test_edm_loss_of_skip_connection_is_one(sigma):
+    # for data of standard deviation σd the weight makes the skip connection's loss exactly 1 at every σ
+    g = torch.Generator().manual_seed(0)
+    x0 = 0.5 * torch.randn(256, 1, 16, 16, generator=g)
+    noise = torch.randn(x0.shape, generator=g)
+    loss = edm_loss(SkipOnly(), x0, torch.full((256,), sigma), noise)
+    assert loss.shape == (256,)
+    assert abs(float(loss.mean()) - 1.0) < 0.02
+
+
+def test_checkpoint_steps_log_spaced_with_ends():
+    assert checkpoint_steps(12, 5) == [0, 1, 2, 5, 12]
+    steps = checkpoint_steps(1000, 8)
+    assert steps[0] == 0 and steps[-1] == 1000 and steps == sorted(set(steps)) and len(steps) == 8
+    ratios = np.diff(np.log(steps[1:]))
+    assert np.allclose(ratios, math.log(1000) / 6, atol=0.06)  # rounding to whole steps
+    assert checkpoint_steps(1, 4) == [0, 1]
+    with pytest.raises(ValueError):
+        checkpoint_steps(0, 4)
+
+
+def test_presets_and_config_validation():
+    assert set(PRESETS) == {"cpu-small", "cifar", "tiny"}
+    small = make_config()
+    assert small.preset == "cpu-small" and small.p_mean == -1.2 and small.p_std == 1.2
+    assert TrainConfig.from_dict(small.to_dict()) == small
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        make_config("huge")
+    with pytest.raises(ValueError, match="unknown data source 'mnist'"):
+        make_config("tiny", data="mnist")
+    with pytest.raises(ValueError, match="unknown TrainConfig field"):
+        make_config("tiny", learning_rate=1.0)
+    with pytest.raises(ValueError, match="lr must be"):
+        make_config("tiny", lr=-1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a run: trajectory, metadata, log
+# ---------------------------------------------------------------------------------------------------------------
+def test_tiny_run_writes_log_spaced_checkpoints(tmp_path):
+    config = tiny()
+    result = pretrain(config, tmp_path / "run", device="cpu", progress=False)
+    expected = checkpoint_steps(config.steps, config.n_checkpoints)
+    assert result.finished and result.step == config.steps
+    infos = discover_checkpoints(tmp_path / "run")
+    assert [i.step for i in infos] == expected
+    assert [i.path for i in infos] == result.checkpoints
+    assert [i.images_seen for i in infos] == [s * config.batch_size for s in expected]
+    assert all(i.ema for i in infos)
+    meta = load_checkpoint_metadata(infos[-1].path)
+    assert meta["kind"] == "pretrain" and meta["preset"] == "tiny" and math.isfinite(meta["loss"])
+    # step 0 is the random initialisation (the control)
+    init = build_denoiser(config, 3)
+    step0 = load_denoiser(infos[0].path, device="cpu")
+    assert_same_tensors(init.state_dict(), step0.state_dict())
+    # the final checkpoint holds the EMA weights of the training state
+    final = load_denoiser(infos[-1].path, device="cpu")
+    assert_same_tensors(final.state_dict(), final_state(tmp_path / "run")["ema"])
+    assert not torch.equal(final.unet.conv_in.weight, step0.unet.conv_in.weight)
+    # the loss per σ range: every training image counted once
+    with open(tmp_path / "run" / "loss_by_sigma.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sum(int(r["count"]) for r in rows) == config.steps * config.batch_size
+    assert all(float(r["sigma_lo"]) < float(r["sigma_hi"]) for r in rows)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["config"] == config.to_dict()
+
+
+def test_same_seed_same_weights_other_seed_differs(tmp_path):
+    a = pretrain(tiny(steps=4), tmp_path / "a", device="cpu", progress=False)
+    b = pretrain(tiny(steps=4), tmp_path / "b", device="cpu", progress=False)
+    c = pretrain(tiny(steps=4, seed=1), tmp_path / "c", device="cpu", progress=False)
+    assert_same_tensors(load_file(a.final / "model.safetensors"), load_file(b.final / "model.safetensors"))
+    assert not torch.equal(final_state(tmp_path / "a")["model"]["unet.conv_in.weight"],
+                           final_state(tmp_path / "c")["model"]["unet.conv_in.weight"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# resume
+# ---------------------------------------------------------------------------------------------------------------
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_stop_and_kill_equals_uninterrupted_run(tmp_path):
+    config = tiny()
+    pretrain(config, tmp_path / "whole", device="cpu", progress=False)
+
+    run = tmp_path / "pieces"
+    part = pretrain(config, run, device="cpu", progress=False, max_steps_this_call=3)  # a clean stop
+    assert not part.finished and part.step == 3 and final_state(run)["step"] == 3
+
+    def kill_at_7(info):  # a kill between two saved states (state_every=4, checkpoints at 5 and 12)
+        if info["step"] == 7:
+            raise Killed
+
+    with pytest.raises(Killed):
+        pretrain(config, run, resume=True, device="cpu", progress=False, callback=kill_at_7)
+    assert final_state(run)["step"] == 5
+    with pytest.raises(ValueError, match="unfinished run"):
+        pretrain(config, run, device="cpu", progress=False)
+    done = pretrain(config, run, resume=True, device="cpu", progress=False)
+    assert done.finished
+
+    whole, pieces = final_state(tmp_path / "whole"), final_state(run)
+    assert_same_tensors(whole["model"], pieces["model"])
+    assert_same_tensors(whole["ema"], pieces["ema"])
+    for a, b in zip(discover_checkpoints(tmp_path / "whole"), discover_checkpoints(run)):
+        assert a.step == b.step
+        assert_same_tensors(load_file(a.path / "model.safetensors"), load_file(b.path / "model.safetensors"))
+        assert load_checkpoint_metadata(a.path)["loss"] == pytest.approx(load_checkpoint_metadata(b.path)["loss"])
+    # the loss log of the resumed run counts every image once, as the uninterrupted one does
+    with open(run / "loss_by_sigma.csv", newline="") as fh:
+        assert sum(int(r["count"]) for r in csv.DictReader(fh)) == config.steps * config.batch_size
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# refusals and bad input
+# ---------------------------------------------------------------------------------------------------------------
+def test_refuses_a_different_run_unless_overwrite(tmp_path):
+    run = tmp_path / "run"
+    pretrain(tiny(steps=2), run, device="cpu", progress=False)
+    again = pretrain(tiny(steps=2), run, device="cpu", progress=False)  # finished: nothing to do
+    assert again.finished and again.seconds == 0 and len(again.checkpoints) == len(checkpoint_steps(2, 5))
+    with pytest.raises(ValueError, match=r"different pre-training run \(differs in lr\)") as err:
+        pretrain(tiny(steps=2, lr=1e-4), run, device="cpu", progress=False)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="different pre-training run"):
+        pretrain(tiny(steps=2, lr=1e-4), run, resume=True, device="cpu", progress=False)
+    redone = pretrain(tiny(steps=3, lr=1e-4), run, overwrite=True, device="cpu", progress=False)
+    assert [i.step for i in discover_checkpoints(run)] == checkpoint_steps(3, 5)
+    assert redone.finished
+    assert json.loads((run / "run.json").read_text())["config"]["lr"] == 1e-4
+
+
+def test_refuses_stray_pretrain_files_without_run_json(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(ValueError, match="without run.json"):
+        pretrain(tiny(steps=2), tmp_path, device="cpu", progress=False)
+
+
+def test_batch_larger_than_data(tmp_path):
+    path = tmp_path / "three.npy"
+    np.save(path, np.zeros((3, 16, 16, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="batch size 4 is larger than the data"):
+        pretrain(tiny(data="array", data_path=str(path)), tmp_path / "run", device="cpu", progress=False)
+
+
+def test_finite_data_epochs_are_permutations(tmp_path):
+    path = tmp_path / "eight.npy"
+    np.save(path, np.random.default_rng(0).integers(0, 255, (8, 16, 16, 3), dtype=np.uint8))
+    config = tiny(data="array", data_path=str(path))
+    from freqlab.data import make_source
+
+    batches = pt._Batches(config, make_source("array", path=str(path), resolution=16))
+    first = [batches.data_index(k) for k in range(8)]
+    second = [batches.data_index(k) for k in range(8, 16)]
+    assert sorted(first) == sorted(second) == list(range(8)) and first != second
+
+
+def test_non_finite_loss_stops_and_names_step_and_sigma(tmp_path, monkeypatch):
+    config = tiny()
+    original = pt.edm_loss
+    calls = []
+
+    def poisoned(denoiser, x0, sigma, noise):
+        loss = original(denoiser, x0, sigma, noise)
+        calls.append(1)
+        if len(calls) == 2 + 7:  # call 1 is the loss of the step-0 checkpoint; step k is call k + 2
+            loss = loss.clone()
+            loss[2] = float("nan")
+        return loss
+
+    monkeypatch.setattr(pt, "edm_loss", poisoned)
+    with pytest.raises(NonFiniteLossError) as err:
+        pretrain(config, tmp_path / "run", device="cpu", progress=False)
+    ids = range(7 * config.batch_size, 8 * config.batch_size)
+    sigma = math.exp(config.p_mean + config.p_std * float(per_sample_randn(config.seed, "pretrain/sigma", ids, (1,))[2]))
+    message = str(err.value)
+    assert "step 7" in message and f"{sigma:.3g}" in message and "\n" not in message
+    assert isinstance(err.value, ValueError)
+    # nothing was written for the bad step: the last good state and checkpoints stay
+    assert final_state(tmp_path / "run")["step"] == 5
+    assert [i.step for i in discover_checkpoints(tmp_path / "run")] == [0, 1, 2, 5]
+
+
+def test_absurd_learning_rate_is_caught(tmp_path):
+    with pytest.raises(NonFiniteLossError, match="non-finite at step"):
+        pretrain(tiny(lr=1e30, warmup_steps=0, grad_clip=0.0), tmp_path / "run", device="cpu", progress=False)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# command line
+# ---------------------------------------------------------------------------------------------------------------
+def test_cli_knobs_are_config_fields():
+    from freqlab.commands.pretrain import KNOBS
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert {dest for _, dest, _, _ in KNOBS} <= fields
+
+
+def test_cli_runs_and_refuses_in_one_line(tmp_path, capsys):
+    from freqlab.cli import main
+
+    out = str(tmp_path / "run")
+    assert main(["pretrain", "--preset", "tiny", "--steps", "2", "--channels", "8,16", "--out", out, "--quiet",
+                 "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "step-000000" in printed and "step-000002" in printed
+    assert main(["pretrain", "--preset", "tiny", "--steps", "2", "--lr", "1e-4", "--out", out, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("freqlab pretrain: error:") and "different pre-training run" in err and "\n" not in err
+    assert main(["pretrain", "--preset", "nope", "--out", out]) == 2
+    assert "unknown preset" in capsys.readouterr().err
+
+
+def test_cli_help_has_examples(capsys):
+    from freqlab.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--help"])
+    text = capsys.readouterr().out
+    assert "examples:" in text and "--resume" in text and "cpu-small" in text
