@@ -18,7 +18,8 @@ import seaborn as sns  # noqa: E402
 import xarray as xr  # noqa: E402
 
 __all__ = ["theme", "palette", "frequency_axis", "save_figure", "data_spectra_figure", "output_spectra_figure",
-           "relative_power_heatmap", "cutoff_figure", "transfer_figure", "band_statistics_figure"]
+           "relative_power_heatmap", "cutoff_figure", "transfer_figure", "band_statistics_figure", "finetune_figure",
+           "samples_figure", "frozen_parameters_figure"]
 
 FREQ_LABEL = "frequency (cycles/pixel)"
 POWER_LABEL = "power per mode (image units²)"
@@ -271,5 +272,112 @@ def band_statistics_figure(ds: xr.Dataset, *, mode: str = "generate") -> plt.Fig
     axes[2][0].set_ylabel("diversity ratio (output / data)")
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"Structure or coloured noise? Per-image band statistics ({mode} mode)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------------------
+# fine-tuning figures (input: the logs of freqlab.gan.finetune)
+# --------------------------------------------------------------------------------------------------------------
+RUN_LABELS = {"pretrained": "from pre-trained (D2O-F)", "random": "from random init (control)",
+              "early": "from an early checkpoint"}
+
+
+def finetune_figure(logs: dict[str, xr.Dataset]) -> plt.Figure:
+    """Per-band log-spectral distance and per-image band statistics against images seen, one line per run.
+
+    Rows: log-spectral distance to the data (dB), diversity ratio of per-image log band power (1 = as diverse as
+    the data, ~0 = one texture), Wasserstein distance of per-image log band power (dB), band-pass kurtosis gap
+    (0 = as sparse as the data). Columns: bands.
+    """
+    theme()
+    first = next(iter(logs.values()))
+    bands = list(first.band.values)
+    rows = (("log_spectral_distance", "log-spectral distance (dB)", None),
+            ("diversity_ratio", "diversity ratio (output / data)", 1.0),
+            ("wasserstein_log_band_power", "Wasserstein, log band power (dB)", 0.0),
+            ("kurtosis_gap", "kurtosis gap (output − data)", 0.0))
+    fig, axes = plt.subplots(len(rows), len(bands), figsize=(3.7 * len(bands), 2.5 * len(rows)), sharex=True, squeeze=False)
+    colours = dict(zip(logs, palette(len(logs))))
+    for i, (var, label, ref) in enumerate(rows):
+        for j, band in enumerate(bands):
+            ax = axes[i][j]
+            for name, log in logs.items():
+                ax.plot(log.images_seen, log[var].sel(band=band), "o-", ms=3, lw=1.6, color=colours[name],
+                        label=RUN_LABELS.get(name, name))
+            if ref is not None:
+                ax.axhline(ref, color="black", lw=1.0, ls=":")
+            if i == 0:
+                lo, hi = float(first.band_lo.sel(band=band)), float(first.band_hi.sel(band=band))
+                ax.set_title(f"{band} band [{lo:.3g}, {hi:.3g}] cycles/px", fontsize=10)
+            if j == 0:
+                ax.set_ylabel(label, fontsize=9)
+            if i == len(rows) - 1:
+                ax.set_xlabel("images seen by the generator")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("What GAN fine-tuning adds, band by band (dotted: the data's value)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def samples_figure(grids: dict[str, list[Path]], *, n_moments: int = 3) -> plt.Figure:
+    """Sample grids of each fine-tuning run at the same moments (images seen), side by side, with the data."""
+    import re
+
+    from PIL import Image
+
+    theme()
+    runs = [k for k in grids if k != "data"]
+    moments = sorted({int(re.search(r"(\d+)", p.stem).group(1)) for k in runs for p in grids[k]})
+    shared = [m for m in moments if all(any(int(re.search(r"(\d+)", p.stem).group(1)) == m for p in grids[k]) for k in runs)]
+    chosen = _pick(shared or moments, n_moments)
+    ncols = len(chosen) + (1 if "data" in grids else 0)
+    fig, axes = plt.subplots(len(runs), ncols, figsize=(2.9 * ncols, 3.0 * len(runs)), squeeze=False)
+    for i, run in enumerate(runs):
+        by_moment = {int(re.search(r"(\d+)", p.stem).group(1)): p for p in grids[run]}
+        for j, m in enumerate(chosen):
+            ax = axes[i][j]
+            ax.imshow(Image.open(by_moment[m]) if m in by_moment else np.ones((8, 8, 3)), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if i == 0:
+                ax.set_title(f"{m:,} images seen", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(RUN_LABELS.get(run, run), fontsize=9)
+        if "data" in grids:
+            ax = axes[i][-1]
+            ax.imshow(Image.open(grids["data"][0]), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if i == 0:
+                ax.set_title("data", fontsize=9)
+    fig.suptitle("One-step samples during GAN fine-tuning (same z in every panel)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def frozen_parameters_figure(log: xr.Dataset) -> plt.Figure:
+    """Frozen and trainable parameters by layer type under the run's freezing policy (horizontal stacked bars)."""
+    theme()
+    frozen = log.n_frozen.values.astype(float)
+    trainable = log.n_trainable.values.astype(float)
+    keep = (frozen + trainable) > 0
+    names = [str(n) for n in np.asarray(log.layer_type.values)[keep]]
+    frozen, trainable = frozen[keep], trainable[keep]
+    order = np.argsort(frozen + trainable)
+    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(names) + 1.5))
+    colours = palette(2)
+    y = np.arange(len(names))
+    ax.barh(y, frozen[order] / 1e3, color=colours[0], label="frozen")
+    ax.barh(y, trainable[order] / 1e3, left=frozen[order] / 1e3, color=colours[1], label="trainable")
+    ax.set_yticks(y, [names[k] for k in order])
+    ax.set_xlabel("parameters (thousands)")
+    total = frozen.sum() + trainable.sum()
+    policy = log.attrs.get("config_freeze", "?")
+    ax.set_title(f"Freezing policy '{policy}': {100 * frozen.sum() / total:.1f}% of {total / 1e6:.2f} M parameters frozen",
+                 fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig

@@ -1,0 +1,31 @@
+"""``freqlab figures RESULTS_DIR``: regenerate every figure from saved results (nothing is recomputed)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub) -> None:
+    from freqlab.figures import FIGURES
+
+    p = sub.add_parser("figures", help="redraw all figures of a results directory", description=__doc__,
+                       epilog="examples:\n  freqlab figures runs/demo                # -> figures/\n"
+                              "  freqlab figures runs/demo --only cutoff_vs_sigma --out /tmp/f\n\n"
+                              f"figures: {', '.join(FIGURES)}",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results_dir", help="a directory written by `freqlab demo` (sweep.nc, finetune-*/, ...)")
+    p.add_argument("--out", default="figures", help="where to write PNG and PDF files (default: figures)")
+    p.add_argument("--only", default=None, help="comma-separated figure names")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from freqlab.figures import make_figures
+
+    names = [n.strip() for n in args.only.split(",")] if args.only else None
+    written = make_figures(args.results_dir, args.out, names)
+    for path in written:
+        print(path)
+    print(f"wrote {len(written)} files into {args.out}", file=sys.stderr)
+    return 0

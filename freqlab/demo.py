@@ -1,0 +1,116 @@
+"""The end-to-end demo: pre-training → sweep → D2O-F fine-tuning and its random-init control → figures → report.
+
+Every stage writes into one results directory and resumes: rerunning the demo reuses finished stages (a finished
+pre-training run, the sweep's finished checkpoints, a finished fine-tune) and continues an interrupted one.
+
+Layout of the results directory::
+
+    pretrain/                 the pre-training run (checkpoints/step-*/ at log-spaced steps, loss per σ range)
+    sweep.nc                  one-step spectra across σ × checkpoints (freqlab.sweep)
+    finetune-pretrained/      D2O-F (conv-frozen) GAN fine-tune from the final pre-training checkpoint
+    finetune-random/          the same fine-tune from a random initialisation (the control)
+    data_spectra.nc           spectra of the default data beside dead leaves, a GRF and white noise
+    figures/                  every figure (PNG and PDF), see freqlab.figures
+    report.md                 what the numbers say, in plain words
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from freqlab.devices import resolve_device
+
+__all__ = ["DemoSettings", "demo_settings", "run_demo"]
+
+
+@dataclass
+class DemoSettings:
+    """Sizes of each stage. ``demo_settings`` picks them for CPU, GPU or ``--quick``."""
+
+    preset: str = "cpu-small"
+    pretrain_overrides: dict = field(default_factory=dict)
+    sweep_images: int = 128
+    sweep_batch: int = 128
+    n_sigmas: int = 10
+    finetune_images: int = 6_000
+    finetune_batch: int = 32
+    finetune_log_every: int = 1_000
+    spectra_images: int = 512
+    finetune_early: bool = False  # also fine-tune from an early checkpoint (slower; the GAN measurements do)
+
+
+def demo_settings(*, quick: bool = False, device: str = "cpu") -> DemoSettings:
+    """Stage sizes: the CPU default fits 15 minutes on two cores; ``quick`` is a smoke test (< 2 minutes)."""
+    if quick:
+        return DemoSettings(preset="tiny", sweep_images=16, sweep_batch=16, n_sigmas=5, finetune_images=96,
+                            finetune_batch=8, finetune_log_every=32, spectra_images=64)
+    if resolve_device(device).type == "cuda":
+        return DemoSettings(preset="cifar", pretrain_overrides={"steps": 20_000, "n_checkpoints": 8},
+                            sweep_images=2048, sweep_batch=512, n_sigmas=16, finetune_images=200_000,
+                            finetune_batch=64, finetune_log_every=20_000, spectra_images=8192, finetune_early=True)
+    return DemoSettings()
+
+
+def _stage(i: int, n: int, name: str, start: float) -> None:
+    print(f"[demo {i}/{n}] {name}  (elapsed {time.monotonic() - start:.0f} s)", file=sys.stderr, flush=True)
+
+
+def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str = "auto", seed: int = 0,
+             settings: DemoSettings | None = None, progress: bool = True) -> Path:
+    """Run (or resume) every stage of the demo into ``out``; returns the path of ``report.md``."""
+    from freqlab import dataspectra, figures, gan, pretrain, report, results, sweep
+    from freqlab.checkpoints import discover_checkpoints
+
+    out = Path(out)
+    dev = resolve_device(device)
+    s = settings or demo_settings(quick=quick, device=str(dev))
+    start = time.monotonic()
+    n = 6
+    out.mkdir(parents=True, exist_ok=True)
+
+    _stage(1, n, f"pre-training ({s.preset})", start)
+    config = pretrain.make_config(s.preset, seed=seed, **s.pretrain_overrides)
+    run = pretrain.pretrain(config, out / "pretrain", resume=True, device=dev, progress=progress)
+    if not run.finished or run.final is None:
+        raise ValueError(f"pre-training in {out / 'pretrain'} did not finish; rerun the demo to resume it")
+    checkpoints = discover_checkpoints(out / "pretrain")
+
+    _stage(2, n, f"sweep over {len(checkpoints)} checkpoints x {s.n_sigmas} noise levels", start)
+    ds = sweep.sweep(out / "pretrain", "natural", s.n_sigmas, n_images=s.sweep_images, batch_size=s.sweep_batch,
+                     seed=seed, device=dev, out=out / "sweep.nc", resume=True, progress=progress)
+    print(sweep.summarize(ds), file=sys.stderr)
+
+    _stage(3, n, "GAN fine-tuning: D2O-F from the final checkpoint, and from a random init (control)", start)
+    runs = {"pretrained": (checkpoints[-1].path, "checkpoint"), "random": (checkpoints[-1].path, "random")}
+    if s.finetune_early:
+        early = checkpoints[min(2, len(checkpoints) - 1)]
+        runs["early"] = (early.path, "checkpoint")
+    for name, (path, kind) in runs.items():
+        gan.finetune(path, out / f"finetune-{name}", init_kind=kind, freeze="conv", n_images=s.finetune_images,
+                     batch_size=s.finetune_batch, log_every=s.finetune_log_every, seed=seed, device=dev,
+                     resume=True, progress=progress)
+
+    _stage(4, n, "data spectra", start)
+    spectra_path = out / "data_spectra.nc"
+    if not spectra_path.exists():
+        res = 16 if quick else 32
+        results.save(dataspectra.data_spectra(n_images=s.spectra_images, resolution=res, seed=seed, device=dev,
+                                              progress=progress), spectra_path)
+
+    _stage(5, n, "figures", start)
+    written = figures.make_figures(out, out / "figures")
+
+    _stage(6, n, "report", start)
+    path = report.write_report(out)
+    minutes = (time.monotonic() - start) / 60
+    print(f"demo finished in {minutes:.1f} min: {len(written)} figure files in {out / 'figures'}, report {path}",
+          file=sys.stderr)
+    return path
+
+
+def settings_dict(s: DemoSettings) -> dict:
+    return dataclasses.asdict(s)

@@ -1,0 +1,165 @@
+"""A short plain-words report of a demo results directory (``report.md``), with the numbers behind each claim.
+
+It answers, from saved results only: which bands the pre-trained model produces in one step at σ_max, which it
+produces at lower σ, how that changed over pre-training, and what GAN fine-tuning added (and what the random-init
+control did). A band counts as "produced" when its log-spectral distance to the data is within ``MATCH_DB``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from freqlab import results
+
+__all__ = ["MATCH_DB", "build_report", "write_report"]
+
+#: A band is "produced" when the output's log-spectral distance to the data in that band is at most this (dB).
+MATCH_DB = 3.0
+
+
+def _bands(ds: xr.Dataset) -> list[str]:
+    return [str(b) for b in ds.band.values]
+
+
+def _band_edges(ds: xr.Dataset) -> str:
+    return ", ".join(f"{b} [{float(ds.band_lo.sel(band=b)):.3g}, {float(ds.band_hi.sel(band=b)):.3g}]" for b in _bands(ds))
+
+
+def _step(ds: xr.Dataset, ck) -> str:
+    step = int(ds.step.sel(checkpoint=ck)) if "step" in ds.coords else -1
+    return f"step {step:,}" if step >= 0 else str(ck)
+
+
+def _produced(lsd: xr.DataArray) -> str:
+    names = [str(b) for b in lsd.band.values if float(lsd.sel(band=b)) <= MATCH_DB]
+    return ", ".join(names) if names else "none"
+
+
+def _lsd_row(lsd: xr.DataArray) -> str:
+    return " | ".join(f"{float(lsd.sel(band=b)):.1f}" for b in lsd.band.values)
+
+
+def sweep_section(ds: xr.Dataset) -> list[str]:
+    """Sections 1-3: σ_max generation, lower σ, and the pre-training trajectory."""
+    bands = _bands(ds)
+    last = ds.checkpoint.values[-1]
+    smax = float(ds.sigma.max())
+    gen = ds.sel(checkpoint=last, mode="generate", sigma=smax)
+    lsd_max = gen.lsd.mean("channel")
+    fc_max = float(gen.cutoff_freq.mean("channel"))
+    rel = gen.relative_power_db.mean("channel")
+    low_db = float(rel.sel(freq=rel.freq[(rel.freq > 0) & (rel.freq < 0.125)]).mean())
+    high_db = float(rel.sel(freq=rel.freq[rel.freq >= 0.25]).mean())
+    lines = [
+        f"## 1. One step at σ_max = {smax:g}: what pre-training already generates",
+        "",
+        f"The final pre-trained model ({_step(ds, last)}) fed pure noise σ_max·z, i.e. the D2O generator before any "
+        f"fine-tuning, produces the bands **{_produced(lsd_max)}** within {MATCH_DB:g} dB of the data's spectrum. "
+        f"Its output has {low_db:+.1f} dB of the data's power in the low band and {high_db:+.1f} dB in the high band; "
+        f"its −3 dB cutoff is f_c = {fc_max:.3f} cycles/pixel.",
+        "",
+        f"| band (cycles/px) | {' | '.join(bands)} |",
+        f"|---|{'---|' * len(bands)}",
+        f"| log-spectral distance at σ_max (dB) | {_lsd_row(lsd_max)} |",
+        "",
+        "## 2. Lower noise levels: which bands one denoising step recovers",
+        "",
+        "In `denoise` mode the input is a real image plus noise x0 + σ·n. Below, f_c is the highest band the "
+        "one-step output keeps within 3 dB of the data, f*(σ) is the SNR crossover where the data's power falls to "
+        "σ² (above it the signal is drowned), and MSE/Wiener compares the model with the optimal linear denoiser "
+        "(< 1: it beats it).",
+        "",
+        "| σ | f_c (cycles/px) | f*(σ) (cycles/px) | MSE / Wiener MSE | bands produced |",
+        "|---|---|---|---|---|",
+    ]
+    den = ds.sel(checkpoint=last, mode="denoise")
+    ratio = (ds.mse.sel(checkpoint=last) / ds.wiener_mse).mean("channel")
+    for sigma in ds.sigma.values:
+        fc = float(den.cutoff_freq.sel(sigma=sigma).mean("channel"))
+        fstar = float(ds.snr_crossover.sel(sigma=sigma).mean("channel"))
+        lines.append(f"| {sigma:.3g} | {fc:.3f} | {fstar:.3f} | {float(ratio.sel(sigma=sigma)):.2f} | "
+                     f"{_produced(den.lsd.sel(sigma=sigma).mean('channel'))} |")
+    lines += ["", "## 3. Over pre-training", "",
+              "How the one-step generator at σ_max and the denoiser at σ = 0.5 changed from the random initialisation "
+              "(step 0, the control for \"what does pre-training add\") to the end of pre-training:", "",
+              f"| checkpoint | f_c at σ_max | LSD at σ_max: {' / '.join(bands)} (dB) | diversity ratio at σ_max, high | "
+              "MSE/Wiener at σ≈0.5 |",
+              "|---|---|---|---|---|"]
+    s_half = float(ds.sigma.values[np.argmin(np.abs(np.log(ds.sigma.values / 0.5)))])
+    for ck in ds.checkpoint.values:
+        g = ds.sel(checkpoint=ck, mode="generate", sigma=smax)
+        div = float(g.diversity_ratio.mean("channel").sel(band=bands[-1]))
+        r = float((ds.mse.sel(checkpoint=ck, sigma=s_half) / ds.wiener_mse.sel(sigma=s_half)).mean("channel"))
+        lines.append(f"| {_step(ds, ck)} | {float(g.cutoff_freq.mean('channel')):.3f} | "
+                     f"{' / '.join(f'{float(v):.1f}' for v in g.lsd.mean('channel').values)} | {div:.2f} | {r:.2f} |")
+    first = ds.checkpoint.values[0]
+    lsd0 = ds.sel(checkpoint=first, mode="generate", sigma=smax).lsd.mean("channel")
+    lines += ["", f"From {_step(ds, first)} to {_step(ds, last)} the log-spectral distance at σ_max went "
+              + ", ".join(f"{b}: {float(lsd0.sel(band=b)):.1f} → {float(lsd_max.sel(band=b)):.1f} dB" for b in bands) + "."]
+    return lines
+
+
+def finetune_section(logs: dict[str, xr.Dataset]) -> list[str]:
+    """Section 4: what GAN fine-tuning added, with the random-init control."""
+    if not logs:
+        return []
+    first = next(iter(logs.values()))
+    bands = [str(b) for b in first.band.values]
+    lines = ["", "## 4. What GAN fine-tuning added", "",
+             "D2O-F: the one-step generator G(z) = D(σ_max·z, σ_max) fine-tuned with a plain GAN loss (no distillation), "
+             f"with the `conv` policy freezing {100 * float(first.attrs.get('frozen_share', np.nan)):.0f}% of the parameters. "
+             "Diversity ratio: spread of per-image log band power relative to the data's (about 1: as varied as the "
+             "data; near 0: every sample the same texture). Kurtosis gap: band-pass kurtosis minus the data's "
+             "(negative: more Gaussian, less structure).", "",
+             f"| run | images seen | LSD {' / '.join(bands)} (dB) | diversity ratio {' / '.join(bands)} | kurtosis gap, high |",
+             "|---|---|---|---|---|"]
+    for name, log in logs.items():
+        for pos, label in ((0, "start"), (-1, "end")):
+            row = log.isel(images_seen=pos)
+            lines.append(
+                f"| {name} ({label}) | {int(row.images_seen):,} | "
+                f"{' / '.join(f'{float(v):.1f}' for v in row.log_spectral_distance.values)} | "
+                f"{' / '.join(f'{float(v):.2f}' for v in row.diversity_ratio.values)} | "
+                f"{float(row.kurtosis_gap.sel(band=bands[-1])):+.2f} |")
+    lines.append("")
+    for name, log in logs.items():
+        start, end = log.isel(images_seen=0), log.isel(images_seen=-1)
+        h0, h1 = float(start.log_spectral_distance.sel(band=bands[-1])), float(end.log_spectral_distance.sel(band=bands[-1]))
+        d1 = float(end.diversity_ratio.sel(band=bands[-1]))
+        change = f"reduced {h0 / h1:.1f}-fold" if 0 < h1 < h0 else "not reduced"
+        lines.append(f"- **{name}**: high-band log-spectral distance {h0:.1f} → {h1:.1f} dB ({change}); "
+                     f"high-band diversity ratio at the end {d1:.2f}.")
+    return lines
+
+
+def build_report(root: str | Path) -> str:
+    """The report of the results directory ``root`` as markdown."""
+    from freqlab.figures import finetune_logs
+
+    root = Path(root)
+    ds = results.load(root / "sweep.nc")
+    try:
+        logs = finetune_logs(root)
+    except FileNotFoundError:
+        logs = {}
+    head = [
+        "# freqlab demo report",
+        "",
+        f"Data: `{ds.attrs.get('data_source', '?')}` ({ds.attrs.get('data_split', '?')} split, "
+        f"{int(ds.attrs.get('n_images', 0))} images of {int(ds.attrs.get('data_height', 0))}×"
+        f"{int(ds.attrs.get('data_width', 0))} px), {ds.sizes['checkpoint']} checkpoints × {ds.sizes['sigma']} noise "
+        f"levels. Bands (cycles/pixel): {_band_edges(ds)}. A band is *produced* when its log-spectral distance to "
+        f"the data is at most {MATCH_DB:g} dB. Figures: `figures/`.",
+        "",
+    ]
+    return "\n".join(head + sweep_section(ds) + finetune_section(logs)) + "\n"
+
+
+def write_report(root: str | Path) -> Path:
+    """Write ``root/report.md``; returns its path."""
+    path = Path(root) / "report.md"
+    path.write_text(build_report(root), encoding="utf-8")
+    return path
