@@ -15,8 +15,33 @@ produces against the data:
   Wiener error per band, the SNR crossover ``f*(σ)`` and per-image band statistics (diversity ratio, 1-D
   Wasserstein distance of log band power, kurtosis gap) against the data's.
 
-The result is one :class:`xarray.Dataset` (variables listed in :data:`VARIABLES`), saved atomically after each
-checkpoint when ``out`` is given; rerunning resumes, skipping finished checkpoints.
+The result is one :class:`xarray.Dataset`, saved atomically after each checkpoint when ``out`` is given; rerunning
+resumes, skipping finished checkpoints (recognised by name), and refuses a file written with other settings.
+
+Dataset layout (long names and units of every variable in :data:`VARIABLES` and in each variable's attrs)
+------------------------------------------------------------------------------------------------------------
+coords: ``checkpoint`` (str) with ``step``, ``images_seen`` (int, -1 unknown) and ``checkpoint_path``; ``sigma``;
+``mode``; ``channel``; ``freq`` (cycles/pixel) with ``freq_count``; ``band`` with ``band_lo``, ``band_hi``.
+
+=====================================================  ================================================
+dims                                                   variables
+=====================================================  ================================================
+(channel, freq)                                        data_power, data_power_sem
+(channel, band)                                        data_band_log_power, data_band_log_power_std,
+                                                       data_band_kurtosis, data_band_kurtosis_sem
+(sigma, channel)                                       snr_crossover, wiener_mse
+(sigma, channel, freq)                                 wiener_output_power, wiener_error_power,
+                                                       wiener_transfer, wiener_coherence
+(checkpoint, sigma, mode, channel, freq)               output_power, output_power_sem, relative_power_db
+(checkpoint, sigma, mode, channel)                     cutoff_freq
+(checkpoint, sigma, mode, channel, band)               lsd, band_log_power, band_log_power_std,
+                                                       band_kurtosis, band_kurtosis_sem, diversity_ratio,
+                                                       band_power_wasserstein, kurtosis_gap
+(checkpoint, sigma, channel, freq)  [denoise only]     error_power, error_power_sem, cross_power,
+                                                       cross_power_sem, transfer, coherence
+(checkpoint, sigma, channel, band)  [denoise only]     error_wiener_ratio
+(checkpoint, sigma, channel)        [denoise only]     mse, mse_sem
+=====================================================  ================================================
 
 Loop order and cost: checkpoint → batch → σ. Each batch of images and noise is drawn and Fourier-transformed once
 per checkpoint and reused for every σ; per (batch, σ) the analysis is one forward FFT of the output, one inverse
@@ -55,7 +80,7 @@ MIN_IMAGES = 2
 _LOG_FLOOR = 1e-30  # band power of an all-zero band-pass image; keeps log10 finite (-300 dB)
 
 POWER = "image units² per mode (|DFT(w·x)|²/(H·W·mean(w²)), images in [-1, 1])"
-#: name → (long name, units) of every variable a sweep writes; dims are given in the module's README table.
+#: name → (long name, units) of every variable a sweep writes; dims in the module docstring's table.
 VARIABLES: dict[str, tuple[str, str]] = {
     "data_power": ("mean radial power of the data", POWER),
     "data_power_sem": ("standard error of data_power", POWER),
@@ -336,10 +361,6 @@ class _Analysis:
         m2 = b2.mean((-2, -1))
         m4 = b2.square().mean((-2, -1))
         return torch.where(m2 > 0, m4 / m2.square().clamp_min(1e-30), torch.nan)
-
-    def bin(self, p: torch.Tensor) -> torch.Tensor:
-        """Bin a per-mode quantity ``(..., H, Wr)`` already divided by the normalisation (float64)."""
-        return p.flatten(-2) @ self.bin_matrix64.to(p.device)
 
 
 class _NanMean:
@@ -830,7 +851,9 @@ def _sweep_checkpoint(entry, model, source, batches, sigmas, modes, shape, seed,
                 with autocast_context(dev, use_autocast):
                     model(probe, s)
             except ValueError as err:
-                raise ValueError(f"checkpoint {entry.name!r}: {err}") from err
+                lo, hi = getattr(model, "sigma_min", None), getattr(model, "sigma_max", None)
+                hint = f" (this model's σ range is [{lo:g}, {hi:g}])" if lo is not None and hi is not None else ""
+                raise ValueError(f"checkpoint {entry.name!r}: {err}{hint}") from err
             for idx in batches:
                 rows = slice(idx.start, idx.stop)
                 x0 = source.images(list(idx)).to(dev)
@@ -847,10 +870,8 @@ def _sweep_checkpoint(entry, model, source, batches, sigmas, modes, shape, seed,
                         y = _forward(entry, model, x_in, sigma, dev, use_autocast)
                         if an is None:
                             continue
-                        if not bool(torch.isfinite(y).all()):
-                            raise ValueError(f"checkpoint {entry.name!r} produced NaN or Inf at σ={sigma:g} "
-                                             f"({m} mode)")
-                        _analyse(outs[(si, m)], an, y, rows, x0, fx, data_binned)
+                        _analyse(outs[(si, m)], an, y, rows, x0, fx, data_binned, f"checkpoint {entry.name!r} "
+                                 f"at σ={sigma:g} ({m} mode)")
                     bar.update(step)
     finally:
         if hasattr(model, "train"):
@@ -858,9 +879,11 @@ def _sweep_checkpoint(entry, model, source, batches, sigmas, modes, shape, seed,
     return None if an is None else (outs, data)
 
 
-def _analyse(st: _OutputStats, an: _Analysis, y, rows: slice, x0, fx, data_binned) -> None:
+def _analyse(st: _OutputStats, an: _Analysis, y, rows: slice, x0, fx, data_binned, where: str) -> None:
     fy = an.fft(y)
     binned, band = an.spectra(y, fy)
+    if not bool(torch.isfinite(band).all()):  # a NaN/Inf pixel reaches every band power: checks the whole image
+        raise ValueError(f"{where} produced NaN or Inf outputs")
     st.log_power[rows] = (10 * torch.log10(band.clamp_min(_LOG_FLOOR))).cpu()
     st.kurtosis.update(an.kurtosis(y, fy))
     if st.cross is None:
