@@ -373,6 +373,10 @@ def frozen_parameters_figure(log: xr.Dataset) -> plt.Figure:
     ax.barh(y, frozen[order] / 1e3, color=colours[0], label="frozen")
     ax.barh(y, trainable[order] / 1e3, left=frozen[order] / 1e3, color=colours[1], label="trainable")
     ax.set_yticks(y, [names[k] for k in order])
+    totals = (frozen + trainable)[order]
+    for yi, (f, t) in enumerate(zip(frozen[order], totals)):
+        ax.text(t / 1e3, yi, f"  {100 * f / t:.0f}% frozen", va="center", fontsize=7)
+    ax.set_xlim(0, totals.max() / 1e3 * 1.25)
     ax.set_xlabel("parameters (thousands)")
     total = frozen.sum() + trainable.sum()
     policy = log.attrs.get("config_freeze", "?")
