@@ -85,12 +85,14 @@ def main(argv=None) -> int:
     else:
         overrides = dict(kv.split("=", 1) for kv in args.set)
         config = make_config(args.preset, data=args.data, **{k: _value(v) for k, v in overrides.items()})
+        report["load_average_before"] = os.getloadavg()
         t0 = time.perf_counter()
         result = pretrain(config, out, overwrite=args.overwrite, device="cpu", progress=True)
         report["wall_seconds"] = time.perf_counter() - t0
         report["train_step_seconds"] = result.seconds
         report["images_per_second"] = result.images_per_second
         report["steps"] = result.step
+        report["load_average_after"] = os.getloadavg()
     report["config"] = config.to_dict()
 
     train = make_source(config.data, resolution=config.resolution, grayscale=config.grayscale, split="train",
@@ -117,6 +119,10 @@ def main(argv=None) -> int:
         print(f"pretrain {config.preset} on {config.data}: {report['steps']} steps of {config.batch_size} images, "
               f"wall {report['wall_seconds']:.0f} s ({report['wall_seconds'] / 60:.2f} min, checkpoints included), "
               f"training steps {report['images_per_second']:.1f} images/s")
+    if "load_average_before" in report:
+        print("load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}".format(*report["load_average_before"])
+              + ", after: {:.2f} {:.2f} {:.2f}".format(*report["load_average_after"])
+              + " (other processes on the machine slow the run down)")
     print(f"held-out {test.name} test crops: {len(x_test)}; Wiener fitted on {len(fit)} training crops")
     print("checkpoint        " + "".join(f"  MSE/Wiener σ={s:<4g}" for s in SIGMAS))
     for name, r in report["checkpoints"].items():

@@ -43,6 +43,7 @@ import os
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -323,6 +324,24 @@ class _Batches:
         return x0, sigma, noise
 
 
+def _batch_stream(batches: _Batches, start: int, stop: int, *, prefetch: bool):
+    """Yield ``batches(step)`` for ``step`` in ``[start, stop)``; with ``prefetch`` the next batch is made in a
+    thread while the caller trains on this one (on an accelerator the CPU would otherwise idle while cropping)."""
+    if not prefetch:
+        for step in range(start, stop):
+            yield batches(step)
+        return
+    pool = ThreadPoolExecutor(1, thread_name_prefix="freqlab-batches")
+    try:
+        pending = pool.submit(batches, start) if start < stop else None
+        for step in range(start, stop):
+            batch = pending.result()
+            pending = pool.submit(batches, step + 1) if step + 1 < stop else None
+            yield batch
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _lr(config: TrainConfig, step: int) -> float:
     warm = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
     if config.lr_schedule == "cosine" and step >= config.warmup_steps:
@@ -529,10 +548,11 @@ def pretrain(config: TrainConfig | None = None, out_dir="runs/pretrain", *, resu
     bar = tqdm(total=config.steps, initial=step, unit="step", file=sys.stderr, disable=not progress,
                desc=f"pretrain {config.preset}", dynamic_ncols=True)
     train_seconds, smooth = 0.0, None
+    stream = _batch_stream(batches, step, stop, prefetch=dev.type != "cpu")
     try:
         while step < stop:
             t0 = time.perf_counter()
-            x0, sigma, noise = (t.to(dev, non_blocking=True) for t in batches(step))
+            x0, sigma, noise = (t.to(dev, non_blocking=True) for t in next(stream))
             lr = _lr(config, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -576,6 +596,7 @@ def pretrain(config: TrainConfig | None = None, out_dir="runs/pretrain", *, resu
                           "denoiser": denoiser, "ema": ema})
     finally:
         bar.close()
+        stream.close()
     return _result(out, step, config, train_seconds, step - start_step, smooth)
 
 

@@ -288,3 +288,19 @@ def test_cli_help_has_examples(capsys):
         main(["pretrain", "--help"])
     text = capsys.readouterr().out
     assert "examples:" in text and "--resume" in text and "cpu-small" in text
+
+
+def test_prefetched_batches_equal_plain_ones():
+    config = tiny()
+    from freqlab.data import make_source
+
+    batches = pt._Batches(config, make_source("natural", resolution=16))
+    plain = list(pt._batch_stream(batches, 2, 5, prefetch=False))
+    fetched = list(pt._batch_stream(batches, 2, 5, prefetch=True))
+    assert len(plain) == len(fetched) == 3
+    for a, b in zip(plain, fetched):
+        for ta, tb in zip(a, b):
+            assert torch.equal(ta, tb)
+    stream = pt._batch_stream(batches, 0, 10, prefetch=True)
+    next(stream)
+    stream.close()  # an interrupted loop shuts the thread down
