@@ -5,9 +5,10 @@ Measures, in one run:
     ``spectra=False`` (models, data and noise exactly the same, no analysis). Runs alternate on/off and the best of
     ``--repeats`` is kept; share = (t_on − t_off) / t_on. Target ≤ 5 %.
   * **images/s**: one-step forward passes per second with the analysis on (n_images × n_σ × n_modes / t_on).
-  * **peak memory** (``ru_maxrss`` of a fresh subprocess per run) of a sweep over 1k and 8k images. The model of
-    the memory runs is the Wiener filter by default (cheap, so 8k images × every σ runs in seconds; the model's
-    own memory is one batch of activations whatever the number of images); ``--memory-model unet`` uses the UNet.
+  * **peak memory** of a sweep over 1k and 8k images, each in a fresh subprocess: the peak resident set counted
+    from the sweep's start (Linux ``clear_refs``; else ``ru_maxrss``). The memory runs use the Wiener filter (cheap,
+    so 8k images × every σ takes a minute; a model's own memory is one batch of activations whatever the number
+    of images; ``--memory-model unet`` for the UNet) on ``grf`` data of the same shape (``--memory-data``).
   * the time of one atomic save of the results file.
 
 The model is freqlab's ``cpu-small`` UNet (from the pre-training preset when ``freqlab.pretrain`` has it, else
@@ -78,7 +79,7 @@ def memory_child(args) -> None:
     from freqlab.sweep import sweep
 
     device = torch.device(args.device)
-    data = make_source(args.data, resolution=args.resolution, grayscale=args.grayscale, split="test")
+    data = make_source(args.memory_data, resolution=args.resolution, grayscale=args.grayscale, split="test")
     model, _ = make_model(args.memory_model, data, device)
     baseline = _status_mb("VmRSS")
     reset = _reset_peak()  # Linux: peak RSS from here on, so set-up (imports, photos) does not mask the sweep's
@@ -125,6 +126,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="on/off pairs; the best of each is kept")
     parser.add_argument("--memory-images", default="1000,8000")
     parser.add_argument("--memory-model", default="wiener", choices=("wiener", "unet"))
+    parser.add_argument("--memory-data", default="grf",
+                        help="data of the memory runs (default grf: the natural source's crop temporaries vary "
+                             "by ±100 MiB from batch to batch and would hide the sweep's own memory)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--child-images", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -197,11 +201,12 @@ def main() -> None:
           f"{100 * per_image / (per_image + model_per_image):.1f} %")
     print(f"  one atomic save of the results file: {t_save:.2f} s ({len(ds.data_vars)} variables)")
 
-    print(f"peak memory, fresh process per run, model {args.memory_model}, {args.n_sigmas} σ x 2 modes, "
-          f"batch {args.batch_size}:")
+    print(f"peak memory, fresh process per run, model {args.memory_model}, data {args.memory_data} "
+          f"{tuple(data.shape)}, {args.n_sigmas} σ x 2 modes, batch {args.batch_size}:")
     rows = []
     for n in (int(v) for v in args.memory_images.split(",")):
-        cmd = [sys.executable, __file__, "--child-images", str(n), "--device", args.device, "--data", args.data,
+        cmd = [sys.executable, __file__, "--child-images", str(n), "--device", args.device,
+               "--memory-data", args.memory_data,
                "--resolution", str(args.resolution), "--n-sigmas", str(args.n_sigmas), "--batch-size",
                str(args.batch_size), "--memory-model", args.memory_model]
         cmd += ["--grayscale"] if args.grayscale else []

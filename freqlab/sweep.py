@@ -46,8 +46,9 @@ dims                                                   variables
 Loop order and cost: checkpoint → batch → σ. Each batch of images and noise is drawn and Fourier-transformed once
 per checkpoint and reused for every σ; per (batch, σ) the analysis is one forward FFT of the output, one inverse
 FFT per band (kurtosis of the band-pass image) and two small matmuls (binning). Nothing image-sized outlives a
-batch; per image only its log band powers (``C × n_bands`` floats per σ and mode) are kept, for the Wasserstein
-distance.
+batch; every statistic is a streaming sum, except the Wasserstein distance, which keeps the per-image log band
+powers (``C × n_bands`` floats per σ and mode) of the first ``wasserstein_images`` images (default 1024), so
+memory does not grow with the number of images.
 """
 
 from __future__ import annotations
@@ -106,8 +107,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "band_kurtosis": ("mean kurtosis of the output's band-pass images (3 for Gaussian)", "1"),
     "band_kurtosis_sem": ("standard error of band_kurtosis", "1"),
     "diversity_ratio": ("std of per-image log band power, output / data (1: as diverse as the data)", "1"),
-    "band_power_wasserstein": ("1-D Wasserstein distance between per-image log band power of output and data",
-                               "dB"),
+    "band_power_wasserstein": ("1-D Wasserstein distance between per-image log band power of output and data "
+                               "(the first wasserstein_images images, see attrs)", "dB"),
     "kurtosis_gap": ("band_kurtosis − data_band_kurtosis (negative: more Gaussian than the data)", "1"),
     "error_power": ("mean radial power of the denoising error x̂0 − x0", POWER),
     "error_power_sem": ("standard error of error_power", POWER),
@@ -392,15 +393,36 @@ class _NanMean:
         return torch.where(self.n > 1, (var / n).sqrt(), torch.nan)
 
 
+class _LogPower:
+    """Per-image band power in dB: mean and std over all images (streaming, float64), and the values of the first
+    ``keep`` images for the Wasserstein distance, so memory is bounded by ``keep``, not by the number of images."""
+
+    def __init__(self, keep: int, c: int, n_bands: int):
+        self.keep = keep
+        self.values = torch.empty(keep, c, n_bands, dtype=torch.float32)
+        self.acc = SpectrumAccumulator()
+
+    def update(self, rows: slice, band_power: torch.Tensor) -> None:
+        db = 10 * torch.log10(band_power.clamp_min(_LOG_FLOOR))
+        self.acc.update(db)
+        n = min(rows.stop, self.keep) - rows.start
+        if n > 0:
+            self.values[rows.start: rows.start + n] = db[:n].cpu()
+
+    @property
+    def samples(self) -> torch.Tensor:
+        return self.values[: min(self.acc.count, self.keep)].double()
+
+
 class _DataStats:
     """The data's spectra and per-image band statistics, accumulated during the first checkpoint's pass."""
 
-    def __init__(self, n_images: int, shape, n_bands: int):
+    def __init__(self, keep: int, shape, n_bands: int):
         c, h, w = shape
         self.power = SpectrumAccumulator()
         self.pixel_sum = torch.zeros(c, dtype=torch.float64)  # → the data mean μ per channel
         self.mode_power = torch.zeros(c, h, w // 2 + 1, dtype=torch.float64)  # Σ |X(k)|²
-        self.log_power = torch.empty(n_images, c, n_bands, dtype=torch.float32)
+        self.log_power = _LogPower(keep, c, n_bands)
         self.kurtosis = _NanMean()
         self.count = 0
 
@@ -408,7 +430,7 @@ class _DataStats:
         self.power.update(binned)
         self.pixel_sum += x.double().sum((0, 2, 3)).cpu()
         self.mode_power += _abs2(fx).sum(0).to("cpu", torch.float64)
-        self.log_power[rows] = (10 * torch.log10(band_power.clamp_min(_LOG_FLOOR))).cpu()
+        self.log_power.update(rows, band_power)
         self.kurtosis.update(kurt)
         self.count += fx.shape[0]
 
@@ -416,12 +438,12 @@ class _DataStats:
 class _OutputStats:
     """Output spectra and band statistics of one (σ, mode) over the images of one checkpoint."""
 
-    def __init__(self, n_images: int, c: int, n_bands: int, denoise: bool):
+    def __init__(self, keep: int, c: int, n_bands: int, denoise: bool):
         self.cross = CrossSpectrumAccumulator() if denoise else None
         self.power = SpectrumAccumulator() if not denoise else None
         self.error = SpectrumAccumulator() if denoise else None
         self.mse = SpectrumAccumulator() if denoise else None
-        self.log_power = torch.empty(n_images, c, n_bands, dtype=torch.float32)
+        self.log_power = _LogPower(keep, c, n_bands)
         self.kurtosis = _NanMean()
 
     @property
@@ -533,14 +555,14 @@ def _data_dataset(stats: _DataStats, an: _Analysis, sigmas, bands) -> tuple[xr.D
     mode_mean = _abs2(mu.view(-1, 1, 1) * torch.fft.rfft2(ones)) / an.norm
     ref = wiener_reference(mode_power, mode_mean, sigmas, an.bin_matrix64.cpu(), an.weights.cpu())
     data_power = stats.power.mean
-    lp = stats.log_power.double()
+    lp = stats.log_power
     cdims, sdims = ("channel", "freq"), ("sigma", "channel", "freq")
     ds = xr.Dataset(
         {
             "data_power": _var("data_power", cdims, data_power),
             "data_power_sem": _var("data_power_sem", cdims, stats.power.sem),
-            "data_band_log_power": _var("data_band_log_power", ("channel", "band"), lp.mean(0)),
-            "data_band_log_power_std": _var("data_band_log_power_std", ("channel", "band"), lp.std(0)),
+            "data_band_log_power": _var("data_band_log_power", ("channel", "band"), lp.acc.mean),
+            "data_band_log_power_std": _var("data_band_log_power_std", ("channel", "band"), lp.acc.std),
             "data_band_kurtosis": _var("data_band_kurtosis", ("channel", "band"), stats.kurtosis.mean),
             "data_band_kurtosis_sem": _var("data_band_kurtosis_sem", ("channel", "band"), stats.kurtosis.sem),
             "snr_crossover": _var("snr_crossover", ("sigma", "channel"), snr_crossover(an.freq, data_power, sigmas)),
@@ -570,11 +592,11 @@ def _checkpoint_dataset(entry: _Entry, outs: dict, modes, an: _Analysis, sigmas,
         mi = modes.index(m)
         out_p[s, mi] = st.output.mean
         out_sem[s, mi] = st.output.sem
-        lp = st.log_power.double()
-        lblp[s, mi], lbls[s, mi] = lp.mean(0), lp.std(0)
+        lp, ref = st.log_power, data["log_power"]
+        lblp[s, mi], lbls[s, mi] = lp.acc.mean, lp.acc.std
         kurt[s, mi], kurt_sem[s, mi] = st.kurtosis.mean, st.kurtosis.sem
-        div[s, mi] = spectral.diversity_ratio(lp, data["log_power"])
-        w1[s, mi] = spectral.wasserstein_1d(lp, data["log_power"])
+        div[s, mi] = lp.acc.std / ref.acc.std  # spectral.diversity_ratio, from streaming sums over all images
+        w1[s, mi] = spectral.wasserstein_1d(lp.samples, ref.samples)
     rel = spectral.relative_power_db(out_p, data_power)
     cutoff = spectral.cutoff_frequency(freq[nondc], rel[..., nondc])
     lsd = spectral.log_spectral_distance(out_p[..., nondc], data_power[..., nondc], freq[nondc], bands)
@@ -673,6 +695,7 @@ def sweep(
     split: str = "test",
     data_options: Mapping[str, Any] | None = None,
     trust_pickle: bool = False,
+    wasserstein_images: int = 1024,
 ) -> xr.Dataset:
     """Spectra of one-step outputs of every checkpoint at every noise level.
 
@@ -701,6 +724,9 @@ def sweep(
     spectra : False runs models and data exactly the same but skips every analysis (for timing its cost);
         nothing is saved and the result holds only coordinates.
     trust_pickle : allow loading EDM pickles (they execute code); see :func:`freqlab.checkpoints.load_denoiser`.
+    wasserstein_images : the Wasserstein distance of per-image log band power uses the first
+        ``min(n_images, wasserstein_images)`` images (their values are kept in memory: C × n_bands floats per image,
+        σ and mode); every other statistic uses all images. This bounds memory whatever ``n_images``.
 
     Returns
     -------
@@ -719,6 +745,9 @@ def sweep(
         raise ValueError(f"n_images must be at least {MIN_IMAGES} (standard errors need a sample), got {n_images}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if int(wasserstein_images) < MIN_IMAGES:
+        raise ValueError(f"wasserstein_images must be at least {MIN_IMAGES}, got {wasserstein_images}")
+    keep = min(n_images, int(wasserstein_images))
     if sigmas is not None and not isinstance(sigmas, (int, np.integer)):
         sigmas = check_sigmas(sigmas)
     band_dict = spectral.resolve_bands(bands)
@@ -742,12 +771,12 @@ def sweep(
     fields = dict(format_version=FORMAT_VERSION, sigmas=[float(s) for s in sigmas], data=_data_fingerprint(
         source, n_images), n_images=n_images, seed=int(seed), bands={k: list(v) for k, v in band_dict.items()},
         modes=list(modes), window=window if window is None or isinstance(window, (str, tuple)) else "tensor",
-        bf16_autocast=use_autocast)
+        bf16_autocast=use_autocast, wasserstein_images=keep)
     fingerprint = results.make_fingerprint(**fields)
     attrs = {
         "title": "freqlab one-step spectral sweep", "fingerprint": fingerprint, "format_version": FORMAT_VERSION,
         "data_source": str(source.name), "n_images": n_images, "seed": int(seed), "modes": ",".join(modes),
-        "window": str(fields["window"]), "bf16_autocast": int(use_autocast),
+        "window": str(fields["window"]), "bf16_autocast": int(use_autocast), "wasserstein_images": keep,
         "image_shape": ",".join(str(s) for s in shape),
         "noise_convention": "x_sigma = x0 + sigma*n (variance exploding); generate input sigma*z; n and z per image "
                             "from (seed, stream, index), the same for every checkpoint and sigma",
@@ -777,7 +806,7 @@ def sweep(
             model = first if entry is entries[0] else entry.get()
             first = None  # a loaded checkpoint is dropped once swept: one model in memory at a time
             stats = _sweep_checkpoint(entry, model, source, batches, sigmas, modes, shape, int(seed), dev,
-                                      use_autocast, an, n_images, len(band_dict), need_data=data_stats is None,
+                                      use_autocast, an, keep, len(band_dict), need_data=data_stats is None,
                                       bar=bar)
             if not spectra:
                 del model
@@ -829,7 +858,7 @@ def _forward(entry: _Entry, model, x: torch.Tensor, sigma: float, dev, use_autoc
 
 
 def _sweep_checkpoint(entry, model, source, batches, sigmas, modes, shape, seed, dev, use_autocast,
-                      an: _Analysis | None, n_images, n_bands, *, need_data: bool, bar):
+                      an: _Analysis | None, keep, n_bands, *, need_data: bool, bar):
     """One pass over the images for one checkpoint, every σ and mode. Returns ({(σ index, mode): stats}, data)."""
     _check_shape(entry.name, model, shape)
     was_training = getattr(model, "training", False)
@@ -838,9 +867,9 @@ def _sweep_checkpoint(entry, model, source, batches, sigmas, modes, shape, seed,
     if hasattr(model, "eval"):
         model.eval()
     c = shape[0]
-    outs = {(s, m): _OutputStats(n_images, c, n_bands, m == "denoise") for s in range(len(sigmas)) for m in modes
+    outs = {(s, m): _OutputStats(keep, c, n_bands, m == "denoise") for s in range(len(sigmas)) for m in modes
             } if an is not None else {}
-    data = _DataStats(n_images, shape, n_bands) if (need_data and an is not None) else None
+    data = _DataStats(keep, shape, n_bands) if (need_data and an is not None) else None
     step = 1.0 / len(batches)
     try:
         with torch.inference_mode():
@@ -884,7 +913,7 @@ def _analyse(st: _OutputStats, an: _Analysis, y, rows: slice, x0, fx, data_binne
     binned, band = an.spectra(y, fy)
     if not bool(torch.isfinite(band).all()):  # a NaN/Inf pixel reaches every band power: checks the whole image
         raise ValueError(f"{where} produced NaN or Inf outputs")
-    st.log_power[rows] = (10 * torch.log10(band.clamp_min(_LOG_FLOOR))).cpu()
+    st.log_power.update(rows, band)
     st.kurtosis.update(an.kurtosis(y, fy))
     if st.cross is None:
         st.power.update(binned)

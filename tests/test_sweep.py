@@ -178,6 +178,15 @@ def test_fused_analysis_equals_spectral_functions(white16):
                                        rtol=1e-4, atol=1e-6)
         rel = spectral.relative_power_db(pyy.power.mean(0), pxx.power.mean(0))[0]
         np.testing.assert_allclose(d.relative_power_db.sel(mode="denoise"), rel, rtol=1e-5)
+    # the Wasserstein distance from the first few images only (bounded memory); the other statistics use all
+    capped = sw.sweep({"scale": Scale(a)}, white16, [0.3, 2.0], wasserstein_images=5, **SMALL)
+    g = a * 2.0 * z
+    lp, lp_ref = (10 * torch.log10(spectral.band_statistics(v[:5]).power) for v in (g, x0))
+    e = capped.sel(checkpoint="scale", sigma=2.0, mode="generate", channel=0)
+    np.testing.assert_allclose(e.band_power_wasserstein, spectral.wasserstein_1d(lp, lp_ref)[0], rtol=1e-4)
+    xr.testing.assert_allclose(capped.drop_vars("band_power_wasserstein").drop_attrs(),
+                               ds.drop_vars("band_power_wasserstein").drop_attrs())
+    assert capped.attrs["wasserstein_images"] == 5 and ds.attrs["wasserstein_images"] == n
     # a scale of 0.5 is -6 dB at every frequency: the cutoff is the lowest non-DC bin for white noise data
     assert np.allclose(ds.cutoff_freq.sel(mode="generate", sigma=0.3), ds.freq.values[1])
 

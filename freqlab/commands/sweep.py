@@ -58,6 +58,8 @@ def register(sub) -> None:
     p.add_argument("--autocast", action="store_true", help="bf16 autocast for the models (GPU only; ignored on CPU)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow EDM .pkl checkpoints (unpickling runs code from the file: only for files you trust)")
+    p.add_argument("--wasserstein-images", type=int, default=1024,
+                   help="images whose band powers are kept for the Wasserstein distance (default 1024; memory)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common(p, out_default="runs/sweep.nc")
     p.set_defaults(func=run)
@@ -74,7 +76,7 @@ def run(args) -> int:
         batch_size=args.batch_size, seed=args.seed, device=args.device, bands=args.bands,
         window=None if args.window.lower() == "none" else args.window, out=args.out, resume=args.resume,
         overwrite=args.overwrite, autocast=args.autocast, progress=not args.no_progress, split=args.split,
-        data_options=data_options, trust_pickle=args.trust_pickle,
+        data_options=data_options, trust_pickle=args.trust_pickle, wasserstein_images=args.wasserstein_images,
     )
     print(sweep_mod.summarize(ds))
     print(f"wrote {args.out}", file=sys.stderr)
