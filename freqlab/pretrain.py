@@ -35,6 +35,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -342,6 +343,18 @@ def _batch_stream(batches: _Batches, start: int, stop: int, *, prefetch: bool):
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+@contextlib.contextmanager
+def _step_rng(config: TrainConfig, step: int, dev: torch.device):
+    """Dropout draws from torch's global generator: seed it from ``(seed, step)`` (restored afterwards), so that
+    a resumed run draws the same masks. A no-op without dropout."""
+    if not config.dropout:
+        yield
+        return
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(sample_seed(config.seed, "pretrain/dropout", step))
+        yield
+
+
 def _lr(config: TrainConfig, step: int) -> float:
     warm = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
     if config.lr_schedule == "cosine" and step >= config.warmup_steps:
@@ -534,7 +547,7 @@ def pretrain(config: TrainConfig | None = None, out_dir="runs/pretrain", *, resu
     def write_checkpoint() -> None:
         loss = interval[0] / interval[1] if interval[1] else None
         if step == 0 and loss is None:  # the control's loss: the initial weights on the first batch
-            with torch.no_grad(), autocast_context(dev, config.amp):
+            with torch.no_grad(), autocast_context(dev, config.amp), _step_rng(config, 0, dev):
                 x0, sigma, noise = (t.to(dev) for t in batches(0))
                 loss = float(edm_loss(denoiser, x0, sigma, noise).mean())
         save_checkpoint(out / CKPT_DIR / _checkpoint_name(step), ema,
@@ -556,7 +569,7 @@ def pretrain(config: TrainConfig | None = None, out_dir="runs/pretrain", *, resu
             lr = _lr(config, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            with autocast_context(dev, config.amp):
+            with autocast_context(dev, config.amp), _step_rng(config, step, dev):
                 per_image = edm_loss(denoiser, x0, sigma, noise)
             loss = per_image.mean()
             optimizer.zero_grad(set_to_none=True)
