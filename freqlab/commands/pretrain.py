@@ -8,6 +8,10 @@ presets:
   cpu-small  (default) 32x32 RGB UNet, channels 32,64,64, 1.11 M parameters; about 5 min on two CPU cores
   cifar      32x32 RGB UNet, channels 128,256,256,256, 35.7 M parameters (DDPM's CIFAR-10 size); for a GPU
   tiny       16x16 RGB UNet, channels 8,16, 0.05 M parameters, 12 steps; for tests
+
+cpu-small's schedule: 300 steps of 32 images, Adam lr 1e-3 (betas 0.9,0.999) after a 50-step linear warm-up,
+gradient norm clipped at 1, EMA half-life 2000 images (at most 5 % of the images seen), log σ ~ N(-1.2, 1.2²),
+8 checkpoints. The same code trains the cifar preset on a GPU (bf16 autocast there).
 """
 
 from __future__ import annotations
@@ -91,7 +95,8 @@ def register(sub) -> None:
                        description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="cpu-small", help="cpu-small (default), cifar or tiny")
     for flag, dest, kind, text in KNOBS:
-        p.add_argument(flag, dest=dest, type=kind, default=None, help=text)
+        p.add_argument(flag, dest=dest, type=kind, default=None, help=text,
+                       metavar=flag.lstrip("-").upper().replace("-", "_"))
     p.add_argument("--grayscale", action="store_true", default=None, help="one channel instead of RGB")
     p.add_argument("--data-option", dest="data_options", type=_option, action="append", default=None,
                    metavar="KEY=VALUE", help="an option of the data source (e.g. max_crop=0.25); repeatable")
