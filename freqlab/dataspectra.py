@@ -6,7 +6,6 @@ Gaussian random field follows the law it was made with, white noise is flat.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np

@@ -27,14 +27,6 @@ from freqlab.denoisers import DiffusersDenoiser, EDMDenoiser, EDMNetworkDenoiser
 SIGMAS = torch.tensor([0.05, 0.5, 5.0])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads; on a busy machine thread hand-offs would dominate."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def tiny_edm(seed: int = 0, **kwargs) -> EDMDenoiser:
     torch.manual_seed(seed)

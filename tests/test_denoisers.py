@@ -22,14 +22,6 @@ from freqlab.denoisers import (
 from freqlab.spectral import radial_binning, radial_frequency, radial_power_spectrum
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from intra-op threads; on a busy machine thread hand-offs would dominate."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def tiny_unet(seed: int = 0, channels: int = 3, size: int = 8, **overrides) -> UNet2DModel:
     torch.manual_seed(seed)

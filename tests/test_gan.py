@@ -19,14 +19,6 @@ TINY = dict(n_images=8, batch_size=4, log_every=4, n_eval=4, n_data=8, r1_every=
             progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models spend more time in thread hand-offs than in arithmetic (much more on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def tiny_denoiser(seed: int = 0) -> EDMDenoiser:
     torch.manual_seed(seed)
