@@ -20,15 +20,6 @@ from freqlab.pretrain import (PRESETS, NonFiniteLossError, TrainConfig, build_de
 from freqlab.rng import per_sample_randn
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models run fastest on one thread, and a busy machine makes two threads spin far slower
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(**overrides) -> TrainConfig:
     return make_config("tiny", **overrides)
 
