@@ -8,7 +8,8 @@ Measures, in one run:
   * **peak memory** of a sweep over 1k and 8k images, each in a fresh subprocess: the peak resident set counted
     from the sweep's start (Linux ``clear_refs``; else ``ru_maxrss``). The memory runs use the Wiener filter (cheap,
     so 8k images × every σ takes a minute; a model's own memory is one batch of activations whatever the number
-    of images; ``--memory-model unet`` for the UNet) on ``grf`` data of the same shape (``--memory-data``).
+    of images; ``--memory-model unet`` for the UNet) on ``grf`` data of the same shape (``--memory-data``), with
+    glibc's mmap threshold fixed (``MALLOC_MMAP_THRESHOLD_=65536``) so that the resident set tracks live memory.
   * the time of one atomic save of the results file.
 
 The model is freqlab's ``cpu-small`` UNet (from the pre-training preset when ``freqlab.pretrain`` has it, else
@@ -211,7 +212,10 @@ def main() -> None:
                str(args.batch_size), "--memory-model", args.memory_model]
         cmd += ["--grayscale"] if args.grayscale else []
         cmd += ["--threads", str(args.threads)] if args.threads else []
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        # glibc's adaptive mmap threshold keeps freed per-batch temporaries in the heap in an order-dependent way,
+        # which moves the peak of identical runs by up to ±150 MiB; a fixed threshold makes RSS track live memory
+        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": os.environ.get("MALLOC_MMAP_THRESHOLD_", "65536")}
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout.strip().splitlines()[-1]
         row = json.loads(out)
         rows.append(row)
         gpu = f", GPU peak {row['gpu_peak_mb']:.0f} MiB" if row["gpu_peak_mb"] is not None else ""

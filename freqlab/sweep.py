@@ -946,6 +946,13 @@ def summarize(ds: xr.Dataset, *, lsd_match_db: float = 3.0) -> str:
     def fc(i: int) -> float:
         return float(ds.cutoff_freq.isel(checkpoint=i, sigma=-1).sel(mode=mode).mean("channel"))
 
+    lowest = float(ds.freq.values[ds.freq.values > 0][0])
+
+    def fc_text(i: int) -> str:
+        value = fc(i)
+        return f"≤ {lowest:.3f} cycles/px (below −3 dB already at the lowest frequency)" if value <= lowest * (1 + 1e-9) else \
+            f"{value:.3f} cycles/px"
+
     first, last = 0, len(names) - 1
     parts = [
         f"Swept {len(names)} checkpoint(s) x {len(sig)} noise levels (σ {float(sig[0]):.3g} to {s_max:.3g}) on "
@@ -953,12 +960,12 @@ def summarize(ds: xr.Dataset, *, lsd_match_db: float = 3.0) -> str:
         f"(modes: {', '.join(map(str, ds.mode.values))})."
     ]
     f_star = float(ds.snr_crossover.isel(sigma=-1).mean("channel"))
-    fc_text = f"{fc(first):.3f} cycles/px for {label(first)}"
+    text = f"{fc_text(first)} for {label(first)}"
     if last != first:
-        fc_text += f" and {fc(last):.3f} for {label(last)}"
-    star = "below the lowest resolved frequency" if math.isnan(f_star) else f"{f_star:.3f}"
-    parts.append(f"At σ_max = {s_max:.3g} ({mode} mode) the −3 dB cutoff f_c is {fc_text} (SNR crossover f* "
-                 f"{star}).")
+        text += f" and {fc_text(last)} for {label(last)}"
+    star = "below the lowest resolved frequency" if math.isnan(f_star) else f"{f_star:.3f} cycles/px"
+    parts.append(f"At σ_max = {s_max:.3g} ({mode} mode) the −3 dB cutoff f_c is {text}; the SNR crossover f* is "
+                 f"{star}.")
     lsd = ds.lsd.isel(checkpoint=last, sigma=-1).sel(mode=mode).mean("channel")
     matched = [str(b) for b, v in zip(ds.band.values, lsd.values) if v <= lsd_match_db]
     unmatched = [f"{b} ({v:.1f} dB)" for b, v in zip(ds.band.values, lsd.values) if not v <= lsd_match_db]
