@@ -1,5 +1,6 @@
 # freqlab: two commands for a fresh machine.
 #   make demo   installs into .venv (once) and runs the end-to-end demo on the embedded default data
+#               (results in runs/demo, figures copied into figures/)
 #   make test   installs into .venv (once, with test extras) and runs the test suite
 # Both are safe to run twice.
 #
@@ -29,7 +30,7 @@ $(VENV)/.installed: $(VENV)/.torch pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/freqlab spectra --out figures
+	$(VENV)/bin/freqlab demo --out runs/demo --figures figures
 
 test: install
 	$(PY) -m pytest -q -m "not slow" tests

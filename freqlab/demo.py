@@ -36,9 +36,9 @@ class DemoSettings:
     sweep_images: int = 128
     sweep_batch: int = 128
     n_sigmas: int = 10
-    finetune_images: int = 6_000
+    finetune_images: int = 3_000
     finetune_batch: int = 32
-    finetune_log_every: int = 1_000
+    finetune_log_every: int = 500
     spectra_images: int = 512
     finetune_early: bool = False  # also fine-tune from an early checkpoint (slower; the GAN measurements do)
 
