@@ -45,6 +45,8 @@ __all__ = [
     "log_spectral_distance",
     "cutoff_frequency",
     "radial_frequency",
+    "halfplane_weights",
+    "abs2",
     "band_mask",
     "BandStatistics",
     "bandpass",
@@ -168,7 +170,9 @@ def radial_frequency(h: int, w: int, *, device=None, dtype=torch.float64) -> tor
     return torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2).to(device=device, dtype=dtype)
 
 
-def _halfplane_weights(h: int, w: int) -> torch.Tensor:
+def halfplane_weights(h: int, w: int) -> torch.Tensor:
+    """Full-plane multiplicity (float64, ``(h, w//2+1)``) of each ``rfft2`` mode: 2, except the zero and (even W)
+    Nyquist columns, which stand for themselves only."""
     wr = w // 2 + 1
     weights = torch.full((h, wr), 2.0, dtype=torch.float64)
     weights[:, 0] = 1.0
@@ -255,7 +259,7 @@ def _radial_binning_cached(h, w, bins, n_bins, include_corners, device, dtype) -
     index = torch.bucketize(f, edges, right=True) - 1  # bin i holds edges[i] <= f < edges[i+1]
     index[f == edges[-1]] = n - 1  # the last bin is closed
     keep = (index >= 0) & (index < n)
-    weights = _halfplane_weights(h, w).flatten()
+    weights = halfplane_weights(h, w).flatten()
     counts = torch.zeros(n, dtype=torch.float64).index_add_(0, index[keep], weights[keep])
     matrix = torch.zeros(f.numel(), n, dtype=torch.float64)
     rows = torch.nonzero(keep).flatten()
@@ -313,7 +317,8 @@ def _reduce(products: torch.Tensor, binning: RadialBinning, norm: float, what: s
     return out.reshape(*lead, -1)
 
 
-def _abs2(z: torch.Tensor) -> torch.Tensor:
+def abs2(z: torch.Tensor) -> torch.Tensor:
+    """``|z|²`` of a complex tensor without the square root of ``abs``."""
     r = torch.view_as_real(z)
     return r[..., 0].square() + r[..., 1].square()
 
@@ -447,7 +452,7 @@ def power_spectrum_2d(
     if win is not None:
         x = x * win
         norm *= float(win.double().square().mean())
-    power = torch.fft.fftshift(_abs2(torch.fft.fft2(x)), dim=(-2, -1)) / norm
+    power = torch.fft.fftshift(abs2(torch.fft.fft2(x)), dim=(-2, -1)) / norm
     fy = torch.fft.fftshift(torch.fft.fftfreq(h, device=x.device, dtype=x.dtype))
     fx = torch.fft.fftshift(torch.fft.fftfreq(w, device=x.device, dtype=x.dtype))
     return fy, fx, power
@@ -649,10 +654,10 @@ def band_statistics(
     h, w = x.shape[-2:]
     spec = torch.fft.rfft2(x)
     f = radial_frequency(h, w, device=x.device, dtype=x.dtype)
-    weights = _halfplane_weights(h, w).to(device=x.device, dtype=x.dtype)
+    weights = halfplane_weights(h, w).to(device=x.device, dtype=x.dtype)
     named = resolve_bands(bands)
     powers, kurts = [], []
-    p = _abs2(spec)
+    p = abs2(spec)
     for lo, hi in named.values():
         m = band_mask(f, lo, hi)
         n_modes = (weights * m).sum()

@@ -295,20 +295,6 @@ def _check_shape(name: str, model: torch.nn.Module, shape: tuple[int, int, int])
 # --------------------------------------------------------------------------------------------------------------
 # the analysis of one batch: FFTs, binning, per-image band statistics
 # --------------------------------------------------------------------------------------------------------------
-def _halfplane_weights(h: int, w: int) -> torch.Tensor:
-    """Full-plane multiplicity of each ``rfft2`` column: 2, except the zero and (even W) Nyquist columns."""
-    weights = torch.full((h, w // 2 + 1), 2.0, dtype=torch.float64)
-    weights[:, 0] = 1.0
-    if w % 2 == 0:
-        weights[:, -1] = 1.0
-    return weights
-
-
-def _abs2(z: torch.Tensor) -> torch.Tensor:
-    r = torch.view_as_real(z)
-    return r[..., 0].square() + r[..., 1].square()
-
-
 class _Analysis:
     """Everything fixed by the image shape, bands and window, on the device; methods work on one batch.
 
@@ -330,7 +316,7 @@ class _Analysis:
         self.window = spectral.make_window(window, h, w, device=device, dtype=torch.float32)
         self.norm = float(h * w) * (float(self.window.double().square().mean()) if self.window is not None else 1.0)
         f = spectral.radial_frequency(h, w, device=device, dtype=torch.float64)
-        weights = _halfplane_weights(h, w).to(device)
+        weights = spectral.halfplane_weights(h, w).to(device)
         masks = torch.stack([spectral.band_mask(f, lo, hi) for lo, hi in bands.values()])  # (B, H, Wr)
         self.n_bands = masks.shape[0]
         band_cols = (weights * masks) / (weights * masks).sum((-2, -1), keepdim=True).clamp_min(1.0) / (h * w)
@@ -347,11 +333,11 @@ class _Analysis:
 
     def spectra(self, x: torch.Tensor, fx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Radial power ``(N, C, n_bins)`` and per-image band power ``(N, C, B)`` of ``x`` with spectrum ``fx``."""
-        p = _abs2(fx).flatten(-2)
+        p = spectral.abs2(fx).flatten(-2)
         if self.joint is not None:
             both = p @ self.joint
             return both[..., : self.bin_matrix.shape[1]], both[..., self.bin_matrix.shape[1]:]
-        plain = _abs2(torch.fft.rfft2(x)).flatten(-2)
+        plain = spectral.abs2(torch.fft.rfft2(x)).flatten(-2)
         return p @ self.bin_matrix, plain @ self.band_matrix
 
     def kurtosis(self, x: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
@@ -429,7 +415,7 @@ class _DataStats:
     def update(self, rows: slice, x, fx, binned, band_power, kurt) -> None:
         self.power.update(binned)
         self.pixel_sum += x.double().sum((0, 2, 3)).cpu()
-        self.mode_power += _abs2(fx).sum(0).to("cpu", torch.float64)
+        self.mode_power += spectral.abs2(fx).sum(0).to("cpu", torch.float64)
         self.log_power.update(rows, band_power)
         self.kurtosis.update(kurt)
         self.count += fx.shape[0]
@@ -552,7 +538,7 @@ def _data_dataset(stats: _DataStats, an: _Analysis, sigmas, bands) -> tuple[xr.D
     # alone without a window. (The sample mean of each mode would add its sampling noise, ~P/N, to every mode.)
     mu = stats.pixel_sum / (stats.count * h * an.w)
     ones = an.window.double().cpu() if an.window is not None else torch.ones(h, an.w, dtype=torch.float64)
-    mode_mean = _abs2(mu.view(-1, 1, 1) * torch.fft.rfft2(ones)) / an.norm
+    mode_mean = spectral.abs2(mu.view(-1, 1, 1) * torch.fft.rfft2(ones)) / an.norm
     ref = wiener_reference(mode_power, mode_mean, sigmas, an.bin_matrix64.cpu(), an.weights.cpu())
     data_power = stats.power.mean
     lp = stats.log_power
@@ -920,7 +906,7 @@ def _analyse(st: _OutputStats, an: _Analysis, y, rows: slice, x0, fx, data_binne
         return
     ry, rx = torch.view_as_real(fy), torch.view_as_real(fx)
     cross = (ry * rx).sum(-1).flatten(-2) @ an.bin_matrix
-    error = _abs2(fy - fx).flatten(-2) @ an.bin_matrix
+    error = spectral.abs2(fy - fx).flatten(-2) @ an.bin_matrix
     st.cross.update(binned, data_binned, cross)
     st.error.update(error)
     st.mse.update((y - x0).square().mean((-2, -1)))
