@@ -56,15 +56,6 @@ class Crash(Denoiser):
         raise RuntimeError("simulated crash")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread, and far faster than on two when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SMALL = dict(n_images=12, batch_size=5, seed=3, device="cpu", progress=False)
 SIGMAS = [0.05, 0.5, 4.0]
 
