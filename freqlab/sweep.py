@@ -17,6 +17,8 @@ produces against the data:
 
 The result is one :class:`xarray.Dataset`, saved atomically after each checkpoint when ``out`` is given; rerunning
 resumes, skipping finished checkpoints (recognised by name), and refuses a file written with other settings.
+Under ``torchrun`` the work is split across processes (images or whole checkpoints, see ``distribute``), the
+accumulators are merged and rank 0 writes: the numbers are those of one process to float tolerance.
 
 Dataset layout (long names and units of every variable in :data:`VARIABLES` and in each variable's attrs)
 ------------------------------------------------------------------------------------------------------------
@@ -65,8 +67,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from freqlab import results, spectral
-from freqlab.devices import autocast_context, resolve_device
+from freqlab import distributed, results, spectral
+from freqlab.devices import autocast_context
 from freqlab.rng import per_sample_randn
 from freqlab.stats import CrossSpectrumAccumulator, SpectrumAccumulator
 
@@ -74,6 +76,7 @@ __all__ = ["sweep", "summarize", "default_sigmas", "check_sigmas", "wiener_refer
            "MODES", "DEFAULT_N_SIGMAS", "VARIABLES", "FORMAT_VERSION"]
 
 MODES = ("denoise", "generate")
+DISTRIBUTE = ("auto", "images", "checkpoints")
 DEFAULT_N_SIGMAS = 13
 FORMAT_VERSION = 1
 #: Fewest images per checkpoint: standard errors and the Wasserstein distance need a sample.
@@ -368,6 +371,16 @@ class _NanMean:
             self.s += s
             self.ss += ss
 
+    def merge(self, other: "_NanMean") -> "_NanMean":
+        if other.n is not None:
+            if self.n is None:
+                self.n, self.s, self.ss = other.n.clone(), other.s.clone(), other.ss.clone()
+            else:
+                self.n += other.n
+                self.s += other.s
+                self.ss += other.ss
+        return self
+
     @property
     def mean(self) -> torch.Tensor:
         return torch.where(self.n > 0, self.s / self.n.clamp_min(1), torch.nan)
@@ -385,7 +398,7 @@ class _LogPower:
 
     def __init__(self, keep: int, c: int, n_bands: int):
         self.keep = keep
-        self.values = torch.empty(keep, c, n_bands, dtype=torch.float32)
+        self.values = torch.zeros(keep, c, n_bands, dtype=torch.float32)
         self.acc = SpectrumAccumulator()
 
     def update(self, rows: slice, band_power: torch.Tensor) -> None:
@@ -394,6 +407,12 @@ class _LogPower:
         n = min(rows.stop, self.keep) - rows.start
         if n > 0:
             self.values[rows.start: rows.start + n] = db[:n].cpu()
+
+    def merge(self, other: "_LogPower") -> "_LogPower":
+        """Add another process's images; its rows of ``values`` are disjoint from ours (zeros elsewhere)."""
+        self.acc.merge(other.acc)
+        self.values += other.values
+        return self
 
     @property
     def samples(self) -> torch.Tensor:
@@ -420,6 +439,15 @@ class _DataStats:
         self.kurtosis.update(kurt)
         self.count += fx.shape[0]
 
+    def merge(self, other: "_DataStats") -> "_DataStats":
+        self.power.merge(other.power)
+        self.pixel_sum += other.pixel_sum
+        self.mode_power += other.mode_power
+        self.log_power.merge(other.log_power)
+        self.kurtosis.merge(other.kurtosis)
+        self.count += other.count
+        return self
+
 
 class _OutputStats:
     """Output spectra and band statistics of one (σ, mode) over the images of one checkpoint."""
@@ -435,6 +463,13 @@ class _OutputStats:
     @property
     def output(self) -> SpectrumAccumulator:
         return self.cross.xx if self.cross is not None else self.power
+
+    def merge(self, other: "_OutputStats") -> "_OutputStats":
+        for name in ("cross", "power", "error", "mse", "log_power", "kurtosis"):
+            mine = getattr(self, name)
+            if mine is not None:
+                mine.merge(getattr(other, name))
+        return self
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -682,6 +717,7 @@ def sweep(
     data_options: Mapping[str, Any] | None = None,
     trust_pickle: bool = False,
     wasserstein_images: int = 1024,
+    distribute: str = "auto",
 ) -> xr.Dataset:
     """Spectra of one-step outputs of every checkpoint at every noise level.
 
@@ -713,6 +749,13 @@ def sweep(
     wasserstein_images : the Wasserstein distance of per-image log band power uses the first
         ``min(n_images, wasserstein_images)`` images (their values are kept in memory: C × n_bands floats per image,
         σ and mode); every other statistic uses all images. This bounds memory whatever ``n_images``.
+    distribute : with several processes (``torchrun``, see :mod:`freqlab.distributed`): ``"images"`` splits each
+        checkpoint's batches across ranks and merges their accumulators; ``"checkpoints"`` gives each rank whole
+        checkpoints (rounds of one checkpoint per rank); ``"auto"`` (default) takes ``"checkpoints"`` when the
+        checkpoints left divide evenly among the ranks, else ``"images"``. Either way the noise and images of every
+        sample are those of a single-process run (per-sample seeds), the numbers agree with it to float
+        tolerance, only rank 0 writes ``out`` and prints progress, and every rank returns the whole Dataset.
+        Ignored in one process.
 
     Returns
     -------
@@ -737,7 +780,9 @@ def sweep(
     if sigmas is not None and not isinstance(sigmas, (int, np.integer)):
         sigmas = check_sigmas(sigmas)
     band_dict = spectral.resolve_bands(bands)
-    dev = resolve_device(device)
+    if distribute not in DISTRIBUTE:
+        raise ValueError(f"distribute must be one of {DISTRIBUTE}, got {distribute!r}")
+    dev = distributed.setup(device)
     entries = resolve_models(models, device=dev, trust_pickle=trust_pickle)
 
     first = entries[0].get()
@@ -776,40 +821,90 @@ def sweep(
         attrs.update({f"data_{k}": v for k, v in source.attrs.items() if isinstance(v, (str, int, float))})
 
     existing = results.open_for_resume(out, fingerprint, resume=resume, overwrite=overwrite) if spectra else None
+    distributed.barrier()  # every rank has read the file before rank 0 may replace it
     shared, parts = _split(existing) if existing is not None else (None, [])
     done = {str(p.checkpoint.values[0]) for p in parts}
     todo = [e for e in entries if e.name not in done]
     if not todo:
         return _order(_assemble(shared, parts, attrs), entries)
 
-    an = _Analysis(shape, band_dict, window, dev) if spectra else None
+    world, rank = distributed.world_size(), distributed.rank()
+    by_checkpoint = world > 1 and (distribute == "checkpoints" or (distribute == "auto" and len(todo) % world == 0))
+    rounds = [todo[i: i + world] for i in range(0, len(todo), world)] if by_checkpoint else [[e] for e in todo]
     batches = [range(i, min(i + batch_size, n_images)) for i in range(0, n_images, batch_size)]
-    bar = _progress(len(todo) * len(sigmas), progress)
+    mine = batches if by_checkpoint else distributed.shard(batches)
+    an = _Analysis(shape, band_dict, window, dev) if spectra else None
+    bar = _progress(len(rounds) * len(sigmas), progress and distributed.is_main())
     data_stats: dict | None = None
     try:
-        for entry in todo:
-            bar.set_postfix_str(entry.name, refresh=False)
-            model = first if entry is entries[0] else entry.get()
-            first = None  # a loaded checkpoint is dropped once swept: one model in memory at a time
-            stats = _sweep_checkpoint(entry, model, source, batches, sigmas, modes, shape, int(seed), dev,
-                                      use_autocast, an, keep, len(band_dict), need_data=data_stats is None,
-                                      bar=bar)
+        for group in rounds:
+            entry = group[rank if by_checkpoint else 0] if (rank < len(group) or not by_checkpoint) else None
+            stats, error = None, None
+            if entry is not None:
+                bar.set_postfix_str(entry.name, refresh=False)
+                try:
+                    model = first if entry is entries[0] else entry.get()
+                    first = None  # a loaded checkpoint is dropped once swept: one model in memory at a time
+                    stats = _sweep_checkpoint(entry, model, source, mine, sigmas, modes, shape, int(seed), dev,
+                                              use_autocast, an, keep, len(band_dict),
+                                              need_data=data_stats is None, bar=bar)
+                    del model
+                except Exception as err:  # noqa: BLE001 - re-raised below, on every rank
+                    error = err
+            _raise_on_every_rank(error)
             if not spectra:
-                del model
                 continue
-            outs, new_data = stats
-            if new_data is not None:
-                shared, data_stats = _data_dataset(new_data, an, sigmas, band_dict)
-            parts.append(_checkpoint_dataset(entry, outs, modes, an, sigmas, band_dict, data_stats))
-            del model, outs, stats
-            if out is not None:
+            local = None
+            if stats is not None:
+                outs, new_data = stats if by_checkpoint else _merge_ranks(*stats)
+                if new_data is not None:
+                    shared, data_stats = _data_dataset(new_data, an, sigmas, band_dict)
+                local = _checkpoint_dataset(entry, outs, modes, an, sigmas, band_dict, data_stats)
+                del outs, stats
+            if by_checkpoint:  # each rank swept its own checkpoint: everyone gets all of this round's results
+                gathered = distributed.all_gather_objects((local, shared if rank == 0 else None))
+                parts.extend(part for part, _ in gathered if part is not None)
+                shared = shared if shared is not None else gathered[0][1]
+            else:
+                parts.append(local)
+            if out is not None and distributed.is_main():
                 results.save(_order(_assemble(shared, parts, attrs), entries), out)
     finally:
         bar.close()
+    distributed.barrier()  # the file is complete when sweep returns on any rank
     if not spectra:
         return xr.Dataset(coords={"checkpoint": [e.name for e in entries], "sigma": np.asarray(sigmas),
                                   "mode": list(modes)}, attrs=attrs)
     return _order(_assemble(shared, parts, attrs), entries)
+
+
+def _raise_on_every_rank(error: BaseException | None) -> None:
+    """Raise ``error``; with several processes, raise on every rank if any rank failed (no rank waits forever)."""
+    if not distributed.is_distributed():
+        if error is not None:
+            raise error
+        return
+    messages = distributed.all_gather_objects(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    failed = [(r, m) for r, m in enumerate(messages) if m is not None]
+    if failed:
+        r, m = failed[0]
+        raise ValueError(f"rank {r} failed: {m}")
+
+
+def _merge_ranks(outs: dict, data: "_DataStats | None") -> tuple[dict, "_DataStats | None"]:
+    """Every rank's accumulators of one checkpoint merged in rank order (the same sums on every rank)."""
+    if not distributed.is_distributed():
+        return outs, data
+    everyone = distributed.all_gather_objects((outs, data))
+    merged_outs, merged_data = everyone[0]
+    for other_outs, other_data in everyone[1:]:
+        for key, st in merged_outs.items():
+            st.merge(other_outs[key])
+        if merged_data is not None:
+            merged_data.merge(other_data)
+    return merged_outs, merged_data
 
 
 def _order(ds: xr.Dataset, entries: list[_Entry]) -> xr.Dataset:
@@ -856,7 +951,7 @@ def _sweep_checkpoint(entry, model, source, batches, sigmas, modes, shape, seed,
     outs = {(s, m): _OutputStats(keep, c, n_bands, m == "denoise") for s in range(len(sigmas)) for m in modes
             } if an is not None else {}
     data = _DataStats(keep, shape, n_bands) if (need_data and an is not None) else None
-    step = 1.0 / len(batches)
+    step = 1.0 / max(len(batches), 1)  # a rank may have no batch when there are more ranks than batches
     try:
         with torch.inference_mode():
             # probe every σ on one image first: a σ the model refuses fails now, before the pass

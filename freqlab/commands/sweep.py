@@ -16,6 +16,7 @@ EXAMPLES = """examples:
   freqlab sweep runs/pretrain                                  # every checkpoint of a run -> runs/sweep.nc
   freqlab sweep runs/pretrain --n-images 512 --n-sigmas 13 --modes generate
   freqlab sweep ckpt/step-000000 ckpt/step-004000 --sigmas 0.02,0.1,0.5,2,80 --out /tmp/two.nc
+  torchrun --nproc_per_node=4 -m freqlab sweep runs/pretrain --n-images 8192   # 4 GPUs (or CPU processes)
   freqlab sweep path/to/ddpm-pipeline --data cifar10 --data-path ~/data/cifar-10-batches-py --sigmas 0.01,0.1,1,10
 """
 
@@ -60,13 +61,16 @@ def register(sub) -> None:
                    help="allow EDM .pkl checkpoints (unpickling runs code from the file: only for files you trust)")
     p.add_argument("--wasserstein-images", type=int, default=1024,
                    help="images whose band powers are kept for the Wasserstein distance (default 1024; memory)")
+    p.add_argument("--distribute", default="auto", choices=("auto", "images", "checkpoints"),
+                   help="under torchrun: split each checkpoint's images across processes, or give each process "
+                        "whole checkpoints; auto (default) splits checkpoints when they divide evenly")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_common(p, out_default="runs/sweep.nc")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from freqlab import sweep as sweep_mod
+    from freqlab import distributed, sweep as sweep_mod
 
     models = args.models[0] if len(args.models) == 1 else list(args.models)
     data_options = {"path": args.data_path} if args.data_path else None
@@ -77,7 +81,9 @@ def run(args) -> int:
         window=None if args.window.lower() == "none" else args.window, out=args.out, resume=args.resume,
         overwrite=args.overwrite, autocast=args.autocast, progress=not args.no_progress, split=args.split,
         data_options=data_options, trust_pickle=args.trust_pickle, wasserstein_images=args.wasserstein_images,
+        distribute=args.distribute,
     )
-    print(sweep_mod.summarize(ds))
-    print(f"wrote {args.out}", file=sys.stderr)
+    if distributed.is_main():
+        print(sweep_mod.summarize(ds))
+        print(f"wrote {args.out}", file=sys.stderr)
     return 0
