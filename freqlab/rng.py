@@ -1,7 +1,9 @@
 """Per-sample random numbers, so results do not depend on batch size.
 
 Each image ``i`` of a run draws from its own generator seeded with ``hash(seed, stream, i)``: splitting the same
-images into batches of 7 or 64, or across processes, gives the same noise for each image.
+images into batches of 7 or 64, or across processes, gives the same noise for each image. The numbers are drawn on
+the CPU and then moved to the requested device, so a GPU run uses the same noise as a CPU run (CUDA generators
+would give other numbers for the same seed).
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ def sample_seed(seed: int, stream: str, index: int) -> int:
 
 
 def _draw(fn, seed: int, stream: str, indices: Sequence[int], shape, device, dtype) -> torch.Tensor:
-    out = torch.empty((len(indices), *shape), dtype=dtype, device=device)
-    gen = torch.Generator(device=device)
+    out = torch.empty((len(indices), *shape), dtype=dtype)
+    gen = torch.Generator()
     for row, i in enumerate(indices):
         gen.manual_seed(sample_seed(seed, stream, int(i)))
-        out[row] = fn(tuple(shape), generator=gen, device=device, dtype=dtype)
-    return out
+        out[row] = fn(tuple(shape), generator=gen, dtype=dtype)
+    return out.to(device)
 
 
 def per_sample_randn(seed: int, stream: str, indices: Sequence[int], shape, *, device=None, dtype=torch.float32) -> torch.Tensor:

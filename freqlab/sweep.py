@@ -301,9 +301,10 @@ def _check_shape(name: str, model: torch.nn.Module, shape: tuple[int, int, int])
 class _Analysis:
     """Everything fixed by the image shape, bands and window, on the device; methods work on one batch.
 
-    Spectra (binning, band powers) run in float32 on the device; accumulators sum in float64. With a window the
-    radial spectra use the windowed FFT and the per-image band statistics a plain FFT (band-pass filters act on
-    the image itself); without one, one FFT serves both.
+    Spectra (binning, band powers) run in float32 on the device; accumulators sum in float64 on the CPU (a few
+    numbers per image, so results and merges across processes need no device). With a window the radial spectra
+    use the windowed FFT and the per-image band statistics a plain FFT (band-pass filters act on the image itself);
+    without one, one FFT serves both.
     """
 
     def __init__(self, shape: tuple[int, int, int], bands: dict[str, tuple[float, float]], window, device):
@@ -399,7 +400,7 @@ class _LogPower:
     def __init__(self, keep: int, c: int, n_bands: int):
         self.keep = keep
         self.values = torch.zeros(keep, c, n_bands, dtype=torch.float32)
-        self.acc = SpectrumAccumulator()
+        self.acc = SpectrumAccumulator(device="cpu")
 
     def update(self, rows: slice, band_power: torch.Tensor) -> None:
         db = 10 * torch.log10(band_power.clamp_min(_LOG_FLOOR))
@@ -424,7 +425,7 @@ class _DataStats:
 
     def __init__(self, keep: int, shape, n_bands: int):
         c, h, w = shape
-        self.power = SpectrumAccumulator()
+        self.power = SpectrumAccumulator(device="cpu")
         self.pixel_sum = torch.zeros(c, dtype=torch.float64)  # → the data mean μ per channel
         self.mode_power = torch.zeros(c, h, w // 2 + 1, dtype=torch.float64)  # Σ |X(k)|²
         self.log_power = _LogPower(keep, c, n_bands)
@@ -453,10 +454,10 @@ class _OutputStats:
     """Output spectra and band statistics of one (σ, mode) over the images of one checkpoint."""
 
     def __init__(self, keep: int, c: int, n_bands: int, denoise: bool):
-        self.cross = CrossSpectrumAccumulator() if denoise else None
-        self.power = SpectrumAccumulator() if not denoise else None
-        self.error = SpectrumAccumulator() if denoise else None
-        self.mse = SpectrumAccumulator() if denoise else None
+        self.cross = CrossSpectrumAccumulator(device="cpu") if denoise else None
+        self.power = SpectrumAccumulator(device="cpu") if not denoise else None
+        self.error = SpectrumAccumulator(device="cpu") if denoise else None
+        self.mse = SpectrumAccumulator(device="cpu") if denoise else None
         self.log_power = _LogPower(keep, c, n_bands)
         self.kurtosis = _NanMean()
 
