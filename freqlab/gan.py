@@ -10,6 +10,11 @@ lazy R1 on real images, Adam with β = (0, 0.99), an EMA of G. Freezing policies
 (``none`` = D2O, ``conv`` = D2O-F, or a regex). While it learns, the spectra and per-image band statistics of a
 fixed batch of G's outputs are logged against the data to an xarray Dataset with dim ``images_seen``.
 
+Under ``torchrun`` (or a process group the caller initialised) the loop trains with DistributedDataParallel: the
+batch size is the *global* batch, each rank takes its contiguous slice of it (images and z by global index), so the
+result equals the single-process run up to float rounding; losses are averaged over ranks; rank 0 alone measures
+spectra, writes the files below and prints.
+
 Layout of a run directory ``out_dir``::
 
     finetune.nc                       the log (see :func:`finetune` for its variables)
@@ -41,8 +46,7 @@ import torch.nn.functional as F
 import xarray as xr
 from torch import nn
 
-from freqlab import results, spectral
-from freqlab.devices import resolve_device
+from freqlab import distributed, results, spectral
 from freqlab.rng import per_sample_randn, sample_seed
 from freqlab.stats import SpectrumAccumulator
 
@@ -706,8 +710,13 @@ def finetune(
       config (``config_*``).
 
     Raises ValueError for a checkpoint that is not a denoiser, a freeze pattern that freezes nothing or everything,
-    data that do not match the model's image shape, and a non-finite loss (the run stops; the last good state and
-    checkpoints stay on disk; the message says at which ``images_seen``).
+    data that do not match the model's image shape, a batch size not divisible by the number of processes, and a
+    non-finite loss (the run stops; the last good state and checkpoints stay on disk; the message says at which
+    ``images_seen``).
+
+    Under torchrun every rank calls this with the same arguments and trains G and D with DDP on its share of the
+    global ``batch_size`` (see :func:`run_finetune`); only rank 0 writes ``out_dir`` and shows progress; every rank
+    returns the same networks and rank 0's log.
     """
     config = FinetuneConfig(
         init=str(init) if isinstance(init, (str, os.PathLike)) else f"<{type(init).__name__} object>",
@@ -731,15 +740,31 @@ def run_finetune(
     progress: bool = True,
     discriminator_factory: Callable[[tuple[int, int, int]], nn.Module] | None = None,
 ) -> FinetuneRun:
-    """:func:`finetune` with a ready :class:`FinetuneConfig` (the loop itself)."""
+    """:func:`finetune` with a ready :class:`FinetuneConfig` (the loop itself).
+
+    Distributed (launched by torchrun, or inside a process group the caller initialised; see
+    :mod:`freqlab.distributed`): ``config.batch_size`` is the global batch and must be divisible by the number of
+    processes; rank ``r`` trains on images and z of global indices ``[s + r·b/W, s + (r+1)·b/W)`` of the step
+    starting at ``s``, so DDP's gradient average is the gradient of the single-process mean loss. The logged losses
+    are global means (all-reduced before the non-finite check, so all ranks stop together). Rank 0 clears the run
+    for ``overwrite``, measures the spectra and writes the log, samples, checkpoints and resume state; every rank
+    resumes from the same state files.
+    """
     from tqdm.auto import tqdm
 
     from freqlab.data import make_source
 
-    device = resolve_device(device)
+    device = distributed.setup(device)
+    main, n_ranks = distributed.is_main(), distributed.world_size()
+    if config.batch_size % n_ranks:
+        raise ValueError(f"batch_size {config.batch_size} (the global batch) is not divisible by the "
+                         f"{n_ranks} processes; choose a multiple of {n_ranks}")
+    local = config.batch_size // n_ranks  # images per rank and step
+    progress = progress and main
     out = Path(out_dir)
-    if overwrite:
+    if overwrite and main:
         _remove_run(out)
+    distributed.barrier()  # every rank reads the run directory only after rank 0 cleared it
     previous = _read_latest(out)
     if previous is not None and not resume:
         raise FileExistsError(f"{out} already holds a fine-tuning run; resume it (resume=True, the command line's "
@@ -765,29 +790,33 @@ def run_finetune(
     opt_d = torch.optim.Adam(d_params, lr=config.lr_d, betas=(0.0, 0.99))
     ema = EMA(gen, config.ema)
 
-    # -- data and the fixed evaluation batch ------------------------------------------------------------------
+    # -- data and the fixed evaluation batch (measured on rank 0 only) -----------------------------------------
     c, h, w = shape
     source = make_source(config.data, resolution=h if h == w else (h, w), grayscale=(c == 1), path=config.data_path)
     if tuple(source.shape) != tuple(shape):
         raise ValueError(f"data source {config.data!r} gives images of shape {tuple(source.shape)} but the model "
                          f"expects {tuple(shape)}")
     n_data = config.n_data if source.size is None else min(config.n_data, source.size)
-    reference = source.images(range(n_data))
     stream = _DataStream(source, config.seed, skip=n_data)
-    monitor = SpectralMonitor(reference, config.bands)
-    z_eval = per_sample_randn(config.seed, "finetune-eval-z", range(config.n_eval), shape, device=device)
-
-    static = monitor.reference_dataset().merge(parameter_breakdown(gen.denoiser))
-    static.attrs.update(_attrs(config, freeze, gen))
+    if main:
+        reference = source.images(range(n_data))
+        monitor = SpectralMonitor(reference, config.bands)
+        z_eval = per_sample_randn(config.seed, "finetune-eval-z", range(config.n_eval), shape, device=device)
+        static = monitor.reference_dataset().merge(parameter_breakdown(gen.denoiser))
+        static.attrs.update(_attrs(config, freeze, gen))
     rows: list[xr.Dataset] = []
     images_seen, step, next_log = 0, 0, 0
-    if previous is not None:
+    if previous is not None:  # every rank resumes from the same files, so all hold the same state
         images_seen, step, next_log = _load_state(out, previous, gen, ema, disc, opt_g, opt_d, device)
         rows = _load_rows(out / LOG_NAME, images_seen)
-    else:
+    elif main:
         save_grid(reference[: config.n_eval], out / "samples" / "data.png")
     logged_at = int(rows[-1].images_seen[-1]) if rows else -1
     last_good = images_seen if previous is not None else None
+    distributed.barrier()  # no rank reads the state any more when rank 0 starts replacing it
+    # The modules that train: DDP averages the gradients of the trainable parameters (frozen ones are left out
+    # by DDP and the optimizers alike); gen and disc stay the plain modules for the EMA, logging, export, state.
+    g_train, d_train = _data_parallel(gen, device), _data_parallel(disc, device)
 
     # -- loop ------------------------------------------------------------------------------------------------
     sums = dict.fromkeys(("loss_d", "loss_g", "r1_penalty", "d_real", "d_fake", "n_steps", "n_r1", "images",
@@ -798,41 +827,50 @@ def run_finetune(
     try:
         while True:
             if (images_seen >= next_log or images_seen >= config.n_images) and logged_at != images_seen:
-                outputs = _generate(ema.model, z_eval, config.batch_size)
-                rows.append(_log_row(images_seen, monitor.measure(outputs), sums))
-                results.save(_assemble(rows, static), out / LOG_NAME)
-                save_grid(outputs, out / "samples" / f"images_seen-{images_seen:07d}.png")
-                crossed = images_seen // checkpoint_every > logged_at // checkpoint_every
-                if images_seen == 0 or images_seen >= config.n_images or crossed:
-                    _export(out, gen, ema, images_seen, step, rows[-1])
                 next_log = (images_seen // config.log_every + 1) * config.log_every
-                _save_state(out, images_seen, step, next_log, config, freeze, gen, ema, disc, opt_g, opt_d)
+                if main:
+                    outputs = _generate(ema.model, z_eval, config.batch_size)
+                    rows.append(_log_row(images_seen, monitor.measure(outputs), sums))
+                    results.save(_assemble(rows, static), out / LOG_NAME)
+                    save_grid(outputs, out / "samples" / f"images_seen-{images_seen:07d}.png")
+                    crossed = images_seen // checkpoint_every > logged_at // checkpoint_every
+                    if images_seen == 0 or images_seen >= config.n_images or crossed:
+                        _export(out, gen, ema, images_seen, step, rows[-1])
+                    _save_state(out, images_seen, step, next_log, config, freeze, gen, ema, disc, opt_g, opt_d)
+                distributed.barrier()  # the state is complete on disk before any rank goes on
                 last_good, logged_at = images_seen, images_seen
                 sums = dict.fromkeys(sums, 0.0)
             if images_seen >= config.n_images:
                 break
             t0 = time.perf_counter()
             b = config.batch_size
-            real = stream.batch(images_seen, b).to(device)
-            z = per_sample_randn(config.seed, "finetune-z", range(images_seen, images_seen + b), shape, device=device)
-            fake = gen(z)
+            # this rank's contiguous slice of the global batch: images and z by global index, so the union over
+            # ranks is the single-process batch and DDP's gradient average is the gradient of its mean loss
+            first = images_seen + distributed.rank() * local
+            real = stream.batch(first, local).to(device)
+            z = per_sample_randn(config.seed, "finetune-z", range(first, first + local), shape, device=device)
+            fake = g_train(z)
 
             # discriminator step (lazy R1 on the real images every r1_every steps, with gain r1_every)
             do_r1 = config.r1_gamma > 0 and step % config.r1_every == 0
             real.requires_grad_(do_r1)
-            real_logits, fake_logits = disc(real), disc(fake.detach())
+            real_logits, fake_logits = d_train(real), d_train(fake.detach())
             loss_d = discriminator_loss(real_logits, fake_logits, config.loss)
             r1 = r1_penalty(real_logits, real, config.r1_gamma, config.r1_every) if do_r1 else loss_d.new_zeros(())
-            _check_finite(out, images_seen, step, last_good, loss_d=loss_d, r1_penalty=r1)
+            # global means, so that every rank takes the same decision (one rank raising alone would hang the rest)
+            scalars = _global_mean(loss_d=loss_d, r1_penalty=r1, d_real=real_logits.mean(), d_fake=fake_logits.mean())
+            _check_finite(out, images_seen, step, last_good, loss_d=scalars["loss_d"], r1_penalty=scalars["r1_penalty"])
             opt_d.zero_grad(set_to_none=True)
             (loss_d + r1).backward()
             opt_d.step()
 
-            # generator step against the updated discriminator (its parameters get no gradient here)
+            # generator step against the updated discriminator (its parameters get no gradient here, so it runs
+            # unwrapped: under DDP it would wait for gradients that never come)
             for p in d_params:
                 p.requires_grad_(False)
             loss_g = generator_loss(disc(fake), config.loss)
-            _check_finite(out, images_seen, step, last_good, loss_g=loss_g)
+            scalars.update(_global_mean(loss_g=loss_g))
+            _check_finite(out, images_seen, step, last_good, loss_g=scalars["loss_g"])
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
@@ -843,21 +881,40 @@ def run_finetune(
             step += 1
             ema.update(gen, images_seen, b)
             dt = time.perf_counter() - t0
-            values = {"loss_d": loss_d, "loss_g": loss_g, "d_real": real_logits.mean(), "d_fake": fake_logits.mean()}
-            for key, value in values.items():
-                sums[key] += float(value.detach())
-            sums["r1_penalty"] += float(r1.detach())
+            for key, value in scalars.items():
+                sums[key] += float(value)
             sums["n_r1"] += float(do_r1)
             sums["n_steps"] += 1
             sums["images"] += b
             sums["seconds"] += dt
             bar.update(min(images_seen, config.n_images) - bar.n)
-            bar.set_postfix(loss_d=f"{float(loss_d.detach()):.3f}", loss_g=f"{float(loss_g.detach()):.3f}",
+            bar.set_postfix(loss_d=f"{float(scalars['loss_d']):.3f}", loss_g=f"{float(scalars['loss_g']):.3f}",
                             img_s=f"{b / dt:.0f}", refresh=False)
     finally:
         bar.close()
-    log = _assemble(rows, static)
+    log = _assemble(rows, static) if main else None
+    if distributed.is_distributed():  # every rank returns rank 0's log (and waits for its last files)
+        log = distributed.all_gather_objects(log)[0]
     return FinetuneRun(out, log, gen, ema.model, disc, freeze, images_seen)
+
+
+def _data_parallel(module: nn.Module, device: torch.device) -> nn.Module:
+    """``module`` in DistributedDataParallel when several processes train, else ``module`` itself."""
+    if not distributed.is_distributed():
+        return module
+    return nn.parallel.DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None)
+
+
+def _global_mean(**values: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Detached scalars averaged over ranks (one all-reduce); unchanged in one process.
+
+    Every rank holds the same share of the global batch, so the mean of the ranks' batch means is the global mean.
+    """
+    values = {k: v.detach() for k, v in values.items()}
+    if not distributed.is_distributed():
+        return values
+    stacked = distributed.all_reduce_sum(torch.stack(list(values.values()))) / distributed.world_size()
+    return dict(zip(values, stacked))
 
 
 @torch.no_grad()
