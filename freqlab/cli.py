@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"freqlab {args.command}: interrupted; finished work is saved and a rerun resumes", file=sys.stderr)
         return 130
+    finally:  # a process group the command set up under torchrun (imported only if a command used it)
+        if "freqlab.distributed" in sys.modules:
+            sys.modules["freqlab.distributed"].shutdown()
     return int(result or 0)
 
 

@@ -4,6 +4,8 @@ The generator is G(z) = D(σ_max·z, σ_max); only a GAN loss trains it (no dist
 per-image band statistics of a fixed batch of its outputs are logged against the data to OUT/finetune.nc (dim
 images_seen), with a sample grid at each log moment (OUT/samples/) and checkpoints (OUT/checkpoints/). Running the
 same command again resumes the run (or returns at once when it is finished); --overwrite starts over.
+Under torchrun (e.g. `torchrun --nproc_per_node=4 -m freqlab finetune ...`) it trains with DDP: --batch-size is
+the global batch, split evenly over the processes; rank 0 writes the files and the report.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from freqlab import distributed
     from freqlab.gan import finetune
 
     result = finetune(
@@ -70,6 +73,8 @@ def run(args) -> int:
         checkpoint_every=args.checkpoint_every, ema=args.ema, n_eval=args.n_eval, n_data=args.n_data,
         seed=args.seed, device=args.device, overwrite=args.overwrite, progress=not args.quiet,
     )
+    if not distributed.is_main():  # under torchrun, rank 0 reports
+        return 0
     log = result.log
     first, last = log.isel(images_seen=0), log.isel(images_seen=-1)
     print(result.freeze.summary())
