@@ -372,7 +372,10 @@ def radial_power_spectrum(
     h, w = x.shape[-2:]
     spectrum, norm = _windowed_rfft(x, window, remove_mean)
     binning = radial_binning(h, w, bins=bins, n_bins=n_bins, include_corners=include_corners, device=x.device, dtype=acc)
-    power = _reduce(torch.view_as_real(spectrum).to(acc).square(), binning, norm)
+    real = torch.view_as_real(spectrum).to(acc)
+    # the spectrum is ours and not needed after this: square it in place (one image-sized allocation fewer),
+    # unless autograd needs it (a differentiable spectrum, e.g. a spectral loss)
+    power = _reduce(real.square() if real.requires_grad else real.square_(), binning, norm)
     return RadialSpectrum(binning.freq, power, binning.counts)
 
 
