@@ -49,9 +49,13 @@ def demo_settings(*, quick: bool = False, device: str = "cpu") -> DemoSettings:
         return DemoSettings(preset="tiny", sweep_images=16, sweep_batch=16, n_sigmas=5, finetune_images=96,
                             finetune_batch=8, finetune_log_every=32, spectra_images=64)
     if resolve_device(device).type == "cuda":
-        return DemoSettings(preset="cifar", pretrain_overrides={"steps": 20_000, "n_checkpoints": 8},
-                            sweep_images=2048, sweep_batch=512, n_sigmas=16, finetune_images=200_000,
-                            finetune_batch=64, finetune_log_every=20_000, spectra_images=8192, finetune_early=True)
+        # sized from rates measured on an H200 (benchmarks/results/gpu_measurements_h200.log): pre-training
+        # ~1600 images/s -> 6,000 steps of 128 in ~8 min; sweep ~4500 outputs/s -> ~2 min; fine-tuning ~850
+        # images/s -> 3 x 40k images in ~2.5 min. The preset's warm-up and EMA half-life suit 400k steps, not 6k.
+        return DemoSettings(preset="cifar", pretrain_overrides={"steps": 6_000, "n_checkpoints": 8,
+                                                                "warmup_steps": 500, "ema_halflife_images": 50_000.0},
+                            sweep_images=2048, sweep_batch=512, n_sigmas=16, finetune_images=40_000,
+                            finetune_batch=64, finetune_log_every=5_000, spectra_images=8192, finetune_early=True)
     return DemoSettings()
 
 
