@@ -21,3 +21,26 @@ def _one_thread():
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def make_tiny_run(tmp_path_factory):
+    """A factory of tiny pre-training runs: ``make_tiny_run([(step, seed), ...])`` writes one freqlab checkpoint
+    (a 16x16 grayscale EDM UNet, σ in [0.01, 20], weights seeded by ``seed``) per step, in the order given, and
+    returns the run directory."""
+
+    def make(steps_and_seeds) -> "os.PathLike":
+        from freqlab.checkpoints import save_checkpoint
+        from freqlab.denoisers import EDMDenoiser, build_unet
+
+        root = tmp_path_factory.mktemp("run")
+        for step, seed in steps_and_seeds:
+            torch.manual_seed(seed)
+            unet = build_unet(sample_size=16, in_channels=1, block_out_channels=(8, 16), norm_num_groups=4,
+                              attention_head_dim=8)
+            save_checkpoint(root / "checkpoints" / f"step-{step:06d}",
+                            EDMDenoiser(unet, sigma_min=0.01, sigma_max=20.0),
+                            metadata={"step": step, "images_seen": step * 8, "ema": True, "kind": "pretrain"})
+        return root
+
+    return make

@@ -22,19 +22,9 @@ ARGS = ["--data", "white", "--sigmas", SIGMAS, "--n-images", "10", "--batch-size
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(make_tiny_run):
     """Three tiny EDM UNet checkpoints (16x16 grayscale)."""
-    from freqlab.checkpoints import save_checkpoint
-    from freqlab.denoisers import EDMDenoiser, build_unet
-
-    root = tmp_path_factory.mktemp("run")
-    for step in (0, 10, 40):
-        torch.manual_seed(step)
-        unet = build_unet(sample_size=16, in_channels=1, block_out_channels=(8, 16), norm_num_groups=4,
-                          attention_head_dim=8)
-        save_checkpoint(root / "checkpoints" / f"step-{step:06d}", EDMDenoiser(unet, sigma_min=0.01, sigma_max=20.0),
-                        metadata={"step": step, "images_seen": step * 8, "ema": True, "kind": "pretrain"})
-    return root
+    return make_tiny_run([(0, 0), (10, 10), (40, 40)])
 
 
 @pytest.fixture(scope="module")

@@ -308,19 +308,9 @@ def test_summary_and_spectra_off(white16):
 # checkpoint directories and the command line
 # --------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(make_tiny_run):
     """A tiny pre-training run: two freqlab checkpoints (16x16 grayscale EDM UNets), written out of order."""
-    from freqlab.checkpoints import save_checkpoint
-    from freqlab.denoisers import EDMDenoiser, build_unet
-
-    root = tmp_path_factory.mktemp("run")
-    for step, seed in ((40, 2), (0, 1)):
-        torch.manual_seed(seed)
-        unet = build_unet(sample_size=16, in_channels=1, block_out_channels=(8, 16), norm_num_groups=4,
-                          attention_head_dim=8)
-        save_checkpoint(root / "checkpoints" / f"step-{step:06d}", EDMDenoiser(unet, sigma_min=0.01, sigma_max=20.0),
-                        metadata={"step": step, "images_seen": step * 8, "ema": True, "kind": "pretrain"})
-    return root
+    return make_tiny_run([(40, 2), (0, 1)])
 
 
 CLI_ARGS = ["--data", "white", "--n-images", "6", "--batch-size", "4", "--device", "cpu", "--no-progress"]
