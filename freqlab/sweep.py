@@ -839,7 +839,10 @@ def sweep(
     data_stats: dict | None = None
     try:
         for group in rounds:
-            entry = group[rank if by_checkpoint else 0] if (rank < len(group) or not by_checkpoint) else None
+            if by_checkpoint:  # one checkpoint per rank; in the last round some ranks may have none
+                entry = group[rank] if rank < len(group) else None
+            else:
+                entry = group[0]
             stats, error = None, None
             if entry is not None:
                 bar.set_postfix_str(entry.name, refresh=False)
