@@ -47,6 +47,7 @@ __all__ = [
     "radial_frequency",
     "halfplane_weights",
     "abs2",
+    "cross_power",
     "band_mask",
     "BandStatistics",
     "bandpass",
@@ -321,6 +322,12 @@ def abs2(z: torch.Tensor) -> torch.Tensor:
     """``|z|²`` of a complex tensor without the square root of ``abs``."""
     r = torch.view_as_real(z)
     return r[..., 0].square() + r[..., 1].square()
+
+
+def cross_power(z: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``Re(z·conj(v))`` of two complex tensors, elementwise: the per-mode cross-power (``abs2`` when ``v = z``)."""
+    rz, rv = torch.view_as_real(z), torch.view_as_real(v)
+    return rz[..., 0] * rv[..., 0] + rz[..., 1] * rv[..., 1]
 
 
 # --------------------------------------------------------------------------------------------------------------

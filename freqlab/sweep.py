@@ -1003,8 +1003,7 @@ def _analyse(st: _OutputStats, an: _Analysis, y, rows: slice, x0, fx, data_binne
     if st.cross is None:
         st.power.update(binned)
         return
-    ry, rx = torch.view_as_real(fy), torch.view_as_real(fx)
-    cross = (ry * rx).sum(-1).flatten(-2) @ an.bin_matrix
+    cross = spectral.cross_power(fy, fx).flatten(-2) @ an.bin_matrix
     error = spectral.abs2(fy - fx).flatten(-2) @ an.bin_matrix
     st.cross.update(binned, data_binned, cross)
     st.error.update(error)
