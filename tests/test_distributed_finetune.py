@@ -24,10 +24,12 @@ from freqlab.denoisers import EDMDenoiser, build_unet
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="torch.distributed with the gloo backend is not available in this torch build")
 
-# R1 on every step and strong enough to matter: a wrong reduction of its gradient would show in D's weights
-SETTINGS = dict(n_images=8, batch_size=4, log_every=4, n_eval=4, n_data=8, r1_every=1, r1_gamma=1.0, ema=8.0)
+# R1 on every step and strong enough to matter: a wrong reduction of its gradient would show in D's weights.
+# Minibatch-std groups of 2: each rank's slice of the global batch (2 images) forms the groups one process forms.
+SETTINGS = dict(n_images=8, batch_size=4, log_every=4, n_eval=4, n_data=8, r1_every=1, r1_gamma=1.0, ema=8.0,
+                d_mbstd=2)
 CLI = ["--batch-size", "4", "--log-every", "4", "--n-eval", "4", "--n-data", "8", "--r1-every", "1",
-       "--r1-gamma", "1.0", "--ema", "8", "--device", "cpu", "--quiet"]
+       "--r1-gamma", "1.0", "--ema", "8", "--d-mbstd", "2", "--device", "cpu", "--quiet"]
 
 # Runs `freqlab finetune ARGS` through freqlab.cli.main (what `python -m freqlab` runs), then dumps the networks
 # that finetune returned to this rank. Once per process: torch resets its group counter when a process group is

@@ -158,20 +158,54 @@ def test_ema_decay_and_halflife():
 @pytest.mark.parametrize("shape", [(1, 16, 16), (3, 32, 32), (3, 28, 20), (3, 8, 8)])
 def test_discriminator_adapts_to_resolution(shape):
     d = gan.Discriminator(shape, channels=8)
-    x = torch.randn(2, *shape, requires_grad=True)
+    x = torch.randn(4, *shape, requires_grad=True)
     out = d(x)
-    assert out.shape == (2,)
+    n_blocks = {16: 2, 32: 3, 20: 2, 8: 1}[min(shape[1:])]
+    assert out.shape == (4, (n_blocks + 1) * 16)           # a 4x4 map of local verdicts per scale, and the global one
     out.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
-    n_stride2 = sum(1 for m in d.trunk if isinstance(m, nn.Conv2d) and m.stride == (2, 2))
-    assert n_stride2 == {16: 2, 32: 3, 20: 2, 8: 1}[min(shape[1:])]
+    assert sum(1 for m in d.modules() if isinstance(m, nn.Conv2d) and m.stride == (2, 2)) == n_blocks
+    plain = gan.Discriminator(shape, channels=8, highpass_gain=0, patch_logits=False, minibatch_std=0)
+    assert plain(x).shape == (4,) and plain.stem[0].in_channels == shape[0]
+    assert d.stem[0].in_channels == 2 * shape[0]           # image and its high-pass detail
+
+
+def test_highpass_view_and_minibatch_std():
+    flat = torch.full((2, 3, 8, 8), 0.3)
+    view = gan.HighPassView(gain=4.0)(flat)
+    assert torch.equal(view[:, :3], flat) and view[:, 3:].abs().max() < 1e-6      # no detail in a flat image
+    edge = torch.zeros(1, 1, 8, 8)
+    edge[..., 4:] = 1.0
+    detail = gan.HighPassView(gain=2.0)(edge)[:, 1]
+    assert detail[0, 0, 3].item() == pytest.approx(2.0 * (0 - 1 / 3))           # left of the edge: 2·(0 − 3/9)
+    assert detail[0, 0, 0].abs().item() == 0 and detail[0, 0, 7].abs().item() == 0
+    x = torch.randn(8, 5, 2, 2)
+    x[4:] = x[4]                                            # second group of 4: identical images, no variety
+    out = gan.MinibatchStd(group=4)(x)
+    assert out.shape == (8, 6, 2, 2) and torch.equal(out[:, :5], x)
+    assert (out[:4, 5] > 0.1).all() and (out[4:, 5] < 1e-3).all()
+    expected = x[:4].var(0, unbiased=False).add(1e-8).sqrt().mean()
+    assert out[0, 5, 0, 0].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert gan.MinibatchStd(group=4)(torch.randn(6, 2, 1, 1)).shape == (6, 3, 1, 1)  # groups of 3 when 4 ∤ 6
+    with pytest.raises(ValueError, match="feature_network replaces the high-pass view"):
+        gan.Discriminator((3, 16, 16), feature_network=nn.Identity())
+
+
+def test_r1_penalty_uses_each_images_mean_logit():
+    torch.manual_seed(1)
+    x = torch.randn(3, 2, 4, 4, requires_grad=True)
+    w = torch.randn(2, 2, 4, 4)
+    logits = torch.stack([(w[0] * x).flatten(1).sum(1), (w[1] * x).flatten(1).sum(1)], 1)   # (N, 2)
+    mean_w = w.mean(0)                                      # ∇_x of the mean logit
+    expected = 0.5 * 1.5 * mean_w.square().sum().item()
+    assert gan.r1_penalty(logits, x, gamma=1.5).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_discriminator_feature_network_hook():
     features = nn.Conv2d(3, 5, 3, stride=2, padding=1)     # stands in for a local feature network
-    d = gan.Discriminator((3, 16, 16), channels=8, feature_network=features, spectral_norm=True)
+    d = gan.Discriminator((3, 16, 16), channels=8, feature_network=features, spectral_norm=True, highpass_gain=0)
     assert not any(p.requires_grad for p in features.parameters())  # frozen, as in projected GANs
-    assert d.trunk[0].in_channels == 5
+    assert d.stem[0].in_channels == 5
     x = torch.randn(2, 3, 16, 16, requires_grad=True)
     d(x).sum().backward()
     assert x.grad is not None and features.weight.grad is None

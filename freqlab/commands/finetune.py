@@ -27,7 +27,8 @@ EXAMPLES = """examples:
 # The defaults of freqlab.gan.FinetuneConfig, repeated so that building the parser does not import torch
 # (tests/test_gan.py checks that the two agree).
 DEFAULTS = dict(freeze="conv", init_kind="checkpoint", n_images=10_000, data="natural", loss="ns", r1_gamma=0.1,
-                r1_every=16, lr_g=1e-4, lr_d=2e-4, batch_size=32, log_every=1_000, ema=500.0, n_eval=64, n_data=256)
+                r1_every=16, lr_g=2e-4, lr_d=4e-4, batch_size=32, log_every=1_000, ema=500.0, n_eval=64, n_data=256,
+                d_channels=16, d_highpass=4.0, d_mbstd=4)
 
 
 def register(sub) -> None:
@@ -56,6 +57,14 @@ def register(sub) -> None:
     p.add_argument("--ema", type=float, default=C.ema, help=f"EMA half-life in images (default {C.ema}; 0: off)")
     p.add_argument("--n-eval", type=int, default=C.n_eval, help=f"fixed-z outputs logged (default {C.n_eval})")
     p.add_argument("--n-data", type=int, default=C.n_data, help=f"data images of the reference (default {C.n_data})")
+    p.add_argument("--d-channels", type=int, default=C.d_channels,
+                   help=f"discriminator base channels (default {C.d_channels})")
+    p.add_argument("--d-highpass", type=float, default=C.d_highpass, metavar="GAIN",
+                   help=f"the discriminator also sees GAIN x (image - 3x3 blur) (default {C.d_highpass}; 0: pixels only)")
+    p.add_argument("--d-mbstd", type=int, default=C.d_mbstd, metavar="GROUP",
+                   help=f"minibatch-std group size in the discriminator (default {C.d_mbstd}; 0: off)")
+    p.add_argument("--no-d-patch", action="store_true",
+                   help="one global logit per image instead of local verdicts at every scale")
     p.add_argument("--overwrite", action="store_true", help="delete a previous fine-tuning run in --out and start over")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_common(p, out_default="runs/finetune")
@@ -71,6 +80,7 @@ def run(args) -> int:
         loss=args.loss, r1_gamma=args.r1_gamma, r1_every=args.r1_every, lr_g=args.lr_g, lr_d=args.lr_d,
         batch_size=args.batch_size, n_images=args.images, log_every=args.log_every,
         checkpoint_every=args.checkpoint_every, ema=args.ema, n_eval=args.n_eval, n_data=args.n_data,
+        d_channels=args.d_channels, d_highpass=args.d_highpass, d_patch=not args.no_d_patch, d_mbstd=args.d_mbstd,
         seed=args.seed, device=args.device, overwrite=args.overwrite, progress=not args.quiet,
     )
     if not distributed.is_main():  # under torchrun, rank 0 reports
