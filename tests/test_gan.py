@@ -372,13 +372,19 @@ def test_cli_defaults_match_the_library():
 
 
 def test_cli_runs_and_reports_bad_input_in_one_line(tmp_path, checkpoint, capsys):
+    from freqlab import results
     from freqlab.cli import main
 
     args = ["finetune", str(checkpoint), "--images", "4", "--batch-size", "4", "--log-every", "4", "--n-eval", "4",
             "--n-data", "8", "--device", "cpu", "--quiet", "--out", str(tmp_path / "cli")]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "parameters frozen" in out and "high band: log-spectral distance" in out
+    assert "parameters frozen" in out and "high band: log-spectral distance" in out and "kurtosis gap" in out
+    plain = ["--d-channels", "8", "--d-highpass", "0", "--d-mbstd", "0", "--no-d-patch"]
+    assert main(args[:-1] + [str(tmp_path / "plain")] + plain) == 0   # the discriminator options reach the run
+    attrs = results.load(tmp_path / "plain" / "finetune.nc").attrs
+    assert (attrs["config_d_channels"], attrs["config_d_highpass"], attrs["config_d_patch"], attrs["config_d_mbstd"]) == (8, 0.0, 0, 0)
+    capsys.readouterr()
     assert main(args[:2] + ["--freeze", "nothing_matches"] + args[2:] + ["--overwrite"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "matches no parameter" in err[0]

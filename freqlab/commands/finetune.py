@@ -92,7 +92,9 @@ def run(args) -> int:
     for band in log.band.values:
         lsd0, lsd1 = float(first.log_spectral_distance.sel(band=band)), float(last.log_spectral_distance.sel(band=band))
         div = float(last.diversity_ratio.sel(band=band))
-        print(f"  {band:>5} band: log-spectral distance {lsd0:6.2f} -> {lsd1:6.2f} dB, diversity ratio {div:.2f}")
+        k0, k1 = float(first.kurtosis_gap.sel(band=band)), float(last.kurtosis_gap.sel(band=band))
+        print(f"  {band:>5} band: log-spectral distance {lsd0:6.2f} -> {lsd1:6.2f} dB, diversity ratio {div:.2f}, "
+              f"kurtosis gap {k0:+.2f} -> {k1:+.2f}")
     print(f"  cutoff frequency {float(first.cutoff_frequency):.3f} -> {float(last.cutoff_frequency):.3f} cycles/px")
     print(f"wrote {result.out_dir / 'finetune.nc'}, samples in {result.out_dir / 'samples'}", file=sys.stderr)
     return 0
