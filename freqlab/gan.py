@@ -210,10 +210,11 @@ class Discriminator(nn.Module):
       ``pool²`` times so that every scale weighs the same. The output is ``(N, K)`` logits per image (``(N,)``
       without patch logits); the losses average over all of them and R1 takes each image's mean logit.
 
-    Why these choices (measured in ``benchmarks/gan_measurements.py``, see benchmarks/README.md): with a pixel-only,
-    global-logit discriminator a short fine-tune reaches the data's mean high-band power with Gaussian grain and
-    never makes edges; the high-pass view makes the high band count, the per-scale verdicts and the minibatch-std
-    keep samples structured and varied, and 16 base channels keep the discriminator cheap next to the generator.
+    Why these choices (the search in ``benchmarks/gan_recipe_search.py``, results in benchmarks/README.md): with a
+    pixel-only, global-logit discriminator short fine-tunes reached the data's mean high-band power with Gaussian
+    grain and never made edges; the high-pass view is what made edges appear; with it, per-scale verdicts ended
+    closer to the data than one global logit; minibatch-std lets it see a batch without variety (the collapse of
+    the random-init control); 16 base channels cost a quarter of 32's, so more images fit a time budget.
 
     Parameters
     ----------
