@@ -216,7 +216,7 @@ class Discriminator(nn.Module):
     verdicts ended closer to the data than one global logit (mean high-band ratio 1.3 against 1.9 over eight
     settings at 9,000 images; without minibatch-std the order was reversed, 1.45 against 1.23); minibatch-std lets
     it see a batch without variety (the collapse of the random-init control); 16 base channels make it cheaper,
-    so more images fit a time budget (about 54 against 40 images/s in the CPU fine-tune).
+    so more images fit a time budget (46–50 against 32–35 images/s in a short CPU fine-tune).
 
     Parameters
     ----------
