@@ -660,6 +660,7 @@ class FinetuneConfig:
     r1_every: int = 16                  # lazy R1: every k D steps, with gain k
     lr_g: float = 2e-4
     lr_d: float = 4e-4
+    lr_decay: float = 0.0               # share of the budget, at its end, over which both lrs fall linearly to 0
     batch_size: int = 32
     n_images: int = 10_000
     log_every: int = 1_000
@@ -688,6 +689,8 @@ class FinetuneConfig:
         for name in ("lr_g", "lr_d"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be a share of the budget in [0, 1], got {self.lr_decay}")
         if not (self.r1_gamma >= 0 and self.ema >= 0 and self.d_highpass >= 0 and self.d_mbstd >= 0):
             raise ValueError("r1_gamma, ema, d_highpass and d_mbstd must be >= 0")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
@@ -754,6 +757,7 @@ def finetune(
     r1_every: int = FinetuneConfig.r1_every,
     lr_g: float = FinetuneConfig.lr_g,
     lr_d: float = FinetuneConfig.lr_d,
+    lr_decay: float = FinetuneConfig.lr_decay,
     batch_size: int = FinetuneConfig.batch_size,
     n_images: int = FinetuneConfig.n_images,
     log_every: int = FinetuneConfig.log_every,
@@ -783,7 +787,8 @@ def finetune(
     freeze : ``"none"`` (D2O), ``"conv"`` (D2O-F) or a regex over parameter names (:func:`freeze_policy`).
     resume : continue the run found in ``out_dir`` (its config must match, except ``n_images`` and
         ``checkpoint_every``); a run that already reached ``n_images`` returns at once. ``resume=False`` with a run
-        there is an error unless ``overwrite``.
+        there is an error unless ``overwrite``. With ``lr_decay`` > 0 the schedule follows the budget of the call,
+        so extending a finished run raises the learning rates again.
     overwrite : delete a previous run's files in ``out_dir`` (log, samples, checkpoints, state) first.
     discriminator_factory : the hook for another discriminator (e.g. :class:`Discriminator` with a
         ``feature_network``, a projected discriminator): called with the image shape ``(C, H, W)`` under a seeded
@@ -818,7 +823,7 @@ def finetune(
     config = FinetuneConfig(
         init=str(init) if isinstance(init, (str, os.PathLike)) else f"<{type(init).__name__} object>",
         init_kind=init_kind, data=data, data_path=data_path, freeze=freeze, loss=loss, r1_gamma=r1_gamma,
-        r1_every=r1_every, lr_g=lr_g, lr_d=lr_d, batch_size=batch_size, n_images=n_images, log_every=log_every,
+        r1_every=r1_every, lr_g=lr_g, lr_d=lr_d, lr_decay=lr_decay, batch_size=batch_size, n_images=n_images, log_every=log_every,
         checkpoint_every=checkpoint_every, ema=ema, n_eval=n_eval, n_data=n_data,
         bands=tuple(bands) if bands is not None else None, d_channels=d_channels, d_highpass=d_highpass,
         d_patch=d_patch, d_mbstd=d_mbstd, seed=seed,
@@ -943,6 +948,10 @@ def run_finetune(
                 break
             t0 = time.perf_counter()
             b = config.batch_size
+            scale = lr_scale(images_seen, config.n_images, config.lr_decay)
+            for opt, lr in ((opt_g, config.lr_g), (opt_d, config.lr_d)):
+                for group in opt.param_groups:
+                    group["lr"] = lr * scale
             # this rank's contiguous slice of the global batch: images and z by global index, so the union over
             # ranks is the single-process batch and DDP's gradient average is the gradient of its mean loss
             first = images_seen + distributed.rank() * local
@@ -995,6 +1004,14 @@ def run_finetune(
     if distributed.is_distributed():  # every rank returns rank 0's log (and waits for its last files)
         log = distributed.all_gather_objects(log)[0]
     return FinetuneRun(out, log, gen, ema.model, disc, freeze, images_seen)
+
+
+def lr_scale(images_seen: int, n_images: int, decay: float) -> float:
+    """The learning-rate factor at ``images_seen``: 1, then a linear fall to 0 over the last ``decay`` share of
+    the budget ``n_images`` (``decay`` 0: constant)."""
+    if decay <= 0:
+        return 1.0
+    return float(min(1.0, max(0.0, (n_images - images_seen) / (decay * n_images))))
 
 
 def _data_parallel(module: nn.Module, device: torch.device) -> nn.Module:

@@ -155,6 +155,12 @@ def test_ema_decay_and_halflife():
     assert gan.EMA(model, halflife=0).beta(10, 4) == 0.0   # no averaging: a copy
 
 
+def test_lr_scale_is_constant_then_falls_linearly_to_zero():
+    assert [gan.lr_scale(seen, 100, 0.0) for seen in (0, 50, 99)] == [1.0, 1.0, 1.0]
+    assert [gan.lr_scale(seen, 100, 0.5) for seen in (0, 50, 75, 90, 100)] == pytest.approx([1, 1, 0.5, 0.2, 0])
+    assert gan.lr_scale(25, 100, 1.0) == pytest.approx(0.75)
+
+
 @pytest.mark.parametrize("shape", [(1, 16, 16), (3, 32, 32), (3, 28, 20), (3, 8, 8)])
 def test_discriminator_adapts_to_resolution(shape):
     d = gan.Discriminator(shape, channels=8)
@@ -290,14 +296,18 @@ def test_tiny_finetune_writes_log_samples_and_checkpoints(tiny_run):
     assert (out / "checkpoints" / "finetune-0000008-ema").is_dir()
 
 
+def _saved_optimizers(out) -> dict:
+    latest = json.loads((out / "state" / "latest.json").read_text())
+    return torch.load(out / "state" / latest["dir"] / "optimizers.pt", weights_only=True)
+
+
 def test_frozen_parameters_train_not_and_have_no_adam_state(tiny_run, denoiser):
     start = denoiser.state_dict()
     after = tiny_run.generator.denoiser.state_dict()
     frozen, train = set(tiny_run.freeze.frozen_names), set(tiny_run.freeze.trainable_names)
     assert all(torch.equal(after[n], start[n]) for n in frozen)
     assert any(not torch.equal(after[n], start[n]) for n in train)
-    latest = json.loads((tiny_run.out_dir / "state" / "latest.json").read_text())
-    opts = torch.load(tiny_run.out_dir / "state" / latest["dir"] / "optimizers.pt", weights_only=True)
+    opts = _saved_optimizers(tiny_run.out_dir)
     assert len(opts["generator"]["state"]) == len(train)  # Adam moments only for trainable tensors
     assert opts["generator"]["param_groups"][0]["betas"] == (0.0, 0.99)
 
@@ -358,6 +368,16 @@ def test_data_that_do_not_fit_the_model_are_refused(tmp_path, denoiser):
         gan.finetune(gray, tmp_path / "x", **TINY, data="nonsense")
     with pytest.raises(ValueError, match="lr_g must be > 0"):
         gan.finetune(denoiser, tmp_path / "y", **{**TINY, "lr_g": 0.0})
+    with pytest.raises(ValueError, match="lr_decay must be a share"):
+        gan.finetune(denoiser, tmp_path / "z", **{**TINY, "lr_decay": 1.5})
+
+
+def test_lr_decay_sets_the_learning_rate_of_each_step(tmp_path, checkpoint):
+    run = gan.finetune(checkpoint, tmp_path / "decay", **{**TINY, "lr_decay": 1.0, "lr_g": 1e-3, "lr_d": 2e-3})
+    opts = _saved_optimizers(run.out_dir)
+    # two steps of 4 images in a budget of 8, all of it decaying: the last step (at images_seen 4) ran at half
+    assert opts["generator"]["param_groups"][0]["lr"] == pytest.approx(0.5e-3)
+    assert opts["discriminator"]["param_groups"][0]["lr"] == pytest.approx(1e-3)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -380,10 +400,11 @@ def test_cli_runs_and_reports_bad_input_in_one_line(tmp_path, checkpoint, capsys
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "parameters frozen" in out and "high band: log-spectral distance" in out and "kurtosis gap" in out
-    plain = ["--d-channels", "8", "--d-highpass", "0", "--d-mbstd", "0", "--no-d-patch"]
-    assert main(args[:-1] + [str(tmp_path / "plain")] + plain) == 0   # the discriminator options reach the run
+    plain = ["--d-channels", "8", "--d-highpass", "0", "--d-mbstd", "0", "--no-d-patch", "--lr-decay", "0.5"]
+    assert main(args[:-1] + [str(tmp_path / "plain")] + plain) == 0   # the discriminator and lr options reach the run
     attrs = results.load(tmp_path / "plain" / "finetune.nc").attrs
     assert (attrs["config_d_channels"], attrs["config_d_highpass"], attrs["config_d_patch"], attrs["config_d_mbstd"]) == (8, 0.0, 0, 0)
+    assert attrs["config_lr_decay"] == 0.5
     capsys.readouterr()
     assert main(args[:2] + ["--freeze", "nothing_matches"] + args[2:] + ["--overwrite"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
