@@ -73,8 +73,7 @@ def run_all(args) -> dict[str, dict]:
         finetune(ckpt, Path(args.out) / name, init_kind=kind, freeze=args.freeze, n_images=args.images,
                  log_every=max(args.batch_size, args.images // args.rows), batch_size=args.batch_size,
                  lr_g=args.lr_g, lr_d=args.lr_d, lr_decay=args.lr_decay, r1_gamma=args.r1_gamma,
-                 r1_every=args.r1_every, ema=args.ema,
-                 seed=args.seed, device=args.device, progress=not args.quiet)
+                 r1_every=args.r1_every, ema=args.ema, seed=args.seed, device=args.device, progress=not args.quiet)
         wall = time.perf_counter() - t0
         info[name] = {"checkpoint": str(ckpt), "init_kind": kind, "wall_seconds_this_call": round(wall, 1)}
     return info

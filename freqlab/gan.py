@@ -823,8 +823,8 @@ def finetune(
     config = FinetuneConfig(
         init=str(init) if isinstance(init, (str, os.PathLike)) else f"<{type(init).__name__} object>",
         init_kind=init_kind, data=data, data_path=data_path, freeze=freeze, loss=loss, r1_gamma=r1_gamma,
-        r1_every=r1_every, lr_g=lr_g, lr_d=lr_d, lr_decay=lr_decay, batch_size=batch_size, n_images=n_images, log_every=log_every,
-        checkpoint_every=checkpoint_every, ema=ema, n_eval=n_eval, n_data=n_data,
+        r1_every=r1_every, lr_g=lr_g, lr_d=lr_d, lr_decay=lr_decay, batch_size=batch_size, n_images=n_images,
+        log_every=log_every, checkpoint_every=checkpoint_every, ema=ema, n_eval=n_eval, n_data=n_data,
         bands=tuple(bands) if bands is not None else None, d_channels=d_channels, d_highpass=d_highpass,
         d_patch=d_patch, d_mbstd=d_mbstd, seed=seed,
     )
