@@ -62,6 +62,7 @@ def run_one(cfg: dict, args) -> dict:
     import torch
 
     from freqlab.gan import Discriminator, finetune
+    from freqlab.spectral import band_mask
 
     torch.set_num_threads(args.threads)
     work = Path(args.out) / "runs" / cfg["name"].replace(" ", "_").replace("/", "-").replace(",", "_")
@@ -76,10 +77,10 @@ def run_one(cfg: dict, args) -> dict:
         return {"name": cfg["name"], "error": str(err)}
     log = run.log
     high = log.sel(band="high")
-    in_high = (log.freq > float(high.band_lo)) & (log.freq <= float(high.band_hi))
+    in_high = band_mask(torch.tensor(log.freq.values), float(high.band_lo), float(high.band_hi)).numpy()
     rec = {"name": cfg["name"], "config": cfg, "wall_seconds": round(time.perf_counter() - t0, 1),
            "images_seen": [int(i) for i in log.images_seen.values],
-           "relative_power_high_db": [round(float(v), 2) for v in log.relative_power_db.where(in_high).mean("freq")]}
+           "relative_power_high_db": [round(float(v), 2) for v in log.relative_power_db[:, in_high].mean("freq")]}
     for var in ("log_spectral_distance", "kurtosis_gap", "diversity_ratio"):
         for band in ("low", "mid", "high"):
             rec[f"{var}.{band}"] = [round(float(v), 3) for v in log[var].sel(band=band).values]

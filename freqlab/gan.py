@@ -330,8 +330,9 @@ def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor, gamma: float, gain
     """Lazy R1 penalty ``γ/2 · mean_i ‖∇_x D(x_i)‖² · gain`` on real images (Mescheder et al. 2018).
 
     ``real`` must have ``requires_grad=True`` and ``real_logits = D(real)``, ``(N,)`` or ``(N, K)``; with several
-    logits per image, ``D(x_i)`` is image i's mean logit, so γ means the same whatever K. Applied every ``k`` steps, ``gain = k``
-    keeps the penalty's average strength the same as applying it every step (StyleGAN2's lazy regularisation).
+    logits per image, ``D(x_i)`` is image i's mean logit, so γ means the same whatever K. Applied every ``k``
+    steps, ``gain = k`` keeps the penalty's average strength the same as applying it every step (StyleGAN2's lazy
+    regularisation).
     The graph is kept (``create_graph``) so the penalty trains D.
     """
     per_image = real_logits.reshape(real_logits.shape[0], -1).mean(1)

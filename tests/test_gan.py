@@ -403,7 +403,8 @@ def test_cli_runs_and_reports_bad_input_in_one_line(tmp_path, checkpoint, capsys
     plain = ["--d-channels", "8", "--d-highpass", "0", "--d-mbstd", "0", "--no-d-patch", "--lr-decay", "0.5"]
     assert main(args[:-1] + [str(tmp_path / "plain")] + plain) == 0   # the discriminator and lr options reach the run
     attrs = results.load(tmp_path / "plain" / "finetune.nc").attrs
-    assert (attrs["config_d_channels"], attrs["config_d_highpass"], attrs["config_d_patch"], attrs["config_d_mbstd"]) == (8, 0.0, 0, 0)
+    options = ("config_d_channels", "config_d_highpass", "config_d_patch", "config_d_mbstd")
+    assert tuple(attrs[k] for k in options) == (8, 0.0, 0, 0)
     assert attrs["config_lr_decay"] == 0.5
     capsys.readouterr()
     assert main(args[:2] + ["--freeze", "nothing_matches"] + args[2:] + ["--overwrite"]) == 2

@@ -63,7 +63,8 @@ def register(sub) -> None:
     p.add_argument("--d-channels", type=int, default=C.d_channels,
                    help=f"discriminator base channels (default {C.d_channels})")
     p.add_argument("--d-highpass", type=float, default=C.d_highpass, metavar="GAIN",
-                   help=f"the discriminator also sees GAIN x (image - 3x3 blur) (default {C.d_highpass}; 0: pixels only)")
+                   help=f"the discriminator also sees GAIN x (image - 3x3 blur) (default {C.d_highpass}; "
+                        "0: pixels only)")
     p.add_argument("--d-mbstd", type=int, default=C.d_mbstd, metavar="GROUP",
                    help=f"minibatch-std group size in the discriminator (default {C.d_mbstd}; 0: off)")
     p.add_argument("--no-d-patch", action="store_true",
