@@ -59,6 +59,7 @@ __all__ = [
     "HighPassView",
     "MinibatchStd",
     "EMA",
+    "Lookahead",
     "CONV_POLICY_PATTERN",
     "LOSSES",
     "make_generator",
@@ -370,6 +371,29 @@ class EMA:
             b_ema.copy_(b)
 
 
+class Lookahead:
+    """Lookahead-minmax (Chavdarova et al., ICLR 2021) over the trainable parameters of G and D together.
+
+    The optimizers take ``k`` ordinary ("fast") steps; then the slow copy moves ``alpha`` of the way to the fast
+    weights and the fast weights restart from it: ``slow ← slow + α·(fast − slow); fast ← slow``. Rotations of the
+    two-player game (the generator swinging between too smooth and too grainy) largely cancel within the ``k``
+    steps, so the averaged step keeps the part both players agree on. ``k = 0`` turns it off. The optimizer state
+    (Adam's moments) is left as it is. ``slow`` is part of the resume state.
+    """
+
+    def __init__(self, params: Sequence[torch.Tensor], k: int, alpha: float = 0.5):
+        self.params, self.k, self.alpha = list(params), int(k), float(alpha)
+        self.slow = [p.detach().clone() for p in self.params] if self.k else []
+
+    @torch.no_grad()
+    def step(self, step: int) -> None:
+        """Call after optimizer step number ``step`` (counted from 1): syncs when ``step`` is a multiple of k."""
+        if self.k and step % self.k == 0:
+            for slow, fast in zip(self.slow, self.params):
+                slow.lerp_(fast, self.alpha)
+                fast.copy_(slow)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # freezing policies
 # --------------------------------------------------------------------------------------------------------------
@@ -678,6 +702,8 @@ class FinetuneConfig:
     d_patch: bool = True
     d_mbstd: int = 4
     spectral_norm: bool = False
+    lookahead: int = 0                  # lookahead-minmax: every k steps pull G and D back towards their slow
+    lookahead_alpha: float = 0.5        # weights by 1 - alpha (0: off); see Lookahead
     seed: int = 0
 
     def __post_init__(self):
@@ -690,6 +716,10 @@ class FinetuneConfig:
         for name in ("lr_g", "lr_d"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not (float(self.lookahead).is_integer() and self.lookahead >= 0 and 0 < self.lookahead_alpha <= 1):
+            raise ValueError(f"lookahead must be a whole number of steps >= 0 (0: off) and lookahead_alpha in "
+                             f"(0, 1], got {self.lookahead}, {self.lookahead_alpha}")
+        self.lookahead = int(self.lookahead)
         if not 0 <= self.lr_decay <= 1:
             raise ValueError(f"lr_decay must be a share of the budget in [0, 1], got {self.lr_decay}")
         if not (self.r1_gamma >= 0 and self.ema >= 0 and self.d_highpass >= 0 and self.d_mbstd >= 0):
@@ -759,6 +789,8 @@ def finetune(
     lr_g: float = FinetuneConfig.lr_g,
     lr_d: float = FinetuneConfig.lr_d,
     lr_decay: float = FinetuneConfig.lr_decay,
+    lookahead: int = FinetuneConfig.lookahead,
+    lookahead_alpha: float = FinetuneConfig.lookahead_alpha,
     batch_size: int = FinetuneConfig.batch_size,
     n_images: int = FinetuneConfig.n_images,
     log_every: int = FinetuneConfig.log_every,
@@ -824,8 +856,9 @@ def finetune(
     config = FinetuneConfig(
         init=str(init) if isinstance(init, (str, os.PathLike)) else f"<{type(init).__name__} object>",
         init_kind=init_kind, data=data, data_path=data_path, freeze=freeze, loss=loss, r1_gamma=r1_gamma,
-        r1_every=r1_every, lr_g=lr_g, lr_d=lr_d, lr_decay=lr_decay, batch_size=batch_size, n_images=n_images,
-        log_every=log_every, checkpoint_every=checkpoint_every, ema=ema, n_eval=n_eval, n_data=n_data,
+        r1_every=r1_every, lr_g=lr_g, lr_d=lr_d, lr_decay=lr_decay, lookahead=lookahead,
+        lookahead_alpha=lookahead_alpha, batch_size=batch_size, n_images=n_images, log_every=log_every,
+        checkpoint_every=checkpoint_every, ema=ema, n_eval=n_eval, n_data=n_data,
         bands=tuple(bands) if bands is not None else None, d_channels=d_channels, d_highpass=d_highpass,
         d_patch=d_patch, d_mbstd=d_mbstd, seed=seed,
     )
@@ -894,6 +927,7 @@ def run_finetune(
     opt_g = torch.optim.Adam(g_params, lr=config.lr_g, betas=(0.0, 0.99))
     opt_d = torch.optim.Adam(d_params, lr=config.lr_d, betas=(0.0, 0.99))
     ema = EMA(gen, config.ema)
+    lookahead = Lookahead(g_params + d_params, config.lookahead, config.lookahead_alpha)
 
     # -- data and the fixed evaluation batch (measured on rank 0 only) -----------------------------------------
     c, h, w = shape
@@ -912,7 +946,7 @@ def run_finetune(
     rows: list[xr.Dataset] = []
     images_seen, step, next_log = 0, 0, 0
     if previous is not None:  # every rank resumes from the same files, so all hold the same state
-        images_seen, step, next_log = _load_state(out, previous, gen, ema, disc, opt_g, opt_d, device)
+        images_seen, step, next_log = _load_state(out, previous, gen, ema, disc, opt_g, opt_d, lookahead, device)
         rows = _load_rows(out / LOG_NAME, images_seen)
     elif main:
         save_grid(reference[: config.n_eval], out / "samples" / "data.png")
@@ -941,7 +975,8 @@ def run_finetune(
                     crossed = images_seen // checkpoint_every > logged_at // checkpoint_every
                     if images_seen == 0 or images_seen >= config.n_images or crossed:
                         _export(out, gen, ema, images_seen, step, rows[-1])
-                    _save_state(out, images_seen, step, next_log, config, freeze, gen, ema, disc, opt_g, opt_d)
+                    _save_state(out, images_seen, step, next_log, config, freeze, gen, ema, disc, opt_g, opt_d,
+                                lookahead)
                 distributed.barrier()  # the state is complete on disk before any rank goes on
                 last_good, logged_at = images_seen, images_seen
                 sums = dict.fromkeys(sums, 0.0)
@@ -988,6 +1023,7 @@ def run_finetune(
 
             images_seen += b
             step += 1
+            lookahead.step(step)
             ema.update(gen, images_seen, b)
             dt = time.perf_counter() - t0
             for key, value in scalars.items():
@@ -1112,7 +1148,8 @@ def _export(out: Path, gen: Generator, ema: EMA, images_seen: int, step: int, ro
         save_checkpoint(out / "checkpoints" / f"finetune-{images_seen:07d}{suffix}", net.denoiser, metadata=meta)
 
 
-def _save_state(out: Path, images_seen, step, next_log, config, freeze, gen, ema, disc, opt_g, opt_d) -> None:
+def _save_state(out: Path, images_seen, step, next_log, config, freeze, gen, ema, disc, opt_g, opt_d,
+                lookahead: Lookahead) -> None:
     from safetensors.torch import save_file
 
     root = out / "state"
@@ -1123,6 +1160,7 @@ def _save_state(out: Path, images_seen, step, next_log, config, freeze, gen, ema
     tensors = {}
     for prefix, module in (("generator.", gen), ("generator_ema.", ema.model), ("discriminator.", disc)):
         tensors.update({prefix + k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()})
+    tensors.update({f"lookahead.{i}": v.to("cpu").contiguous() for i, v in enumerate(lookahead.slow)})
     save_file(tensors, tmp / "weights.safetensors")
     torch.save({"generator": opt_g.state_dict(), "discriminator": opt_d.state_dict()}, tmp / "optimizers.pt")
     state = {"images_seen": images_seen, "step": step, "next_log": next_log, "config": config.to_dict(),
@@ -1148,6 +1186,9 @@ def _read_latest(out: Path) -> dict | None:
 
 def _check_resumable(saved: Mapping, config: FinetuneConfig, out: Path) -> None:
     now = config.to_dict()
+    # a setting added after the run was saved had its default value then
+    defaults = {f.name: f.default for f in dataclasses.fields(FinetuneConfig)}
+    saved = {**defaults, **saved}
     diff = [k for k in now if k not in FinetuneConfig.RESUMABLE_CHANGES and saved.get(k) != now[k]]
     if diff:
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff)
@@ -1155,13 +1196,16 @@ def _check_resumable(saved: Mapping, config: FinetuneConfig, out: Path) -> None:
                          f"or --overwrite to start over")
 
 
-def _load_state(out: Path, latest: dict, gen, ema, disc, opt_g, opt_d, device) -> tuple[int, int, int]:
+def _load_state(out: Path, latest: dict, gen, ema, disc, opt_g, opt_d, lookahead: Lookahead,
+                device) -> tuple[int, int, int]:
     from safetensors.torch import load_file
 
     folder = out / "state" / latest["dir"]
     tensors = load_file(folder / "weights.safetensors", device=str(device))
     for prefix, module in (("generator.", gen), ("generator_ema.", ema.model), ("discriminator.", disc)):
         module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    for i, slow in enumerate(lookahead.slow):
+        slow.copy_(tensors[f"lookahead.{i}"])
     opts = torch.load(folder / "optimizers.pt", map_location=device, weights_only=True)
     opt_g.load_state_dict(opts["generator"])
     opt_d.load_state_dict(opts["discriminator"])

@@ -380,6 +380,53 @@ def test_lr_decay_sets_the_learning_rate_of_each_step(tmp_path, checkpoint):
     assert opts["discriminator"]["param_groups"][0]["lr"] == pytest.approx(1e-3)
 
 
+def test_lookahead_syncs_every_k_steps_towards_the_fast_weights():
+    fast = torch.zeros(3)
+    look = gan.Lookahead([fast], k=2, alpha=0.25)
+    fast += 4.0
+    look.step(1)  # not a multiple of k: nothing happens
+    assert torch.equal(fast, torch.full((3,), 4.0)) and torch.equal(look.slow[0], torch.zeros(3))
+    look.step(2)  # slow moves a quarter of the way to the fast weights, which restart from it
+    assert torch.equal(look.slow[0], torch.ones(3)) and torch.equal(fast, torch.ones(3))
+    off = gan.Lookahead([fast], k=0)
+    fast += 1.0
+    off.step(2)
+    assert off.slow == [] and torch.equal(fast, torch.full((3,), 2.0))
+    with pytest.raises(ValueError, match="lookahead must be a whole number"):
+        gan.FinetuneConfig(lookahead=-1)
+    with pytest.raises(ValueError, match="lookahead_alpha in"):
+        gan.FinetuneConfig(lookahead=5, lookahead_alpha=0.0)
+
+
+def test_lookahead_run_resumes_like_an_uninterrupted_one(tmp_path, checkpoint):
+    # 4 steps with a sync every 2: the state saved after step 3 holds slow weights (from the sync at step 2) that
+    # are neither the fast weights nor the initial ones
+    settings = {**TINY, "n_images": 16, "lookahead": 2, "lookahead_alpha": 0.5}
+    whole = gan.finetune(checkpoint, tmp_path / "whole", **settings)
+    plain = gan.finetune(checkpoint, tmp_path / "plain", **{**settings, "lookahead": 0})
+    trained = whole.freeze.trainable_names  # lookahead changes where the trainable weights end
+    g_whole, g_plain = whole.generator.denoiser.state_dict(), plain.generator.denoiser.state_dict()
+    assert not all(torch.equal(g_whole[n], g_plain[n]) for n in trained)
+    out = tmp_path / "resumed"
+    gan.finetune(checkpoint, out, **{**settings, "n_images": 12})
+    resumed = gan.finetune(checkpoint, out, **settings)
+    for a, b in ((whole.generator, resumed.generator), (whole.discriminator, resumed.discriminator)):
+        for name, tensor in a.state_dict().items():
+            assert torch.equal(b.state_dict()[name], tensor), name
+
+
+def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(tmp_path, checkpoint):
+    out = tmp_path / "old"
+    gan.finetune(checkpoint, out, **{**TINY, "n_images": 4})
+    latest = json.loads((out / "state" / "latest.json").read_text())
+    for key in ("lookahead", "lookahead_alpha", "lr_decay"):
+        del latest["config"][key]
+    (out / "state" / "latest.json").write_text(json.dumps(latest))
+    assert list(gan.finetune(checkpoint, out, **TINY).log.images_seen.values) == [0, 4, 8]
+    with pytest.raises(ValueError, match="other settings .*lookahead"):
+        gan.finetune(checkpoint, out, **{**TINY, "n_images": 12, "lookahead": 2})
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # command line
 # ----------------------------------------------------------------------------------------------------------------
@@ -400,12 +447,13 @@ def test_cli_runs_and_reports_bad_input_in_one_line(tmp_path, checkpoint, capsys
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "parameters frozen" in out and "high band: log-spectral distance" in out and "kurtosis gap" in out
-    plain = ["--d-channels", "8", "--d-highpass", "0", "--d-mbstd", "0", "--no-d-patch", "--lr-decay", "0.5"]
+    plain = ["--d-channels", "8", "--d-highpass", "0", "--d-mbstd", "0", "--no-d-patch", "--lr-decay", "0.5",
+             "--lookahead", "3", "--lookahead-alpha", "0.25"]
     assert main(args[:-1] + [str(tmp_path / "plain")] + plain) == 0   # the discriminator and lr options reach the run
     attrs = results.load(tmp_path / "plain" / "finetune.nc").attrs
     options = ("config_d_channels", "config_d_highpass", "config_d_patch", "config_d_mbstd")
     assert tuple(attrs[k] for k in options) == (8, 0.0, 0, 0)
-    assert attrs["config_lr_decay"] == 0.5
+    assert (attrs["config_lr_decay"], attrs["config_lookahead"], attrs["config_lookahead_alpha"]) == (0.5, 3, 0.25)
     capsys.readouterr()
     assert main(args[:2] + ["--freeze", "nothing_matches"] + args[2:] + ["--overwrite"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

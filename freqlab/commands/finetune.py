@@ -27,8 +27,8 @@ EXAMPLES = """examples:
 # The defaults of freqlab.gan.FinetuneConfig, repeated so that building the parser does not import torch
 # (tests/test_gan.py checks that the two agree).
 DEFAULTS = dict(freeze="conv", init_kind="checkpoint", n_images=10_000, data="natural", loss="ns", r1_gamma=0.1,
-                r1_every=16, lr_g=2e-4, lr_d=4e-4, lr_decay=0.0, batch_size=32, log_every=1_000, ema=500.0,
-                n_eval=64, n_data=256, d_channels=16, d_highpass=4.0, d_mbstd=4)
+                r1_every=16, lr_g=2e-4, lr_d=4e-4, lr_decay=0.0, lookahead=0, lookahead_alpha=0.5, batch_size=32,
+                log_every=1_000, ema=500.0, n_eval=64, n_data=256, d_channels=16, d_highpass=4.0, d_mbstd=4)
 
 
 def register(sub) -> None:
@@ -52,6 +52,11 @@ def register(sub) -> None:
     p.add_argument("--lr-decay", type=float, default=C.lr_decay, metavar="SHARE",
                    help="both learning rates fall linearly to 0 over the last SHARE of the budget (default "
                         f"{C.lr_decay}; 0: constant); the schedule follows --images, also on resume")
+    p.add_argument("--lookahead", type=int, default=C.lookahead, metavar="K",
+                   help="lookahead-minmax: every K steps G and D move back to their slow weights, which take "
+                        f"ALPHA of the K steps' change (default {C.lookahead}: off)")
+    p.add_argument("--lookahead-alpha", type=float, default=C.lookahead_alpha, metavar="ALPHA",
+                   help=f"share of the K fast steps the slow weights keep (default {C.lookahead_alpha})")
     p.add_argument("--batch-size", type=int, default=C.batch_size, help=f"default {C.batch_size}")
     p.add_argument("--log-every", type=int, default=C.log_every,
                    help=f"log spectra, samples and resume state every N images (default {C.log_every})")
@@ -82,7 +87,8 @@ def run(args) -> int:
     result = finetune(
         args.checkpoint, args.out, data=args.data, data_path=args.data_path, init_kind=args.init, freeze=args.freeze,
         loss=args.loss, r1_gamma=args.r1_gamma, r1_every=args.r1_every, lr_g=args.lr_g, lr_d=args.lr_d,
-        lr_decay=args.lr_decay, batch_size=args.batch_size, n_images=args.images, log_every=args.log_every,
+        lr_decay=args.lr_decay, lookahead=args.lookahead, lookahead_alpha=args.lookahead_alpha,
+        batch_size=args.batch_size, n_images=args.images, log_every=args.log_every,
         checkpoint_every=args.checkpoint_every, ema=args.ema, n_eval=args.n_eval, n_data=args.n_data,
         d_channels=args.d_channels, d_highpass=args.d_highpass, d_patch=not args.no_d_patch, d_mbstd=args.d_mbstd,
         seed=args.seed, device=args.device, overwrite=args.overwrite, progress=not args.quiet,
