@@ -5,14 +5,15 @@ at a time; on one GPU several processes share it well because the ``cpu-small`` 
 records, per log row: the log-spectral distance per band (and the high band's ratio to the first row, the
 pre-trained model's one-step output), the mean relative power in the high band (dB: negative means too smooth), the
 high-band kurtosis gap (0: as sparse as the data) and the diversity ratio; and it keeps the sample grid of the last
-row. This is how the default recipe of ``freqlab finetune`` was chosen (benchmarks/README.md, "GAN recipe").
+row. This is how the discriminator of ``freqlab finetune`` was chosen; the default learning rates and lookahead were
+set afterwards from CPU runs (benchmarks/README.md, "GAN recipe"). Its runs use plain Adam steps (``lookahead=0``).
 
     python benchmarks/gan_recipe_search.py --checkpoint runs/demo/pretrain/checkpoints/step-000300 \\
         --plan seeds --images 13000 --device cuda --workers 8 --out runs/gan_recipe_search
 
 Plans: ``discriminators`` (the four discriminator variants x six learning-rate / R1 settings), ``seeds`` (the
-default recipe and three neighbours, eight seeds each). Writes ``results.jsonl`` (one line per run, appended as runs
-finish, so an interrupted search keeps what finished), ``summary.md`` and ``samples/<run>.png``.
+recipe that was the default then, and three neighbours, eight seeds each). Writes ``results.jsonl`` (one line per
+run, appended as runs finish, so an interrupted search keeps what finished), ``summary.md`` and ``samples/<run>.png``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ DISCRIMINATORS = {
 RATES = {
     "lr1e-4/2e-4": dict(lr_g=1e-4, lr_d=2e-4, r1_gamma=0.1),
     "lr2e-4/2e-4": dict(lr_g=2e-4, lr_d=2e-4, r1_gamma=0.1),
-    "lr2e-4/4e-4": dict(lr_g=2e-4, lr_d=4e-4, r1_gamma=0.1),  # the default
+    "lr2e-4/4e-4": dict(lr_g=2e-4, lr_d=4e-4, r1_gamma=0.1),  # the default until lookahead (benchmarks/README.md)
     "lr3e-4/3e-4_γ0.01": dict(lr_g=3e-4, lr_d=3e-4, r1_gamma=0.01),
     "lr4e-4/2e-4": dict(lr_g=4e-4, lr_d=2e-4, r1_gamma=0.1),
     "lr1e-4/1e-4_γ1": dict(lr_g=1e-4, lr_d=1e-4, r1_gamma=1.0),
@@ -72,7 +73,7 @@ def run_one(cfg: dict, args) -> dict:
     try:
         run = finetune(args.checkpoint, work, discriminator_factory=lambda shape: Discriminator(shape, **options),
                        log_every=args.log_every, checkpoint_every=10**12, progress=False, overwrite=True,
-                       device=args.device, **kw)
+                       device=args.device, lookahead=0, **kw)  # the search predates lookahead (plain Adam steps)
     except ValueError as err:  # a non-finite loss stops a run; the search goes on
         return {"name": cfg["name"], "error": str(err)}
     log = run.log

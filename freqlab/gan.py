@@ -6,7 +6,8 @@ The generator is the denoiser applied once to pure noise at its largest noise le
 
 so before fine-tuning it is exactly the ``generate`` mode of a sweep at σ_max. It is trained with nothing but a GAN
 loss against a small from-scratch discriminator (no distillation, no teacher): non-saturating (default) or hinge,
-lazy R1 on real images, Adam with β = (0, 0.99), an EMA of G. Freezing policies choose which parameters train
+lazy R1 on real images, Adam with β = (0, 0.99) inside lookahead-minmax (every 5 steps G and D move back halfway
+to their slow weights, which damps the game's swings), an EMA of G. Freezing policies choose which parameters train
 (``none`` = D2O, ``conv`` = D2O-F, or a regex). While it learns, the spectra and per-image band statistics of a
 fixed batch of G's outputs are logged against the data to an xarray Dataset with dim ``images_seen``.
 
@@ -375,10 +376,11 @@ class Lookahead:
     """Lookahead-minmax (Chavdarova et al., ICLR 2021) over the trainable parameters of G and D together.
 
     The optimizers take ``k`` ordinary ("fast") steps; then the slow copy moves ``alpha`` of the way to the fast
-    weights and the fast weights restart from it: ``slow ← slow + α·(fast − slow); fast ← slow``. Rotations of the
-    two-player game (the generator swinging between too smooth and too grainy) largely cancel within the ``k``
-    steps, so the averaged step keeps the part both players agree on. ``k = 0`` turns it off. The optimizer state
-    (Adam's moments) is left as it is. ``slow`` is part of the resume state.
+    weights and the fast weights restart from it: ``slow ← slow + α·(fast − slow); fast ← slow``. The slow weights
+    average over the ``k`` steps, which damps the rotations of the two-player game (the generator swinging between
+    too smooth and too grainy) and keeps the part of the step that persists. ``k = 0`` turns it off. The optimizer
+    state (Adam's moments) is left as it is. ``slow`` is part of the resume state. Measured effect in
+    benchmarks/README.md ("GAN recipe").
     """
 
     def __init__(self, params: Sequence[torch.Tensor], k: int, alpha: float = 0.5):
@@ -683,8 +685,8 @@ class FinetuneConfig:
     loss: str = "ns"                    # "ns" (non-saturating) or "hinge"
     r1_gamma: float = 0.1               # R1 weight γ (0 turns R1 off)
     r1_every: int = 16                  # lazy R1: every k D steps, with gain k
-    lr_g: float = 2e-4
-    lr_d: float = 4e-4
+    lr_g: float = 4e-4
+    lr_d: float = 8e-4
     lr_decay: float = 0.0               # share of the budget, at its end, over which both lrs fall linearly to 0
     batch_size: int = 32
     n_images: int = 10_000
@@ -702,7 +704,7 @@ class FinetuneConfig:
     d_patch: bool = True
     d_mbstd: int = 4
     spectral_norm: bool = False
-    lookahead: int = 0                  # lookahead-minmax: every k steps pull G and D back towards their slow
+    lookahead: int = 5                  # lookahead-minmax: every k steps pull G and D back towards their slow
     lookahead_alpha: float = 0.5        # weights by 1 - alpha (0: off); see Lookahead
     seed: int = 0
 

@@ -27,7 +27,7 @@ EXAMPLES = """examples:
 # The defaults of freqlab.gan.FinetuneConfig, repeated so that building the parser does not import torch
 # (tests/test_gan.py checks that the two agree).
 DEFAULTS = dict(freeze="conv", init_kind="checkpoint", n_images=10_000, data="natural", loss="ns", r1_gamma=0.1,
-                r1_every=16, lr_g=2e-4, lr_d=4e-4, lr_decay=0.0, lookahead=0, lookahead_alpha=0.5, batch_size=32,
+                r1_every=16, lr_g=4e-4, lr_d=8e-4, lr_decay=0.0, lookahead=5, lookahead_alpha=0.5, batch_size=32,
                 log_every=1_000, ema=500.0, n_eval=64, n_data=256, d_channels=16, d_highpass=4.0, d_mbstd=4)
 
 
@@ -54,7 +54,7 @@ def register(sub) -> None:
                         f"{C.lr_decay}; 0: constant); the schedule follows --images, also on resume")
     p.add_argument("--lookahead", type=int, default=C.lookahead, metavar="K",
                    help="lookahead-minmax: every K steps G and D move back to their slow weights, which take "
-                        f"ALPHA of the K steps' change (default {C.lookahead}: off)")
+                        f"ALPHA of the K steps' change; damps the GAN's swings (default {C.lookahead}; 0: off)")
     p.add_argument("--lookahead-alpha", type=float, default=C.lookahead_alpha, metavar="ALPHA",
                    help=f"share of the K fast steps the slow weights keep (default {C.lookahead_alpha})")
     p.add_argument("--batch-size", type=int, default=C.batch_size, help=f"default {C.batch_size}")
