@@ -202,7 +202,7 @@ def main(argv=None) -> int:
     p.add_argument("--pretrain-run", required=True, help="a pre-training run directory (with checkpoints/)")
     p.add_argument("--out", default="runs/gan_measurements")
     p.add_argument("--images", type=int, default=12_000, help="fine-tuning budget per run, in images (default "
-                   "12,000: 3.8-4.1 min per run measured on two CPU cores with the cpu-small model)")
+                   "12,000: 4.0-4.2 min per run measured on two CPU cores with the cpu-small model)")
     p.add_argument("--rows", type=int, default=12, help="log rows per run")
     p.add_argument("--batch-size", type=int, default=C.batch_size)
     p.add_argument("--freeze", default="conv")
