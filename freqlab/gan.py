@@ -734,6 +734,8 @@ class FinetuneConfig:
 
     # fields that may change when a run is resumed: its budget and how often it exports checkpoints
     RESUMABLE_CHANGES = ("n_images", "checkpoint_every")
+    # fields added after runs were first saved, with the value that reproduces those runs (not today's default)
+    ADDED_LATER = {"lr_decay": 0.0, "lookahead": 0, "lookahead_alpha": 0.5}
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
@@ -1188,9 +1190,7 @@ def _read_latest(out: Path) -> dict | None:
 
 def _check_resumable(saved: Mapping, config: FinetuneConfig, out: Path) -> None:
     now = config.to_dict()
-    # a setting added after the run was saved had its default value then
-    defaults = {f.name: f.default for f in dataclasses.fields(FinetuneConfig)}
-    saved = {**defaults, **saved}
+    saved = {**FinetuneConfig.ADDED_LATER, **saved}  # a run saved before a field existed ran as if it had this value
     diff = [k for k in now if k not in FinetuneConfig.RESUMABLE_CHANGES and saved.get(k) != now[k]]
     if diff:
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff)

@@ -415,16 +415,17 @@ def test_lookahead_run_resumes_like_an_uninterrupted_one(tmp_path, checkpoint):
             assert torch.equal(b.state_dict()[name], tensor), name
 
 
-def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(tmp_path, checkpoint):
+def test_a_run_saved_before_lookahead_existed_resumes_without_it(tmp_path, checkpoint):
+    old = {**TINY, "lookahead": 0}  # what such a run did
     out = tmp_path / "old"
-    gan.finetune(checkpoint, out, **{**TINY, "n_images": 4})
+    gan.finetune(checkpoint, out, **{**old, "n_images": 4})
     latest = json.loads((out / "state" / "latest.json").read_text())
-    for key in ("lookahead", "lookahead_alpha", "lr_decay"):
+    for key in ("lookahead", "lookahead_alpha", "lr_decay"):  # the state as written before these fields existed
         del latest["config"][key]
     (out / "state" / "latest.json").write_text(json.dumps(latest))
-    assert list(gan.finetune(checkpoint, out, **TINY).log.images_seen.values) == [0, 4, 8]
-    with pytest.raises(ValueError, match="other settings .*lookahead"):
-        gan.finetune(checkpoint, out, **{**TINY, "n_images": 12, "lookahead": 2})
+    with pytest.raises(ValueError, match=r"other settings \(lookahead: 0 -> 5\)"):
+        gan.finetune(checkpoint, out, **TINY)  # today's default would change the run
+    assert list(gan.finetune(checkpoint, out, **old).log.images_seen.values) == [0, 4, 8]
 
 
 # ----------------------------------------------------------------------------------------------------------------
