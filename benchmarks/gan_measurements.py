@@ -21,6 +21,7 @@ Usage (2 CPU cores; the budget is in images, pick it so one run takes ≤ 5 minu
 
     python benchmarks/gan_measurements.py --pretrain-run runs/pretrain-cpu-small --out runs/gan_measurements
     python benchmarks/gan_measurements.py --pretrain-run ... --report-only      # figures and tables only
+    python benchmarks/gan_measurements.py --pretrain-run ... --loss hinge       # the loss of the reported run
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def run_all(args) -> dict[str, dict]:
         print(f"[{name}] {kind} init from {ckpt}", file=sys.stderr)
         finetune(ckpt, Path(args.out) / name, init_kind=kind, freeze=args.freeze, n_images=args.images,
                  log_every=max(args.batch_size, args.images // args.rows), batch_size=args.batch_size,
-                 lr_g=args.lr_g, lr_d=args.lr_d, lr_decay=args.lr_decay, lookahead=args.lookahead,
+                 loss=args.loss, lr_g=args.lr_g, lr_d=args.lr_d, lr_decay=args.lr_decay, lookahead=args.lookahead,
                  lookahead_alpha=args.lookahead_alpha, r1_gamma=args.r1_gamma,
                  r1_every=args.r1_every, ema=args.ema, seed=args.seed, device=args.device, progress=not args.quiet)
         wall = time.perf_counter() - t0
@@ -107,7 +108,8 @@ def summarise(out: Path, run_info: dict) -> dict:
         summary[run_dir.name] = {
             "init": init, "init_kind": ds.attrs["config_init_kind"],
             "pretrain_images_seen": meta.get("images_seen"), "pretrain_step": meta.get("step"),
-            "freeze": ds.attrs["config_freeze"], "frozen_share": round(float(ds.attrs["frozen_share"]), 4),
+            "freeze": ds.attrs["config_freeze"], "loss": ds.attrs.get("config_loss"),
+            "frozen_share": round(float(ds.attrs["frozen_share"]), 4),
             "images_seen": int(last.images_seen), "batch_size": int(ds.attrs["config_batch_size"]),
             "images_per_second": round(float(np.nanmean(ips)), 2) if ips.size else None,
             "train_seconds": round(float(np.nansum(np.diff(ds.images_seen.values) / ips)), 1) if ips.size else None,
@@ -206,6 +208,7 @@ def main(argv=None) -> int:
     p.add_argument("--rows", type=int, default=12, help="log rows per run")
     p.add_argument("--batch-size", type=int, default=C.batch_size)
     p.add_argument("--freeze", default="conv")
+    p.add_argument("--loss", default=C.loss, choices=("ns", "hinge"), help=f"GAN loss (default {C.loss})")
     p.add_argument("--lr-g", type=float, default=C.lr_g)
     p.add_argument("--lr-d", type=float, default=C.lr_d)
     p.add_argument("--lr-decay", type=float, default=C.lr_decay)
