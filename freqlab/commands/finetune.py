@@ -44,7 +44,9 @@ def register(sub) -> None:
     p.add_argument("--images", type=int, default=C.n_images, help=f"budget in training images (default {C.n_images})")
     p.add_argument("--data", default=C.data, help=f"data source (default {C.data})")
     p.add_argument("--data-path", default=None, help="folder / cifar10 / array data: where the images are")
-    p.add_argument("--loss", default=C.loss, choices=("ns", "hinge"), help="non-saturating (default) or hinge")
+    p.add_argument("--loss", default=C.loss, choices=("ns", "hinge"),
+                   help="non-saturating (default, the paper's) or hinge (ended closer to the data more often in short "
+                   "CPU runs: benchmarks/README.md, 'GAN recipe')")
     p.add_argument("--r1-gamma", type=float, default=C.r1_gamma, help=f"R1 weight γ (default {C.r1_gamma}; 0: off)")
     p.add_argument("--r1-every", type=int, default=C.r1_every, help=f"lazy R1 interval k (default {C.r1_every})")
     p.add_argument("--lr-g", type=float, default=C.lr_g, help=f"generator learning rate (default {C.lr_g})")
