@@ -108,7 +108,7 @@ def summarise(out: Path, run_info: dict) -> dict:
         summary[run_dir.name] = {
             "init": init, "init_kind": ds.attrs["config_init_kind"],
             "pretrain_images_seen": meta.get("images_seen"), "pretrain_step": meta.get("step"),
-            "freeze": ds.attrs["config_freeze"], "loss": ds.attrs.get("config_loss"),
+            "freeze": ds.attrs["config_freeze"], "loss": ds.attrs["config_loss"],
             "frozen_share": round(float(ds.attrs["frozen_share"]), 4),
             "images_seen": int(last.images_seen), "batch_size": int(ds.attrs["config_batch_size"]),
             "images_per_second": round(float(np.nanmean(ips)), 2) if ips.size else None,
@@ -198,17 +198,17 @@ def samples_figure(out: Path, names: list[str]):
 
 
 def main(argv=None) -> int:
-    from freqlab.gan import FinetuneConfig as C
+    from freqlab.gan import LOSSES, FinetuneConfig as C
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pretrain-run", required=True, help="a pre-training run directory (with checkpoints/)")
     p.add_argument("--out", default="runs/gan_measurements")
     p.add_argument("--images", type=int, default=12_000, help="fine-tuning budget per run, in images (default "
-                   "12,000: 4.0-4.2 min per run measured on two CPU cores with the cpu-small model)")
+                   "12,000: 4.0-4.3 min per run measured on two CPU cores with the cpu-small model)")
     p.add_argument("--rows", type=int, default=12, help="log rows per run")
     p.add_argument("--batch-size", type=int, default=C.batch_size)
     p.add_argument("--freeze", default="conv")
-    p.add_argument("--loss", default=C.loss, choices=("ns", "hinge"), help=f"GAN loss (default {C.loss})")
+    p.add_argument("--loss", default=C.loss, choices=LOSSES, help=f"GAN loss (default {C.loss})")
     p.add_argument("--lr-g", type=float, default=C.lr_g)
     p.add_argument("--lr-d", type=float, default=C.lr_d)
     p.add_argument("--lr-decay", type=float, default=C.lr_decay)
