@@ -204,8 +204,8 @@ def main(argv=None) -> int:
     p.add_argument("--pretrain-run", required=True, help="a pre-training run directory (with checkpoints/)")
     p.add_argument("--out", default="runs/gan_measurements")
     p.add_argument("--images", type=int, default=13_000, help="fine-tuning budget per run, in images (default "
-                   "13,000: 4.5-4.8 min per run measured on two CPU cores with the cpu-small model and the hinge "
-                   "loss, 4.8 min with the process start-up)")
+                   "13,000: 4.5-4.8 min wall per run, start-up included, measured on two CPU cores with the "
+                   "cpu-small model and the hinge loss)")
     p.add_argument("--rows", type=int, default=13, help="log rows per run (default 13: one every 1,000 images)")
     p.add_argument("--batch-size", type=int, default=C.batch_size)
     p.add_argument("--freeze", default="conv")
