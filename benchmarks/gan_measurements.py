@@ -206,7 +206,8 @@ def main(argv=None) -> int:
     p.add_argument("--images", type=int, default=13_000, help="fine-tuning budget per run, in images (default "
                    "13,000: 4.5-4.8 min wall per run, start-up included, measured on two CPU cores with the "
                    "cpu-small model and the hinge loss)")
-    p.add_argument("--rows", type=int, default=13, help="log rows per run (default 13: one every 1,000 images)")
+    p.add_argument("--rows", type=int, default=13, help="log rows per run (default 13: one every 1,000 images of the "
+                   "default budget)")
     p.add_argument("--batch-size", type=int, default=C.batch_size)
     p.add_argument("--freeze", default="conv")
     p.add_argument("--loss", default=C.loss, choices=LOSSES, help=f"GAN loss (default {C.loss})")
