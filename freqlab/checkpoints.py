@@ -219,9 +219,9 @@ def save_checkpoint(path, denoiser: EDMDenoiser, *, metadata: Mapping) -> Path:
     Parameters
     ----------
     path : str or Path
-        The checkpoint directory. It is written under a temporary name beside it and renamed into place, so a
-        crash never leaves a half-written checkpoint. An existing freqlab checkpoint there is replaced; anything
-        else there is refused.
+        The checkpoint directory. It is written under a temporary name beside it (each file flushed to disk, with
+        the permissions the umask gives new files) and renamed into place, so a crash never leaves a half-written
+        checkpoint. An existing freqlab checkpoint there is replaced; anything else there is refused.
     denoiser : EDMDenoiser
         Its UNet's config and weights, and its σ parameters, are saved.
     metadata : dict
@@ -233,6 +233,8 @@ def save_checkpoint(path, denoiser: EDMDenoiser, *, metadata: Mapping) -> Path:
     Path of the checkpoint directory.
     """
     from safetensors.torch import save_file
+
+    from freqlab.results import write_atomic
 
     if not isinstance(denoiser, EDMDenoiser):
         raise ValueError(f"save_checkpoint saves an EDMDenoiser, got {type(denoiser).__name__}; diffusers models "
@@ -256,8 +258,9 @@ def save_checkpoint(path, denoiser: EDMDenoiser, *, metadata: Mapping) -> Path:
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": FORMAT})
-        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        # each file flushed to disk and given the umask's permissions before the directory is renamed into place
+        write_atomic(tmp / WEIGHTS_NAME, lambda f: save_file(state, str(f), metadata={"format": FORMAT}))
+        write_atomic(tmp / CONFIG_NAME, lambda f: f.write_text(json.dumps(config, indent=2) + "\n"))
         if path.exists():  # replace an older checkpoint: move it aside, rename the new one in, then delete it
             old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(path, old)

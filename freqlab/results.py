@@ -2,14 +2,23 @@
 
 Conventions
 -----------
-* Dims: ``checkpoint`` (str names, with coords ``step`` and ``images_seen``, int64, -1 when unknown), ``sigma``
+* Dims: ``checkpoint`` (str names, with coords ``step`` and ``images_seen``: float64, NaN when unknown), ``sigma``
   (noise level, image units of [-1, 1] images), ``mode`` (``"denoise"``/``"generate"``), ``channel`` (int),
   ``freq`` (bin centres, cycles/pixel), ``band`` (names, with coords ``band_lo``/``band_hi`` in cycles/pixel);
   ``images_seen`` is a dim of fine-tuning logs.
+* Missing values: a float variable or auxiliary coordinate (such as ``step`` and ``images_seen``) holds NaN where
+  a value is unknown, and is written with ``_FillValue = NaN`` (xarray's default, set explicitly by :func:`save`),
+  so NaN round-trips through :func:`save` / :func:`load`. Integers have no fill value: do not use -1 for unknown.
+  Dimension coordinates (``sigma``, ``freq``, ...) carry no ``_FillValue``: CF allows no missing values in them.
 * Every variable carries ``units`` and ``long_name``; the Dataset's attrs say what produced it. Attrs hold strings
   and numbers only (netCDF cannot store None, bools or nested containers; those go in as JSON strings).
-* Files are netCDF-4 written with ``h5netcdf``, atomically: the Dataset is written to a temporary file in the
-  same directory, flushed to disk, then renamed over the target (:func:`os.replace` is atomic on POSIX and
+  :func:`save` adds the CF global attrs ``Conventions`` (``"CF-1.8"``) and ``freqlab_version`` where the Dataset
+  lacks them (it never overwrites an attr the caller set, ``date_created`` included);
+  :func:`provenance_attrs` gives the full set a lab can share (``Conventions``, ``freqlab_version``,
+  ``date_created``, ``history``, ``source_paths``).
+* Files are netCDF-4 written with ``h5netcdf``, atomically (:func:`write_atomic`): the Dataset is written to a
+  temporary file in the same directory, flushed to disk, given the permissions a new file gets under the umask
+  (``0o666 & ~umask``, e.g. 0644), then renamed over the target (:func:`os.replace` is atomic on POSIX and
   Windows), so a crash leaves either the old file or the new one, never half of one.
 * A results file carries a ``fingerprint`` attr: a canonical JSON string of everything that must agree for two
   runs to share a file (σ grid, data source and options, number of images, seed, bands, modes, ...).
@@ -18,20 +27,26 @@ Conventions
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 import os
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import xarray as xr
 
 __all__ = [
     "ENGINE",
+    "CONVENTIONS",
     "save",
     "load",
+    "write_atomic",
+    "freqlab_version",
+    "provenance_attrs",
     "clean_attrs",
     "make_fingerprint",
     "read_fingerprint",
@@ -41,7 +56,103 @@ __all__ = [
 ]
 
 ENGINE = "h5netcdf"
+CONVENTIONS = "CF-1.8"
 FINGERPRINT_ATTR = "fingerprint"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# atomic writes
+# --------------------------------------------------------------------------------------------------------------
+def _umask() -> int:
+    """The process umask: read from ``/proc/self/status`` where there is one (Linux), so it is never changed;
+    elsewhere set and restored at once (:func:`os.umask` is the only portable way to read it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o077)
+    os.umask(old)
+    return old
+
+
+def write_atomic(path: str | os.PathLike, writer: Callable[[Path], object]) -> Path:
+    """Write the file ``path`` atomically: ``writer(tmp)`` writes a temporary file in the same directory, which is
+    then flushed to disk, given the mode a new file gets (``0o666 & ~umask``) and renamed over ``path``.
+
+    The temporary file (``.<name>.<random>.tmp``, hidden) exists, empty, when ``writer`` is called; ``writer`` may
+    overwrite or replace it. The parent directory is created. On any failure (in ``writer`` or after) the
+    temporary file is removed and an existing file at ``path`` is left as it was. Returns ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        writer(tmp)
+        with open(tmp, "rb+") as handle:  # make the bytes durable before the rename makes them visible
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; honour the umask like open() would
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+# --------------------------------------------------------------------------------------------------------------
+# provenance (CF / ACDD global attrs)
+# --------------------------------------------------------------------------------------------------------------
+def freqlab_version() -> str:
+    """The installed freqlab's version (package metadata, else ``freqlab.__version__``, else ``"unknown"``)."""
+    try:
+        return importlib.metadata.version("freqlab")
+    except importlib.metadata.PackageNotFoundError:
+        import freqlab
+
+        return str(getattr(freqlab, "__version__", None) or "unknown")
+
+
+def _source_path(source: Any) -> str | None:
+    """The absolute, resolved path of ``source``: any :class:`os.PathLike`, or a str naming an existing file or
+    directory (other strings, such as data set names, are not paths); None for everything else."""
+    try:
+        if isinstance(source, os.PathLike):
+            path = Path(source).expanduser()
+        elif isinstance(source, str) and source and Path(source).expanduser().exists():
+            path = Path(source).expanduser()
+        else:
+            return None
+        return str(path.resolve())
+    except (TypeError, OSError, RuntimeError):  # a bytes PathLike, an unreadable path, a symlink loop
+        return None
+
+
+def provenance_attrs(*sources: Any) -> dict[str, str]:
+    """Global attrs that say what made a file, for a lab to share (CF-1.8 / ACDD names).
+
+    ``Conventions`` (``"CF-1.8"``), ``freqlab_version``, ``date_created`` (ISO 8601 UTC to the second, e.g.
+    ``"2025-01-31T12:00:00Z"``), ``history`` (one line, ``"<date_created> freqlab <version>"``) and
+    ``source_paths``: the absolute, resolved paths of ``sources`` that are paths (``os.PathLike``, or strings
+    naming an existing file or directory), in order without repeats, joined by ``", "`` (``""`` if none). Other
+    sources (models, data set names, None, ...) are skipped.
+    """
+    version = freqlab_version()
+    created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    paths = list(dict.fromkeys(p for p in map(_source_path, sources) if p is not None))
+    return {
+        "Conventions": CONVENTIONS,
+        "freqlab_version": version,
+        "date_created": created,
+        "history": f"{created} freqlab {version}",
+        "source_paths": ", ".join(paths),
+    }
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -66,12 +177,22 @@ def clean_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _storable(ds: xr.Dataset) -> xr.Dataset:
+    """A shallow copy of ``ds`` ready for netCDF: storable attrs, ``Conventions`` and ``freqlab_version`` added
+    where missing, and a fresh encoding per variable: float variables and auxiliary coordinates get
+    ``_FillValue = NaN`` (NaN means unknown), dimension coordinates none (CF forbids missing values in them).
+    A ``_FillValue`` the caller put in a variable's attrs is used instead (NaN is written as it)."""
     ds = ds.copy(deep=False)
-    ds.attrs = clean_attrs(ds.attrs)
+    ds.attrs = clean_attrs({"Conventions": CONVENTIONS, "freqlab_version": freqlab_version(), **ds.attrs})
     for name in ds.variables:
         var = ds.variables[name]
-        var.attrs = clean_attrs(var.attrs)
+        attrs = clean_attrs(var.attrs)
+        fill = attrs.pop("_FillValue", None)
+        var.attrs = attrs
         var.encoding = {}  # encodings read from another file (chunking, string types) must not leak into this one
+        if fill is not None:
+            var.encoding["_FillValue"] = fill
+        elif np.issubdtype(var.dtype, np.floating):
+            var.encoding["_FillValue"] = None if name in ds.dims else np.nan
     return ds
 
 
@@ -79,27 +200,15 @@ def _storable(ds: xr.Dataset) -> xr.Dataset:
 # save / load
 # --------------------------------------------------------------------------------------------------------------
 def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write ``ds`` to ``path`` as netCDF atomically (temporary file in the same directory, then rename).
+    """Write ``ds`` to ``path`` as netCDF atomically (:func:`write_atomic`: a temporary file in the same
+    directory, flushed, given the umask's permissions, then renamed over ``path``).
 
     The parent directory is created. On any failure the temporary file is removed and an existing file at
-    ``path`` is left as it was. Returns the path written.
+    ``path`` is left as it was. ``Conventions`` and ``freqlab_version`` attrs are added if ``ds`` lacks them (the
+    file only; ``ds`` is not changed). Returns the path written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        _storable(ds).to_netcdf(tmp, engine=ENGINE)
-        with open(tmp, "rb+") as handle:  # make the bytes durable before the rename makes them visible
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    storable = _storable(ds)
+    return write_atomic(path, lambda tmp: storable.to_netcdf(tmp, engine=ENGINE))
 
 
 def load(path: str | os.PathLike) -> xr.Dataset:

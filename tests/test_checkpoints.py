@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import stat
 import sys
 import types
 
@@ -93,6 +95,24 @@ def test_freqlab_overwrite_dtype_and_refusals(tmp_path):
         save_checkpoint(tmp_path / "x", DiffusersDenoiser(tiny_diffusers_unet(), DDPMScheduler()), metadata={})
     with pytest.raises(ValueError, match="dtype"):
         load_denoiser(path, dtype="half")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+@pytest.mark.parametrize("mask, mode, dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_freqlab_checkpoint_files_get_the_mode_the_umask_gives(tmp_path, mask, mode, dir_mode):
+    old = os.umask(mask)
+    try:
+        path = save_checkpoint(tmp_path / "run" / "ckpt", tiny_edm(), metadata={"step": 1})
+        for _ in range(2):  # a new checkpoint, then one replacing it
+            assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
+            for name in ("config.json", "model.safetensors"):
+                assert stat.S_IMODE((path / name).stat().st_mode) == mode, name
+            assert stat.S_IMODE(path.stat().st_mode) == dir_mode
+            assert [p.name for p in path.parent.iterdir()] == ["ckpt"]  # no temporary files or folders left
+            path = save_checkpoint(path, tiny_edm(1), metadata={"step": 2})
+        assert load_checkpoint_metadata(path)["step"] == 2
+    finally:
+        os.umask(old)
 
 
 def test_freqlab_bad_weights_and_mismatched_config(tmp_path):

@@ -1,8 +1,14 @@
-"""Results files: round trip, atomic writes, fingerprints that refuse to mix runs."""
+"""Results files: round trip, atomic writes, file modes, CF attrs, fill values, fingerprints that refuse to mix runs."""
 
 import json
 import os
+import re
+import stat
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import xarray as xr
@@ -102,3 +108,161 @@ def test_fingerprint_is_canonical():
     b = results.make_fingerprint(c={"x": 0.5, "y": 1}, a=[0.1, 2], b=1)
     assert a == b
     assert results.fingerprint_differences(json.loads(a), json.loads(b)) == []
+
+
+# --------------------------------------------------------------------------------------------------------------
+# atomic writes: file modes follow the umask, failures leave no trace
+# --------------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def umask():
+    """Set the process umask for one test (``umask(0o022)``), restoring the old one afterwards."""
+    old = os.umask(0o022)
+    os.umask(old)
+    yield os.umask
+    os.umask(old)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_saved_files_get_the_mode_the_umask_gives(tmp_path, umask, mask, mode):
+    umask(mask)
+    assert results._umask() == mask
+    path = results.save(_dataset(), tmp_path / "r.nc")
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    results.save(_dataset(2.0), path)  # replacing a file: the new one gets the umask's mode too
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    text = results.write_atomic(tmp_path / "t.txt", lambda tmp: tmp.write_text("x"))
+    assert stat.S_IMODE(text.stat().st_mode) == mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.nc", "t.txt"]
+
+
+def test_write_atomic_writer_gets_a_hidden_temp_beside_the_target(tmp_path):
+    seen = []
+
+    def writer(tmp):
+        seen.append(tmp)
+        assert isinstance(tmp, Path) and tmp.parent == tmp_path / "new" and tmp.name.startswith(".out.bin.")
+        assert tmp.exists() and tmp.stat().st_size == 0
+        tmp.unlink()  # a writer may replace the file rather than write into it
+        tmp.write_bytes(b"data")
+
+    assert results.write_atomic(tmp_path / "new" / "out.bin", writer) == tmp_path / "new" / "out.bin"
+    assert (tmp_path / "new" / "out.bin").read_bytes() == b"data" and not seen[0].exists()
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["out.bin"]
+
+
+def test_write_atomic_failure_keeps_the_old_file_and_removes_the_temp(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+
+    def broken(tmp):
+        tmp.write_text("half")
+        raise KeyboardInterrupt  # BaseException too: an interrupted write cleans up
+
+    with pytest.raises(KeyboardInterrupt):
+        results.write_atomic(target, broken)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+    def deletes(tmp):  # the temp gone before fsync: the error surfaces, nothing is left behind
+        tmp.unlink()
+
+    with pytest.raises(FileNotFoundError):
+        results.write_atomic(target, deletes)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CF attrs and provenance
+# --------------------------------------------------------------------------------------------------------------
+def test_freqlab_version_comes_from_the_installed_package(monkeypatch):
+    import importlib.metadata
+
+    import freqlab
+
+    assert results.freqlab_version() == importlib.metadata.version("freqlab") == freqlab.__version__
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    assert results.freqlab_version() == freqlab.__version__
+    monkeypatch.delattr(freqlab, "__version__")
+    assert results.freqlab_version() == "unknown"
+
+
+def test_provenance_attrs(tmp_path, monkeypatch):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "data.npz").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    attrs = results.provenance_attrs(Path("run") / ".." / "run", "data.npz", "grf", None, 3, object(),
+                                     tmp_path / "missing.ckpt", Path("run"))
+    after = datetime.now(timezone.utc)
+    assert set(attrs) == {"Conventions", "freqlab_version", "date_created", "history", "source_paths"}
+    assert attrs["Conventions"] == "CF-1.8" and attrs["freqlab_version"] == results.freqlab_version()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", attrs["date_created"])
+    created = datetime.strptime(attrs["date_created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    assert before <= created <= after
+    assert attrs["history"] == f"{attrs['date_created']} freqlab {attrs['freqlab_version']}"
+    assert "\n" not in attrs["history"]
+    # paths resolved and absolute, repeats dropped; a name that is no file ("grf") and non-paths are skipped;
+    # a PathLike counts even if it does not exist (yet)
+    root = tmp_path.resolve()
+    assert attrs["source_paths"].split(", ") == [str(root / "run"), str(root / "data.npz"),
+                                                 str(root / "missing.ckpt")]
+    assert results.provenance_attrs()["source_paths"] == ""
+    # all storable: a Dataset carrying them round-trips
+    ds = _dataset().assign_attrs(attrs)
+    assert results.load(results.save(ds, tmp_path / "r.nc")).attrs["source_paths"] == attrs["source_paths"]
+
+
+def test_save_adds_conventions_and_version_but_keeps_what_the_caller_set(tmp_path):
+    ds = _dataset()
+    back = results.load(results.save(ds, tmp_path / "a.nc"))
+    assert back.attrs["Conventions"] == "CF-1.8" and back.attrs["freqlab_version"] == results.freqlab_version()
+    assert "Conventions" not in ds.attrs  # the caller's Dataset is not changed
+    assert "date_created" not in back.attrs  # save adds no date: saving the same Dataset twice gives the same attrs
+    ds.attrs.update(Conventions="CF-1.8, ACDD-1.3", freqlab_version="0.0.1", date_created="2020-01-02T03:04:05Z")
+    back = results.load(results.save(ds, tmp_path / "b.nc"))
+    assert back.attrs["Conventions"] == "CF-1.8, ACDD-1.3" and back.attrs["freqlab_version"] == "0.0.1"
+    assert back.attrs["date_created"] == "2020-01-02T03:04:05Z"
+    # a resumed file saved again keeps its creation date
+    again = results.load(results.save(back, tmp_path / "b.nc"))
+    assert again.attrs["date_created"] == "2020-01-02T03:04:05Z"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# fill values: float coords with NaN for unknown
+# --------------------------------------------------------------------------------------------------------------
+def test_float_coords_with_nan_for_unknown_round_trip_with_a_fill_value(tmp_path):
+    ds = _dataset().assign_coords(step=("checkpoint", [np.nan, 100.0]),
+                                  images_seen=("checkpoint", np.array([6400.0, np.nan])))
+    ds["output_power"][0, 0, 0] = np.nan
+    path = results.save(ds, tmp_path / "r.nc")
+    back = results.load(path)
+    xr.testing.assert_identical(back.drop_attrs(deep=False), ds.drop_attrs(deep=False))
+    assert back.step.dtype == np.float64 and np.isnan(back.step.values[0]) and back.step.values[1] == 100.0
+    assert np.isnan(back.images_seen.values[1]) and back.images_seen.values[0] == 6400.0
+    assert np.isnan(back.output_power.values[0, 0, 0])
+    with h5py.File(path, "r") as f:
+        for name in ("step", "images_seen", "output_power", "cutoff_freq"):
+            assert np.isnan(f[name].attrs["_FillValue"]), name
+            assert np.isnan(f[name][...]).any() == (name != "cutoff_freq"), name  # NaN stored as the fill value
+        for name in ("sigma", "freq"):  # CF: coordinate variables have no missing values, so no _FillValue
+            assert "_FillValue" not in f[name].attrs, name
+        assert "_FillValue" not in f["checkpoint"].attrs
+    # loaded encodings are dropped, so a loaded Dataset saves the same way again
+    again = results.load(results.save(back, tmp_path / "again.nc"))
+    xr.testing.assert_identical(again, back)
+
+
+def test_caller_fill_value_attr_is_respected(tmp_path):
+    ds = _dataset()
+    ds["cutoff_freq"].attrs["_FillValue"] = -999.0
+    ds["cutoff_freq"][0, 0] = np.nan
+    path = results.save(ds, tmp_path / "r.nc")
+    with h5py.File(path, "r") as f:
+        assert f["cutoff_freq"].attrs["_FillValue"] == -999.0
+        assert f["cutoff_freq"][0, 0] == -999.0
+    assert np.isnan(results.load(path).cutoff_freq.values[0, 0])
+    assert ds["cutoff_freq"].attrs["_FillValue"] == -999.0  # the caller's Dataset is not changed
