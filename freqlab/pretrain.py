@@ -1,10 +1,16 @@
 """EDM pre-training of a small ``UNet2DModel`` with a checkpoint trajectory at log-spaced steps.
 
 The loss is EDM's (Karras et al. 2022, eq. 2 and Table 1): ``σ = exp(P_mean + P_std·ξ)`` with ``ξ ~ N(0, 1)``,
-``x_σ = x0 + σ·n``, and per image ``λ(σ)·mean((D(x_σ, σ) − x0)²)`` with ``λ(σ) = (σ² + σd²)/(σ·σd)²``. With
-EDM's preconditioning this weight makes the loss of the skip connection alone (``F = 0``) exactly 1 at every σ
-for data of standard deviation ``σd``, so the loss per σ range logged to ``loss_by_sigma.csv`` reads directly:
-below 1, the network has learned something at those noise levels.
+``x_σ = x0 + σ·n``, and per image ``λ(σ)·mean((D(x_σ, σ) − x0)²)`` with ``λ(σ) = (σ² + σd²)/(σ·σd)²``.
+
+The yardstick is the loss of the skip connection alone (network output ``F = 0``, ``D = c_skip·x``): in
+expectation over the noise it is ``(σ²·m/σd² + σd²)/(σ² + σd²)`` for an image with ``m = mean(x0²)``
+(:func:`skip_baseline`). That is 1 only when ``m = σd²``; otherwise it goes from 1 at small σ to ``m/σd²`` at
+large σ (on average about 0.85 at σ ≥ 10 for the default ``natural`` crops, mean ``m ≈ 0.21`` against
+``σd² = 0.25``, though ``m`` varies from crop to crop), so a raw loss below 1 does not by itself mean anything
+was learned. ``loss_by_sigma.csv`` therefore logs, per σ range, this skip-only baseline over the same σ draws
+and images as the loss, and ``loss_over_baseline``: below the baseline (``loss_over_baseline < 1``) = the
+network has learned something at those noise levels.
 
 A run is deterministic: image ``k`` of the run (``k = step·batch_size + row``) takes its data index, its σ and its
 noise from :mod:`freqlab.rng` streams keyed by ``(seed, k)``, and the initial weights come from ``seed``. So a run
@@ -15,7 +21,8 @@ Run directory::
 
     OUT/run.json                        the TrainConfig (a rerun with a different config is refused)
     OUT/checkpoints/step-000000/ ...    EMA weights at log-spaced steps, 0 (random init) and the last included
-    OUT/loss_by_sigma.csv               training loss per σ range, per logging interval
+    OUT/loss_by_sigma.csv               training loss per σ range, per logging interval, with its skip-only
+                                        baseline and loss_over_baseline
     OUT/state/state.pt                  resumable training state (raw and EMA weights, optimizer, step)
 
 Presets (parameter counts measured with :func:`freqlab.denoisers.count_parameters`):
@@ -63,12 +70,14 @@ __all__ = [
     "pretrain",
     "edm_loss_weight",
     "edm_loss",
+    "skip_baseline",
     "checkpoint_steps",
     "build_denoiser",
 ]
 
 RUN_FILE, STATE_DIR, STATE_FILE, LOSS_FILE, CKPT_DIR = "run.json", "state", "state.pt", "loss_by_sigma.csv", "checkpoints"
-LOSS_COLUMNS = ("step", "images_seen", "sigma_lo", "sigma_hi", "count", "loss")
+LOSS_COLUMNS = ("step", "images_seen", "sigma_lo", "sigma_hi", "count", "loss",
+                "skip_baseline", "loss_over_baseline")  # appended later: older logs end at "loss"
 
 
 @dataclass
@@ -253,6 +262,36 @@ def edm_loss(denoiser, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tenso
     return edm_loss_weight(sigma.float(), denoiser.sigma_data) * err
 
 
+def skip_baseline(sigma, mean_square, sigma_data: float = 0.5):
+    """EDM loss of the skip connection alone (network output ``F = 0``), in expectation over the noise.
+
+    With ``D = c_skip·x``, ``x = x0 + σ·n`` and ``c_skip = σd²/(σ² + σd²)``, the error is
+    ``D − x0 = (σd²·σ·n − σ²·x0)/(σ² + σd²)``. The noise has mean 0 and variance 1 and is independent of ``x0``,
+    so per pixel ``E[(D − x0)²] = (σ⁴·x0² + σd⁴·σ²)/(σ² + σd²)²``; times ``λ(σ) = (σ² + σd²)/(σ·σd)²`` and
+    averaged over the pixels this is
+
+        ``baseline(σ) = (σ²·m/σd² + σd²)/(σ² + σd²)``,  ``m = mean over pixels of x0²``.
+
+    It equals 1 at every σ only when ``m = σd²``; in general it moves from 1 (σ → 0) to ``m/σd²`` (σ → ∞),
+    so it always lies between ``min(1, m/σd²)`` and ``max(1, m/σd²)``. A loss below it means learned.
+
+    Parameters
+    ----------
+    sigma : float or tensor
+        Noise level(s) σ > 0.
+    mean_square : float or tensor
+        ``m``, the mean over the pixels of ``x0²`` of each image (broadcast against ``sigma``).
+    sigma_data : float
+        EDM's ``σd``.
+
+    Returns
+    -------
+    float or tensor (elementwise, the broadcast shape): the expected per-image loss of ``F = 0``.
+    """
+    s2, sd2 = sigma * sigma, sigma_data**2
+    return (s2 * mean_square / sd2 + sd2) / (s2 + sd2)
+
+
 def checkpoint_steps(steps: int, n: int) -> list[int]:
     """About ``n`` log-spaced steps in ``[0, steps]``, 0 and ``steps`` included (fewer where they coincide)."""
     if steps < 1 or n < 2:
@@ -278,6 +317,8 @@ class PretrainResult:
     seconds: float
     images_per_second: float
     loss: float | None
+    #: ``loss`` over the skip-only baseline of the same steps (:func:`skip_baseline`); below 1 = learned
+    loss_over_baseline: float | None = None
 
     @property
     def final(self) -> Path | None:
@@ -373,41 +414,64 @@ def _ema_beta(config: TrainConfig, images_seen: int) -> float:
 
 
 class _LossLog:
-    """Training loss per σ bin, summed over an interval and appended to ``loss_by_sigma.csv`` at its end."""
+    """Training loss per σ bin, summed over an interval and appended to ``loss_by_sigma.csv`` at its end.
+
+    Next to the loss it sums the skip-only baseline (:func:`skip_baseline`) of the same images and σ draws, so
+    that a row's ``skip_baseline`` is the expectation over exactly what that row's ``loss`` averages: the σ mix
+    within a bin and the images of the interval both move the baseline, and a fixed reference (1, or the
+    baseline at the bin centre) would not.
+    """
 
     def __init__(self, path: Path, edges, device):
         self.path = path
         self.edges = torch.tensor([0.0, *edges, math.inf], dtype=torch.float64)
         self.inner = torch.tensor(list(edges), dtype=torch.float64, device=device)
         self.sum = torch.zeros(len(edges) + 1, dtype=torch.float64, device=device)
+        self.baseline = torch.zeros_like(self.sum)
         self.count = torch.zeros_like(self.sum)
 
-    def add(self, sigma: torch.Tensor, loss: torch.Tensor) -> None:
+    def add(self, sigma: torch.Tensor, loss: torch.Tensor, baseline: torch.Tensor) -> None:
+        """Add per-image ``loss`` and ``baseline`` (both ``(N,)``) to the bins of their ``sigma``."""
         b = torch.bucketize(sigma.detach().double(), self.inner, right=True)
         self.sum.index_add_(0, b, loss.detach().double())
+        self.baseline.index_add_(0, b, baseline.detach().double())
         self.count.index_add_(0, b, torch.ones_like(b, dtype=torch.float64))
 
     def flush(self, step: int, images_seen: int) -> None:
-        s, c = self.sum.cpu().tolist(), self.count.cpu().tolist()
+        s, base, c = self.sum.cpu().tolist(), self.baseline.cpu().tolist(), self.count.cpu().tolist()
         new = not self.path.exists()
         with open(self.path, "a", newline="") as fh:
             w = csv.writer(fh)
             if new:
                 w.writerow(LOSS_COLUMNS)
-            for i, (si, ci) in enumerate(zip(s, c)):
-                if ci:
+            for i, (si, bi, ci) in enumerate(zip(s, base, c)):
+                if ci:  # bi > 0: every image's baseline is at least σd²/(σ² + σd²) > 0
                     w.writerow((step, images_seen, f"{self.edges[i].item():g}", f"{self.edges[i + 1].item():g}",
-                                int(ci), f"{si / ci:.6g}"))
+                                int(ci), f"{si / ci:.6g}", f"{bi / ci:.6g}", f"{si / bi:.6g}"))
         self.sum.zero_()
+        self.baseline.zero_()
         self.count.zero_()
 
     def truncate(self, step: int) -> None:
-        """Drop rows after ``step`` (written after the training state a resume starts from)."""
+        """Drop rows after ``step`` (written after the training state a resume starts from).
+
+        A log written before the baseline columns existed (its header a prefix of :data:`LOSS_COLUMNS`) gets the
+        current header, and its old rows keep their values with the new columns left empty (their baseline
+        was never summed), so the file stays one table that new rows can be appended to.
+        """
         if not self.path.exists():
             return
         with open(self.path, newline="") as fh:
             rows = list(csv.reader(fh))
-        keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= step]
+        if not rows:  # an empty file (killed while creating it): flush writes the header again
+            self.path.unlink()
+            return
+        header = rows[0]
+        if tuple(header) != LOSS_COLUMNS[:len(header)]:
+            raise ValueError(f"{self.path} has columns {', '.join(header)}, not those of a pre-training loss log "
+                             f"({', '.join(LOSS_COLUMNS)}); pass --overwrite to start over")
+        width = len(LOSS_COLUMNS)
+        keep = [list(LOSS_COLUMNS)] + [r + [""] * (width - len(r)) for r in rows[1:] if r and int(r[0]) <= step]
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w", newline="") as fh:
             csv.writer(fh).writerows(keep)
@@ -481,13 +545,15 @@ def pretrain(config: TrainConfig | None = None, out_dir="runs/pretrain", *, resu
     resume : continue the run in ``out_dir`` from its last saved training state (a fresh start where there is none).
     overwrite : delete a previous run's files in ``out_dir`` first.
     device : ``"auto"``, ``"cpu"``, ``"cuda"``...; bf16 autocast on accelerators when ``config.amp``.
-    progress : tqdm bar on stderr (loss, images/s, time left).
+    progress : tqdm bar on stderr (smoothed loss, loss_over_baseline, images/s, time left).
     max_steps_this_call : stop after this many steps, saving the training state (resume later).
     callback : called after every step with a dict ``step``, ``images_seen``, ``loss``, ``lr``, ``denoiser``.
 
     Returns
     -------
     PretrainResult; ``checkpoints`` lists the checkpoint directories written so far, ordered by step.
+    ``loss`` is the smoothed training loss of the last steps and ``loss_over_baseline`` its ratio to the
+    skip-only baseline of the same steps (below 1 = learned); both None when no step ran in this call.
 
     Raises
     ------
@@ -560,7 +626,7 @@ def pretrain(config: TrainConfig | None = None, out_dir="runs/pretrain", *, resu
                                                                                  step + int(max_steps_this_call))
     bar = tqdm(total=config.steps, initial=step, unit="step", file=sys.stderr, disable=not progress,
                desc=f"pretrain {config.preset}", dynamic_ncols=True)
-    train_seconds, smooth = 0.0, None
+    train_seconds, smooth, smooth_baseline = 0.0, None, None
     stream = _batch_stream(batches, step, stop, prefetch=dev.type != "cpu")
     try:
         while step < stop:
@@ -590,11 +656,17 @@ def pretrain(config: TrainConfig | None = None, out_dir="runs/pretrain", *, resu
             with torch.no_grad():
                 beta = _ema_beta(config, step * config.batch_size)
                 torch._foreach_lerp_(ema_params, params, 1.0 - beta)
-            loss_log.add(sigma, per_image)
+            # the skip-only loss of these very images and σ: what the loss must get below to have learned
+            baseline = skip_baseline(sigma.double(), x0.float().square().mean(dim=(1, 2, 3)).double(),
+                                     config.sigma_data)
+            loss_log.add(sigma, per_image, baseline)
             interval[0] += loss_value
             interval[1] += 1
             train_seconds += time.perf_counter() - t0
+            baseline_value = float(baseline.mean())
             smooth = loss_value if smooth is None else 0.9 * smooth + 0.1 * loss_value
+            smooth_baseline = (baseline_value if smooth_baseline is None
+                               else 0.9 * smooth_baseline + 0.1 * baseline_value)
             if step % config.log_every == 0 or step % config.state_every == 0 or step in targets or step == stop:
                 loss_log.flush(step, step * config.batch_size)
             if step in targets:
@@ -602,21 +674,23 @@ def pretrain(config: TrainConfig | None = None, out_dir="runs/pretrain", *, resu
             if step % config.state_every == 0 or step in targets or step == stop:
                 _save_state(state_path, state_dict())
             bar.update(1)
-            bar.set_postfix(loss=f"{smooth:.4f}", img_s=f"{(step - start_step) * config.batch_size / train_seconds:.1f}",
-                            refresh=False)
+            bar.set_postfix(loss=f"{smooth:.4f}", loss_over_baseline=f"{smooth / smooth_baseline:.3f}",
+                            img_s=f"{(step - start_step) * config.batch_size / train_seconds:.1f}", refresh=False)
             if callback is not None:
                 callback({"step": step, "images_seen": step * config.batch_size, "loss": loss_value, "lr": lr,
                           "denoiser": denoiser, "ema": ema})
     finally:
         bar.close()
         stream.close()
-    return _result(out, step, config, train_seconds, step - start_step, smooth)
+    return _result(out, step, config, train_seconds, step - start_step, smooth,
+                   None if smooth is None else smooth / smooth_baseline)
 
 
-def _result(out: Path, step: int, config: TrainConfig, seconds: float, done: int, loss) -> PretrainResult:
+def _result(out: Path, step: int, config: TrainConfig, seconds: float, done: int, loss,
+            loss_over_baseline=None) -> PretrainResult:
     from freqlab.checkpoints import discover_checkpoints
 
     checkpoints = [info.path for info in discover_checkpoints(out)] if (out / CKPT_DIR).is_dir() else []
     return PretrainResult(out_dir=out, checkpoints=checkpoints, step=step, finished=step >= config.steps,
                           seconds=seconds, images_per_second=done * config.batch_size / seconds if seconds else math.nan,
-                          loss=loss)
+                          loss=loss, loss_over_baseline=loss_over_baseline)

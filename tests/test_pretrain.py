@@ -16,7 +16,7 @@ from freqlab import pretrain as pt
 from freqlab.checkpoints import discover_checkpoints, load_checkpoint_metadata, load_denoiser
 from freqlab.denoisers import edm_preconditioning
 from freqlab.pretrain import (PRESETS, NonFiniteLossError, TrainConfig, build_denoiser, checkpoint_steps,
-                              edm_loss, edm_loss_weight, make_config, pretrain)
+                              edm_loss, edm_loss_weight, make_config, pretrain, skip_baseline)
 from freqlab.rng import per_sample_randn
 
 
@@ -58,13 +58,63 @@ class SkipOnly(torch.nn.Module):
 
 @pytest.mark.parametrize("sigma", [0.05, 0.5, 5.0])
 def test_edm_loss_of_skip_connection_is_one(sigma):
-    # for data of standard deviation σd the weight makes the skip connection's loss exactly 1 at every σ
+    # for data of standard deviation σd the weight makes the skip connection's loss exactly 1 at every σ (the
+    # special case m = σd² of skip_baseline; other data: the tests below)
     g = torch.Generator().manual_seed(0)
     x0 = 0.5 * torch.randn(256, 1, 16, 16, generator=g)
     noise = torch.randn(x0.shape, generator=g)
     loss = edm_loss(SkipOnly(), x0, torch.full((256,), sigma), noise)
     assert loss.shape == (256,)
     assert abs(float(loss.mean()) - 1.0) < 0.02
+
+
+def zero_output_denoiser(config: TrainConfig):
+    """The run's EDMDenoiser built as pretrain builds it, its UNet's last conv zeroed: F = 0, D = c_skip·x."""
+    denoiser = build_denoiser(config, 3).eval()
+    torch.nn.init.zeros_(denoiser.unet.conv_out.weight)
+    torch.nn.init.zeros_(denoiser.unet.conv_out.bias)
+    return denoiser
+
+
+def natural_images(n: int, resolution: int = 16) -> torch.Tensor:
+    from freqlab.data import make_source
+
+    return make_source("natural", resolution=resolution, split="train", seed=0).images(list(range(n)))
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0])  # natural crops have m ≈ 0.21 < σd² = 0.25; scaled by 2, m > σd²
+@pytest.mark.parametrize("sigma", [0.3, 2.0, 20.0])
+def test_skip_baseline_is_the_edm_loss_of_a_zero_network(sigma, scale):
+    config = tiny()
+    denoiser = zero_output_denoiser(config)
+    x0 = scale * natural_images(16).double()
+    m = x0.square().mean(dim=(1, 2, 3))
+    assert abs(float(m.mean()) - config.sigma_data**2) > 0.03  # data with E[x0²] ≠ σd²
+    s = torch.full((len(x0),), sigma, dtype=torch.float64)
+    # the loss is a quadratic in the noise n whose cross terms vanish in expectation: averaging it over n = +1 and
+    # n = -1 (every pixel) reproduces E[n] = 0, E[n²] = 1 exactly, so this is the exact expectation per image
+    ones = torch.ones_like(x0)
+    with torch.no_grad():
+        exact = 0.5 * (edm_loss(denoiser, x0, s, ones) + edm_loss(denoiser, x0, s, -ones))
+        # ... and the same with Gaussian noise, as training draws it (Monte-Carlo, so loosely)
+        g = torch.Generator().manual_seed(1)
+        mc = torch.stack([edm_loss(denoiser, x0, s, torch.randn(x0.shape, generator=g, dtype=x0.dtype))
+                          for _ in range(16)]).mean()
+    expected = skip_baseline(s, m, config.sigma_data)
+    torch.testing.assert_close(exact.double(), expected, rtol=1e-6, atol=0)
+    assert float(mc) == pytest.approx(float(expected.mean()), rel=0.02)
+    if sigma == 20.0:  # at large σ it is m/σd², far from 1
+        assert float(expected.mean()) == pytest.approx(float(m.mean()) / config.sigma_data**2, rel=0.01)
+        assert abs(float(expected.mean()) - 1) > 0.1
+
+
+def test_skip_baseline_limits():
+    assert skip_baseline(1e-6, 0.1, 0.5) == pytest.approx(1.0)  # σ → 0: the skip connection is the answer
+    assert skip_baseline(1e6, 0.1, 0.5) == pytest.approx(0.1 / 0.25)  # σ → ∞: m/σd²
+    assert skip_baseline(3.0, 0.25, 0.5) == pytest.approx(1.0)  # m = σd²: 1 at every σ
+    sigma = torch.tensor([0.01, 0.3, 1.0, 30.0])
+    torch.testing.assert_close(skip_baseline(sigma, torch.tensor(0.36), 0.5),
+                               (sigma**2 * 0.36 / 0.25 + 0.25) / (sigma**2 + 0.25))
 
 
 def test_checkpoint_steps_log_spaced_with_ends():
@@ -122,6 +172,69 @@ def test_tiny_run_writes_log_spaced_checkpoints(tmp_path):
     assert sum(int(r["count"]) for r in rows) == config.steps * config.batch_size
     assert all(float(r["sigma_lo"]) < float(r["sigma_hi"]) for r in rows)
     assert json.loads((tmp_path / "run" / "run.json").read_text())["config"] == config.to_dict()
+
+
+def read_loss_log(run_dir) -> list[dict]:
+    with open(run_dir / "loss_by_sigma.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def drawn_images(config: TrainConfig) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+    """``(step, σ, m)`` per step of a run, ``m`` the mean square of each image: replayed from the run's seeds."""
+    from freqlab.data import make_source
+
+    source = make_source(config.data, resolution=config.resolution, grayscale=config.grayscale, split="train",
+                         seed=config.data_seed, path=config.data_path, **config.data_options)
+    batches = pt._Batches(config, source)
+    out = []
+    for step in range(config.steps):
+        x0, sigma, _ = batches(step)
+        out.append((step, sigma.double(), x0.double().square().mean(dim=(1, 2, 3))))
+    return out
+
+
+def test_loss_log_has_skip_baseline_and_ratio(tmp_path):
+    config = tiny(steps=6)
+    pretrain(config, tmp_path / "run", device="cpu", progress=False)
+    rows = read_loss_log(tmp_path / "run")
+    assert list(rows[0]) == list(pt.LOSS_COLUMNS)
+    assert list(pt.LOSS_COLUMNS)[-2:] == ["skip_baseline", "loss_over_baseline"]
+    assert sum(int(r["count"]) for r in rows) == config.steps * config.batch_size
+    drawn = drawn_images(config)
+    top = max(max(float(m.max()) / config.sigma_data**2, 1.0) for _, _, m in drawn)
+    ends = sorted({int(r["step"]) for r in rows})
+    for r in rows:
+        loss, base, ratio = float(r["loss"]), float(r["skip_baseline"]), float(r["loss_over_baseline"])
+        assert math.isfinite(base) and 0 < base <= top
+        assert ratio == pytest.approx(loss / base, rel=2e-5)  # each written with 6 digits
+        # the baseline is the mean over the σ and images this row's interval and σ bin drew
+        end = int(r["step"])
+        start = max([0] + [e for e in ends if e < end])
+        lo, hi = float(r["sigma_lo"]), float(r["sigma_hi"])
+        values = torch.cat([skip_baseline(sigma, m, config.sigma_data)[(sigma >= lo) & (sigma < hi)]
+                            for step, sigma, m in drawn if start <= step < end])
+        assert len(values) == int(r["count"])
+        assert base == pytest.approx(float(values.mean()), rel=1e-5)
+
+
+def test_resume_from_a_loss_log_without_baseline_columns(tmp_path):
+    config = tiny(steps=6)
+    run = tmp_path / "run"
+    pretrain(config, run, device="cpu", progress=False, max_steps_this_call=4)
+    with open(run / "loss_by_sigma.csv", newline="") as fh:
+        old = [r[:6] for r in csv.reader(fh)]  # the log as a version without the baseline columns wrote it
+    with open(run / "loss_by_sigma.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows(old)
+    assert pretrain(config, run, resume=True, device="cpu", progress=False).finished
+    rows = read_loss_log(run)
+    assert list(rows[0]) == list(pt.LOSS_COLUMNS)
+    assert sum(int(r["count"]) for r in rows) == config.steps * config.batch_size
+    old_rows = [r for r in rows if int(r["step"]) <= 4]
+    new_rows = [r for r in rows if int(r["step"]) > 4]
+    assert old_rows and new_rows
+    assert [[r[c] for c in pt.LOSS_COLUMNS[:6]] for r in old_rows] == old[1:]  # kept as they were
+    assert all(r["skip_baseline"] == r["loss_over_baseline"] == "" for r in old_rows)
+    assert all(float(r["skip_baseline"]) > 0 and float(r["loss_over_baseline"]) > 0 for r in new_rows)
 
 
 def test_same_seed_same_weights_other_seed_differs(tmp_path):
@@ -266,6 +379,7 @@ def test_cli_runs_and_refuses_in_one_line(tmp_path, capsys):
                  "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     assert "step-000000" in printed and "step-000002" in printed
+    assert "x the skip-only baseline" in printed  # the loss is stated relative to the baseline, not alone
     assert main(["pretrain", "--preset", "tiny", "--steps", "2", "--lr", "1e-4", "--out", out, "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("freqlab pretrain: error:") and "different pre-training run" in err and "\n" not in err

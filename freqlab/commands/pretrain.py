@@ -1,8 +1,14 @@
 """``freqlab pretrain``: train a small diffusion model (EDM loss) and keep checkpoints at log-spaced steps.
 
 The run directory gets run.json (the settings), checkpoints/step-NNNNNN/ (EMA weights; step 0 is the random
-initialisation, the control), loss_by_sigma.csv (the loss per σ range: 1.0 is the skip connection alone, lower
-means learned) and state/ (to resume). Every option left out takes the preset's value.
+initialisation, the control), loss_by_sigma.csv and state/ (to resume). Every option left out takes the
+preset's value.
+
+loss_by_sigma.csv holds, per σ range and logging interval, the training loss, skip_baseline (the loss of the
+skip connection alone, network output 0, on the same images and σ: (σ²·m/σd² + σd²)/(σ² + σd²) for images of
+mean square m, so 1 only when m = σd²; on average about 0.85 at large σ for the natural crops) and
+loss_over_baseline. Below the baseline (loss_over_baseline < 1) = learned; a loss below 1 alone does not mean
+learned.
 
 presets:
   cpu-small  (default) 32x32 RGB UNet, channels 32,64,64, 1.11 M parameters; about 5 min on two CPU cores
@@ -120,7 +126,12 @@ def run(args: argparse.Namespace) -> int:
     result = pretrain(config, args.out, resume=args.resume, overwrite=args.overwrite, device=args.device,
                       progress=not args.quiet)
     speed = f", {result.images_per_second:.1f} images/s" if result.seconds else " (already finished)"
-    print(f"pretrain {config.preset}: step {result.step} of {config.steps}{speed}; "
+    # the raw loss alone misleads (the skip connection alone scores below 1 on data of mean square below σd²):
+    # give it relative to the skip-only baseline of the same steps
+    loss = ("" if result.loss_over_baseline is None else
+            f"; training loss {result.loss:.4f} = {result.loss_over_baseline:.3f} x the skip-only baseline "
+            "(below 1 = learned)")
+    print(f"pretrain {config.preset}: step {result.step} of {config.steps}{speed}{loss}; "
           f"{len(result.checkpoints)} checkpoints in {result.out_dir / 'checkpoints'}")
     for path in result.checkpoints:
         print(path)
