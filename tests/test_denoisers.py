@@ -1,4 +1,5 @@
-"""Tests of freqlab.denoisers: the interface, EDM preconditioning, the diffusers VP adapter, the Wiener filter."""
+"""Tests of freqlab.denoisers: the interface, EDM preconditioning, the diffusers VP adapter, the Wiener filter, the
+full-covariance linear MMSE denoiser."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from freqlab.denoisers import (
     DiffusersDenoiser,
     EDMDenoiser,
     EDMNetworkDenoiser,
+    LinearMMSEDenoiser,
     WienerDenoiser,
     build_unet,
     count_parameters,
@@ -365,3 +367,201 @@ def test_wiener_any_size_channels_inference_mode_and_gradients():
         WienerDenoiser([0.0, 0.5], [[1.0, 1.0]] * 3, image_shape=(2, 8, 8))
     with pytest.raises(ValueError, match="> 0"):
         WienerDenoiser([0.0, 0.5], [1.0, 0.0], image_shape=(1, 8, 8))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the full-covariance linear MMSE denoiser
+# --------------------------------------------------------------------------------------------------------------
+LIN_SHAPE = (1, 6, 6)
+LIN_D = 36
+
+
+def nonstationary_gaussian():
+    """Mean image and covariance ``(D,)``, ``(D, D)`` float64 of a strongly non-stationary Gaussian on 1×6×6: a
+    random, strong, position-dependent correlation (six factors plus 5% independent noise), per-pixel standard
+    deviations from 0.05 to 0.6 and a random mean image."""
+    g = torch.Generator().manual_seed(10)
+    a = torch.randn(LIN_D, 6, generator=g, dtype=torch.float64)
+    corr = a @ a.T / 6 + 0.05 * torch.eye(LIN_D, dtype=torch.float64)
+    corr = corr / torch.outer(corr.diagonal().sqrt(), corr.diagonal().sqrt())
+    scale = torch.linspace(0.05, 0.6, LIN_D, dtype=torch.float64)
+    mean = 0.2 * torch.randn(LIN_D, generator=g, dtype=torch.float64)
+    return mean, scale[:, None] * corr * scale[None, :]
+
+
+def gaussian_samples(mean, cov, n: int, seed: int, shape=LIN_SHAPE) -> torch.Tensor:
+    z = torch.randn(n, mean.numel(), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return (mean + z @ torch.linalg.cholesky(cov).T).reshape(n, *shape)
+
+
+def closed_form(mean, cov, x, sigma) -> torch.Tensor:
+    """``μ + Σ(Σ + σ²I)⁻¹(x − μ)`` per image with ``torch.linalg.solve`` (float64)."""
+    n, d = x.shape[0], mean.numel()
+    eye = torch.eye(d, dtype=torch.float64)
+    out = [mean + cov @ torch.linalg.solve(cov + float(s) ** 2 * eye, xi.reshape(d) - mean) for xi, s in zip(x, sigma)]
+    return torch.stack(out).reshape(x.shape)
+
+
+class ListSource:
+    """A minimal DataSource: ``shape`` and ``images(indices)`` (float32), recording the indices asked for."""
+
+    def __init__(self, data: torch.Tensor):
+        self.data, self.shape, self.calls = data, tuple(data.shape[1:]), []
+
+    def images(self, indices):
+        self.calls.append(list(indices))
+        return self.data[torch.as_tensor(indices, dtype=torch.long)].to(torch.float32)
+
+
+@pytest.fixture(scope="module")
+def nonstationary():
+    mean, cov = nonstationary_gaussian()
+    train = gaussian_samples(mean, cov, 20000, seed=11)
+    test = gaussian_samples(mean, cov, 4000, seed=12)
+    noise = torch.randn(test.shape, generator=torch.Generator().manual_seed(13), dtype=torch.float64)
+    return mean, cov, train, test, noise
+
+
+@pytest.mark.parametrize("sigma", [0.1, 0.3, 1.0])
+def test_linear_mmse_matches_its_expected_mse_and_beats_wiener_on_nonstationary_data(nonstationary, sigma):
+    mean, cov, train, test, noise = nonstationary
+    linear = LinearMMSEDenoiser.from_images(train, batch_size=3000)  # 7 batches, the last one short
+    wiener = WienerDenoiser.from_images(train)
+    oracle = LinearMMSEDenoiser.from_covariance(mean, cov, image_shape=LIN_SHAPE)
+    x = test + sigma * noise
+
+    def mse(denoiser):
+        return float((denoiser(x, sigma) - test).square().mean())
+
+    fitted, expected = mse(linear), float(linear.expected_mse(sigma))
+    # the MMSE of the true Gaussian, tr(Σ − Σ(Σ+σ²I)⁻¹Σ)/D, computed without the class
+    mmse = float((cov - cov @ torch.linalg.solve(cov + sigma**2 * torch.eye(LIN_D, dtype=torch.float64), cov))
+                 .diagonal().mean())
+    assert float(oracle.expected_mse(sigma)) == pytest.approx(mmse, rel=1e-9)
+    # fresh samples: the empirical MSE matches the Gaussian-model value of the fitted and of the true covariance
+    assert fitted == pytest.approx(expected, rel=0.03)
+    assert fitted == pytest.approx(mmse, rel=0.03)
+    assert fitted == pytest.approx(mse(oracle), rel=0.01)  # 20000 fit images: close to the oracle
+    # the shift-invariant Wiener filter cannot follow the position-dependent statistics, nor can per-pixel
+    # shrinkage (the best diagonal filter) use the correlations
+    assert fitted < 0.85 * mse(wiener), (fitted, mse(wiener))
+    var = cov.diagonal().reshape(LIN_SHAPE)
+    diagonal = float((var / (var + sigma**2) * (x - mean.reshape(LIN_SHAPE)) + mean.reshape(LIN_SHAPE) - test)
+                     .square().mean())
+    assert fitted < 0.85 * diagonal, (fitted, diagonal)
+    assert fitted < 0.85 * float((x - test).square().mean())
+
+
+@pytest.mark.parametrize("name, resolution, grayscale", [("white", 4, False), ("grf", 8, True)])
+def test_linear_mmse_equals_wiener_on_stationary_data(name, resolution, grayscale):
+    from freqlab.data import make_source
+
+    source = make_source(name, resolution=resolution, grayscale=grayscale)
+    linear = LinearMMSEDenoiser.from_source(source, 8000, batch_size=1000)
+    wiener = WienerDenoiser.from_images(source.sample(8000))
+    test = make_source(name, resolution=resolution, grayscale=grayscale, split="test").sample(2000).double()
+    noise = torch.randn(test.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for sigma in (0.05, 0.2, 1.0):
+        x = test + sigma * noise
+        lin = float((linear(x, sigma) - test).square().mean())
+        wie = float((wiener(x, sigma) - test).square().mean())
+        assert lin == pytest.approx(wie, rel=0.02), (sigma, lin, wie)
+        assert lin == pytest.approx(float(linear.expected_mse(sigma)), rel=0.03)
+        if name == "white":  # per-pixel variance 0.25: the MMSE is 0.25σ²/(0.25+σ²)
+            assert lin == pytest.approx(0.25 * sigma**2 / (0.25 + sigma**2), rel=0.03)
+            assert float(linear.expected_mse(sigma)) == pytest.approx(0.25 * sigma**2 / (0.25 + sigma**2), rel=0.03)
+
+
+def test_linear_mmse_equals_the_closed_form():
+    mean, cov = nonstationary_gaussian()
+    x = gaussian_samples(mean, cov, 5, seed=1) + 0.3 * torch.randn(5, *LIN_SHAPE, dtype=torch.float64)
+    sigma = torch.tensor([0.01, 0.1, 0.3, 1.0, 5.0], dtype=torch.float64)
+    known = LinearMMSEDenoiser.from_covariance(mean, cov, image_shape=LIN_SHAPE)
+    out = known(x, sigma)
+    assert out.dtype == torch.float64
+    assert torch.allclose(out, closed_form(mean, cov, x, sigma), rtol=0, atol=1e-8)
+    # a fitted, rank-deficient one (10 images, D = 36) too: the closed form with its own μ and Σ
+    fit = gaussian_samples(mean, cov, 10, seed=2)
+    small = LinearMMSEDenoiser.from_images(fit)
+    assert small.n_fit == 10
+    # rank n − 1 = 9: the other eigenvalues are rounding noise about 0, clamped to ≥ 0
+    assert bool((small.eigenvalues >= 0).all()) and int((small.eigenvalues > 1e-10).sum()) == 9
+    flat = fit.reshape(10, -1)
+    assert torch.allclose(small.mean, flat.mean(0), rtol=0, atol=1e-12)
+    assert torch.allclose(small.covariance(), torch.cov(flat.T), rtol=0, atol=1e-10)
+    assert torch.allclose(small(x, sigma), closed_form(flat.mean(0), torch.cov(flat.T), x, sigma), rtol=0, atol=1e-8)
+
+
+def test_linear_mmse_fit_streams_batches_unbiased():
+    mean, cov = nonstationary_gaussian()
+    data = gaussian_samples(mean, cov, 50, seed=3) + 0.5  # an offset mean, to exercise the shifted sums
+    flat = data.reshape(50, -1)
+    streamed = LinearMMSEDenoiser.from_images(data, batch_size=7)
+    assert torch.allclose(streamed.mean, flat.mean(0), rtol=0, atol=1e-12)  # a mean image, not per channel
+    assert torch.allclose(streamed.covariance(), torch.cov(flat.T, correction=1), rtol=0, atol=1e-10)
+    assert streamed.sigma_data == pytest.approx(float(data.std()), rel=1e-10)
+    source = ListSource(data)
+    from_source = LinearMMSEDenoiser.from_source(source, 40, batch_size=16, start=10, sigma_data=0.5)
+    assert source.calls == [list(range(10, 26)), list(range(26, 42)), list(range(42, 50))]
+    held = data[10:].to(torch.float32).double().reshape(40, -1)
+    assert from_source.n_fit == 40 and from_source.sigma_data == 0.5
+    assert torch.allclose(from_source.mean, held.mean(0), rtol=0, atol=1e-12)
+    assert torch.allclose(from_source.covariance(), torch.cov(held.T), rtol=0, atol=1e-10)
+
+
+def test_linear_mmse_limits_in_sigma():
+    mean, cov = nonstationary_gaussian()
+    known = LinearMMSEDenoiser.from_covariance(mean, cov, image_shape=LIN_SHAPE)
+    x = gaussian_samples(mean, cov, 4, seed=4) + 0.1 * torch.randn(4, *LIN_SHAPE, dtype=torch.float64)
+    assert torch.allclose(known(x, 1e-6), x, rtol=0, atol=1e-7)  # σ → 0: the identity (Σ has full rank)
+    assert torch.allclose(known(x, 1e6), mean.reshape(1, *LIN_SHAPE).expand_as(x), rtol=0, atol=1e-9)  # σ → ∞: μ
+    assert float(known.expected_mse(1e-6)) < 1e-11
+    assert float(known.expected_mse(1e6)) == pytest.approx(float(cov.diagonal().mean()), rel=1e-9)
+    # expected_mse keeps sigma's shape and is increasing in σ
+    curve = known.expected_mse(torch.tensor([0.1, 0.3, 1.0]))
+    assert curve.shape == (3,) and known.expected_mse(0.3).shape == () and bool((curve.diff() > 0).all())
+    diagonal = LinearMMSEDenoiser.from_covariance(0.0, torch.diag(torch.linspace(0.0, 1.0, LIN_D, dtype=torch.float64)),
+                                                  image_shape=LIN_SHAPE)
+    lam = torch.linspace(0.0, 1.0, LIN_D, dtype=torch.float64)
+    assert float(diagonal.expected_mse(0.5)) == pytest.approx(float((lam * 0.25 / (lam + 0.25)).mean()), rel=1e-12)
+
+
+def test_linear_mmse_dtypes_devices_state_and_gradients():
+    mean, cov = nonstationary_gaussian()
+    known = LinearMMSEDenoiser.from_covariance(mean, cov, image_shape=LIN_SHAPE)
+    x64 = torch.randn(3, *LIN_SHAPE, dtype=torch.float64)
+    y32 = known(x64.float(), 0.3)
+    assert y32.dtype == torch.float32 and y32.shape == x64.shape
+    assert torch.allclose(y32.double(), known(x64, 0.3), atol=1e-6)
+    known.to(torch.float32)  # the buffers stay float64: only the device would follow
+    assert known.eigenvectors.dtype == known.mean.dtype == known.eigenvalues.dtype == torch.float64
+    assert known.device == torch.device("cpu")
+    copy = LinearMMSEDenoiser(torch.zeros(LIN_D), torch.eye(LIN_D), torch.ones(LIN_D), image_shape=LIN_SHAPE)
+    copy.load_state_dict(known.state_dict())
+    assert torch.equal(copy(x64, 0.3), known(x64, 0.3))
+    with torch.inference_mode():
+        assert known(x64.float(), torch.tensor([0.1, 0.2, 0.3])).shape == x64.shape
+    x = x64.float().requires_grad_(True)
+    known(x, 0.5).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="6x6"):
+        known(torch.randn(1, 1, 8, 8), 0.5)
+
+
+def test_linear_mmse_clear_errors():
+    big = ListSource(torch.zeros(3, 3, 64, 64))
+    message = r"at most 4096 values \(C·H·W\); got 3×64×64 = 12288"
+    with pytest.raises(ValueError, match=message):
+        LinearMMSEDenoiser.from_source(big, 100)
+    assert big.calls == []  # refused before reading any image
+    with pytest.raises(ValueError, match=r"at most 4096 values \(C·H·W\); got 3×40×40 = 4800"):
+        LinearMMSEDenoiser.from_images(torch.zeros(2, 3, 40, 40))
+    with pytest.raises(ValueError, match=r"at most 16 values \(C·H·W\); got 1×6×6 = 36"):
+        LinearMMSEDenoiser(torch.zeros(LIN_D), torch.eye(LIN_D), torch.ones(LIN_D), image_shape=LIN_SHAPE, max_dim=16)
+    assert LinearMMSEDenoiser.from_images(torch.randn(2, *LIN_SHAPE), max_dim=LIN_D).dim == LIN_D  # D = max_dim: fine
+    with pytest.raises(ValueError, match="at least 2 images"):
+        LinearMMSEDenoiser.from_images(torch.randn(1, *LIN_SHAPE))
+    with pytest.raises(ValueError, match="at least 2 images"):
+        LinearMMSEDenoiser.from_source(ListSource(torch.randn(5, *LIN_SHAPE)), 1)
+    with pytest.raises(ValueError, match="eigenvectors"):
+        LinearMMSEDenoiser(torch.zeros(LIN_D), torch.eye(LIN_D - 1), torch.ones(LIN_D), image_shape=LIN_SHAPE)
