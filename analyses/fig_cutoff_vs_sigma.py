@@ -1,4 +1,4 @@
-"""-3 dB cutoff frequency against sigma, one line per checkpoint, with f*(sigma).
+"""Cutoff frequencies against sigma (|relative power| > 3 dB; coherence < 0.5), per checkpoint, with f*(sigma).
 
 Usage: python analyses/fig_cutoff_vs_sigma.py [RESULTS_DIR] [OUT_DIR]   (defaults: runs/demo, figures)
 Reads saved results only; writes OUT_DIR/cutoff_vs_sigma.png and .pdf.

@@ -88,11 +88,11 @@ def summarise(out: Path, run_info: dict) -> dict:
     summary = {}
     for run_dir in sorted(p for p in out.iterdir() if (p / "finetune.nc").is_file()):
         ds = results.load(run_dir / "finetune.nc")
-        first, last = ds.isel(images_seen=0), ds.isel(images_seen=-1)
+        first, last = ds.isel(images_seen=0).mean("channel"), ds.isel(images_seen=-1).mean("channel")
         per_band = {}
         for band in ds.band.values:
             row = {}
-            for var in ("log_spectral_distance", "diversity_ratio", "wasserstein_log_band_power", "kurtosis_gap"):
+            for var in ("lsd", "diversity_ratio", "band_power_wasserstein", "kurtosis_gap"):
                 row[var] = [round(float(first[var].sel(band=band)), 3), round(float(last[var].sel(band=band)), 3)]
             per_band[str(band)] = row
         ips = ds.images_per_second.values[1:]
@@ -104,7 +104,7 @@ def summarise(out: Path, run_info: dict) -> dict:
                 meta = {}
         except (ValueError, FileNotFoundError):
             pass
-        lsd_high = per_band.get("high", {}).get("log_spectral_distance", [math.nan, math.nan])
+        lsd_high = per_band.get("high", {}).get("lsd", [math.nan, math.nan])
         summary[run_dir.name] = {
             "init": init, "init_kind": ds.attrs["config_init_kind"],
             "pretrain_images_seen": meta.get("images_seen"), "pretrain_step": meta.get("step"),
@@ -113,17 +113,15 @@ def summarise(out: Path, run_info: dict) -> dict:
             "images_seen": int(last.images_seen), "batch_size": int(ds.attrs["config_batch_size"]),
             "images_per_second": round(float(np.nanmean(ips)), 2) if ips.size else None,
             "train_seconds": round(float(np.nansum(np.diff(ds.images_seen.values) / ips)), 1) if ips.size else None,
-            "cutoff_frequency": [round(float(first.cutoff_frequency), 4), round(float(last.cutoff_frequency), 4)],
-            "log_spectral_distance_all": [round(float(first.log_spectral_distance_all), 3),
-                                          round(float(last.log_spectral_distance_all), 3)],
+            "cutoff_freq": [round(float(first.cutoff_freq), 4), round(float(last.cutoff_freq), 4)],
             "high_band_lsd_ratio_end_over_start": round(lsd_high[1] / lsd_high[0], 3) if lsd_high[0] else None,
             "loss_d_last": round(float(last.loss_d), 4), "loss_g_last": round(float(last.loss_g), 4),
             "bands": per_band, **run_info.get(run_dir.name, {}),
         }
     if "final" in summary:  # the target compares with the pre-trained model's one-step output at σ_max
-        ref = summary["final"]["bands"]["high"]["log_spectral_distance"][0]
+        ref = summary["final"]["bands"]["high"]["lsd"][0]
         for s in summary.values():
-            s["high_band_lsd_ratio_vs_pretrained_one_step"] = round(s["bands"]["high"]["log_spectral_distance"][1] / ref, 3)
+            s["high_band_lsd_ratio_vs_pretrained_one_step"] = round(s["bands"]["high"]["lsd"][1] / ref, 3)
     return summary
 
 
@@ -132,13 +130,13 @@ def write_markdown(summary: dict, path: Path) -> None:
              "| W1 dB start→end | kurtosis gap start→end |", "|" + "---|" * 11]
     for name, s in summary.items():
         for band, row in s["bands"].items():
-            cells = [f"{a:.2f}→{b:.2f}" for a, b in (row["log_spectral_distance"], row["diversity_ratio"],
-                                                       row["wasserstein_log_band_power"], row["kurtosis_gap"])]
+            cells = [f"{a:.2f}→{b:.2f}" for a, b in (row["lsd"], row["diversity_ratio"],
+                                                       row["band_power_wasserstein"], row["kurtosis_gap"])]
             lines.append(f"| {name} | {s['init_kind']} | {s['pretrain_images_seen']} | {s['frozen_share']:.1%} | "
                          f"{s['images_seen']} | {s['images_per_second']} | {band} | " + " | ".join(cells) + " |")
     lines.append("")
     for name, s in summary.items():
-        lines.append(f"- {name}: cutoff {s['cutoff_frequency'][0]:.3f}→{s['cutoff_frequency'][1]:.3f} cycles/px; "
+        lines.append(f"- {name}: cutoff {s['cutoff_freq'][0]:.3f}→{s['cutoff_freq'][1]:.3f} cycles/px; "
                      f"high-band LSD end / pre-trained one-step: {s.get('high_band_lsd_ratio_vs_pretrained_one_step')}; "
                      f"training time (logging excluded) {s['train_seconds']} s")
     path.write_text("\n".join(lines) + "\n")
@@ -151,8 +149,8 @@ def statistics_figure(out: Path, names: list[str]):
 
     plots.theme()
     logs = {n: results.load(out / n / "finetune.nc") for n in names}
-    variables = [("log_spectral_distance", "log-spectral distance (dB)"), ("diversity_ratio", "diversity ratio"),
-                 ("wasserstein_log_band_power", "W1 of log band power (dB)"), ("kurtosis_gap", "kurtosis gap")]
+    variables = [("lsd", "log-spectral distance (dB)"), ("diversity_ratio", "diversity ratio"),
+                 ("band_power_wasserstein", "W1 of log band power (dB)"), ("kurtosis_gap", "kurtosis gap")]
     bands = list(next(iter(logs.values())).band.values)
     fig, axes = plt.subplots(len(variables), len(bands), figsize=(3.6 * len(bands), 2.6 * len(variables)),
                              sharex=True, squeeze=False)
@@ -160,7 +158,7 @@ def statistics_figure(out: Path, names: list[str]):
     for (var, label), row in zip(variables, axes):
         for band, ax in zip(bands, row):
             for name, ds in logs.items():
-                ax.plot(ds.images_seen, ds[var].sel(band=band), marker="o", ms=3, color=colours[name], label=name)
+                ax.plot(ds.images_seen, ds[var].sel(band=band).mean("channel"), marker="o", ms=3, color=colours[name], label=name)
             if var == "diversity_ratio":
                 ax.axhline(1.0, color="0.5", lw=0.8, ls="--")
             if var == "kurtosis_gap":

@@ -76,15 +76,18 @@ def run_one(cfg: dict, args) -> dict:
                        device=args.device, lookahead=0, **kw)  # the search predates lookahead (plain Adam steps)
     except ValueError as err:  # a non-finite loss stops a run; the search goes on
         return {"name": cfg["name"], "error": str(err)}
-    log = run.log
+    log = run.log.mean("channel")  # channel means of freqlab's per-channel metrics
     high = log.sel(band="high")
     in_high = band_mask(torch.tensor(log.freq.values), float(high.band_lo), float(high.band_hi)).numpy()
     rec = {"name": cfg["name"], "config": cfg, "wall_seconds": round(time.perf_counter() - t0, 1),
            "images_seen": [int(i) for i in log.images_seen.values],
            "relative_power_high_db": [round(float(v), 2) for v in log.relative_power_db[:, in_high].mean("freq")]}
-    for var in ("log_spectral_distance", "kurtosis_gap", "diversity_ratio"):
+    # the record keys predate freqlab's shared names (results.jsonl of earlier searches use them): lsd is stored
+    # as log_spectral_distance
+    for key, var in (("log_spectral_distance", "lsd"), ("kurtosis_gap", "kurtosis_gap"),
+                     ("diversity_ratio", "diversity_ratio")):
         for band in ("low", "mid", "high"):
-            rec[f"{var}.{band}"] = [round(float(v), 3) for v in log[var].sel(band=band).values]
+            rec[f"{key}.{band}"] = [round(float(v), 3) for v in log[var].sel(band=band).values]
     samples = Path(args.out) / "samples"
     samples.mkdir(parents=True, exist_ok=True)
     shutil.copy(sorted((work / "samples").glob("images_seen-*.png"))[-1], samples / f"{work.name}.png")

@@ -1,4 +1,4 @@
-"""Quality and speed of ``freqlab pretrain``: does the pre-trained model beat the best linear denoiser?
+"""Quality and speed of ``freqlab pretrain``: does the pre-trained model beat the stationary Wiener filter?
 
 Runs a pre-training preset (default ``cpu-small`` on ``natural``) into ``--out`` (or reuses a finished run there),
 then reports
@@ -7,7 +7,7 @@ then reports
 * the one-step denoising MSE of the final EMA model on **held-out** crops (``split="test"``: photographs never
   trained on) against the Wiener filter fitted on **training** crops (``WienerDenoiser.from_images``), at
   σ = 0.2, 0.5, 1.0, as the ratio model/Wiener (the target is < 1 at every σ: the learned denoiser must beat the
-  optimal linear one).
+  best shift-invariant linear one; the sweep's ``linear_mse`` compares with the best linear one of all).
 
 Usage::
 

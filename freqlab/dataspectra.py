@@ -13,9 +13,8 @@ import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
-from freqlab import spectral
+from freqlab import measure, results, spectral
 from freqlab.data import DataSource, make_source
-from freqlab.stats import SpectrumAccumulator
 
 __all__ = ["DEFAULT_SOURCES", "data_spectra"]
 
@@ -31,28 +30,34 @@ def data_spectra(
     resolution: int | tuple[int, int] = 32,
     grayscale: bool = False,
     split: str = "train",
-    window: spectral.WindowSpec = "hann",
+    window: spectral.WindowSpec = measure.WINDOW,
+    bands=None,
     fit_range: tuple[float, float] | None = None,
     seed: int = 0,
     device: torch.device | str = "cpu",
     progress: bool = True,
 ) -> xr.Dataset:
-    """Radially averaged power spectra of data sources, streamed in batches.
+    """Radially averaged power spectra and per-image band statistics of data sources, streamed in batches.
+
+    The same measurement as the sweep and the fine-tuning log (:mod:`freqlab.measure`), so ``data_power`` here is
+    ``data_power`` there.
 
     Parameters
     ----------
     sources : names for :func:`freqlab.data.make_source` or DataSource objects
     n_images : images per source (capped at a finite source's size)
-    window : window of the spectra (Hann by default: crops are not periodic, and the edge discontinuity of an
-        unwindowed crop leaks power along the axes)
+    window : window of the spectra (freqlab's Hann by default, each image's mean removed first: crops are not
+        periodic, and the edge discontinuity of an unwindowed crop leaks power along the axes)
+    bands : frequency bands of the per-image statistics, as :func:`freqlab.spectral.resolve_bands`
     fit_range : (fmin, fmax) in cycles/pixel of the slope fit; default ``(2/max(H, W), 0.4)``, which leaves out
         the DC bin and the band near Nyquist where downsampling filters act.
 
     Returns
     -------
-    xr.Dataset with dims ``(source, channel, freq)``: ``power`` (mean per-mode power), ``power_sem`` (standard
-    error over images), ``slope``, ``slope_ci_low``, ``slope_ci_high`` and ``intercept`` (per source, fitted on the
-    channel-mean spectrum), ``n_images`` (per source).
+    xr.Dataset with dims ``source``, ``channel``, ``freq``, ``band``: the data variables of
+    :func:`freqlab.measure.data_variables` (``data_power``, ``data_power_sem``, ``data_band_log_power``, ...),
+    ``slope``, ``slope_ci_low``, ``slope_ci_high`` and ``intercept`` (per source, fitted on the channel-mean
+    spectrum), ``n_images`` (per source).
     """
     if n_images < 2:
         raise ValueError(f"n_images must be at least 2 to estimate confidence bands, got {n_images}")
@@ -64,46 +69,42 @@ def data_spectra(
     if len(shapes) != 1:
         raise ValueError(f"all sources must have the same image shape to share a frequency axis, got {sorted(shapes)}")
     c, h, w = made[0].shape
+    an = measure.Analysis(made[0].shape, bands, window, device)
     fmin, fmax = fit_range if fit_range is not None else (2.0 / max(h, w), 0.4)
-    rows, counts, freq = [], [], None
+    per_source, counts = [], []
     for src in made:
         n = n_images if src.size is None else min(n_images, src.size)
-        acc = SpectrumAccumulator()
+        stats = measure.ImageStats(an, keep=0)
         bar = tqdm(total=n, desc=f"spectra {src.name}", unit="img", disable=not progress, leave=False)
         for start in range(0, n, batch_size):
             batch = src.sample(min(batch_size, n - start), start).to(device)
-            # the mean is removed before windowing: a window spreads the DC power into the lowest bins
-            spec = spectral.radial_power_spectrum(batch, window=window, remove_mean=window is not None)
-            acc.update(spec.power)
-            freq = spec.freq
+            stats.update(an, batch, slice(start, start + batch.shape[0]), what=f"{src.name} images")
             bar.update(batch.shape[0])
         bar.close()
-        rows.append(acc)
+        per_source.append(measure.data_variables(stats))
         counts.append(n)
-    mean = torch.stack([a.mean for a in rows]).cpu()
-    sem = torch.stack([a.sem for a in rows]).cpu()
-    fit = spectral.spectral_slope(freq.cpu(), mean.mean(1), fmin, fmax)
-    names = [src.name for src in made]
+    variables = {name: measure.variable(name, ("source",) + dims, torch.stack([v[name][1] for v in per_source]))
+                 for name, (dims, _) in per_source[0].items()}
+    mean = torch.as_tensor(variables["data_power"][1])
+    fit = spectral.spectral_slope(an.freq, mean.mean(1), fmin, fmax)
+    variables.update({
+        "slope": (("source",), fit.slope.numpy(), {"long_name": "power-law exponent of P(f)", "units": "1"}),
+        "slope_ci_low": (("source",), fit.ci_low.numpy(), {"long_name": "lower end of the slope's 95% CI",
+                                                          "units": "1"}),
+        "slope_ci_high": (("source",), fit.ci_high.numpy(), {"long_name": "upper end of the slope's 95% CI",
+                                                            "units": "1"}),
+        "intercept": (("source",), fit.intercept.numpy(), {"long_name": "log10 P at f = 1 cycle/pixel", "units": "1"}),
+        "n_images": (("source",), np.asarray(counts), {"long_name": "images per source", "units": "1"}),
+    })
     ds = xr.Dataset(
-        {
-            "power": (("source", "channel", "freq"), mean.numpy(), {"units": "image units² per mode", "long_name": "mean radial power"}),
-            "power_sem": (("source", "channel", "freq"), sem.numpy(), {"units": "image units² per mode", "long_name": "standard error of the mean power"}),
-            "slope": (("source",), fit.slope.numpy(), {"long_name": "power-law exponent of P(f)"}),
-            "slope_ci_low": (("source",), fit.ci_low.numpy()),
-            "slope_ci_high": (("source",), fit.ci_high.numpy()),
-            "intercept": (("source",), fit.intercept.numpy(), {"long_name": "log10 P at f = 1 cycle/pixel"}),
-            "n_images": (("source",), np.asarray(counts)),
-        },
-        coords={
-            "source": names,
-            "channel": np.arange(c),
-            "freq": ("freq", freq.cpu().double().numpy(), {"units": "cycles/pixel", "long_name": "radial frequency (bin centre)"}),
-        },
+        variables,
+        coords={"source": [src.name for src in made], **measure.coords(an)},
         attrs={
             "title": "radially averaged power spectra of data sources",
-            "normalisation": "P(k) = |DFT(w x)(k)|^2 / (H W mean(w^2)); bin power = mean of P(k) over full-plane modes",
+            "spectrum_normalisation": measure.NORMALISATION,
+            "spectrum_window": measure.window_text(window),
+            "band_statistics": measure.BAND_STATISTICS,
             "window": str(window),
-            "remove_mean": int(window is not None),
             "height": h,
             "width": w,
             "split": split,
@@ -112,6 +113,7 @@ def data_spectra(
             "fit_fmax": fmax,
             "confidence": 0.95,
             "image_range": "[-1, 1] (grf and white are Gaussian, unclipped)",
+            **results.provenance_attrs(),
         },
     )
     return ds

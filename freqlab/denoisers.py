@@ -6,7 +6,8 @@ Conventions (``../shared/DESIGN.md``): images are ``(N, C, H, W)`` in [-1, 1]; n
 * :class:`EDMDenoiser`: EDM preconditioning around a diffusers ``UNet2DModel`` (freqlab's own models).
 * :class:`DiffusersDenoiser`: a variance-preserving (DDPM-family) diffusers UNet and its scheduler.
 * :class:`EDMNetworkDenoiser`: a network that already is an EDM denoiser ``net(x, σ) -> D(x)`` (EDM pickles).
-* :class:`WienerDenoiser`: the optimal linear denoiser for data of a known power spectrum (the analytic reference).
+* :class:`WienerDenoiser`: the stationary Wiener filter, the best *shift-invariant* linear denoiser for data of a
+  known power spectrum (the analytic reference; exact MMSE for Gaussian random fields).
 * :class:`LinearMMSEDenoiser`: the optimal linear denoiser for data of a known mean and full covariance (small
   images only; the best linear reference for non-stationary data).
 
@@ -429,7 +430,7 @@ def _interp_loglog(f: torch.Tensor, freq: torch.Tensor, power: torch.Tensor) -> 
 
 
 class WienerDenoiser(Denoiser):
-    """The Wiener filter: the optimal linear denoiser for stationary data of power spectrum ``P_d``.
+    """The stationary Wiener filter: the best shift-invariant linear denoiser for data of power spectrum ``P_d``.
 
     Per Fourier mode ``k`` of the fluctuation about the data mean ``μ``:
     ``x̂0 = μ + IDFT[H(k)·DFT(x_σ − μ)]`` with ``H = P_d/(P_d+σ²)``. ``P_d(k)`` uses freqlab.spectral's

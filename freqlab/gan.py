@@ -47,9 +47,8 @@ import torch.nn.functional as F
 import xarray as xr
 from torch import nn
 
-from freqlab import distributed, results, spectral
+from freqlab import distributed, measure, results, spectral
 from freqlab.rng import per_sample_randn, sample_seed
-from freqlab.stats import SpectrumAccumulator
 
 __all__ = [
     "FinetuneConfig",
@@ -79,6 +78,8 @@ __all__ = [
 
 LOSSES = ("ns", "hinge")
 LOG_NAME = "finetune.nc"
+#: 2: the metrics of freqlab.measure (per channel, DC-free band statistics, two-sided cutoff, Hann spectra)
+LOG_FORMAT_VERSION = 2
 
 # --------------------------------------------------------------------------------------------------------------
 # generator
@@ -531,100 +532,46 @@ def parameter_breakdown(model: nn.Module) -> xr.Dataset:
 
 
 class SpectralMonitor:
-    """Mean spectra and per-image band statistics of generated images against a fixed batch of data.
+    """Spectra and per-image band statistics of generated images against a fixed batch of data.
 
-    The data side is computed once from ``reference`` ``(M, C, H, W)``; :meth:`measure` computes the same for a batch
-    of outputs ``(N, C, H, W)`` and compares. Everything runs on the CPU in float64, whatever the training device.
-
-    * RAPS per channel (mean and standard error over images, :class:`~freqlab.stats.SpectrumAccumulator`).
-    * Relative power ``10·log10(P_out/P_data)`` of the channel-averaged spectra, its per-band log-spectral distance
-      and the −3 dB cutoff frequency. Both skip the DC bin (the mean brightness, not a spatial frequency), so
-      ``f_c`` is the lowest frequency > 0 where the outputs fall 3 dB short of the data.
-    * Per image and band: log band power ``10·log10`` of the channel-averaged band power (dB) and the band-pass
-      kurtosis (channel-averaged); compared with the data as diversity ratio, 1-D Wasserstein distance (dB) and
-      kurtosis gap (:func:`freqlab.spectral.band_statistics` and friends).
+    The same measurement as the sweep (:mod:`freqlab.measure`: same window, bands, names and code), so a log row
+    of fine-tuning is the same thing as a sweep cell at (σ_max, generate): the data side is computed once from
+    ``reference`` ``(M, C, H, W)``; :meth:`measure` streams a batch of outputs ``(N, C, H, W)`` in chunks on the
+    CPU, whatever the training device, and compares it with the data (:func:`freqlab.measure.compare`).
     """
 
-    def __init__(self, reference: torch.Tensor, bands=None, *, chunk: int = 64):
-        self.bands = spectral.resolve_bands(bands)
+    def __init__(self, reference: torch.Tensor, bands=None, *, chunk: int = 64, window=measure.WINDOW):
+        self.an = measure.Analysis(tuple(reference.shape[1:]), bands, window, "cpu")
+        self.bands = self.an.bands
         self.chunk = int(chunk)
-        ref = self._stats(reference)
-        self.freq, self.data_power, self.data_sem, self.data_log_power, self.data_kurtosis = ref
-        self.data_mean_power = self.data_power.mean(0)
+        self.data = self._stats(reference, "data images")
 
-    def _stats(self, images: torch.Tensor):
-        acc = SpectrumAccumulator()
-        log_power, kurtosis = [], []
+    def _stats(self, images: torch.Tensor, what: str) -> measure.ImageStats:
+        st = measure.ImageStats(self.an, images.shape[0])
         for start in range(0, images.shape[0], self.chunk):
-            x = images[start : start + self.chunk].detach().to("cpu", torch.float64)
-            spec = spectral.radial_power_spectrum(x)
-            acc.update(spec.power)
-            stats = spectral.band_statistics(x, self.bands)
-            log_power.append(10.0 * torch.log10(stats.power.mean(1).clamp_min(1e-30)))
-            kurtosis.append(stats.kurtosis.nanmean(1))
-        sem = acc.sem if acc.count > 1 else acc.mean * math.nan
-        return spec.freq, acc.mean, sem, torch.cat(log_power), torch.cat(kurtosis)
+            x = images[start: start + self.chunk].detach().to("cpu", torch.float32)
+            st.update(self.an, x, slice(start, start + x.shape[0]), what=what)
+        return st
 
-    def measure(self, images: torch.Tensor) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
-        """Statistics of ``images`` against the data, as ``{name: (dims, values)}`` (dims without images_seen)."""
-        freq, power, sem, log_power, kurtosis = self._stats(images)
-        rel_db = spectral.relative_power_db(power.mean(0), self.data_mean_power)
-        ac = freq > 0
-        lsd = spectral.log_spectral_distance(power.mean(0)[ac], self.data_mean_power[ac], freq[ac], self.bands)
-        out = {
-            "power": (("channel", "freq"), power),
-            "power_sem": (("channel", "freq"), sem),
-            "relative_power_db": (("freq",), rel_db),
-            "log_spectral_distance": (("band",), lsd),
-            "log_spectral_distance_all": ((), spectral.log_spectral_distance(power.mean(0)[ac], self.data_mean_power[ac])),
-            "cutoff_frequency": ((), spectral.cutoff_frequency(freq[ac], rel_db[ac])),
-            "log_band_power": (("sample", "band"), log_power),
-            "diversity_ratio": (("band",), spectral.diversity_ratio(log_power, self.data_log_power)),
-            "wasserstein_log_band_power": (("band",), spectral.wasserstein_1d(log_power, self.data_log_power)),
-            "kurtosis": (("band",), kurtosis.nanmean(0)),
-            "kurtosis_gap": (("band",), spectral.kurtosis_gap(kurtosis, self.data_kurtosis)),
-        }
-        return {k: (dims, v.detach().cpu().numpy()) for k, (dims, v) in out.items()}
+    def measure(self, images: torch.Tensor) -> dict[str, tuple]:
+        """``{name: (dims, values, attrs)}`` of ``images`` against the data (dims without images_seen)."""
+        return measure.to_variables(measure.compare(self._stats(images, "generated images"), self.data, self.an))
 
     def reference_dataset(self) -> xr.Dataset:
-        """The data side: ``data_power``, ``data_power_sem`` (channel, freq), ``data_log_band_power``
-        (data_sample, band), ``data_kurtosis`` (band), with coords ``freq``, ``band``, ``band_lo``, ``band_hi``."""
-        c = self.data_power.shape[0]
-        return xr.Dataset(
-            {
-                "data_power": (("channel", "freq"), self.data_power.numpy(), {"units": "power (image units²)"}),
-                "data_power_sem": (("channel", "freq"), self.data_sem.numpy(), {"units": "power (image units²)"}),
-                "data_log_band_power": (("data_sample", "band"), self.data_log_power.numpy(), {"units": "dB"}),
-                "data_kurtosis": (("band",), self.data_kurtosis.nanmean(0).numpy(), {"units": "1"}),
-            },
-            coords={
-                "freq": ("freq", self.freq.numpy(), {"units": "cycles/pixel", "long_name": "radial frequency (bin centre)"}),
-                "channel": ("channel", np.arange(c)),
-                "band": ("band", list(self.bands)),
-                "band_lo": ("band", [lo for lo, _ in self.bands.values()], {"units": "cycles/pixel"}),
-                "band_hi": ("band", [hi for _, hi in self.bands.values()], {"units": "cycles/pixel"}),
-            },
-        )
+        """The data side (``data_power``, ``data_band_*`` ...) with the shared coords ``channel``, ``freq``,
+        ``band``."""
+        return xr.Dataset(measure.to_variables(measure.data_variables(self.data)), coords=measure.coords(self.an))
 
 
+#: attrs of the training scalars of a log row (the spectral variables take theirs from freqlab.measure.VARIABLES)
 VARIABLE_ATTRS: dict[str, dict[str, str]] = {
-    "power": {"units": "power (image units²)", "long_name": "mean RAPS of the logged outputs"},
-    "power_sem": {"units": "power (image units²)", "long_name": "standard error of the mean RAPS"},
-    "relative_power_db": {"units": "dB", "long_name": "10·log10(P_out/P_data), channel-averaged spectra"},
-    "log_spectral_distance": {"units": "dB", "long_name": "per-band log-spectral distance to the data (DC bin excluded)"},
-    "log_spectral_distance_all": {"units": "dB", "long_name": "log-spectral distance over all bins but DC"},
-    "cutoff_frequency": {"units": "cycles/pixel", "long_name": "lowest frequency > 0 where relative power < -3 dB"},
-    "log_band_power": {"units": "dB", "long_name": "per-image 10·log10 band power (channel-averaged)"},
-    "diversity_ratio": {"units": "1", "long_name": "std of per-image log band power, outputs / data"},
-    "wasserstein_log_band_power": {"units": "dB", "long_name": "1-D Wasserstein distance of per-image log band power"},
-    "kurtosis": {"units": "1", "long_name": "mean band-pass kurtosis of the outputs"},
-    "kurtosis_gap": {"units": "1", "long_name": "mean band-pass kurtosis, outputs minus data"},
     "loss_d": {"units": "1", "long_name": "discriminator loss (mean since the previous row, R1 excluded)"},
     "loss_g": {"units": "1", "long_name": "generator loss (mean since the previous row)"},
     "r1_penalty": {"units": "1", "long_name": "lazy R1 penalty incl. its gain (mean over R1 steps since the previous row)"},
     "d_real": {"units": "1", "long_name": "mean discriminator logit on real images"},
     "d_fake": {"units": "1", "long_name": "mean discriminator logit on generated images"},
-    "images_per_second": {"units": "images/s", "long_name": "training throughput since the previous row (no logging)"},
+    "images_per_second": {"units": "s-1", "freqlab_units": "images/s",
+                          "long_name": "training throughput since the previous row (no logging)"},
 }
 
 
@@ -944,7 +891,7 @@ def run_finetune(
     if main:
         reference = source.images(range(n_data))
         monitor = SpectralMonitor(reference, config.bands)
-        z_eval = per_sample_randn(config.seed, "finetune-eval-z", range(config.n_eval), shape, device=device)
+        z_eval = per_sample_randn(config.seed, measure.GENERATE_STREAM, range(config.n_eval), shape, device=device)
         static = monitor.reference_dataset().merge(parameter_breakdown(gen.denoiser))
         static.attrs.update(_attrs(config, freeze, gen))
     rows: list[xr.Dataset] = []
@@ -1098,19 +1045,14 @@ def _log_row(images_seen: int, measured: dict, sums: dict) -> xr.Dataset:
         "d_fake": sums["d_fake"] / n if n else math.nan,
         "images_per_second": sums["images"] / sums["seconds"] if sums["seconds"] else math.nan,
     }
-    data = {k: (dims, v) for k, (dims, v) in measured.items()}
-    data.update({k: ((), np.float64(v)) for k, v in scalars.items()})
-    ds = xr.Dataset({k: (dims, np.asarray(v)) for k, (dims, v) in data.items()})
-    return ds.expand_dims(images_seen=np.array([images_seen], dtype=np.int64))
+    data = dict(measured)
+    data.update({k: ((), np.float64(v), VARIABLE_ATTRS[k]) for k, v in scalars.items()})
+    return xr.Dataset(data).expand_dims(images_seen=np.array([images_seen], dtype=np.int64))
 
 
 def _assemble(rows: list[xr.Dataset], static: xr.Dataset) -> xr.Dataset:
     ds = xr.concat(rows, dim="images_seen").merge(static)
-    for name, attrs in VARIABLE_ATTRS.items():
-        if name in ds:
-            ds[name].attrs.update(attrs)
-    ds["images_seen"].attrs.update({"units": "images", "long_name": "images the generator was trained on"})
-    ds["sample"] = np.arange(ds.sizes["sample"])
+    ds["images_seen"].attrs.update({"units": "1", "long_name": "images the generator was trained on"})
     ds.attrs = dict(static.attrs)
     return ds
 
@@ -1123,8 +1065,14 @@ def _attrs(config: FinetuneConfig, freeze: FreezeReport, gen: Generator) -> dict
         "n_frozen_parameters": int(freeze.n_frozen),
         "freeze_pattern": freeze.pattern,
         "sigma_g": float(gen.sigma),
-        "logged_network": "EMA of the generator (equal to G when ema = 0), fixed z",
-        "conventions": "images in [-1, 1]; spectra as freqlab.spectral; dB = 10·log10; band metrics skip the DC bin",
+        "logged_network": "EMA of the generator (equal to G when ema = 0), fixed z: the z of a sweep's generate "
+                          "mode with the same seed",
+        "format_version": LOG_FORMAT_VERSION,
+        "spectrum_normalisation": measure.NORMALISATION,
+        "spectrum_window": measure.window_text(measure.WINDOW),
+        "band_statistics": measure.BAND_STATISTICS,
+        "cutoff_definition": measure.CUTOFF_DEFINITION,
+        "wasserstein_images": "all",
     }
     for key, value in config.to_dict().items():
         attrs[f"config_{key}"] = "none" if value is None else (json.dumps(value) if isinstance(value, list) else
@@ -1219,6 +1167,10 @@ def _load_rows(path: Path, images_seen: int) -> list[xr.Dataset]:
     if not path.is_file():
         return []
     ds = results.load(path)
+    version = ds.attrs.get("format_version", 1)
+    if version != LOG_FORMAT_VERSION:
+        raise ValueError(f"{path} was written with log format {version} (this freqlab writes {LOG_FORMAT_VERSION}: "
+                         f"other metrics); start over with --overwrite")
     per_row = [k for k in ds.data_vars if "images_seen" in ds[k].dims]
     ds = ds[per_row]
     ds = ds.drop_vars([c for c in ds.coords if c != "images_seen"])  # coords come back from the static part

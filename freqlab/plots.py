@@ -6,6 +6,7 @@ log axes where the physics is a power law. Nothing here computes spectra; it onl
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 import xarray as xr  # noqa: E402
+
+from freqlab import measure  # noqa: E402
 
 __all__ = ["theme", "palette", "frequency_axis", "save_figure", "data_spectra_figure", "output_spectra_figure",
            "relative_power_heatmap", "cutoff_figure", "transfer_figure", "band_statistics_figure", "finetune_figure",
@@ -79,9 +82,9 @@ def data_spectra_figure(ds: xr.Dataset, *, confidence: float = 0.95) -> plt.Figu
     fmin, fmax = float(ds.attrs["fit_fmin"]), float(ds.attrs["fit_fmax"])
     for colour, source in zip(colours, ds.source.values):
         row = ds.sel(source=source)
-        mean = _positive_freq(row.power.mean("channel"))
+        mean = _positive_freq(row.data_power.mean("channel"))
         # sem of a channel mean: channels are correlated, so use the mean of the channel sems (conservative)
-        sem = _positive_freq(row.power_sem.mean("channel"))
+        sem = _positive_freq(row.data_power_sem.mean("channel"))
         f = mean.freq.values
         ax.plot(f, mean.values, color=colour, lw=1.8,
                 label=f"{source}  (slope {float(row.slope):.2f} ± {float(row.slope_ci_high - row.slope):.2f})")
@@ -108,8 +111,8 @@ SIGMA_LABEL = "noise level σ"
 
 def _checkpoint_label(ds: xr.Dataset, checkpoint) -> str:
     row = ds.sel(checkpoint=checkpoint)
-    step = int(row.step) if "step" in row.coords else -1
-    return f"step {step:,}" if step >= 0 else str(checkpoint)
+    step = float(row.step) if "step" in row.coords else math.nan
+    return f"step {int(step):,}" if math.isfinite(step) and step >= 0 else str(checkpoint)
 
 
 def _pick(values, n: int) -> list:
@@ -198,29 +201,54 @@ def relative_power_heatmap(ds: xr.Dataset, checkpoints=None, *, mode: str = "gen
     return fig
 
 
-def cutoff_figure(ds: xr.Dataset, *, mode: str = "denoise") -> plt.Figure:
-    """−3 dB cutoff frequency ``f_c`` against σ, one line per checkpoint, with the SNR crossover ``f*(σ)``.
+def _draw_cutoff(ax: plt.Axes, sigma, values, flags, colour, label: str) -> None:
+    """Measured cutoffs as a line with filled dots; bounds as open triangles pointing where the truth lies
+    (▼ upper bound: the criterion already fails at the first bin; ▲ lower bound: it never fails)."""
+    v = np.asarray(values, dtype=float)
+    f = np.asarray(flags)
+    ax.plot(sigma, np.where(f == 0, v, np.nan), "o-", color=colour, lw=1.6, ms=3.5, label=label)
+    for flag, marker in ((-1, "v"), (1, "^")):
+        sel = f == flag
+        if sel.any():
+            ax.plot(np.asarray(sigma)[sel], v[sel], ls="none", marker=marker, ms=6, mfc="none", mec=colour, mew=1.2)
 
-    Default ``denoise`` mode: the highest band one denoising step keeps within 3 dB of the data at each σ. (In
-    ``generate`` mode the input σ·z carries almost no power at small σ, so f_c sits at the lowest bin there.)
+
+def cutoff_figure(ds: xr.Dataset, *, mode: str = "denoise") -> plt.Figure:
+    """Cutoff frequencies against σ, one line per checkpoint, with the SNR crossover ``f*(σ)``.
+
+    Left: ``f_c``, the lowest frequency where the output's power departs from the data's by more than 3 dB (too
+    little *or* too much). Right (denoise mode): the coherence cutoff, where the output stops carrying the clean
+    image (coherence < 0.5), beside the stationary Wiener filter's. Bounds are drawn as open triangles, not
+    measurements: ▼ the criterion fails already at the lowest frequency, ▲ it never fails.
     """
     theme()
-    fig, ax = plt.subplots(figsize=(6.0, 4.3))
+    panels = [("cutoff_freq", "f_c: |output / data power| > 3 dB")]
+    if mode == "denoise" and "coherence_cutoff" in ds:
+        panels.append(("coherence_cutoff", "coherence with the clean image < 0.5"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.3), sharey=True, squeeze=False)
     cks = ds.checkpoint.values
-    for colour, ck in zip(_checkpoint_colours(len(cks)), cks):
-        fc = ds.cutoff_freq.sel(checkpoint=ck, mode=mode).mean("channel")
-        ax.plot(ds.sigma, fc, "o-", color=colour, lw=1.6, ms=3.5, label=_checkpoint_label(ds, ck))
-    ax.plot(ds.sigma, ds.snr_crossover.mean("channel"), color="black", ls="--", lw=1.4, label="f*(σ): data power = σ²")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
     size = _size(ds)
     ticks = [2.0**-k for k in range(1, int(np.log2(size)) + 1)][::-1]
-    ax.set_yticks(ticks, [f"1/{int(round(1 / t))}" for t in ticks])
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel(SIGMA_LABEL)
-    ax.set_ylabel("−3 dB cutoff f_c (cycles/pixel)")
-    ax.set_title(f"Highest band the one-step output reaches ({mode} mode)", fontsize=10)
-    ax.legend(fontsize=7)
+    for ax, (name, title) in zip(axes[0], panels):
+        for colour, ck in zip(_checkpoint_colours(len(cks)), cks):
+            row = ds.sel(checkpoint=ck, mode=mode) if "mode" in ds[name].dims else ds.sel(checkpoint=ck)
+            values, flags = measure.channel_cutoff(row[name], row[f"{name}_bound"])
+            _draw_cutoff(ax, ds.sigma.values, values.values, flags.values, colour, _checkpoint_label(ds, ck))
+        ax.plot(ds.sigma, ds.snr_crossover.mean("channel"), color="black", ls="--", lw=1.4,
+                label="f*(σ): data power = σ²")
+        if name == "coherence_cutoff" and "wiener_coherence_cutoff" in ds:
+            values, flags = measure.channel_cutoff(ds.wiener_coherence_cutoff, ds.wiener_coherence_cutoff_bound)
+            ax.plot(ds.sigma, values.where(flags == 0), color="grey", ls=":", lw=1.6,
+                    label="stationary Wiener filter (measured part)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_yticks(ticks, [f"1/{int(round(1 / t))}" for t in ticks])
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel(SIGMA_LABEL)
+        ax.set_title(title, fontsize=10)
+    axes[0][0].set_ylabel("cutoff frequency (cycles/pixel)")
+    axes[0][-1].legend(fontsize=7, title="open ▼/▲: bound, not a measurement", title_fontsize=7)
+    fig.suptitle(f"Up to which frequency the one-step output is right ({mode} mode)", fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -242,7 +270,7 @@ def transfer_figure(ds: xr.Dataset, checkpoint=None, *, n_sigmas: int = 5) -> pl
         ax.axhline(1.0, color="grey", lw=0.8)
     axes[1].set_ylim(-0.02, 1.05)
     axes[0].legend(fontsize=7, title="dashed: Wiener", title_fontsize=7)
-    fig.suptitle(f"One-step denoiser vs the optimal linear filter ({_checkpoint_label(ds, checkpoint)})", fontsize=10)
+    fig.suptitle(f"One-step denoiser vs the stationary Wiener filter ({_checkpoint_label(ds, checkpoint)})", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -273,7 +301,9 @@ def band_statistics_figure(ds: xr.Dataset, *, mode: str = "generate") -> plt.Fig
     axes[0][0].set_ylabel("band-pass kurtosis")
     axes[1][0].set_ylabel("Wasserstein, log band power (dB)")
     axes[2][0].set_ylabel("diversity ratio (output / data)")
-    axes[0][0].legend(fontsize=7)
+    # the legend goes where the curves are not: diversity ratios sit well below the data's 1
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    axes[2][0].legend(handles, labels, fontsize=7, ncol=2, loc="center right")
     fig.suptitle(f"Structure or coloured noise? Per-image band statistics ({mode} mode)", fontsize=11)
     fig.tight_layout()
     return fig
@@ -289,16 +319,16 @@ RUN_LABELS = {"pretrained": "from pre-trained (D2O-F)", "random": "from random i
 def finetune_figure(logs: dict[str, xr.Dataset]) -> plt.Figure:
     """Per-band log-spectral distance and per-image band statistics against images seen, one line per run.
 
-    Rows: log-spectral distance to the data (dB), diversity ratio of per-image log band power (1 = as diverse as
+    Rows (channel means): log-spectral distance to the data (dB), diversity ratio of per-image log band power (1 = as diverse as
     the data, ~0 = one texture), Wasserstein distance of per-image log band power (dB), band-pass kurtosis gap
     (0 = as sparse as the data). Columns: bands.
     """
     theme()
     first = next(iter(logs.values()))
     bands = list(first.band.values)
-    rows = (("log_spectral_distance", "log-spectral distance (dB)", None),
+    rows = (("lsd", "log-spectral distance (dB)", None),
             ("diversity_ratio", "diversity ratio (output / data)", 1.0),
-            ("wasserstein_log_band_power", "Wasserstein, log band power (dB)", 0.0),
+            ("band_power_wasserstein", "Wasserstein, log band power (dB)", 0.0),
             ("kurtosis_gap", "kurtosis gap (output − data)", 0.0))
     fig, axes = plt.subplots(len(rows), len(bands), figsize=(3.7 * len(bands), 2.5 * len(rows)), sharex=True, squeeze=False)
     colours = dict(zip(logs, palette(len(logs))))
@@ -306,7 +336,7 @@ def finetune_figure(logs: dict[str, xr.Dataset]) -> plt.Figure:
         for j, band in enumerate(bands):
             ax = axes[i][j]
             for name, log in logs.items():
-                ax.plot(log.images_seen, log[var].sel(band=band), "o-", ms=3, lw=1.6, color=colours[name],
+                ax.plot(log.images_seen, log[var].sel(band=band).mean("channel"), "o-", ms=3, lw=1.6, color=colours[name],
                         label=RUN_LABELS.get(name, name))
             if ref is not None:
                 ax.axhline(ref, color="black", lw=1.0, ls=":")

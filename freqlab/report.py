@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from freqlab import results
+from freqlab import measure, results
 
 __all__ = ["MATCH_DB", "build_report", "write_report"]
 
@@ -29,13 +29,25 @@ def _band_edges(ds: xr.Dataset) -> str:
 
 
 def _step(ds: xr.Dataset, ck) -> str:
-    step = int(ds.step.sel(checkpoint=ck)) if "step" in ds.coords else -1
-    return f"step {step:,}" if step >= 0 else str(ck)
+    step = float(ds.step.sel(checkpoint=ck)) if "step" in ds.coords else np.nan
+    return f"step {int(step):,}" if np.isfinite(step) and step >= 0 else str(ck)
+
+
+def _cutoff(row: xr.Dataset, name: str = "cutoff_freq", short: bool = False) -> str:
+    text = measure.cutoff_text(*measure.channel_cutoff(row[name], row[f"{name}_bound"]))
+    return text.split(" (")[0].replace(" cycles/px", "") if short else text
 
 
 def _produced(lsd: xr.DataArray) -> str:
     names = [str(b) for b in lsd.band.values if float(lsd.sel(band=b)) <= MATCH_DB]
     return ", ".join(names) if names else "none"
+
+
+def _produces_text(lsd: xr.DataArray) -> str:
+    produced = _produced(lsd)
+    if produced == "none":
+        return f"produces **no band** within {MATCH_DB:g} dB of the data's spectrum"
+    return f"produces the **{produced}** band(s) within {MATCH_DB:g} dB of the data's spectrum"
 
 
 def _lsd_row(lsd: xr.DataArray) -> str:
@@ -49,7 +61,6 @@ def sweep_section(ds: xr.Dataset) -> list[str]:
     smax = float(ds.sigma.max())
     gen = ds.sel(checkpoint=last, mode="generate", sigma=smax)
     lsd_max = gen.lsd.mean("channel")
-    fc_max = float(gen.cutoff_freq.mean("channel"))
     rel = gen.relative_power_db.mean("channel")
     low_db = float(rel.sel(freq=rel.freq[(rel.freq > 0) & (rel.freq < 0.125)]).mean())
     high_db = float(rel.sel(freq=rel.freq[rel.freq >= 0.25]).mean())
@@ -57,9 +68,10 @@ def sweep_section(ds: xr.Dataset) -> list[str]:
         f"## 1. One step at σ_max = {smax:g}: what pre-training already generates",
         "",
         f"The final pre-trained model ({_step(ds, last)}) fed pure noise σ_max·z, i.e. the D2O generator before any "
-        f"fine-tuning, produces the bands **{_produced(lsd_max)}** within {MATCH_DB:g} dB of the data's spectrum. "
+        f"fine-tuning, {_produces_text(lsd_max)}. "
         f"Its output has {low_db:+.1f} dB of the data's power in the low band and {high_db:+.1f} dB in the high band; "
-        f"its −3 dB cutoff is f_c = {fc_max:.3f} cycles/pixel.",
+        f"its cutoff f_c, the lowest frequency where its power departs from the data's by more than 3 dB (too "
+        f"little or too much), is {_cutoff(gen)}.",
         "",
         f"| band (cycles/px) | {' | '.join(bands)} |",
         f"|---|{'---|' * len(bands)}",
@@ -67,25 +79,33 @@ def sweep_section(ds: xr.Dataset) -> list[str]:
         "",
         "## 2. Lower noise levels: which bands one denoising step recovers",
         "",
-        "In `denoise` mode the input is a real image plus noise x0 + σ·n. Below, f_c is the highest band the "
-        "one-step output keeps within 3 dB of the data, f*(σ) is the SNR crossover where the data's power falls to "
-        "σ² (above it the signal is drowned), and MSE/Wiener compares the model with the optimal linear denoiser "
-        "(< 1: it beats it).",
+        "In `denoise` mode the input is a real image plus noise x0 + σ·n. Below, f_c is the lowest frequency where "
+        "the one-step output's power departs from the data's by more than 3 dB; the coherence cutoff is where the "
+        "output stops carrying the clean image (coherence < 0.5: above it, what the output has is not the signal); "
+        "f*(σ) is the SNR crossover where the data's power falls to σ² (the stationary Wiener filter's coherence "
+        "cutoff). ≤ / ≥ mark bounds: the criterion already fails at the lowest frequency, or never. MSE / Wiener "
+        "compares with the stationary Wiener filter (the best shift-invariant linear denoiser)"
+        + (", MSE / linear with the full-covariance linear MMSE denoiser (the best linear denoiser, fitted on "
+           "held-out images of the same data); < 1: the model beats it." if "linear_mse" in ds else "; < 1: it beats it."),
         "",
-        "| σ | f_c (cycles/px) | f*(σ) (cycles/px) | MSE / Wiener MSE | bands produced |",
-        "|---|---|---|---|---|",
+        "| σ | f_c (cycles/px) | coherence cutoff (cycles/px) | f*(σ) (cycles/px) | MSE / Wiener | "
+        + ("MSE / linear | " if "linear_mse" in ds else "") + "bands produced |",
+        "|---|---|---|---|---|" + ("---|" if "linear_mse" in ds else "") + "---|",
     ]
     den = ds.sel(checkpoint=last, mode="denoise")
     ratio = (ds.mse.sel(checkpoint=last) / ds.wiener_mse).mean("channel")
+    linear = (ds.mse.sel(checkpoint=last) / ds.linear_mse).mean("channel") if "linear_mse" in ds else None
     for sigma in ds.sigma.values:
-        fc = float(den.cutoff_freq.sel(sigma=sigma).mean("channel"))
+        row = den.sel(sigma=sigma)
         fstar = float(ds.snr_crossover.sel(sigma=sigma).mean("channel"))
-        lines.append(f"| {sigma:.3g} | {fc:.3f} | {fstar:.3f} | {float(ratio.sel(sigma=sigma)):.2f} | "
-                     f"{_produced(den.lsd.sel(sigma=sigma).mean('channel'))} |")
+        extra = f"{float(linear.sel(sigma=sigma)):.2f} | " if linear is not None else ""
+        lines.append(f"| {sigma:.3g} | {_cutoff(row, short=True)} | {_cutoff(row, 'coherence_cutoff', short=True)} | "
+                     f"{fstar:.3f} | {float(ratio.sel(sigma=sigma)):.2f} | {extra}"
+                     f"{_produced(row.lsd.mean('channel'))} |")
     lines += ["", "## 3. Over pre-training", "",
               "How the one-step generator at σ_max and the denoiser at σ = 0.5 changed from the random initialisation "
               "(step 0, the control for \"what does pre-training add\") to the end of pre-training:", "",
-              f"| checkpoint | f_c at σ_max | LSD at σ_max: {' / '.join(bands)} (dB) | diversity ratio at σ_max, high | "
+              f"| checkpoint | f_c at σ_max (cycles/px) | LSD at σ_max: {' / '.join(bands)} (dB) | diversity ratio at σ_max, high | "
               "MSE/Wiener at σ≈0.5 |",
               "|---|---|---|---|---|"]
     s_half = float(ds.sigma.values[np.argmin(np.abs(np.log(ds.sigma.values / 0.5)))])
@@ -93,7 +113,7 @@ def sweep_section(ds: xr.Dataset) -> list[str]:
         g = ds.sel(checkpoint=ck, mode="generate", sigma=smax)
         div = float(g.diversity_ratio.mean("channel").sel(band=bands[-1]))
         r = float((ds.mse.sel(checkpoint=ck, sigma=s_half) / ds.wiener_mse.sel(sigma=s_half)).mean("channel"))
-        lines.append(f"| {_step(ds, ck)} | {float(g.cutoff_freq.mean('channel')):.3f} | "
+        lines.append(f"| {_step(ds, ck)} | {_cutoff(g, short=True)} | "
                      f"{' / '.join(f'{float(v):.1f}' for v in g.lsd.mean('channel').values)} | {div:.2f} | {r:.2f} |")
     first = ds.checkpoint.values[0]
     lsd0 = ds.sel(checkpoint=first, mode="generate", sigma=smax).lsd.mean("channel")
@@ -112,8 +132,9 @@ def finetune_section(logs: dict[str, xr.Dataset]) -> list[str]:
              "D2O-F: the one-step generator G(z) = D(σ_max·z, σ_max) fine-tuned with a plain GAN loss (no distillation), "
              f"with the `conv` policy freezing {100 * float(first.attrs.get('frozen_share', np.nan)):.0f}% of the parameters. "
              "Diversity ratio: spread of per-image log band power relative to the data's (about 1: as varied as the "
-             "data; near 0: every sample the same texture). Kurtosis gap: band-pass kurtosis minus the data's "
-             "(negative: more Gaussian, less structure).", "",
+             "data; near 0: every sample the same texture). Kurtosis gap: band-pass kurtosis minus the data's, DC "
+             "excluded (negative: more Gaussian; positive: heavier tails than the data, sparse structure or "
+             "artefacts). Channel means.", "",
              f"| run | images seen | LSD {' / '.join(bands)} (dB) | diversity ratio {' / '.join(bands)} | kurtosis gap, high |",
              "|---|---|---|---|---|"]
     for name, log in logs.items():
@@ -121,13 +142,13 @@ def finetune_section(logs: dict[str, xr.Dataset]) -> list[str]:
             row = log.isel(images_seen=pos)
             lines.append(
                 f"| {name} ({label}) | {int(row.images_seen):,} | "
-                f"{' / '.join(f'{float(v):.1f}' for v in row.log_spectral_distance.values)} | "
-                f"{' / '.join(f'{float(v):.2f}' for v in row.diversity_ratio.values)} | "
-                f"{float(row.kurtosis_gap.sel(band=bands[-1])):+.2f} |")
+                f"{' / '.join(f'{float(v):.1f}' for v in row.lsd.mean('channel').values)} | "
+                f"{' / '.join(f'{float(v):.2f}' for v in row.diversity_ratio.mean('channel').values)} | "
+                f"{float(row.kurtosis_gap.sel(band=bands[-1]).mean('channel')):+.2f} |")
     lines.append("")
     for name, log in logs.items():
-        start, end = log.isel(images_seen=0), log.isel(images_seen=-1)
-        h0, h1 = float(start.log_spectral_distance.sel(band=bands[-1])), float(end.log_spectral_distance.sel(band=bands[-1]))
+        start, end = log.isel(images_seen=0).mean("channel"), log.isel(images_seen=-1).mean("channel")
+        h0, h1 = float(start.lsd.sel(band=bands[-1])), float(end.lsd.sel(band=bands[-1]))
         d1 = float(end.diversity_ratio.sel(band=bands[-1]))
         change = f"reduced {h0 / h1:.1f}-fold" if 0 < h1 < h0 else "not reduced"
         lines.append(f"- **{name}**: high-band log-spectral distance {h0:.1f} → {h1:.1f} dB ({change}); "

@@ -43,14 +43,20 @@ __all__ = [
     "band_power",
     "relative_power_db",
     "log_spectral_distance",
+    "Cutoff",
+    "CUTOFF_BOUND_FLAGS",
+    "first_departure",
     "cutoff_frequency",
+    "coherence_cutoff",
     "radial_frequency",
     "halfplane_weights",
     "abs2",
     "cross_power",
     "band_mask",
     "BandStatistics",
+    "band_masks",
     "bandpass",
+    "central_kurtosis",
     "band_statistics",
     "diversity_ratio",
     "wasserstein_1d",
@@ -588,31 +594,71 @@ def _rms_ignore_nan(db: torch.Tensor) -> torch.Tensor:
     return torch.where(n > 0, torch.sqrt(sq / n.clamp_min(1)), torch.nan)
 
 
-def cutoff_frequency(freq: torch.Tensor, relative_db: torch.Tensor, threshold_db: float = -3.0) -> torch.Tensor:
-    """Lowest frequency where relative power falls below ``threshold_db`` (the −3 dB cutoff ``f_c``).
+class Cutoff(NamedTuple):
+    """Result of :func:`cutoff_frequency` and :func:`first_departure`, each of the batch shape.
 
-    ``relative_db`` has shape ``(..., n_bins)``; the result has shape ``relative_db.shape[:-1]``. The crossing is
-    linearly interpolated between the last bin above and the first bin below the threshold. If no bin falls below,
-    ``f_c`` is the highest bin frequency (everything passes); if the first bin is already below, it is ``freq[0]``.
-    NaN bins are skipped.
+    freq: the cutoff in cycles/pixel. bound: ``0`` where the crossing was measured (interpolated between two bins);
+    ``-1`` where the criterion already fails at the first bin (``freq`` is that bin's frequency, an **upper bound**:
+    the true cutoff is at or below it); ``+1`` where it never fails (``freq`` is the last bin's, a **lower bound**).
     """
-    freq = freq.to(relative_db.dtype)
-    below = (relative_db < threshold_db) & ~torch.isnan(relative_db)
-    any_below = below.any(-1)
-    first = torch.where(any_below, below.float().argmax(-1), torch.full_like(any_below, freq.numel() - 1, dtype=torch.long))
-    # previous valid (non-NaN) bin for interpolation
-    valid = ~torch.isnan(relative_db)
-    idx = torch.arange(freq.numel(), device=freq.device).expand_as(relative_db)
-    prev_candidates = torch.where(valid & (idx < first[..., None]), idx, -1)
-    prev = prev_candidates.max(-1).values
-    f_first = freq[first]
-    has_prev = any_below & (prev >= 0)
+
+    freq: torch.Tensor
+    bound: torch.Tensor
+
+
+#: Meanings of :attr:`Cutoff.bound`, as CF ``flag_values`` / ``flag_meanings``.
+CUTOFF_BOUND_FLAGS = {-1: "upper_bound_fails_at_first_bin", 0: "measured", 1: "lower_bound_never_fails"}
+
+
+def first_departure(freq: torch.Tensor, values: torch.Tensor, lower: float = -math.inf,
+                    upper: float = math.inf) -> Cutoff:
+    """Lowest frequency where ``values`` leave the interval ``[lower, upper]``, linearly interpolated.
+
+    ``values`` ``(..., n_bins)`` over ``freq`` ``(n_bins,)``; NaN bins are skipped. The crossing lies between the
+    last bin inside and the first bin outside, where the straight line between them meets the limit that is
+    crossed (``upper`` when the first bin outside is above it, else ``lower``). See :class:`Cutoff` for the bounds.
+    """
+    freq = freq.to(values.dtype)
+    valid = ~torch.isnan(values)
+    out = valid & ((values < lower) | (values > upper))
+    n = freq.numel()
+    idx = torch.arange(n, device=values.device).expand_as(values)
+    any_out = out.any(-1)
+    first = torch.where(any_out, torch.where(out, idx, n).min(-1).values, n - 1)
+    prev = torch.where(valid & (idx < first[..., None]), idx, -1).max(-1).values  # last valid bin inside
+    measured = any_out & (prev >= 0)
     prev_c = prev.clamp_min(0)
-    d0 = relative_db.gather(-1, prev_c[..., None]).squeeze(-1)
-    d1 = relative_db.gather(-1, first[..., None]).squeeze(-1)
-    t = ((d0 - threshold_db) / (d0 - d1)).clamp(0, 1)
-    f_interp = freq[prev_c] + t * (f_first - freq[prev_c])
-    return torch.where(has_prev, f_interp, f_first)
+    d0 = values.gather(-1, prev_c[..., None]).squeeze(-1)
+    d1 = values.gather(-1, first[..., None]).squeeze(-1)
+    target = torch.where(d1 > upper, torch.as_tensor(upper, dtype=values.dtype),
+                         torch.as_tensor(lower, dtype=values.dtype))
+    t = ((target - d0) / (d1 - d0)).nan_to_num(0.0).clamp(0, 1)
+    f = torch.where(measured, freq[prev_c] + t * (freq[first] - freq[prev_c]), freq[first])
+    last_valid = torch.where(valid, idx, -1).max(-1).values.clamp_min(0)
+    f = torch.where(any_out, f, freq[last_valid])
+    bound = torch.where(measured, 0, torch.where(any_out, -1, 1)).to(torch.int8)
+    return Cutoff(f, bound)
+
+
+def cutoff_frequency(freq: torch.Tensor, relative_db: torch.Tensor, threshold_db: float = 3.0) -> Cutoff:
+    """The cutoff ``f_c``: lowest frequency where ``|relative power| > threshold_db`` (too little *or* too much).
+
+    ``relative_db`` ``(..., n_bins)`` is ``10·log10(P_out/P_data)``; pass the non-DC bins only (the DC mode is the
+    mean brightness, not a spatial frequency). Power 40 dB above the data is not "reproduced", so excess counts as
+    a departure just like a shortfall. Returns a :class:`Cutoff` (value and bound flag); see
+    :func:`first_departure` for the interpolation.
+    """
+    t = abs(float(threshold_db))
+    return first_departure(freq, relative_db, -t, t)
+
+
+def coherence_cutoff(freq: torch.Tensor, coherence: torch.Tensor, threshold: float = 0.5) -> Cutoff:
+    """Lowest frequency where the coherence of an output with the clean image falls below ``threshold``.
+
+    Above it the output no longer carries the clean signal (noise passed through or hallucinated). For the Wiener
+    filter the coherence of a mode is ``P_d/(P_d+σ²)``, so its coherence cutoff is the SNR crossover ``f*(σ)``.
+    """
+    return first_departure(freq, coherence, lower=float(threshold))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -621,9 +667,10 @@ def cutoff_frequency(freq: torch.Tensor, relative_db: torch.Tensor, threshold_db
 class BandStatistics(NamedTuple):
     """Per-image statistics of band-pass filtered images, each of shape ``x.shape[:-2] + (n_bands,)``.
 
-    power: mean power of the image's modes in the band (same normalisation as the RAPS).
-    kurtosis: kurtosis ``E[b⁴]/E[b²]²`` of the band-pass filtered image's pixels (3 for Gaussian noise, larger for
-    sparse, edge-like natural structure).
+    power: mean power of the image's non-DC modes in the band (same normalisation as the RAPS).
+    kurtosis: kurtosis of the band-pass image's pixels about their mean, ``m4/m2²`` with central moments, equal to
+    ``scipy.stats.kurtosis(b, axis=None, fisher=False)`` (3 for Gaussian noise, larger for sparse, edge-like
+    structure). The DC mode is left out of every band, so neither statistic changes when a constant is added.
     """
 
     power: torch.Tensor
@@ -631,15 +678,41 @@ class BandStatistics(NamedTuple):
     names: tuple[str, ...]
 
 
+def band_masks(h: int, w: int, bands=None, *, device=None, dtype=torch.float64) -> torch.Tensor:
+    """Boolean masks ``(n_bands, h, w//2+1)`` of the ``rfft2`` modes in each band, **DC excluded**.
+
+    The DC mode is an image's mean brightness: it is not structure, and keeping it in the low band would make that
+    band's power, spread and kurtosis measure brightness (kurtosis of a band-pass image falls toward 1 as its mean
+    grows).
+    """
+    f = radial_frequency(h, w, device=device, dtype=dtype)
+    return torch.stack([band_mask(f, lo, hi) & (f > 0) for lo, hi in resolve_bands(bands).values()])
+
+
 def bandpass(x: torch.Tensor, lo: float, hi: float, *, check_finite: bool = True) -> torch.Tensor:
     """Ideal radial band-pass filter: keeps the Fourier modes with ``lo <= |f| < hi`` (closed at 0.5).
 
-    ``x`` is ``(..., H, W)``; returns real images of the same shape.
+    ``x`` is ``(..., H, W)``; returns real images of the same shape. With ``lo = 0`` the DC mode is kept.
     """
     x = _check_images(x, check_finite=check_finite)
     h, w = x.shape[-2:]
     mask = band_mask(radial_frequency(h, w, device=x.device, dtype=x.dtype), lo, hi)
     return torch.fft.irfft2(torch.fft.rfft2(x) * mask, s=(h, w))
+
+
+def central_kurtosis(b: torch.Tensor, dims=(-2, -1)) -> torch.Tensor:
+    """Kurtosis ``m4/m2²`` about the mean over ``dims`` (scipy's ``fisher=False``); NaN where ``m2 = 0``.
+
+    Each image is scaled by its largest absolute deviation before the moments are taken, so images of any finite
+    scale (1e-30 or 1e30 in float32) give a finite kurtosis instead of an underflow to 0/0 or an overflow.
+    """
+    d = b - b.mean(dim=dims, keepdim=True)
+    scale = d.abs().amax(dim=dims, keepdim=True)
+    d = d / torch.where(scale > 0, scale, torch.ones_like(scale))
+    d2 = d.square()
+    m2 = d2.mean(dim=dims)
+    m4 = d2.square().mean(dim=dims)
+    return torch.where(m2 > 0, m4 / torch.where(m2 > 0, m2, torch.ones_like(m2)).square(), torch.nan)
 
 
 def band_statistics(
@@ -648,7 +721,7 @@ def band_statistics(
     *,
     check_finite: bool = True,
 ) -> BandStatistics:
-    """Per-image band power and band-pass kurtosis for every band, from one FFT.
+    """Per-image band power and band-pass kurtosis for every band, from one FFT, DC excluded.
 
     Parameters
     ----------
@@ -657,26 +730,31 @@ def band_statistics(
 
     Notes
     -----
-    Band power is ``Σ_{k in band} |X(k)|² / (H·W·n_band)``, the mean per-mode power as in the RAPS. A band-pass
-    image with no energy has undefined kurtosis; it is reported as NaN.
+    Band power is ``Σ_{k in band, k ≠ 0} |X(k)|² / (H·W·n_band)``, the mean per-mode power as in the RAPS (modes
+    counted over the full plane), returned in float64; the kurtosis is :func:`central_kurtosis` of the band-pass
+    image, NaN for a band with no energy. Images of any finite scale give finite statistics.
     """
     x = _check_images(x, check_finite=check_finite)
     h, w = x.shape[-2:]
-    spec = torch.fft.rfft2(x)
-    f = radial_frequency(h, w, device=x.device, dtype=x.dtype)
+    # Each image is scaled to a largest deviation of 1 before the FFT and its power scaled back in float64: the
+    # statistics of images of any finite scale stay finite in float32. Removing the mean changes no band (DC is
+    # out of every band) and keeps the scale set by the structure, not by the brightness.
+    peak = x.abs().amax(dim=(-2, -1), keepdim=True)
+    peak = torch.where(peak > 0, peak, torch.ones_like(peak))
+    d = x / peak
+    d = d - d.mean(dim=(-2, -1), keepdim=True)
+    spread = d.abs().amax(dim=(-2, -1), keepdim=True)
+    spread = torch.where(spread > 0, spread, torch.ones_like(spread))
+    spec = torch.fft.rfft2(d / spread)
+    scale2 = (peak.double() * spread.double()).square()[..., 0]  # (..., 1)
     weights = halfplane_weights(h, w).to(device=x.device, dtype=x.dtype)
-    named = resolve_bands(bands)
-    powers, kurts = [], []
-    p = abs2(spec)
-    for lo, hi in named.values():
-        m = band_mask(f, lo, hi)
-        n_modes = (weights * m).sum()
-        powers.append((p * (weights * m)).sum(dim=(-2, -1)) / (h * w) / n_modes.clamp_min(1))
-        b = torch.fft.irfft2(spec * m, s=(h, w))
-        m2 = b.square().mean(dim=(-2, -1))
-        m4 = b.square().square().mean(dim=(-2, -1))
-        kurts.append(torch.where(m2 > 0, m4 / m2.square().clamp_min(1e-300), torch.nan))
-    return BandStatistics(torch.stack(powers, -1), torch.stack(kurts, -1), tuple(named))
+    masks = band_masks(h, w, bands, device=x.device, dtype=x.dtype)
+    cols = (weights * masks).flatten(-2)  # (B, H·Wr)
+    n_modes = cols.sum(-1).clamp_min(1)
+    p = abs2(spec).flatten(-2)
+    power = ((p @ cols.T.to(p.dtype)) / (h * w) / n_modes).double() * scale2
+    b = torch.fft.irfft2(spec.unsqueeze(-3) * masks, s=(h, w))  # (..., B, H, W)
+    return BandStatistics(power, central_kurtosis(b), tuple(resolve_bands(bands)))
 
 
 def diversity_ratio(log_power: torch.Tensor, log_power_ref: torch.Tensor) -> torch.Tensor:
@@ -688,18 +766,27 @@ def diversity_ratio(log_power: torch.Tensor, log_power_ref: torch.Tensor) -> tor
     return log_power.std(0) / log_power_ref.std(0)
 
 
-def wasserstein_1d(a: torch.Tensor, b: torch.Tensor, n_quantiles: int = 256) -> torch.Tensor:
-    """1-D Wasserstein-1 distance between the empirical distributions of ``a`` ``(N, ...)`` and ``b`` ``(M, ...)``.
+def wasserstein_1d(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Exact 1-D Wasserstein-1 distance between the empirical distributions of ``a`` ``(N, ...)`` and ``b`` ``(M, ...)``.
 
-    Computed over dim 0 as the mean absolute difference of matched quantiles (exact when ``N == M``); the result
-    has the trailing shape.
+    Computed over dim 0 as ``∫ |F_a(t) − F_b(t)| dt`` between the two empirical CDFs (exact for any ``N`` and
+    ``M``, equal to ``scipy.stats.wasserstein_distance``); the result has the trailing shape. Batched: one sort
+    and one ``searchsorted`` for all trailing positions.
     """
-    if a.shape[0] == b.shape[0]:
-        return (a.sort(0).values - b.sort(0).values).abs().mean(0)
-    q = torch.linspace(0, 1, n_quantiles, device=a.device, dtype=a.dtype)
-    qa = torch.quantile(a, q, dim=0)
-    qb = torch.quantile(b.to(a), q, dim=0)
-    return (qa - qb).abs().mean(0)
+    if a.shape[0] < 1 or b.shape[0] < 1:
+        raise ValueError("the Wasserstein distance needs at least one sample on each side")
+    if a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"trailing shapes differ: {tuple(a.shape[1:])} and {tuple(b.shape[1:])}")
+    dtype = torch.float64
+    n, m = a.shape[0], b.shape[0]
+    sa = a.to(dtype).reshape(n, -1).T.contiguous().sort(-1).values  # (K, N)
+    sb = b.to(device=a.device, dtype=dtype).reshape(m, -1).T.contiguous().sort(-1).values  # (K, M)
+    both = torch.cat([sa, sb], -1).sort(-1).values  # (K, N + M)
+    widths = both.diff(dim=-1)
+    left = both[..., :-1].contiguous()
+    cdf_a = torch.searchsorted(sa, left, right=True).to(dtype) / n
+    cdf_b = torch.searchsorted(sb, left, right=True).to(dtype) / m
+    return ((cdf_a - cdf_b).abs() * widths).sum(-1).reshape(a.shape[1:]).to(a.dtype if a.is_floating_point() else dtype)
 
 
 def kurtosis_gap(kurtosis: torch.Tensor, kurtosis_ref: torch.Tensor) -> torch.Tensor:

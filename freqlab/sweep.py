@@ -9,21 +9,27 @@ produces against the data:
   :mod:`freqlab.rng`, so also the same for any batch size): differences between checkpoints are the models'.
 * ``generate`` mode, input ``σ·z``: power of the output. At ``σ = σ_max`` this is the D2O generator before
   fine-tuning. ``z`` is the same for every checkpoint and σ.
-* once: the data power, and the **Wiener reference** for the σ grid, computed per Fourier mode from the data's
-  2-D mean spectrum (see :func:`wiener_reference`), then binned like the measurements.
-* derived: relative power in dB, the −3 dB cutoff ``f_c``, per-band log-spectral distance, error relative to the
-  Wiener error per band, the SNR crossover ``f*(σ)`` and per-image band statistics (diversity ratio, 1-D
-  Wasserstein distance of log band power, kurtosis gap) against the data's.
+* once: the data power, the **stationary Wiener reference** for the σ grid (the best shift-invariant linear
+  denoiser), computed per Fourier mode from the data's periodic 2-D mean spectrum (see :func:`wiener_reference`),
+  then binned like the measurements, and the **full-covariance linear MMSE denoiser** (the best linear denoiser)
+  fitted on held-out images and run on the same noisy inputs (``linear_mse``; small images only).
+* derived, through :mod:`freqlab.measure` (the code and names the fine-tuning log and the data spectra share):
+  relative power in dB, the two-sided cutoff ``f_c`` (|relative power| > 3 dB) and, in denoise mode, the coherence
+  cutoff (coherence with the clean image < 0.5), each with a bound flag; per-band log-spectral distance; error
+  relative to the Wiener error per band; the SNR crossover ``f*(σ)``; per-image band statistics, DC excluded
+  (diversity ratio, exact 1-D Wasserstein distance of log band power, kurtosis gap) against the data's.
 
-The result is one :class:`xarray.Dataset`, saved atomically after each checkpoint when ``out`` is given; rerunning
-resumes, skipping finished checkpoints (recognised by name), and refuses a file written with other settings.
-Under ``torchrun`` the work is split across processes (images or whole checkpoints, see ``distribute``), the
-accumulators are merged and rank 0 writes: the numbers are those of one process to float tolerance.
+Spectra use freqlab's window (Hann after removing each image's mean, :data:`freqlab.measure.WINDOW`) unless told
+otherwise. The result is one :class:`xarray.Dataset`, saved atomically after each checkpoint when ``out`` is given;
+rerunning resumes, skipping finished checkpoints (recognised by name), and refuses a file written with other
+settings. Under ``torchrun`` the work is split across processes (images or whole checkpoints, see ``distribute``),
+the accumulators are merged and rank 0 writes: the numbers are those of one process to float tolerance.
 
 Dataset layout (long names and units of every variable in :data:`VARIABLES` and in each variable's attrs)
 ------------------------------------------------------------------------------------------------------------
-coords: ``checkpoint`` (str) with ``step``, ``images_seen`` (int, -1 unknown) and ``checkpoint_path``; ``sigma``;
-``mode``; ``channel``; ``freq`` (cycles/pixel) with ``freq_count``; ``band`` with ``band_lo``, ``band_hi``.
+coords: ``checkpoint`` (str) with ``step``, ``images_seen`` (float, NaN unknown) and ``checkpoint_path``;
+``sigma``; ``mode``; ``channel``; ``freq`` (cycles/pixel) with ``freq_count``; ``band`` with ``band_lo``,
+``band_hi``.
 
 =====================================================  ================================================
 dims                                                   variables
@@ -31,23 +37,25 @@ dims                                                   variables
 (channel, freq)                                        data_power, data_power_sem
 (channel, band)                                        data_band_log_power, data_band_log_power_std,
                                                        data_band_kurtosis, data_band_kurtosis_sem
-(sigma, channel)                                       snr_crossover, wiener_mse
+(sigma, channel)                                       snr_crossover, wiener_mse, wiener_coherence_cutoff(_bound),
+                                                       linear_mse (when fitted)
 (sigma, channel, freq)                                 wiener_output_power, wiener_error_power,
                                                        wiener_transfer, wiener_coherence
 (checkpoint, sigma, mode, channel, freq)               output_power, output_power_sem, relative_power_db
-(checkpoint, sigma, mode, channel)                     cutoff_freq
+(checkpoint, sigma, mode, channel)                     cutoff_freq, cutoff_freq_bound
 (checkpoint, sigma, mode, channel, band)               lsd, band_log_power, band_log_power_std,
                                                        band_kurtosis, band_kurtosis_sem, diversity_ratio,
                                                        band_power_wasserstein, kurtosis_gap
 (checkpoint, sigma, channel, freq)  [denoise only]     error_power, error_power_sem, cross_power,
                                                        cross_power_sem, transfer, coherence
+(checkpoint, sigma, channel)        [denoise only]     coherence_cutoff, coherence_cutoff_bound, mse, mse_sem
 (checkpoint, sigma, channel, band)  [denoise only]     error_wiener_ratio
-(checkpoint, sigma, channel)        [denoise only]     mse, mse_sem
 =====================================================  ================================================
 
 Loop order and cost: checkpoint → batch → σ. Each batch of images and noise is drawn and Fourier-transformed once
-per checkpoint and reused for every σ; per (batch, σ) the analysis is one forward FFT of the output, one inverse
-FFT per band (kurtosis of the band-pass image) and two small matmuls (binning). Nothing image-sized outlives a
+per checkpoint and reused for every σ; per (batch, σ) the analysis is two forward FFTs of the output (windowed for
+the radial spectra, plain for the band statistics), one inverse FFT per band (kurtosis of the band-pass image) and
+small matmuls (binning). Nothing image-sized outlives a
 batch; every statistic is a streaming sum, except the Wasserstein distance, which keeps the per-image log band
 powers (``C × n_bands`` floats per σ and mode) of the first ``wasserstein_images`` images (default 1024), so
 memory does not grow with the number of images.
@@ -67,10 +75,11 @@ import numpy as np
 import torch
 import xarray as xr
 
-from freqlab import distributed, results, spectral
+from freqlab import distributed, measure, results, spectral
 from freqlab.devices import autocast_context
 from freqlab.rng import per_sample_randn
-from freqlab.stats import CrossSpectrumAccumulator, SpectrumAccumulator
+from freqlab.measure import Analysis, ImageStats
+from freqlab.stats import SpectrumAccumulator
 
 __all__ = ["sweep", "summarize", "default_sigmas", "check_sigmas", "wiener_reference", "snr_crossover",
            "MODES", "DEFAULT_N_SIGMAS", "VARIABLES", "FORMAT_VERSION"]
@@ -81,48 +90,9 @@ DEFAULT_N_SIGMAS = 13
 FORMAT_VERSION = 1
 #: Fewest images per checkpoint: standard errors and the Wasserstein distance need a sample.
 MIN_IMAGES = 2
-_LOG_FLOOR = 1e-30  # band power of an all-zero band-pass image; keeps log10 finite (-300 dB)
 
-POWER = "image units² per mode (|DFT(w·x)|²/(H·W·mean(w²)), images in [-1, 1])"
-#: name → (long name, units) of every variable a sweep writes; dims in the module docstring's table.
-VARIABLES: dict[str, tuple[str, str]] = {
-    "data_power": ("mean radial power of the data", POWER),
-    "data_power_sem": ("standard error of data_power", POWER),
-    "data_band_log_power": ("mean over images of per-image band power", "dB (10·log10 of power)"),
-    "data_band_log_power_std": ("standard deviation over images of per-image band power", "dB"),
-    "data_band_kurtosis": ("mean kurtosis of the data's band-pass images (3 for Gaussian)", "1"),
-    "data_band_kurtosis_sem": ("standard error of data_band_kurtosis", "1"),
-    "snr_crossover": ("SNR crossover f*(σ): lowest frequency where data_power falls to σ² (log-log interpolated; "
-                      "NaN if below σ² at every non-DC bin, the top bin if never)", "cycles/pixel"),
-    "wiener_output_power": ("Wiener filter output power, per mode P_d²/(P_d+σ²) plus the mean's, binned", POWER),
-    "wiener_error_power": ("Wiener filter error power, per mode P_d·σ²/(P_d+σ²), binned", POWER),
-    "wiener_transfer": ("Wiener transfer function as estimated from cross-spectra (<Pxy>/<Pyy> per bin)", "1"),
-    "wiener_coherence": ("Wiener coherence <Pxy>²/(<Pxx><Pyy>) per bin", "1"),
-    "wiener_mse": ("Wiener filter MSE per pixel (mean over all modes of the error power)", "image units²"),
-    "output_power": ("mean radial power of the one-step output x̂0", POWER),
-    "output_power_sem": ("standard error of output_power", POWER),
-    "relative_power_db": ("output power relative to the data's, 10·log10(output_power/data_power)", "dB"),
-    "cutoff_freq": ("−3 dB cutoff f_c: lowest non-DC frequency where relative_power_db < −3 (interpolated)",
-                    "cycles/pixel"),
-    "lsd": ("log-spectral distance of output_power to data_power per band (non-DC bins)", "dB"),
-    "band_log_power": ("mean over images of per-image output band power", "dB (10·log10 of power)"),
-    "band_log_power_std": ("standard deviation over images of per-image output band power", "dB"),
-    "band_kurtosis": ("mean kurtosis of the output's band-pass images (3 for Gaussian)", "1"),
-    "band_kurtosis_sem": ("standard error of band_kurtosis", "1"),
-    "diversity_ratio": ("std of per-image log band power, output / data (1: as diverse as the data)", "1"),
-    "band_power_wasserstein": ("1-D Wasserstein distance between per-image log band power of output and data "
-                               "(the first wasserstein_images images, see attrs)", "dB"),
-    "kurtosis_gap": ("band_kurtosis − data_band_kurtosis (negative: more Gaussian than the data)", "1"),
-    "error_power": ("mean radial power of the denoising error x̂0 − x0", POWER),
-    "error_power_sem": ("standard error of error_power", POWER),
-    "cross_power": ("mean radial cross-spectrum Re(X̂0·conj(X0)) of output and clean image", POWER),
-    "cross_power_sem": ("standard error of cross_power", POWER),
-    "transfer": ("transfer function <Pxy>/<Pyy> of the one-step denoiser", "1"),
-    "coherence": ("coherence <Pxy>²/(<Pxx><Pyy>) of output and clean image", "1"),
-    "error_wiener_ratio": ("band error power / Wiener band error power (1: Wiener-optimal, < 1: beats it)", "1"),
-    "mse": ("mean squared error per pixel of x̂0 against x0", "image units²"),
-    "mse_sem": ("standard error of mse", "image units²"),
-}
+#: name → (long name, units) of every variable a sweep writes (the shared registry); dims in the table above.
+VARIABLES = measure.VARIABLES
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -295,182 +265,37 @@ def _check_shape(name: str, model: torch.nn.Module, shape: tuple[int, int, int])
                          f"{name!r} needs")
 
 
-# --------------------------------------------------------------------------------------------------------------
-# the analysis of one batch: FFTs, binning, per-image band statistics
-# --------------------------------------------------------------------------------------------------------------
-class _Analysis:
-    """Everything fixed by the image shape, bands and window, on the device; methods work on one batch.
+def _linear_fit_count(source, n_images: int, n_fit: int | None) -> int:
+    """How many held-out images the linear reference is fitted on (0: none); see :func:`_linear_reference`."""
+    dim = int(np.prod(source.shape))
+    if n_fit == 0 or (n_fit is None and dim > 4096):
+        return 0
+    asked = n_fit is not None
+    # 8·D images: with 2·D the low-variance directions are underestimated enough that the fitted reference did
+    # worse than the identity at σ = 0.002 on natural crops (MSE 1.87·σ²; 8·D: 1.00·σ²)
+    n_fit = 8 * dim if n_fit is None else int(n_fit)
+    size = getattr(source, "size", None)
+    if size is not None and size - n_images < n_fit:
+        if not asked:
+            return 0
+        raise ValueError(f"data source {source.name!r} has {size} images: the {n_images} swept leave "
+                         f"{size - n_images}, fewer than linear_reference={n_fit}; lower either, or pass 0")
+    return n_fit
 
-    Spectra (binning, band powers) run in float32 on the device; accumulators sum in float64 on the CPU (a few
-    numbers per image, so results and merges across processes need no device). With a window the radial spectra
-    use the windowed FFT and the per-image band statistics a plain FFT (band-pass filters act on the image itself);
-    without one, one FFT serves both.
+
+def _linear_reference(source, n_images: int, n_fit: int, dev):
+    """The full-covariance linear MMSE denoiser fitted on held-out images of the data source, or None for 0.
+
+    Held out: images ``n_images … n_images + n_fit − 1`` of the same source, right after the ones the sweep
+    measures (for ``natural``, other crops of the same photographs), so the reference knows the evaluation
+    distribution as well as the stationary Wiener filter does (which takes the evaluated images' spectrum) without
+    having seen the evaluated images themselves (fitted on them it would overfit).
     """
+    from freqlab.denoisers import LinearMMSEDenoiser
 
-    def __init__(self, shape: tuple[int, int, int], bands: dict[str, tuple[float, float]], window, device):
-        c, h, w = shape
-        self.h, self.w, self.wr = h, w, w // 2 + 1
-        binning = spectral.radial_binning(h, w, device=device, dtype=torch.float32)
-        matrix = binning.matrix
-        if matrix.shape[0] == 2 * h * self.wr:  # real/imag interleaved layout: both rows carry the mode's weight
-            matrix = matrix[0::2]
-        self.freq = binning.freq.detach().cpu().double()
-        self.counts = binning.counts.detach().cpu()
-        self.bin_matrix64 = matrix.double()
-        self.window = spectral.make_window(window, h, w, device=device, dtype=torch.float32)
-        self.norm = float(h * w) * (float(self.window.double().square().mean()) if self.window is not None else 1.0)
-        f = spectral.radial_frequency(h, w, device=device, dtype=torch.float64)
-        weights = spectral.halfplane_weights(h, w).to(device)
-        masks = torch.stack([spectral.band_mask(f, lo, hi) for lo, hi in bands.values()])  # (B, H, Wr)
-        self.n_bands = masks.shape[0]
-        band_cols = (weights * masks) / (weights * masks).sum((-2, -1), keepdim=True).clamp_min(1.0) / (h * w)
-        self.band_matrix = band_cols.reshape(self.n_bands, -1).T.to(torch.float32)  # (H·Wr, B)
-        self.bin_matrix = (matrix / self.norm).to(torch.float32)  # (H·Wr, n_bins)
-        self.masks = masks.to(torch.float32)
-        # without a window, one matmul gives radial bins and band powers at once
-        self.joint = torch.cat([self.bin_matrix, self.band_matrix], 1) if self.window is None else None
-        self.weights = weights
-
-    def fft(self, x: torch.Tensor) -> torch.Tensor:
-        """rfft2 of the windowed images, ``(N, C, H, Wr)`` complex64."""
-        return torch.fft.rfft2(x * self.window if self.window is not None else x)
-
-    def spectra(self, x: torch.Tensor, fx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Radial power ``(N, C, n_bins)`` and per-image band power ``(N, C, B)`` of ``x`` with spectrum ``fx``."""
-        p = spectral.abs2(fx).flatten(-2)
-        if self.joint is not None:
-            both = p @ self.joint
-            return both[..., : self.bin_matrix.shape[1]], both[..., self.bin_matrix.shape[1]:]
-        plain = spectral.abs2(torch.fft.rfft2(x)).flatten(-2)
-        return p @ self.bin_matrix, plain @ self.band_matrix
-
-    def kurtosis(self, x: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
-        """Kurtosis ``E[b⁴]/E[b²]²`` of each band-pass image, ``(N, C, B)``; NaN for a band with no energy."""
-        spec = fx if self.window is None else torch.fft.rfft2(x)
-        b = torch.fft.irfft2(spec.unsqueeze(2) * self.masks, s=(self.h, self.w))  # (N, C, B, H, W)
-        b2 = b.square()
-        m2 = b2.mean((-2, -1))
-        m4 = b2.square().mean((-2, -1))
-        return torch.where(m2 > 0, m4 / m2.square().clamp_min(1e-30), torch.nan)
-
-
-class _NanMean:
-    """Streaming mean and standard error that skips NaN entries (kurtosis of an empty band)."""
-
-    def __init__(self):
-        self.n = self.s = self.ss = None
-
-    def update(self, v: torch.Tensor) -> None:
-        v = v.detach().double().cpu()
-        ok = ~torch.isnan(v)
-        z = torch.where(ok, v, 0.0)
-        n, s, ss = ok.sum(0).double(), z.sum(0), z.square().sum(0)
-        if self.n is None:
-            self.n, self.s, self.ss = n, s, ss
-        else:
-            self.n += n
-            self.s += s
-            self.ss += ss
-
-    def merge(self, other: "_NanMean") -> "_NanMean":
-        if other.n is not None:
-            if self.n is None:
-                self.n, self.s, self.ss = other.n.clone(), other.s.clone(), other.ss.clone()
-            else:
-                self.n += other.n
-                self.s += other.s
-                self.ss += other.ss
-        return self
-
-    @property
-    def mean(self) -> torch.Tensor:
-        return torch.where(self.n > 0, self.s / self.n.clamp_min(1), torch.nan)
-
-    @property
-    def sem(self) -> torch.Tensor:
-        n = self.n.clamp_min(2)
-        var = ((self.ss - self.n * self.mean.nan_to_num().square()) / (n - 1)).clamp_min(0)
-        return torch.where(self.n > 1, (var / n).sqrt(), torch.nan)
-
-
-class _LogPower:
-    """Per-image band power in dB: mean and std over all images (streaming, float64), and the values of the first
-    ``keep`` images for the Wasserstein distance, so memory is bounded by ``keep``, not by the number of images."""
-
-    def __init__(self, keep: int, c: int, n_bands: int):
-        self.keep = keep
-        self.values = torch.zeros(keep, c, n_bands, dtype=torch.float32)
-        self.acc = SpectrumAccumulator(device="cpu")
-
-    def update(self, rows: slice, band_power: torch.Tensor) -> None:
-        db = 10 * torch.log10(band_power.clamp_min(_LOG_FLOOR))
-        self.acc.update(db)
-        n = min(rows.stop, self.keep) - rows.start
-        if n > 0:
-            self.values[rows.start: rows.start + n] = db[:n].cpu()
-
-    def merge(self, other: "_LogPower") -> "_LogPower":
-        """Add another process's images; its rows of ``values`` are disjoint from ours (zeros elsewhere)."""
-        self.acc.merge(other.acc)
-        self.values += other.values
-        return self
-
-    @property
-    def samples(self) -> torch.Tensor:
-        return self.values[: min(self.acc.count, self.keep)].double()
-
-
-class _DataStats:
-    """The data's spectra and per-image band statistics, accumulated during the first checkpoint's pass."""
-
-    def __init__(self, keep: int, shape, n_bands: int):
-        c, h, w = shape
-        self.power = SpectrumAccumulator(device="cpu")
-        self.pixel_sum = torch.zeros(c, dtype=torch.float64)  # → the data mean μ per channel
-        self.mode_power = torch.zeros(c, h, w // 2 + 1, dtype=torch.float64)  # Σ |X(k)|²
-        self.log_power = _LogPower(keep, c, n_bands)
-        self.kurtosis = _NanMean()
-        self.count = 0
-
-    def update(self, rows: slice, x, fx, binned, band_power, kurt) -> None:
-        self.power.update(binned)
-        self.pixel_sum += x.double().sum((0, 2, 3)).cpu()
-        self.mode_power += spectral.abs2(fx).sum(0).to("cpu", torch.float64)
-        self.log_power.update(rows, band_power)
-        self.kurtosis.update(kurt)
-        self.count += fx.shape[0]
-
-    def merge(self, other: "_DataStats") -> "_DataStats":
-        self.power.merge(other.power)
-        self.pixel_sum += other.pixel_sum
-        self.mode_power += other.mode_power
-        self.log_power.merge(other.log_power)
-        self.kurtosis.merge(other.kurtosis)
-        self.count += other.count
-        return self
-
-
-class _OutputStats:
-    """Output spectra and band statistics of one (σ, mode) over the images of one checkpoint."""
-
-    def __init__(self, keep: int, c: int, n_bands: int, denoise: bool):
-        self.cross = CrossSpectrumAccumulator(device="cpu") if denoise else None
-        self.power = SpectrumAccumulator(device="cpu") if not denoise else None
-        self.error = SpectrumAccumulator(device="cpu") if denoise else None
-        self.mse = SpectrumAccumulator(device="cpu") if denoise else None
-        self.log_power = _LogPower(keep, c, n_bands)
-        self.kurtosis = _NanMean()
-
-    @property
-    def output(self) -> SpectrumAccumulator:
-        return self.cross.xx if self.cross is not None else self.power
-
-    def merge(self, other: "_OutputStats") -> "_OutputStats":
-        for name in ("cross", "power", "error", "mse", "log_power", "kurtosis"):
-            mine = getattr(self, name)
-            if mine is not None:
-                mine.merge(getattr(other, name))
-        return self
+    if n_fit == 0:
+        return None
+    return LinearMMSEDenoiser.from_source(source, n_fit, start=n_images, device=dev).to(dev)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -545,126 +370,86 @@ def snr_crossover(freq: torch.Tensor, data_power: torch.Tensor, sigmas: Sequence
 # --------------------------------------------------------------------------------------------------------------
 # labelled results
 # --------------------------------------------------------------------------------------------------------------
-def _var(name: str, dims: tuple[str, ...], values) -> tuple:
-    long_name, units = VARIABLES[name]
-    if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().double().numpy()
-    return dims, np.asarray(values, dtype=np.float64), {"long_name": long_name, "units": units}
+_var = measure.variable
 
 
-def _base_coords(freq, counts, sigmas, channels: int, bands: dict) -> dict:
-    return {
-        "sigma": ("sigma", np.asarray(sigmas, dtype=np.float64),
-                  {"long_name": "noise level σ (x_σ = x0 + σ·n)", "units": "image units ([-1, 1] images)"}),
-        "channel": ("channel", np.arange(channels, dtype=np.int64), {"long_name": "image channel"}),
-        "freq": ("freq", freq.numpy(), {"long_name": "radial frequency (bin centre)", "units": "cycles/pixel"}),
-        "freq_count": ("freq", counts.numpy().astype(np.int64), {"long_name": "full-plane Fourier modes in the bin"}),
-        "band": ("band", np.array(list(bands), dtype=object), {"long_name": "frequency band"}),
-        "band_lo": ("band", np.array([b[0] for b in bands.values()]), {"units": "cycles/pixel"}),
-        "band_hi": ("band", np.array([b[1] for b in bands.values()]),
-                    {"units": "cycles/pixel", "long_name": "upper band edge (closed at 0.5)"}),
-    }
+def _base_coords(an: Analysis, sigmas) -> dict:
+    return {"sigma": ("sigma", np.asarray(sigmas, dtype=np.float64),
+                      {"long_name": "noise level σ of x_σ = x0 + σ·n ([-1, 1] images)", "units": "1"}),
+            **measure.coords(an)}
 
 
-def _data_dataset(stats: _DataStats, an: _Analysis, sigmas, bands) -> tuple[xr.Dataset, dict]:
-    """Data-only variables and the Wiener reference; also returns the tensors the derived metrics need."""
-    c, h, wr = stats.mode_power.shape
-    mode_power = stats.mode_power / stats.count / an.norm
-    # the mean image is the constant μ per channel (as WienerDenoiser's): its spectrum is μ·DFT(w), the DC mode
-    # alone without a window. (The sample mean of each mode would add its sampling noise, ~P/N, to every mode.)
-    mu = stats.pixel_sum / (stats.count * h * an.w)
-    ones = an.window.double().cpu() if an.window is not None else torch.ones(h, an.w, dtype=torch.float64)
-    mode_mean = spectral.abs2(mu.view(-1, 1, 1) * torch.fft.rfft2(ones)) / an.norm
-    ref = wiener_reference(mode_power, mode_mean, sigmas, an.bin_matrix64.cpu(), an.weights.cpu())
-    data_power = stats.power.mean
-    lp = stats.log_power
-    cdims, sdims = ("channel", "freq"), ("sigma", "channel", "freq")
-    ds = xr.Dataset(
-        {
-            "data_power": _var("data_power", cdims, data_power),
-            "data_power_sem": _var("data_power_sem", cdims, stats.power.sem),
-            "data_band_log_power": _var("data_band_log_power", ("channel", "band"), lp.acc.mean),
-            "data_band_log_power_std": _var("data_band_log_power_std", ("channel", "band"), lp.acc.std),
-            "data_band_kurtosis": _var("data_band_kurtosis", ("channel", "band"), stats.kurtosis.mean),
-            "data_band_kurtosis_sem": _var("data_band_kurtosis_sem", ("channel", "band"), stats.kurtosis.sem),
-            "snr_crossover": _var("snr_crossover", ("sigma", "channel"), snr_crossover(an.freq, data_power, sigmas)),
-            "wiener_output_power": _var("wiener_output_power", sdims, ref["output"]),
-            "wiener_error_power": _var("wiener_error_power", sdims, ref["error"]),
-            "wiener_transfer": _var("wiener_transfer", sdims, ref["transfer"]),
-            "wiener_coherence": _var("wiener_coherence", sdims, ref["coherence"]),
-            "wiener_mse": _var("wiener_mse", ("sigma", "channel"), ref["mse"]),
-        },
-        coords=_base_coords(an.freq, an.counts, sigmas, c, bands),
-    )
-    return ds, {"power": data_power, "log_power": lp, "kurtosis": stats.kurtosis.mean, "wiener": ref}
+def _data_dataset(data: ImageStats, an: Analysis, sigmas, linear: list | None) -> xr.Dataset:
+    """Data-only variables, the stationary Wiener reference and (when fitted) the linear MMSE reference."""
+    # The stationary Wiener filter acts on the periodic spectrum of the images (as WienerDenoiser does), so its
+    # reference comes from the unwindowed per-mode power: exact MSE by Parseval, the per-image brightness (DC)
+    # included. With a window, the binned curves are those of the periodic spectrum beside windowed estimates.
+    c, h, wr = data.mode_power.shape
+    w = an.shape[2]
+    mode_power = data.mode_power / data.count / (h * w)
+    # the mean image is the constant μ per channel (as WienerDenoiser's): its spectrum is the DC mode alone.
+    # (The sample mean of each mode would add its sampling noise, ~P/N, to every mode.)
+    mu = data.pixel_sum / (data.count * h * w)
+    mode_mean = torch.zeros_like(mode_power)
+    mode_mean[:, 0, 0] = mu.square() * (h * w)
+    ref = wiener_reference(mode_power, mode_mean, sigmas, an.bin_matrix64, an.weights)
+    data_power = data.power.mean
+    nondc = an.freq > 0
+    wiener_cut = spectral.coherence_cutoff(an.freq[nondc], ref["coherence"][..., nondc], measure.COHERENCE_THRESHOLD)
+    sdims = ("sigma", "channel", "freq")
+    variables = measure.to_variables(measure.data_variables(data))
+    variables.update({
+        "snr_crossover": _var("snr_crossover", ("sigma", "channel"), snr_crossover(an.freq, data_power, sigmas)),
+        "wiener_output_power": _var("wiener_output_power", sdims, ref["output"]),
+        "wiener_error_power": _var("wiener_error_power", sdims, ref["error"]),
+        "wiener_transfer": _var("wiener_transfer", sdims, ref["transfer"]),
+        "wiener_coherence": _var("wiener_coherence", sdims, ref["coherence"]),
+        "wiener_coherence_cutoff": _var("wiener_coherence_cutoff", ("sigma", "channel"), wiener_cut.freq),
+        "wiener_coherence_cutoff_bound": _var("wiener_coherence_cutoff_bound", ("sigma", "channel"), wiener_cut.bound),
+        "wiener_mse": _var("wiener_mse", ("sigma", "channel"), ref["mse"]),
+    })
+    if linear is not None:
+        variables["linear_mse"] = _var("linear_mse", ("sigma", "channel"), torch.stack([a.mean for a in linear]))
+    return xr.Dataset(variables, coords=_base_coords(an, sigmas))
 
 
-def _checkpoint_dataset(entry: _Entry, outs: dict, modes, an: _Analysis, sigmas, bands, data: dict) -> xr.Dataset:
-    """Per-checkpoint variables, with a ``checkpoint`` dim of length 1."""
-    freq = an.freq
-    nondc = freq > 0
-    data_power = data["power"]  # (C, F)
-    c = data_power.shape[0]
-    nm, ns = len(modes), len(sigmas)
-    f = torch.full
-    out_p = f((ns, nm, c, freq.numel()), math.nan, dtype=torch.float64)
-    out_sem = torch.full_like(out_p, math.nan)
-    lblp, lbls, kurt, kurt_sem, div, w1 = (f((ns, nm, c, an.n_bands), math.nan, dtype=torch.float64) for _ in range(6))
-    for (s, m), st in outs.items():
-        mi = modes.index(m)
-        out_p[s, mi] = st.output.mean
-        out_sem[s, mi] = st.output.sem
-        lp, ref = st.log_power, data["log_power"]
-        lblp[s, mi], lbls[s, mi] = lp.acc.mean, lp.acc.std
-        kurt[s, mi], kurt_sem[s, mi] = st.kurtosis.mean, st.kurtosis.sem
-        div[s, mi] = lp.acc.std / ref.acc.std  # spectral.diversity_ratio, from streaming sums over all images
-        w1[s, mi] = spectral.wasserstein_1d(lp.samples, ref.samples)
-    rel = spectral.relative_power_db(out_p, data_power)
-    cutoff = spectral.cutoff_frequency(freq[nondc], rel[..., nondc])
-    lsd = spectral.log_spectral_distance(out_p[..., nondc], data_power[..., nondc], freq[nondc], bands)
-    five = ("checkpoint", "sigma", "mode", "channel")
-    variables = {
-        "output_power": _var("output_power", five + ("freq",), out_p[None]),
-        "output_power_sem": _var("output_power_sem", five + ("freq",), out_sem[None]),
-        "relative_power_db": _var("relative_power_db", five + ("freq",), rel[None]),
-        "cutoff_freq": _var("cutoff_freq", five, cutoff[None]),
-        "lsd": _var("lsd", five + ("band",), lsd[None]),
-        "band_log_power": _var("band_log_power", five + ("band",), lblp[None]),
-        "band_log_power_std": _var("band_log_power_std", five + ("band",), lbls[None]),
-        "band_kurtosis": _var("band_kurtosis", five + ("band",), kurt[None]),
-        "band_kurtosis_sem": _var("band_kurtosis_sem", five + ("band",), kurt_sem[None]),
-        "diversity_ratio": _var("diversity_ratio", five + ("band",), div[None]),
-        "band_power_wasserstein": _var("band_power_wasserstein", five + ("band",), w1[None]),
-        "kurtosis_gap": _var("kurtosis_gap", five + ("band",), (kurt - data["kurtosis"])[None]),
-    }
+def _checkpoint_dataset(entry: _Entry, outs: dict, modes, an: Analysis, sigmas, data: ImageStats,
+                        shared: xr.Dataset) -> xr.Dataset:
+    """Per-checkpoint variables, with a ``checkpoint`` dim of length 1.
+
+    Every (σ, mode) cell is :func:`freqlab.measure.compare` of its outputs with the data; variables that only
+    paired outputs have (denoise mode) have no ``mode`` dim.
+    """
+    ns, nm = len(sigmas), len(modes)
+    cells = {key: measure.compare(st, data, an) for key, st in outs.items()}
+    variables = {}
+    for name, (dims, value) in cells[(0, modes[0])].items():
+        if name in measure.PAIRED:
+            continue
+        full = torch.zeros((ns, nm, *value.shape), dtype=value.dtype)
+        for (s, m), cell in cells.items():
+            full[s, modes.index(m)] = cell[name][1]
+        variables[name] = _var(name, ("checkpoint", "sigma", "mode") + dims, full[None])
     if "denoise" in modes:
-        den = [outs[(s, "denoise")] for s in range(ns)]
-        err = torch.stack([d.error.mean for d in den])
-        wiener = data["wiener"]
-        band_err = spectral.band_power(freq, err, an.counts, bands)
-        band_wiener = spectral.band_power(freq, wiener["error"], an.counts, bands)
-        three = ("checkpoint", "sigma", "channel")
-        variables.update({
-            "error_power": _var("error_power", three + ("freq",), err[None]),
-            "error_power_sem": _var("error_power_sem", three + ("freq",), torch.stack([d.error.sem for d in den])[None]),
-            "cross_power": _var("cross_power", three + ("freq",), torch.stack([d.cross.xy.mean for d in den])[None]),
-            "cross_power_sem": _var("cross_power_sem", three + ("freq",),
-                                    torch.stack([d.cross.xy.sem for d in den])[None]),
-            "transfer": _var("transfer", three + ("freq",), torch.stack([d.cross.transfer for d in den])[None]),
-            "coherence": _var("coherence", three + ("freq",), torch.stack([d.cross.coherence for d in den])[None]),
-            "error_wiener_ratio": _var("error_wiener_ratio", three + ("band",), (band_err / band_wiener)[None]),
-            "mse": _var("mse", three, torch.stack([d.mse.mean for d in den])[None]),
-            "mse_sem": _var("mse_sem", three, torch.stack([d.mse.sem for d in den])[None]),
-        })
-    coords = _base_coords(freq, an.counts, sigmas, c, bands)
+        den = [cells[(s, "denoise")] for s in range(ns)]
+        for name in measure.PAIRED:
+            variables[name] = _var(name, ("checkpoint", "sigma") + den[0][name][0],
+                                   torch.stack([d[name][1] for d in den])[None])
+        band_err = spectral.band_power(an.freq, torch.stack([d["error_power"][1] for d in den]), an.counts, an.bands)
+        wiener_err = torch.as_tensor(shared.wiener_error_power.values)
+        band_wiener = spectral.band_power(an.freq, wiener_err, an.counts, an.bands)
+        variables["error_wiener_ratio"] = _var("error_wiener_ratio", ("checkpoint", "sigma", "channel", "band"),
+                                               (band_err / band_wiener)[None])
+    coords = _base_coords(an, sigmas)
     coords.update({
         "checkpoint": ("checkpoint", np.array([entry.name], dtype=object), {"long_name": "checkpoint name"}),
-        "step": ("checkpoint", np.array([entry.step], dtype=np.int64),
-                 {"long_name": "training step (-1: unknown)"}),
-        "images_seen": ("checkpoint", np.array([entry.images_seen], dtype=np.int64),
-                        {"long_name": "training images seen (-1: unknown)"}),
+        "step": ("checkpoint", np.array([entry.step if entry.step >= 0 else math.nan], dtype=np.float64),
+                 {"long_name": "training step (NaN: unknown)", "units": "1"}),
+        "images_seen": ("checkpoint", np.array([entry.images_seen if entry.images_seen >= 0 else math.nan],
+                                                dtype=np.float64),
+                        {"long_name": "training images seen (NaN: unknown)", "units": "1"}),
         "checkpoint_path": ("checkpoint", np.array([entry.path], dtype=object),
-                            {"long_name": "checkpoint path ('' for an in-memory model)"}),
+                            {"long_name": "absolute checkpoint path ('' for an in-memory model)"}),
         "mode": ("mode", np.array(list(modes), dtype=object),
                  {"long_name": "sweep mode: denoise (input x0 + σ·n) or generate (input σ·z)"}),
     })
@@ -707,7 +492,7 @@ def sweep(
     seed: int = 0,
     device: str | torch.device = "auto",
     bands: Mapping[str, tuple[float, float]] | Sequence[float] | None = None,
-    window=None,
+    window=measure.WINDOW,
     out: str | os.PathLike | None = None,
     resume: bool = True,
     overwrite: bool = False,
@@ -718,6 +503,7 @@ def sweep(
     data_options: Mapping[str, Any] | None = None,
     trust_pickle: bool = False,
     wasserstein_images: int = 1024,
+    linear_reference: int | None = None,
     distribute: str = "auto",
 ) -> xr.Dataset:
     """Spectra of one-step outputs of every checkpoint at every noise level.
@@ -738,7 +524,9 @@ def sweep(
     seed : seeds the noise (``n`` and ``z``, per image); the data source has its own seed.
     device : "auto", "cpu", "cuda", ...
     bands : frequency bands (cycles/pixel) for the band metrics, as :func:`freqlab.spectral.resolve_bands`.
-    window : window of the radial spectra (None, "hann", ...; see :func:`freqlab.spectral.make_window`).
+    window : window of the radial spectra, each image's mean removed first (default Hann, freqlab's convention for
+        every spectrum, see :mod:`freqlab.measure`; None: the plain periodic spectrum, for which the Wiener
+        reference is exact; other names as :func:`freqlab.spectral.make_window`).
     out : netCDF path; written atomically after each checkpoint. None: keep in memory only.
     resume : continue an existing ``out`` written with the same settings, skipping its finished checkpoints.
     overwrite : replace an existing ``out`` (needed when the settings differ).
@@ -750,6 +538,12 @@ def sweep(
     wasserstein_images : the Wasserstein distance of per-image log band power uses the first
         ``min(n_images, wasserstein_images)`` images (their values are kept in memory: C × n_bands floats per image,
         σ and mode); every other statistic uses all images. This bounds memory whatever ``n_images``.
+    linear_reference : images to fit the full-covariance linear MMSE denoiser on (the best linear denoiser,
+        :class:`freqlab.denoisers.LinearMMSEDenoiser`), measured as ``linear_mse`` on the same noisy inputs as the
+        models in denoise mode. It is fitted on the images of the data source right after the ``n_images`` it
+        measures (held out: fitted on the evaluated images it would overfit). None (default): ``8·C·H·W`` images
+        when an image has at most 4096 values (e.g. 32×32 RGB) and the source has that many more; 0: off.
+        Computed once, with the data.
     distribute : with several processes (``torchrun``, see :mod:`freqlab.distributed`): ``"images"`` splits each
         checkpoint's batches across ranks and merges their accumulators; ``"checkpoints"`` gives each rank whole
         checkpoints (rounds of one checkpoint per rank); ``"auto"`` (default) takes ``"checkpoints"`` when the
@@ -800,10 +594,11 @@ def sweep(
         raise ValueError(f"data source {source.name!r} has {size} images, fewer than n_images={n_images}")
 
     use_autocast = bool(autocast) and dev.type != "cpu"
+    n_linear = _linear_fit_count(source, n_images, linear_reference) if "denoise" in modes else 0
     fields = dict(format_version=FORMAT_VERSION, sigmas=[float(s) for s in sigmas], data=_data_fingerprint(
         source, n_images), n_images=n_images, seed=int(seed), bands={k: list(v) for k, v in band_dict.items()},
         modes=list(modes), window=window if window is None or isinstance(window, (str, tuple)) else "tensor",
-        bf16_autocast=use_autocast, wasserstein_images=keep)
+        bf16_autocast=use_autocast, wasserstein_images=keep, linear_reference=n_linear)
     fingerprint = results.make_fingerprint(**fields)
     attrs = {
         "title": "freqlab one-step spectral sweep", "fingerprint": fingerprint, "format_version": FORMAT_VERSION,
@@ -812,16 +607,24 @@ def sweep(
         "image_shape": ",".join(str(s) for s in shape),
         "noise_convention": "x_sigma = x0 + sigma*n (variance exploding); generate input sigma*z; n and z per image "
                             "from (seed, stream, index), the same for every checkpoint and sigma",
-        "spectrum_normalisation": "P(k) = |DFT(w*x)(k)|^2/(H*W*mean(w^2)); radial power = mean of P(k) over the "
-                                  "full-plane modes of the bin; corners beyond 0.5 cycles/pixel excluded",
-        "wiener_reference": "per Fourier mode from the data's mean 2-D spectrum about its mean image, then binned",
-        "cutoff_definition": "lowest non-DC frequency where relative_power_db < -3 dB, linearly interpolated",
+        "spectrum_normalisation": measure.NORMALISATION,
+        "spectrum_window": measure.window_text(window),
+        "band_statistics": measure.BAND_STATISTICS,
+        "wiener_reference": "stationary (shift-invariant) Wiener filter, per Fourier mode from the data's periodic "
+                            "(unwindowed) 2-D mean spectrum about its mean image, then binned; wiener_mse exact",
+        "cutoff_definition": measure.CUTOFF_DEFINITION,
         "bands": results.make_fingerprint(**{k: list(v) for k, v in band_dict.items()}),
+        "linear_reference": "none" if not n_linear else (
+            f"full-covariance linear MMSE denoiser fitted on images {n_images} to {n_images + n_linear - 1} of the "
+            f"data source (held out: the sweep measures images 0 to {n_images - 1})"),
     }
     if isinstance(getattr(source, "attrs", None), Mapping):
         attrs.update({f"data_{k}": v for k, v in source.attrs.items() if isinstance(v, (str, int, float))})
+    attrs.update(results.provenance_attrs(*[e.path for e in entries if e.path]))
 
     existing = results.open_for_resume(out, fingerprint, resume=resume, overwrite=overwrite) if spectra else None
+    if existing is not None:  # a resumed file keeps its creation date and history
+        attrs.update({k: existing.attrs[k] for k in ("date_created", "history") if k in existing.attrs})
     distributed.barrier()  # every rank has read the file before rank 0 may replace it
     shared, parts = _split(existing) if existing is not None else (None, [])
     done = {str(p.checkpoint.values[0]) for p in parts}
@@ -834,9 +637,11 @@ def sweep(
     rounds = [todo[i: i + world] for i in range(0, len(todo), world)] if by_checkpoint else [[e] for e in todo]
     batches = [range(i, min(i + batch_size, n_images)) for i in range(0, n_images, batch_size)]
     mine = batches if by_checkpoint else distributed.shard(batches)
-    an = _Analysis(shape, band_dict, window, dev) if spectra else None
+    an = Analysis(shape, band_dict, window, dev) if spectra else None
+    linear_model = _linear_reference(source, n_images, n_linear, dev) if spectra else None
+    linear = None
     bar = _progress(len(rounds) * len(sigmas), progress and distributed.is_main())
-    data_stats: dict | None = None
+    data_stats: ImageStats | None = None
     try:
         for group in rounds:
             if by_checkpoint:  # one checkpoint per rank; in the last round some ranks may have none
@@ -850,8 +655,8 @@ def sweep(
                     model = first if entry is entries[0] else entry.get()
                     first = None  # a loaded checkpoint is dropped once swept: one model in memory at a time
                     stats = _sweep_checkpoint(entry, model, source, mine, sigmas, modes, shape, int(seed), dev,
-                                              use_autocast, an, keep, len(band_dict),
-                                              need_data=data_stats is None, bar=bar)
+                                              use_autocast, an, keep, need_data=data_stats is None, bar=bar,
+                                              linear=linear_model)
                     del model
                 except Exception as err:  # noqa: BLE001 - re-raised below, on every rank
                     error = err
@@ -862,8 +667,9 @@ def sweep(
             if stats is not None:
                 outs, new_data = stats if by_checkpoint else _merge_ranks(*stats)
                 if new_data is not None:
-                    shared, data_stats = _data_dataset(new_data, an, sigmas, band_dict)
-                local = _checkpoint_dataset(entry, outs, modes, an, sigmas, band_dict, data_stats)
+                    data_stats, linear = new_data
+                    shared = _data_dataset(data_stats, an, sigmas, linear)
+                local = _checkpoint_dataset(entry, outs, modes, an, sigmas, data_stats, shared)
                 del outs, stats
             if by_checkpoint:  # each rank swept its own checkpoint: everyone gets all of this round's results
                 gathered = distributed.all_gather_objects((local, shared if rank == 0 else None))
@@ -897,7 +703,7 @@ def _raise_on_every_rank(error: BaseException | None) -> None:
         raise ValueError(f"rank {r} failed: {m}")
 
 
-def _merge_ranks(outs: dict, data: "_DataStats | None") -> tuple[dict, "_DataStats | None"]:
+def _merge_ranks(outs: dict, data: tuple | None) -> tuple[dict, tuple | None]:
     """Every rank's accumulators of one checkpoint merged in rank order (the same sums on every rank)."""
     if not distributed.is_distributed():
         return outs, data
@@ -907,7 +713,9 @@ def _merge_ranks(outs: dict, data: "_DataStats | None") -> tuple[dict, "_DataSta
         for key, st in merged_outs.items():
             st.merge(other_outs[key])
         if merged_data is not None:
-            merged_data.merge(other_data)
+            merged_data[0].merge(other_data[0])
+            for mine, theirs in zip(merged_data[1] or [], other_data[1] or []):
+                mine.merge(theirs)
     return merged_outs, merged_data
 
 
@@ -943,18 +751,23 @@ def _forward(entry: _Entry, model, x: torch.Tensor, sigma: float, dev, use_autoc
 
 
 def _sweep_checkpoint(entry, model, source, batches, sigmas, modes, shape, seed, dev, use_autocast,
-                      an: _Analysis | None, keep, n_bands, *, need_data: bool, bar):
-    """One pass over the images for one checkpoint, every σ and mode. Returns ({(σ index, mode): stats}, data)."""
+                      an: Analysis | None, keep, *, need_data: bool, bar, linear=None):
+    """One pass over the images for one checkpoint, every σ and mode.
+
+    Returns ``({(σ index, mode): stats}, data)`` where ``data`` (with ``need_data``) is ``(data stats, linear)``
+    and ``linear`` the per-σ MSE accumulators of the linear reference (or None).
+    """
     _check_shape(entry.name, model, shape)
     was_training = getattr(model, "training", False)
     if hasattr(model, "to"):
         model.to(dev)
     if hasattr(model, "eval"):
         model.eval()
-    c = shape[0]
-    outs = {(s, m): _OutputStats(keep, c, n_bands, m == "denoise") for s in range(len(sigmas)) for m in modes
+    outs = {(s, m): ImageStats(an, keep, paired=m == "denoise") for s in range(len(sigmas)) for m in modes
             } if an is not None else {}
-    data = _DataStats(keep, shape, n_bands) if (need_data and an is not None) else None
+    data = ImageStats(an, keep, modes=True) if (need_data and an is not None) else None
+    linear_mse = [SpectrumAccumulator(device="cpu") for _ in sigmas] if data is not None and linear is not None \
+        else None
     step = 1.0 / max(len(batches), 1)  # a rank may have no batch when there are more ranks than batches
     try:
         with torch.inference_mode():
@@ -972,42 +785,26 @@ def _sweep_checkpoint(entry, model, source, batches, sigmas, modes, shape, seed,
                 rows = slice(idx.start, idx.stop)
                 x0 = source.images(list(idx)).to(dev)
                 noise = per_sample_randn(seed, "sweep/denoise", idx, shape, device=dev) if "denoise" in modes else None
-                z = per_sample_randn(seed, "sweep/generate", idx, shape, device=dev) if "generate" in modes else None
+                z = per_sample_randn(seed, measure.GENERATE_STREAM, idx, shape, device=dev) if "generate" in modes else None
+                f0 = None
                 if an is not None:
-                    fx = an.fft(x0)
-                    data_binned, data_band = an.spectra(x0, fx)
-                    if data is not None:
-                        data.update(rows, x0, fx, data_binned, data_band, an.kurtosis(x0, fx))
+                    f0 = data.update(an, x0, rows, what="data images") if data is not None else an.fft(x0)
+                if linear_mse is not None:  # the reference sees exactly the models' noisy inputs
+                    for si, sigma in enumerate(sigmas):
+                        err = linear(x0 + sigma * noise, torch.full((x0.shape[0],), float(sigma), device=dev)) - x0
+                        linear_mse[si].update(err.double().square().mean((-2, -1)))
                 for si, sigma in enumerate(sigmas):
                     for m in modes:
                         x_in = x0 + sigma * noise if m == "denoise" else sigma * z
                         y = _forward(entry, model, x_in, sigma, dev, use_autocast)
-                        if an is None:
-                            continue
-                        _analyse(outs[(si, m)], an, y, rows, x0, fx, data_binned, f"checkpoint {entry.name!r} "
-                                 f"at σ={sigma:g} ({m} mode)")
+                        if an is not None:
+                            outs[(si, m)].update(an, y, rows, clean=(x0, f0) if m == "denoise" else None,
+                                                 what=f"checkpoint {entry.name!r} at σ={sigma:g} ({m} mode): outputs")
                     bar.update(step)
     finally:
         if hasattr(model, "train"):
             model.train(was_training)
-    return None if an is None else (outs, data)
-
-
-def _analyse(st: _OutputStats, an: _Analysis, y, rows: slice, x0, fx, data_binned, where: str) -> None:
-    fy = an.fft(y)
-    binned, band = an.spectra(y, fy)
-    if not bool(torch.isfinite(band).all()):  # a NaN/Inf pixel reaches every band power: checks the whole image
-        raise ValueError(f"{where} produced NaN or Inf outputs")
-    st.log_power.update(rows, band)
-    st.kurtosis.update(an.kurtosis(y, fy))
-    if st.cross is None:
-        st.power.update(binned)
-        return
-    cross = spectral.cross_power(fy, fx).flatten(-2) @ an.bin_matrix
-    error = spectral.abs2(fy - fx).flatten(-2) @ an.bin_matrix
-    st.cross.update(binned, data_binned, cross)
-    st.error.update(error)
-    st.mse.update((y - x0).square().mean((-2, -1)))
+    return None if an is None else (outs, None if data is None else (data, linear_mse))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -1019,23 +816,17 @@ def summarize(ds: xr.Dataset, *, lsd_match_db: float = 3.0) -> str:
     if "checkpoint" not in ds.dims or ds.sizes["checkpoint"] == 0 or "cutoff_freq" not in ds:
         return "The sweep holds no results."
     names = [str(c) for c in ds.checkpoint.values]
-    steps = [int(s) for s in ds.step.values]
+    steps = [float(s) for s in ds.step.values]
     sig = ds.sigma.values
     s_max = float(sig[-1])
     mode = "generate" if "generate" in ds.mode.values else "denoise"
 
     def label(i: int) -> str:
-        return f"{names[i]} (step {steps[i]})" if steps[i] >= 0 else names[i]
-
-    def fc(i: int) -> float:
-        return float(ds.cutoff_freq.isel(checkpoint=i, sigma=-1).sel(mode=mode).mean("channel"))
-
-    lowest = float(ds.freq.values[ds.freq.values > 0][0])
+        return f"{names[i]} (step {int(steps[i])})" if math.isfinite(steps[i]) and steps[i] >= 0 else names[i]
 
     def fc_text(i: int) -> str:
-        value = fc(i)
-        return f"≤ {lowest:.3f} cycles/px (below −3 dB already at the lowest frequency)" if value <= lowest * (1 + 1e-9) else \
-            f"{value:.3f} cycles/px"
+        row = ds.isel(checkpoint=i, sigma=-1).sel(mode=mode)
+        return measure.cutoff_text(*measure.channel_cutoff(row.cutoff_freq, row.cutoff_freq_bound))
 
     first, last = 0, len(names) - 1
     parts = [
@@ -1048,8 +839,8 @@ def summarize(ds: xr.Dataset, *, lsd_match_db: float = 3.0) -> str:
     if last != first:
         text += f" and {fc_text(last)} for {label(last)}"
     star = "below the lowest resolved frequency" if math.isnan(f_star) else f"{f_star:.3f} cycles/px"
-    parts.append(f"At σ_max = {s_max:.3g} ({mode} mode) the −3 dB cutoff f_c is {text}; the SNR crossover f* is "
-                 f"{star}.")
+    parts.append(f"At σ_max = {s_max:.3g} ({mode} mode) the cutoff f_c (output power off the data's by more than "
+                 f"3 dB) is {text}; the SNR crossover f* is {star}.")
     lsd = ds.lsd.isel(checkpoint=last, sigma=-1).sel(mode=mode).mean("channel")
     matched = [str(b) for b, v in zip(ds.band.values, lsd.values) if v <= lsd_match_db]
     unmatched = [f"{b} ({v:.1f} dB)" for b, v in zip(ds.band.values, lsd.values) if not v <= lsd_match_db]
@@ -1059,6 +850,11 @@ def summarize(ds: xr.Dataset, *, lsd_match_db: float = 3.0) -> str:
     if "mse" in ds:
         ratio = (ds.mse.isel(checkpoint=last) / ds.wiener_mse).mean("channel").values
         i_best = int(np.nanargmin(ratio))
-        parts.append(f"Its denoising MSE is {np.nanmin(ratio):.2f}–{np.nanmax(ratio):.2f}x Wiener's across σ "
-                     f"(best {ratio[i_best]:.2f}x at σ = {float(sig[i_best]):.3g}).")
+        parts.append(f"Its denoising MSE is {np.nanmin(ratio):.2f}–{np.nanmax(ratio):.2f}x the stationary Wiener "
+                     f"filter's across σ (best {ratio[i_best]:.2f}x at σ = {float(sig[i_best]):.3g})")
+        if "linear_mse" in ds:
+            lin = (ds.mse.isel(checkpoint=last) / ds.linear_mse).mean("channel").values
+            parts[-1] += (f" and {np.nanmin(lin):.2f}–{np.nanmax(lin):.2f}x the full-covariance linear MMSE "
+                          f"denoiser's (the best linear one)")
+        parts[-1] += "."
     return " ".join(parts)

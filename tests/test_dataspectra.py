@@ -7,11 +7,14 @@ from freqlab.cli import main
 
 def test_data_spectra_dataset_and_slopes():
     ds = dataspectra.data_spectra(("grf", "white"), n_images=128, batch_size=50, resolution=32, progress=False)
-    assert ds.power.dims == ("source", "channel", "freq")
+    assert ds.data_power.dims == ("source", "channel", "freq")
+    assert ds.data_band_kurtosis.dims == ("source", "channel", "band")
     assert list(ds.source.values) == ["grf", "white"]
     assert float(ds.slope.sel(source="grf")) == pytest.approx(-2.0, abs=0.15)  # grf default exponent 2
     assert abs(float(ds.slope.sel(source="white"))) < 0.05
-    assert (ds.power_sem > 0).all()
+    assert (ds.data_power_sem > 0).all()
+    # Gaussian sources: band-pass kurtosis 3 where a band holds many modes (the same code as the sweep's)
+    assert abs(float(ds.data_band_kurtosis.sel(band="high").mean()) - 3.0) < 0.1
     assert "grf: slope" in dataspectra.summary(ds)
     fig = plots.data_spectra_figure(ds)
     assert fig.axes[0].get_xscale() == "log" and fig.axes[0].get_yscale() == "log"

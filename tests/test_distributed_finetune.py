@@ -90,8 +90,8 @@ def test_two_processes_match_one_process_and_rank_0_writes(tmp_path):
     # rank 0 alone wrote the run directory, and the report was printed once
     ds = results.load(out / "finetune.nc")
     assert list(ds.images_seen.values) == [0, 4, 8]
-    torch.testing.assert_close(torch.from_numpy(ds.power.values), torch.from_numpy(single.log.power.values),
-                               rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(torch.from_numpy(ds.output_power.values),
+                               torch.from_numpy(single.log.output_power.values), rtol=1e-4, atol=1e-7)
     assert sorted(p.name for p in (out / "samples").iterdir()) == [
         "data.png", "images_seen-0000000.png", "images_seen-0000004.png", "images_seen-0000008.png"]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [

@@ -246,18 +246,19 @@ def test_not_a_denoiser_is_refused(tmp_path):
 # ----------------------------------------------------------------------------------------------------------------
 # the loop: log, samples, checkpoints, resume, errors
 # ----------------------------------------------------------------------------------------------------------------
-PER_ROW = {
-    "power": ("images_seen", "channel", "freq"), "power_sem": ("images_seen", "channel", "freq"),
-    "relative_power_db": ("images_seen", "freq"), "log_spectral_distance": ("images_seen", "band"),
-    "diversity_ratio": ("images_seen", "band"), "wasserstein_log_band_power": ("images_seen", "band"),
-    "kurtosis": ("images_seen", "band"), "kurtosis_gap": ("images_seen", "band"),
-    "log_band_power": ("images_seen", "sample", "band"), "log_spectral_distance_all": ("images_seen",),
-    "cutoff_frequency": ("images_seen",), "loss_d": ("images_seen",), "loss_g": ("images_seen",),
+PER_ROW = {  # the names, dims and code of the sweep's (checkpoint, sigma, mode) cells: freqlab.measure
+    "output_power": ("images_seen", "channel", "freq"), "output_power_sem": ("images_seen", "channel", "freq"),
+    "relative_power_db": ("images_seen", "channel", "freq"), "lsd": ("images_seen", "channel", "band"),
+    "diversity_ratio": ("images_seen", "channel", "band"), "band_power_wasserstein": ("images_seen", "channel", "band"),
+    "band_kurtosis": ("images_seen", "channel", "band"), "kurtosis_gap": ("images_seen", "channel", "band"),
+    "band_log_power": ("images_seen", "channel", "band"), "cutoff_freq": ("images_seen", "channel"),
+    "cutoff_freq_bound": ("images_seen", "channel"), "loss_d": ("images_seen",), "loss_g": ("images_seen",),
     "r1_penalty": ("images_seen",), "d_real": ("images_seen",), "d_fake": ("images_seen",),
     "images_per_second": ("images_seen",),
 }
-STATIC = {"data_power": ("channel", "freq"), "data_power_sem": ("channel", "freq"), "data_kurtosis": ("band",),
-          "data_log_band_power": ("data_sample", "band"), "n_frozen": ("layer_type",), "n_trainable": ("layer_type",)}
+STATIC = {"data_power": ("channel", "freq"), "data_power_sem": ("channel", "freq"),
+          "data_band_kurtosis": ("channel", "band"), "data_band_log_power": ("channel", "band"),
+          "n_frozen": ("layer_type",), "n_trainable": ("layer_type",)}
 
 
 @pytest.fixture(scope="module")
@@ -278,11 +279,11 @@ def test_tiny_finetune_writes_log_samples_and_checkpoints(tiny_run):
     for name, dims in {**PER_ROW, **STATIC}.items():
         assert ds[name].dims == dims, name
         assert ds[name].attrs.get("units"), name
-    assert list(ds.band.values) == ["low", "mid", "high"] and ds.sizes["freq"] == 9 and ds.sizes["sample"] == 4
+    assert list(ds.band.values) == ["low", "mid", "high"] and ds.sizes["freq"] == 9
     assert math.isnan(float(ds.loss_d[0])) and all(math.isfinite(float(v)) for v in ds.loss_d[1:])
     # one step per row, R1 every 2 steps: on step 0 (row 4), not on step 1 (row 8, no R1 step to average: NaN)
     assert float(ds.r1_penalty[1]) > 0 and math.isnan(float(ds.r1_penalty[2]))
-    assert bool(xr.apply_ufunc(math.isfinite, ds.log_spectral_distance, vectorize=True).all())
+    assert bool(xr.apply_ufunc(math.isfinite, ds.lsd, vectorize=True).all())
     assert ds.attrs["frozen_share"] == pytest.approx(tiny_run.freeze.frozen_share)
     assert 0 < ds.attrs["frozen_share"] < 1 and ds.attrs["config_freeze"] == "conv"
     assert int(ds.n_frozen.sum()) == ds.attrs["n_frozen_parameters"]
@@ -294,6 +295,38 @@ def test_tiny_finetune_writes_log_samples_and_checkpoints(tiny_run):
     for name, tensor in tiny_run.generator.denoiser.state_dict().items():
         assert torch.equal(g.state_dict()[name], tensor.cpu()), name
     assert (out / "checkpoints" / "finetune-0000008-ema").is_dir()
+
+
+def test_a_log_row_is_a_sweep_cell_at_sigma_max_generate(tmp_path, checkpoint):
+    """One measurement core: the fine-tuning log's first row (the generator before any step) equals a sweep of the
+    same checkpoint at (σ_max, generate) with the same seed, data and number of images, variable by variable."""
+    from freqlab import measure, sweep
+    from freqlab.data import make_source
+
+    run = gan.finetune(checkpoint, tmp_path / "ft", **{**TINY, "n_images": 4, "n_eval": 8, "n_data": 8})
+    row = run.log.isel(images_seen=0)
+    data = make_source("natural", resolution=16, split="train")  # finetune's data: its default source and split
+    ds = sweep.sweep([checkpoint], data, [run.generator.sigma], modes=("generate",), n_images=8, batch_size=8,
+                     seed=0, device="cpu", progress=False)
+    cell = ds.isel(checkpoint=0, sigma=0).sel(mode="generate")
+    names = [n for n in measure.VARIABLES if n in row and n in cell]
+    assert len(names) >= 18, names  # every output and data variable the two have in common
+    for name in names:
+        xr.testing.assert_allclose(row[name].drop_vars("images_seen", errors="ignore").reset_coords(drop=True),
+                                   cell[name].reset_coords(drop=True), rtol=1e-5, atol=1e-6)
+        assert row[name].attrs == cell[name].attrs, name
+
+
+def test_old_log_format_is_refused_on_resume(tmp_path, checkpoint):
+    from freqlab import results
+
+    out = tmp_path / "old"
+    gan.finetune(checkpoint, out, **{**TINY, "n_images": 4})
+    log = results.load(out / "finetune.nc")
+    log.attrs["format_version"] = 1
+    results.save(log, out / "finetune.nc")
+    with pytest.raises(ValueError, match="log format 1"):
+        gan.finetune(checkpoint, out, **TINY)
 
 
 def _saved_optimizers(out) -> dict:

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -161,15 +162,41 @@ def test_band_metrics():
     out = torch.where(freq < 0.2, 1.0, 0.1)
     db = S.relative_power_db(out, ref)
     assert float(db[-1]) == pytest.approx(-10.0)
+    # 0 dB up to bin 6 (0.1875), -10 dB from bin 7 (0.21875): |d| reaches 3 dB 3/10 of the way from bin 6 to 7
     fc = S.cutoff_frequency(freq, db)
-    assert 6 / 32 <= float(fc) <= 7 / 32
-    assert float(S.cutoff_frequency(freq, torch.zeros(17))) == pytest.approx(0.5)  # nothing falls below
+    assert float(fc.freq) == pytest.approx(6 / 32 + 0.3 / 32, abs=1e-7) and int(fc.bound) == 0
     lsd = S.log_spectral_distance(out, ref, freq)
     assert float(lsd[0]) == pytest.approx(0.0) and float(lsd[2]) == pytest.approx(10.0)
     bp = S.band_power(freq, out, bands={"all": (0, 0.5)})
     assert bp.shape == (1,)
     assert S.band_power(freq, torch.stack([out, ref]), counts=torch.ones(17, dtype=torch.long)).shape == (2, 3)
     assert S.resolve_bands([0, 0.1, 0.5]) == {"b0": (0.0, 0.1), "b1": (0.1, 0.5)}
+
+
+@pytest.mark.parametrize("values,expected,bound", [
+    ([0.0, 1.0, 5.0, 0.0], 0.25, 0),      # excess: |d| crosses +3 half-way from 1 dB to 5 dB
+    ([0.0, -1.0, -5.0, 0.0], 0.25, 0),    # shortfall, the same crossing
+    ([0.0, 2.0, -10.0, 0.0], 0.2 + 0.1 * 5 / 12, 0),  # from +2 down through -3: 5/12 of the way
+    ([40.0, 40.0, 40.0, 40.0], 0.1, -1),  # 40 dB above the data everywhere: out at the first bin, an upper bound
+    ([4.0, 1.0, 5.0, 0.0], 0.1, -1),
+    ([0.0, 1.0, 2.0, -2.9], 0.4, 1),      # never out: a lower bound at the top bin
+    ([0.0, float("nan"), 6.0, 0.0], 0.1 + 0.2 * 0.5, 0),  # a NaN bin is skipped: interpolate 0.1 -> 0.3
+])
+def test_cutoff_is_two_sided_and_says_when_it_is_a_bound(values, expected, bound):
+    fc = S.cutoff_frequency(torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64), torch.tensor(values, dtype=torch.float64))
+    assert float(fc.freq) == pytest.approx(expected, abs=1e-12)
+    assert int(fc.bound) == bound
+
+
+def test_cutoff_batched_and_coherence_cutoff():
+    freq = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    db = torch.tensor([[0.0, 1.0, 5.0, 0.0], [9.0, 9.0, 9.0, 9.0], [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    fc = S.cutoff_frequency(freq, db)
+    assert fc.freq.tolist() == pytest.approx([0.25, 0.1, 0.4]) and fc.bound.tolist() == [0, -1, 1]
+    coh = torch.tensor([1.0, 0.9, 0.3, 0.1], dtype=torch.float64)  # 0.5 is 2/3 of the way from 0.9 to 0.3
+    cc = S.coherence_cutoff(freq, coh)
+    assert float(cc.freq) == pytest.approx(0.2 + 0.1 * 2 / 3) and int(cc.bound) == 0
+    assert int(S.coherence_cutoff(freq, coh + 1.0).bound) == 1  # high coherence everywhere: never below
 
 
 def test_slope_fit_exact_power_law_and_batch():
@@ -184,8 +211,9 @@ def test_band_statistics_gaussian_noise_and_sparse_images():
     x = torch.randn(200, 1, 32, 32)
     st = S.band_statistics(x)
     assert st.names == ("low", "mid", "high")
-    assert torch.allclose(st.power.mean((0, 1)), torch.ones(3), rtol=0.05)
-    assert torch.allclose(st.kurtosis.mean((0, 1)), torch.full((3,), 3.0), atol=0.15)
+    assert torch.allclose(st.power.mean((0, 1)), torch.ones(3, dtype=torch.float64), rtol=0.05)
+    assert torch.allclose(st.kurtosis.mean((0, 1)), torch.full((3,), 3.0), atol=0.3)
+    assert torch.allclose(st.kurtosis[..., 1:].mean((0, 1)), torch.full((2,), 3.0), atol=0.1)
     sparse = torch.zeros(50, 32, 32)
     sparse[:, 16, 16] = 1.0  # a single impulse: heavy-tailed band-pass responses
     assert torch.all(S.band_statistics(sparse).kurtosis > 10)
@@ -195,6 +223,60 @@ def test_band_statistics_gaussian_noise_and_sparse_images():
     a = torch.randn(100)
     assert float(S.wasserstein_1d(a + 0.5, a)) == pytest.approx(0.5)
     assert float(S.kurtosis_gap(torch.full((4,), 3.0), torch.full((4,), 5.0))) == pytest.approx(-2.0)
+
+
+def _bandpass_dc_free(x, mask):
+    return torch.fft.irfft2(torch.fft.rfft2(x) * mask, s=x.shape[-2:])
+
+
+@pytest.mark.parametrize("source", ["white", "natural"])
+def test_band_statistics_ignore_brightness(source):
+    """Adding a constant (brightness) changes no band power, kurtosis or spread: the DC mode is in no band."""
+    from freqlab.data import make_source
+
+    x = make_source(source, resolution=32, split="test").images(list(range(24))).double()
+    base = S.band_statistics(x)
+    for c in (0.1, 0.3, -0.7):
+        moved = S.band_statistics(x + c)
+        torch.testing.assert_close(moved.power, base.power, rtol=1e-9, atol=0)
+        torch.testing.assert_close(moved.kurtosis, base.kurtosis, rtol=1e-9, atol=0)
+        lp, lp0 = (10 * torch.log10(v.power) for v in (moved, base))
+        torch.testing.assert_close(S.diversity_ratio(lp, lp0), torch.ones_like(lp[0]), rtol=1e-9, atol=0)
+    # the old definition (DC in the low band, moments about 0) fails this: its low-band kurtosis falls with the mean
+    m = S.band_masks(32, 32, dtype=torch.float64)[0] | (S.radial_frequency(32, 32) == 0)
+    old = [float(_bandpass_dc_free(x + c, m).pow(4).mean() / _bandpass_dc_free(x + c, m).pow(2).mean() ** 2)
+           for c in (0.0, 0.3)]
+    assert abs(old[1] - old[0]) > 0.1
+
+
+def test_band_kurtosis_equals_scipy_and_survives_extreme_scales():
+    from scipy.stats import kurtosis
+
+    x = torch.randn(6, 2, 20, 24, dtype=torch.float64) + 0.4
+    st = S.band_statistics(x)
+    masks = S.band_masks(20, 24, dtype=torch.float64)
+    for i in range(3):
+        b = _bandpass_dc_free(x, masks[i]).numpy().reshape(6, 2, -1)
+        np.testing.assert_allclose(st.kurtosis[..., i].numpy(), kurtosis(b, axis=-1, fisher=False), rtol=1e-6)
+    x32 = x.float()
+    ref = S.band_statistics(x32)
+    for scale in (1e-11, 1e-30, 1e30):
+        st = S.band_statistics(x32 * scale)
+        assert torch.isfinite(st.power).all() and torch.isfinite(st.kurtosis).all(), scale
+        torch.testing.assert_close(st.kurtosis, ref.kurtosis, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(st.power / scale**2, ref.power, rtol=1e-4, atol=0)
+
+
+@pytest.mark.parametrize("n,m", [(64, 256), (7, 5), (1, 30), (100, 100)])
+def test_wasserstein_exact_for_any_sample_sizes(n, m):
+    from scipy.stats import wasserstein_distance
+
+    g = torch.Generator().manual_seed(n * 1000 + m)
+    a = torch.randn(n, 3, 2, generator=g, dtype=torch.float64)
+    b = torch.randn(m, 3, 2, generator=g, dtype=torch.float64) * 1.5 + 0.3
+    w = S.wasserstein_1d(a, b)
+    ref = np.array([[wasserstein_distance(a[:, i, j], b[:, i, j]) for j in range(2)] for i in range(3)])
+    np.testing.assert_allclose(w.numpy(), ref, rtol=1e-6, atol=1e-12)
 
 
 def test_bandpass_splits_image():

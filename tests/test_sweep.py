@@ -57,6 +57,7 @@ class Crash(Denoiser):
 
 
 SMALL = dict(n_images=12, batch_size=5, seed=3, device="cpu", progress=False)
+HANN = dict(window="hann", remove_mean=True)  # the sweep's default spectra: each image's mean removed, then Hann
 SIGMAS = [0.05, 0.5, 4.0]
 
 
@@ -86,7 +87,9 @@ def test_wiener_on_gaussian_fields_matches_the_analytic_curves():
     f = torch.linspace(0.0, 0.75, 4001, dtype=torch.float64)  # P(0) = 0: the field has zero mean
     wiener = WienerDenoiser(f, grf_power(f), image_shape=(1, 32, 32))  # the exact filter of this field
     sigmas = [0.03, 0.3, 2.0]
-    ds = sw.sweep({"wiener": wiener}, src, sigmas, n_images=256, batch_size=64, device="cpu", progress=False)
+    # no window: the periodic spectrum, for which the per-mode Wiener formulas are exact
+    ds = sw.sweep({"wiener": wiener}, src, sigmas, n_images=256, batch_size=64, device="cpu", progress=False,
+                  window=None)
     ref = _analytic(sigmas)
     nondc = ds.freq.values > 0
     for s in sigmas:
@@ -119,17 +122,25 @@ def test_wiener_on_gaussian_fields_matches_the_analytic_curves():
     d = ds.sel(checkpoint="wiener", channel=0)
     np.testing.assert_allclose(d.coherence.values[:, nondc], d.wiener_coherence.values[:, nondc], rtol=0.15,
                                atol=0.02)
-    # SNR crossover: P(f*) = σ² with P = c²·f⁻² → f* = c/σ (where it falls inside the resolved band)
+    # SNR crossover: P(f*) = σ² with P = c²·f⁻² → f* = c/σ (where it falls inside the resolved band); the
+    # Wiener filter's coherence per mode is P/(P+σ²), so its coherence cutoff (coherence < 0.5) is f* too
     c = math.sqrt(float(grf_power(torch.tensor([1.0]))[0]))
     for s in sigmas:
         expected = c / s
         got = float(ds.snr_crossover.sel(sigma=s, channel=0))
+        cell = ds.sel(checkpoint="wiener", sigma=s, channel=0)
+        coh, bound = float(cell.coherence_cutoff), int(cell.coherence_cutoff_bound)
         if ds.freq.values[1] < expected < 0.5:
             assert got == pytest.approx(expected, rel=0.06)
+            assert bound == 0 and coh == pytest.approx(expected, rel=0.06), (s, coh, expected)
+            assert float(cell.wiener_coherence_cutoff) == pytest.approx(expected, rel=0.06)
         elif expected >= 0.5:
             assert got == pytest.approx(ds.freq.values[-1])
+            assert bound == 1 and coh == pytest.approx(ds.freq.values[-1])
         else:
             assert math.isnan(got)
+            assert bound == -1 and coh == pytest.approx(ds.freq.values[1])
+    assert {int(v) for v in ds.coherence_cutoff_bound.values.flat} == {-1, 0, 1}  # every case above was met
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -144,8 +155,8 @@ def test_fused_analysis_equals_spectral_functions(white16):
     data_stats = spectral.band_statistics(x0)
     for s in (0.3, 2.0):
         y = a * (x0 + s * noise)
-        pyy, pxx, pyx = spectral.radial_spectra(y, x0)
-        perr = spectral.radial_power_spectrum(y - x0).power
+        pyy, pxx, pyx = spectral.radial_spectra(y, x0, **HANN)
+        perr = spectral.radial_power_spectrum(y - x0, **HANN).power
         d = ds.sel(checkpoint="scale", sigma=s, channel=0)
         np.testing.assert_allclose(d.output_power.sel(mode="denoise"), pyy.power.mean(0)[0], rtol=1e-5)
         np.testing.assert_allclose(d.cross_power, pyx.power.mean(0)[0], rtol=1e-5, atol=1e-9)
@@ -156,7 +167,7 @@ def test_fused_analysis_equals_spectral_functions(white16):
         np.testing.assert_allclose(d.mse, ((y - x0) ** 2).mean().item(), rtol=1e-5)
         g = a * s * z
         np.testing.assert_allclose(d.output_power.sel(mode="generate"),
-                                   spectral.radial_power_spectrum(g).power.mean(0)[0], rtol=1e-5)
+                                   spectral.radial_power_spectrum(g, **HANN).power.mean(0)[0], rtol=1e-5)
         for mode, out in (("denoise", y), ("generate", g)):
             st = spectral.band_statistics(out)
             lp, lp_ref = 10 * torch.log10(st.power), 10 * torch.log10(data_stats.power)
@@ -178,8 +189,9 @@ def test_fused_analysis_equals_spectral_functions(white16):
     xr.testing.assert_allclose(capped.drop_vars("band_power_wasserstein").drop_attrs(),
                                ds.drop_vars("band_power_wasserstein").drop_attrs())
     assert capped.attrs["wasserstein_images"] == 5 and ds.attrs["wasserstein_images"] == n
-    # a scale of 0.5 is -6 dB at every frequency: the cutoff is the lowest non-DC bin for white noise data
+    # a scale of 0.5 is -6 dB at every frequency: out already at the lowest non-DC bin, an upper bound
     assert np.allclose(ds.cutoff_freq.sel(mode="generate", sigma=0.3), ds.freq.values[1])
+    assert np.all(ds.cutoff_freq_bound.sel(mode="generate", sigma=0.3) == -1)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -189,6 +201,8 @@ def test_same_seed_same_numbers_and_batch_size_independent(white16):
     models = {"a": TinyDenoiser(seed=1), "b": TinyDenoiser(seed=2)}
     first = sw.sweep(models, white16, SIGMAS, **SMALL)
     again = sw.sweep(models, white16, SIGMAS, **SMALL)
+    for ds in (first, again):  # provenance: when each was made
+        del ds.attrs["date_created"], ds.attrs["history"]
     xr.testing.assert_identical(first, again)
     other_batch = sw.sweep(models, white16, SIGMAS, **{**SMALL, "batch_size": 12})
     xr.testing.assert_allclose(first, other_batch, rtol=1e-5, atol=1e-9)
@@ -213,7 +227,9 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(white16, tmp_path):
     xr.testing.assert_allclose(resumed, full, rtol=1e-12)
     on_disk = results.load(out)
     xr.testing.assert_allclose(on_disk, full, rtol=1e-12)
-    assert on_disk.attrs == results.load(results.save(full, tmp_path / "full.nc")).attrs
+    when = ("date_created", "history")  # provenance: when each file was made
+    assert {k: v for k, v in on_disk.attrs.items() if k not in when} == \
+        {k: v for k, v in results.load(results.save(full, tmp_path / "full.nc")).attrs.items() if k not in when}
     # everything finished: a rerun loads and returns the file
     xr.testing.assert_allclose(sw.sweep({"a": Crash(), "b": Crash()}, white16, SIGMAS, out=out, **SMALL), full)
 
@@ -272,7 +288,7 @@ def test_bad_inputs(white16, tmp_path):
         sw.sweep([TinyDenoiser()], white16, SIGMAS, modes=("sample",), **SMALL)
     with pytest.raises(ValueError, match="n_images"):
         sw.sweep([TinyDenoiser()], white16, SIGMAS, **{**SMALL, "n_images": 1})
-    with pytest.raises(ValueError, match=r"checkpoint 'nan' at σ=0.05 \(denoise mode\) produced NaN"):
+    with pytest.raises(ValueError, match=r"checkpoint 'nan' at σ=0.05 \(denoise mode\): outputs contain NaN"):
         sw.sweep({"nan": Scale(float("nan"))}, white16, SIGMAS, **SMALL)
     arr = tmp_path / "x.npy"
     np.save(arr, np.zeros((5, 16, 16, 1), dtype=np.float32))
@@ -359,3 +375,39 @@ def test_cli_writes_results_prints_summary_and_refuses_another_grid(run_dir, tmp
                  "--overwrite", *CLI_ARGS]) == 0
     ds = results.load(out)
     assert ds.sizes["sigma"] == 2 and ds.sigma.values[-1] == 20.0 and list(ds.mode.values) == ["generate"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the best linear denoiser as a second reference
+# --------------------------------------------------------------------------------------------------------------
+def test_linear_reference_is_the_linear_mmse_denoiser_on_the_same_inputs():
+    from freqlab.denoisers import LinearMMSEDenoiser
+
+    n, n_fit = 16, 600
+    src = make_source("natural", resolution=8, split="test")  # 3×8×8 = 192 values per image
+    fitted = LinearMMSEDenoiser.from_source(src, n_fit, start=n)  # held out: the images after the swept ones
+    ds = sw.sweep({"lin": fitted}, "natural", [0.1, 1.0, 10.0], n_images=n, batch_size=8, seed=2, device="cpu",
+                  progress=False, data_options={"resolution": 8}, linear_reference=n_fit)
+    # the sweep's reference is that denoiser, fed exactly the models' noisy inputs
+    np.testing.assert_allclose(ds.linear_mse.values, ds.mse.sel(checkpoint="lin").values, rtol=1e-5)
+    assert "images 16 to 615" in ds.attrs["linear_reference"]
+    # colour channels are correlated: the full-covariance estimator beats the per-channel stationary filter at low
+    # σ; at σ = 10 both are close to the data variance about its mean
+    ratio = (ds.linear_mse / ds.wiener_mse).mean("channel").values
+    assert ratio[0] < 0.95 and ratio[-1] == pytest.approx(1.0, abs=0.1)
+
+
+def test_linear_reference_defaults_and_errors(white16, tmp_path):
+    ds = sw.sweep({"t": TinyDenoiser()}, "white", SIGMAS, data_options={"resolution": 16, "grayscale": True},
+                  modes=("denoise",), **SMALL)
+    assert "linear_mse" in ds and "images 12 to 2059" in ds.attrs["linear_reference"]  # 8·256 fit images
+    # white noise is stationary and uncorrelated: the best linear and the stationary filter agree
+    np.testing.assert_allclose(ds.linear_mse.values, ds.wiener_mse.values, rtol=0.25)
+    off = sw.sweep({"t": TinyDenoiser()}, white16, SIGMAS, linear_reference=0, **SMALL)
+    assert "linear_mse" not in off and off.attrs["linear_reference"] == "none"
+    # a finite source with too few images left after the swept ones: skipped by default, an error when asked for
+    np.save(tmp_path / "few.npy", np.random.default_rng(0).uniform(-1, 1, (40, 1, 16, 16)).astype(np.float32))
+    few = make_source("array", path=str(tmp_path / "few.npy"), resolution=16, grayscale=True)
+    assert "linear_mse" not in sw.sweep({"t": TinyDenoiser()}, few, SIGMAS, **SMALL)
+    with pytest.raises(ValueError, match="leave 28, fewer than linear_reference=100"):
+        sw.sweep({"t": TinyDenoiser()}, few, SIGMAS, linear_reference=100, **SMALL)

@@ -83,7 +83,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from freqlab import distributed
+    from freqlab import distributed, measure
     from freqlab.gan import finetune
 
     result = finetune(
@@ -101,12 +101,16 @@ def run(args) -> int:
     first, last = log.isel(images_seen=0), log.isel(images_seen=-1)
     print(result.freeze.summary())
     print(f"images_seen {int(first.images_seen)} -> {int(last.images_seen)}")
+    first, last = first.mean("channel"), last.mean("channel")  # channel means of the per-channel metrics
     for band in log.band.values:
-        lsd0, lsd1 = float(first.log_spectral_distance.sel(band=band)), float(last.log_spectral_distance.sel(band=band))
+        lsd0, lsd1 = float(first.lsd.sel(band=band)), float(last.lsd.sel(band=band))
         div = float(last.diversity_ratio.sel(band=band))
         k0, k1 = float(first.kurtosis_gap.sel(band=band)), float(last.kurtosis_gap.sel(band=band))
         print(f"  {band:>5} band: log-spectral distance {lsd0:6.2f} -> {lsd1:6.2f} dB, diversity ratio {div:.2f}, "
               f"kurtosis gap {k0:+.2f} -> {k1:+.2f}")
-    print(f"  cutoff frequency {float(first.cutoff_frequency):.3f} -> {float(last.cutoff_frequency):.3f} cycles/px")
+    f0, f1 = (measure.cutoff_text(*measure.channel_cutoff(row.cutoff_freq, row.cutoff_freq_bound))
+              for row in (log.isel(images_seen=0), log.isel(images_seen=-1)))
+    print(f"  cutoff f_c (|relative power| > 3 dB): {f0} -> {f1}")
     print(f"wrote {result.out_dir / 'finetune.nc'}, samples in {result.out_dir / 'samples'}", file=sys.stderr)
     return 0
+

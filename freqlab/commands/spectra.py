@@ -22,7 +22,8 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--resolution", type=int, default=32)
     p.add_argument("--grayscale", action="store_true")
-    p.add_argument("--window", default="hann", help="hann (default), kaiser, hamming, blackman or none")
+    p.add_argument("--window", default="hann", help="window of the spectra, each image's mean removed first: hann "
+                   "(default, freqlab's convention, as in sweep and finetune), kaiser, hamming, blackman or none")
     add_common(p, out_default="figures")
     p.set_defaults(func=run)
 

@@ -52,7 +52,8 @@ def register(sub) -> None:
     p.add_argument("--modes", default="denoise,generate", help="denoise, generate or both (default both)")
     p.add_argument("--bands", type=_bands, default=None,
                    help="band edges in cycles/pixel (default low/mid/high: 0,0.125,0.25,0.5)")
-    p.add_argument("--window", default="none", help="window of the radial spectra: none (default), hann, kaiser, ...")
+    p.add_argument("--window", default="hann", help="window of the radial spectra, each image's mean removed first: "
+                   "hann (default, freqlab's convention), none (periodic spectrum), kaiser, hamming, blackman")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue an existing results file written with the same settings (default: yes)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing results file, whatever its settings")
