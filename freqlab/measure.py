@@ -426,11 +426,11 @@ def channel_cutoff(values, bound):
 
 
 def cutoff_text(value, flag) -> str:
-    """``"0.163 cycles/px"``, or ``"≤ 0.031 cycles/px (out at the lowest frequency)"`` / ``"≥ 0.500 cycles/px
-    (never out)"`` for bounds."""
+    """A (channel-mean) cutoff for reports: ``"0.163 cycles/px"``, or a bound, ``"≤ 0.031 cycles/px (an upper bound:
+    off already at the lowest frequency in some channel)"`` / ``"≥ 0.500 cycles/px (a lower bound: ...)"``."""
     value, flag = float(value), int(flag)
     if flag < 0:
-        return f"≤ {value:.3f} cycles/px (out already at the lowest frequency)"
+        return f"≤ {value:.3f} cycles/px (an upper bound: off already at the lowest frequency in some channel)"
     if flag > 0:
-        return f"≥ {value:.3f} cycles/px (never out)"
+        return f"≥ {value:.3f} cycles/px (a lower bound: never off in some channel)"
     return f"{value:.3f} cycles/px"
