@@ -176,13 +176,13 @@ def _from_path(path: Path, device: torch.device, trust_pickle: bool) -> list[_En
         single = False
     if path.is_dir() and not single:  # a run directory (raises a clear ValueError when it holds no checkpoint)
         return [_Entry(str(i.name), loader(Path(i.path)), -1 if i.step is None else int(i.step),
-                       -1 if i.images_seen is None else int(i.images_seen), str(i.path))
+                       -1 if i.images_seen is None else int(i.images_seen), str(Path(i.path).resolve()))
                 for i in checkpoints.discover_checkpoints(path)]
     if not single:
         checkpoints.detect_format(path)  # the loader's own message: which formats it expected
     meta = checkpoints.load_checkpoint_metadata(path)
     return [_Entry(path.name, loader(path), _metadata_int(meta, "step"), _metadata_int(meta, "images_seen"),
-                   str(path))]
+                   str(path.resolve()))]
 
 
 def resolve_models(models: Any, *, device: torch.device, trust_pickle: bool = False) -> list[_Entry]:
