@@ -38,7 +38,7 @@ import torch
 
 from freqlab.checkpoints import load_denoiser
 from freqlab.data import grf_power, make_source
-from freqlab.spectral import power_spectrum_2d, radial_frequency, radial_power_spectrum
+from freqlab.spectral import power_spectrum_2d, radial_power_spectrum
 
 CONVENTIONS = ("none", "hann", "per")
 # low band without the DC bin (bin centres are k/32, so 1/64 leaves out k = 0 only); mid and high as DEFAULT_BANDS

@@ -396,7 +396,7 @@ def gaussian_samples(mean, cov, n: int, seed: int, shape=LIN_SHAPE) -> torch.Ten
 
 def closed_form(mean, cov, x, sigma) -> torch.Tensor:
     """``μ + Σ(Σ + σ²I)⁻¹(x − μ)`` per image with ``torch.linalg.solve`` (float64)."""
-    n, d = x.shape[0], mean.numel()
+    d = mean.numel()
     eye = torch.eye(d, dtype=torch.float64)
     out = [mean + cov @ torch.linalg.solve(cov + float(s) ** 2 * eye, xi.reshape(d) - mean) for xi, s in zip(x, sigma)]
     return torch.stack(out).reshape(x.shape)
