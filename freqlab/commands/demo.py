@@ -10,7 +10,7 @@ EXAMPLES = """stages: pre-training (cpu-small) -> sweep over checkpoints x sigma
 checkpoint and from a random init -> data spectra -> figures -> report.md. Rerunning reuses finished stages.
 
 examples:
-  freqlab demo                       # about 15 minutes on two CPU cores, into runs/demo
+  freqlab demo                       # about 11 minutes on two CPU cores, into runs/demo
   freqlab demo --quick --out /tmp/d  # tiny everything, a smoke test (under 2 minutes)
   freqlab demo --device cuda         # larger presets on a GPU
 """
