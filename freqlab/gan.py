@@ -898,7 +898,9 @@ def run_finetune(
     images_seen, step, next_log = 0, 0, 0
     if previous is not None:  # every rank resumes from the same files, so all hold the same state
         images_seen, step, next_log = _load_state(out, previous, gen, ema, disc, opt_g, opt_d, lookahead, device)
-        rows = _load_rows(out / LOG_NAME, images_seen)
+        rows, created = _load_rows(out / LOG_NAME, images_seen)
+        if main:  # a resumed log keeps its creation date and history
+            static.attrs.update(created)
     elif main:
         save_grid(reference[: config.n_eval], out / "samples" / "data.png")
     logged_at = int(rows[-1].images_seen[-1]) if rows else -1
@@ -1073,6 +1075,7 @@ def _attrs(config: FinetuneConfig, freeze: FreezeReport, gen: Generator) -> dict
         "band_statistics": measure.BAND_STATISTICS,
         "cutoff_definition": measure.CUTOFF_DEFINITION,
         "wasserstein_images": "all",
+        **results.provenance_attrs(config.init),
     }
     for key, value in config.to_dict().items():
         attrs[f"config_{key}"] = "none" if value is None else (json.dumps(value) if isinstance(value, list) else
@@ -1162,20 +1165,22 @@ def _load_state(out: Path, latest: dict, gen, ema, disc, opt_g, opt_d, lookahead
     return int(latest["images_seen"]), int(latest["step"]), int(latest["next_log"])
 
 
-def _load_rows(path: Path, images_seen: int) -> list[xr.Dataset]:
-    """The per-row part of an existing log, up to the resumed state (rows written after it are dropped)."""
+def _load_rows(path: Path, images_seen: int) -> tuple[list[xr.Dataset], dict]:
+    """The per-row part of an existing log, up to the resumed state (rows written after it are dropped), and the
+    log's provenance attrs to keep (``date_created``, ``history``)."""
     if not path.is_file():
-        return []
+        return [], {}
     ds = results.load(path)
     version = ds.attrs.get("format_version", 1)
     if version != LOG_FORMAT_VERSION:
         raise ValueError(f"{path} was written with log format {version} (this freqlab writes {LOG_FORMAT_VERSION}: "
                          f"other metrics); start over with --overwrite")
     per_row = [k for k in ds.data_vars if "images_seen" in ds[k].dims]
+    created = {k: ds.attrs[k] for k in ("date_created", "history") if k in ds.attrs}
     ds = ds[per_row]
     ds = ds.drop_vars([c for c in ds.coords if c != "images_seen"])  # coords come back from the static part
     ds.attrs = {}
-    return [ds.sel(images_seen=[int(i)]) for i in ds.images_seen.values if int(i) <= images_seen]
+    return [ds.sel(images_seen=[int(i)]) for i in ds.images_seen.values if int(i) <= images_seen], created
 
 
 def _remove_run(out: Path) -> None:

@@ -425,12 +425,14 @@ def channel_cutoff(values, bound):
     return values.mean("channel"), flag
 
 
-def cutoff_text(value, flag) -> str:
+def cutoff_text(value, flag, *, short: bool = False) -> str:
     """A (channel-mean) cutoff for reports: ``"0.163 cycles/px"``, or a bound, ``"≤ 0.031 cycles/px (an upper bound:
-    off already at the lowest frequency in some channel)"`` / ``"≥ 0.500 cycles/px (a lower bound: ...)"``."""
+    off already at the lowest frequency in some channel)"`` / ``"≥ 0.500 cycles/px (a lower bound: ...)"``.
+    ``short``: only the number with its ≤ / ≥ mark, for tables (``"≤ 0.031"``)."""
     value, flag = float(value), int(flag)
-    if flag < 0:
-        return f"≤ {value:.3f} cycles/px (an upper bound: off already at the lowest frequency in some channel)"
-    if flag > 0:
-        return f"≥ {value:.3f} cycles/px (a lower bound: never off in some channel)"
-    return f"{value:.3f} cycles/px"
+    mark = "≤ " if flag < 0 else "≥ " if flag > 0 else ""
+    if short:
+        return f"{mark}{value:.3f}"
+    why = {-1: " (an upper bound: off already at the lowest frequency in some channel)",
+           1: " (a lower bound: never off in some channel)"}.get(flag, "")
+    return f"{mark}{value:.3f} cycles/px{why}"

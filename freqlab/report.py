@@ -34,8 +34,7 @@ def _step(ds: xr.Dataset, ck) -> str:
 
 
 def _cutoff(row: xr.Dataset, name: str = "cutoff_freq", short: bool = False) -> str:
-    text = measure.cutoff_text(*measure.channel_cutoff(row[name], row[f"{name}_bound"]))
-    return text.split(" (")[0].replace(" cycles/px", "") if short else text
+    return measure.cutoff_text(*measure.channel_cutoff(row[name], row[f"{name}_bound"]), short=short)
 
 
 def _produced(lsd: xr.DataArray) -> str:

@@ -11,7 +11,7 @@ import torch
 import xarray as xr
 from torch import nn
 
-from freqlab import gan
+from freqlab import gan, results
 from freqlab.denoisers import EDMDenoiser, build_unet
 
 SHAPE = (3, 16, 16)
@@ -267,7 +267,7 @@ def tiny_run(tmp_path_factory, checkpoint):
     return gan.finetune(checkpoint, out, **TINY)
 
 
-def test_tiny_finetune_writes_log_samples_and_checkpoints(tiny_run):
+def test_tiny_finetune_writes_log_samples_and_checkpoints(tiny_run, checkpoint):
     from PIL import Image
 
     from freqlab import results
@@ -285,6 +285,7 @@ def test_tiny_finetune_writes_log_samples_and_checkpoints(tiny_run):
     assert float(ds.r1_penalty[1]) > 0 and math.isnan(float(ds.r1_penalty[2]))
     assert bool(xr.apply_ufunc(math.isfinite, ds.lsd, vectorize=True).all())
     assert ds.attrs["frozen_share"] == pytest.approx(tiny_run.freeze.frozen_share)
+    assert ds.attrs["Conventions"].startswith("CF-") and ds.attrs["source_paths"] == str(checkpoint.resolve())
     assert 0 < ds.attrs["frozen_share"] < 1 and ds.attrs["config_freeze"] == "conv"
     assert int(ds.n_frozen.sum()) == ds.attrs["n_frozen_parameters"]
     for seen in (0, 4, 8):
@@ -348,7 +349,11 @@ def test_frozen_parameters_train_not_and_have_no_adam_state(tiny_run, denoiser):
 def test_resumed_run_matches_uninterrupted_run(tmp_path, checkpoint, tiny_run):
     out = tmp_path / "resumed"
     gan.finetune(checkpoint, out, **{**TINY, "n_images": 4})
+    log = results.load(out / "finetune.nc")
+    log.attrs["date_created"] = "2000-01-01T00:00:00Z"  # a date no rerun could write: it must survive the resume
+    results.save(log, out / "finetune.nc")
     resumed = gan.finetune(checkpoint, out, **TINY)  # same settings, larger budget: continues from images_seen=4
+    assert results.load(out / "finetune.nc").attrs["date_created"] == "2000-01-01T00:00:00Z"
     for name, tensor in tiny_run.generator.state_dict().items():
         assert torch.equal(resumed.generator.state_dict()[name], tensor), name
     for name, tensor in tiny_run.generator_ema.state_dict().items():
