@@ -16,7 +16,7 @@ from freqlab import pretrain as pt
 from freqlab.checkpoints import discover_checkpoints, load_checkpoint_metadata, load_denoiser
 from freqlab.denoisers import edm_preconditioning
 from freqlab.pretrain import (PRESETS, NonFiniteLossError, TrainConfig, build_denoiser, checkpoint_steps,
-                              edm_loss, edm_loss_weight, make_config, pretrain, skip_baseline)
+                              edm_loss, edm_loss_weight, make_config, pretrain, skip_baseline, training_sigma)
 from freqlab.rng import per_sample_randn
 
 
@@ -128,10 +128,31 @@ def test_checkpoint_steps_log_spaced_with_ends():
         checkpoint_steps(0, 4)
 
 
+def test_training_sigma_lognormal_loguniform_and_mixture():
+    g = torch.Generator().manual_seed(0)
+    xi, pick = torch.randn(200_000, generator=g), torch.randn(200_000, generator=g)
+    edm = make_config("tiny", loguniform_share=0.0)
+    np.testing.assert_allclose(training_sigma(xi, pick, edm), torch.exp(-1.2 + 1.2 * xi), rtol=1e-6)
+    uniform = training_sigma(xi, pick, make_config("tiny", loguniform_share=1.0)).double()
+    assert uniform.min() >= 0.002 * (1 - 1e-6) and uniform.max() <= 80 * (1 + 1e-6)
+    u = (uniform.log() - math.log(0.002)) / math.log(80 / 0.002)  # uniform on (0, 1)
+    assert abs(float(u.mean()) - 0.5) < 0.005 and abs(float(u.var()) - 1 / 12) < 0.002
+    mixed = training_sigma(xi, pick, make_config("tiny", loguniform_share=0.75, p_mean=0.5, p_std=1.0)).double()
+    lognormal = torch.exp(0.5 + 1.0 * xi).double()
+    share = float((mixed != lognormal).double().mean())  # the log-uniform draws differ from the log-normal ones
+    assert abs(share - 0.75) < 0.01
+    assert abs(float((mixed > 7.6).double().mean()) - (0.75 * math.log(80 / 7.6) / math.log(40_000)
+                                                        + 0.25 * 0.5 * math.erfc((math.log(7.6) - 0.5) / math.sqrt(2)))) < 0.01
+    with pytest.raises(ValueError, match="loguniform_share"):
+        make_config("tiny", loguniform_share=1.5)
+
+
 def test_presets_and_config_validation():
     assert set(PRESETS) == {"cpu-small", "cifar", "tiny"}
     small = make_config()
-    assert small.preset == "cpu-small" and small.p_mean == -1.2 and small.p_std == 1.2
+    assert small.preset == "cpu-small" and small.loguniform_share == 0.75
+    edm = make_config("cifar")  # the EDM-faithful preset keeps EDM's log-normal σ
+    assert edm.p_mean == -1.2 and edm.p_std == 1.2 and edm.loguniform_share == 0.0
     assert TrainConfig.from_dict(small.to_dict()) == small
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         make_config("huge")
