@@ -7,8 +7,9 @@ Layout of the results directory::
 
     pretrain/                 the pre-training run (checkpoints/step-*/ at log-spaced steps, loss per σ range)
     sweep.nc                  one-step spectra across σ × checkpoints (freqlab.sweep)
-    finetune-pretrained/      D2O-F (conv-frozen) GAN fine-tune from the final pre-training checkpoint
-    finetune-random/          the same fine-tune from a random initialisation (the control)
+    finetune-pretrained/      D2O-F (conv-frozen) GAN fine-tune from the final pre-training checkpoint (first seed)
+    finetune-random/          the same fine-tune from a random initialisation (the control; first seed)
+    finetune-*-seed<k>/       the same two fine-tunes repeated with seed + k (the spread over seeds)
     data_spectra.nc           spectra of the default data beside dead leaves, a GRF and white noise
     figures/                  every figure (PNG and PDF), see freqlab.figures
     report.md                 what the numbers say, in plain words
@@ -16,9 +17,11 @@ Layout of the results directory::
 
 from __future__ import annotations
 
-import dataclasses
+import multiprocessing
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,19 +38,22 @@ class DemoSettings:
     pretrain_overrides: dict = field(default_factory=dict)
     sweep_images: int = 128
     sweep_batch: int = 128
-    n_sigmas: int = 10
-    finetune_images: int = 3_000
+    n_sigmas: int = 13  # the sweep's default grid, the one benchmarks/pretrain_quality.py checks the model on
+    finetune_images: int = 1_500
     finetune_batch: int = 32
-    finetune_log_every: int = 500
+    finetune_log_every: int = 250
+    finetune_seeds: int = 5  # each fine-tune runs with seeds seed, seed + 1, ...: the report gives the spread
+    finetune_workers: int | None = None  # parallel fine-tunes (one torch thread each); None: one per CPU core on a
+    #                                      CPU (small models use two threads poorly), one on a GPU
     spectra_images: int = 512
     finetune_early: bool = False  # also fine-tune from an early checkpoint (slower; the GAN measurements do)
 
 
 def demo_settings(*, quick: bool = False, device: str = "cpu") -> DemoSettings:
-    """Stage sizes: the CPU default fits 15 minutes on two cores; ``quick`` is a smoke test (< 2 minutes)."""
+    """Stage sizes: the CPU default fits 12 minutes on two cores; ``quick`` is a smoke test (< 2 minutes)."""
     if quick:
         return DemoSettings(preset="tiny", sweep_images=16, sweep_batch=16, n_sigmas=5, finetune_images=96,
-                            finetune_batch=8, finetune_log_every=32, spectra_images=64)
+                            finetune_batch=8, finetune_log_every=32, spectra_images=64, finetune_seeds=2)
     if resolve_device(device).type == "cuda":
         # sized from rates measured on an H200 (benchmarks/results/gpu_measurements_h200.log): pre-training
         # ~1600 images/s -> 6,000 steps of 128 in ~8 min; sweep ~4500 outputs/s -> ~2 min; fine-tuning ~850
@@ -63,10 +69,46 @@ def _stage(i: int, n: int, name: str, start: float) -> None:
     print(f"[demo {i}/{n}] {name}  (elapsed {time.monotonic() - start:.0f} s)", file=sys.stderr, flush=True)
 
 
+def _finetune_job(job: dict) -> tuple[str, int, float]:
+    """One fine-tune (in a worker process when the demo runs several at once): ``(folder, images, seconds)``."""
+    import torch
+
+    from freqlab import gan
+
+    job = dict(job)
+    threads = job.pop("threads", None)
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.monotonic()
+    run = gan.finetune(**job)
+    return str(job["out_dir"]), int(run.log.images_seen.values[-1]), time.monotonic() - t0
+
+
+def run_finetunes(jobs: list[dict], workers: int) -> None:
+    """Run the fine-tuning ``jobs`` (keyword arguments of :func:`freqlab.gan.finetune`), ``workers`` at a time.
+
+    With one worker they run here, in order, with their progress bars; with more, each runs in its own process
+    with one torch thread and a line is printed as each finishes. Every run resumes, so an interrupted demo loses
+    at most the work since each run's last saved state.
+    """
+    if workers <= 1:
+        for job in jobs:
+            _finetune_job(job)
+        return
+    jobs = [{**job, "progress": False, "threads": 1} for job in jobs]
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch threads
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = [pool.submit(_finetune_job, job) for job in jobs]
+        for i, future in enumerate(as_completed(futures), 1):
+            folder, images, seconds = future.result()
+            print(f"  fine-tune {i}/{len(jobs)} done: {Path(folder).name}, {images:,} images, {seconds:.0f} s",
+                  file=sys.stderr, flush=True)
+
+
 def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str = "auto", seed: int = 0,
              settings: DemoSettings | None = None, progress: bool = True) -> Path:
     """Run (or resume) every stage of the demo into ``out``; returns the path of ``report.md``."""
-    from freqlab import dataspectra, figures, gan, pretrain, report, results, sweep
+    from freqlab import dataspectra, figures, pretrain, report, results, sweep
     from freqlab.checkpoints import discover_checkpoints
 
     out = Path(out)
@@ -88,15 +130,18 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
                      seed=seed, device=dev, out=out / "sweep.nc", resume=True, progress=progress)
     print(sweep.summarize(ds), file=sys.stderr)
 
-    _stage(3, n, "GAN fine-tuning: D2O-F from the final checkpoint, and from a random init (control)", start)
+    _stage(3, n, f"GAN fine-tuning, {s.finetune_seeds} seed(s) each: D2O-F from the final checkpoint, and from a "
+              "random init (control)", start)
     runs = {"pretrained": (checkpoints[-1].path, "checkpoint"), "random": (checkpoints[-1].path, "random")}
     if s.finetune_early:
         early = checkpoints[min(2, len(checkpoints) - 1)]
         runs["early"] = (early.path, "checkpoint")
-    for name, (path, kind) in runs.items():
-        gan.finetune(path, out / f"finetune-{name}", init_kind=kind, freeze="conv", n_images=s.finetune_images,
-                     batch_size=s.finetune_batch, log_every=s.finetune_log_every, seed=seed, device=dev,
-                     resume=True, progress=progress)
+    jobs = [dict(init=path, out_dir=out / figures.run_dir(name, k), init_kind=kind, freeze="conv",
+                 n_images=s.finetune_images, batch_size=s.finetune_batch, log_every=s.finetune_log_every,
+                 seed=seed + k, device=str(dev), resume=True, progress=progress)
+            for k in range(s.finetune_seeds) for name, (path, kind) in runs.items()]
+    workers = s.finetune_workers or (1 if dev.type != "cpu" else min(len(jobs), os.cpu_count() or 1))
+    run_finetunes(jobs, workers)
 
     _stage(4, n, "data spectra", start)
     spectra_path = out / "data_spectra.nc"
@@ -114,7 +159,3 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
     print(f"demo finished in {minutes:.1f} min: {len(written)} figure files in {out / 'figures'}, report {path}",
           file=sys.stderr)
     return path
-
-
-def settings_dict(s: DemoSettings) -> dict:
-    return dataclasses.asdict(s)

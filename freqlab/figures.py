@@ -16,10 +16,16 @@ import xarray as xr
 
 from freqlab import plots, results
 
-__all__ = ["FIGURES", "make_figure", "make_figures", "finetune_logs"]
+__all__ = ["FIGURES", "make_figure", "make_figures", "finetune_logs", "seed_logs", "run_dir", "export_results"]
 
 #: Fine-tuning runs of a results directory, in the order figures show them.
 FINETUNE_RUNS = ("pretrained", "random", "early")
+
+
+def run_dir(name: str, replicate: int = 0) -> str:
+    """Folder of a fine-tuning run: ``finetune-<name>`` for the first seed, ``finetune-<name>-seed<k>`` for the
+    k-th repeat (the demo runs each fine-tune with several seeds)."""
+    return f"finetune-{name}" if replicate == 0 else f"finetune-{name}-seed{replicate}"
 
 
 def _sweep(root: Path) -> xr.Dataset:
@@ -36,6 +42,19 @@ def finetune_logs(root: Path) -> dict[str, xr.Dataset]:
     if not logs:
         raise FileNotFoundError(f"no fine-tuning logs (finetune-*/finetune.nc) under {root}")
     return logs
+
+
+def seed_logs(root: Path) -> dict[str, list[xr.Dataset]]:
+    """``{name: [log of each seed]}``: every repeat of each fine-tuning run under ``root``, ordered by seed."""
+    runs = {}
+    for name in FINETUNE_RUNS:
+        paths = [root / run_dir(name) / "finetune.nc"] + sorted(root.glob(f"finetune-{name}-seed*/finetune.nc"))
+        logs = [results.load(p) for p in paths if p.exists()]
+        if logs:
+            runs[name] = sorted(logs, key=lambda log: int(log.attrs.get("config_seed", 0)))
+    if not runs:
+        raise FileNotFoundError(f"no fine-tuning logs (finetune-*/finetune.nc) under {root}")
+    return runs
 
 
 def _sample_grids(root: Path) -> dict[str, list[Path]]:
@@ -59,7 +78,7 @@ FIGURES: dict[str, Callable[[Path], plt.Figure]] = {
     "cutoff_vs_sigma": lambda root: plots.cutoff_figure(_sweep(root)),
     "transfer_coherence": lambda root: plots.transfer_figure(_sweep(root)),
     "band_statistics": lambda root: plots.band_statistics_figure(_sweep(root)),
-    "finetune_statistics": lambda root: plots.finetune_figure(finetune_logs(root)),
+    "finetune_statistics": lambda root: plots.finetune_figure(finetune_logs(root), seeds=seed_logs(root)),
     "finetune_samples": lambda root: plots.samples_figure(_sample_grids(root)),
     "frozen_parameters": lambda root: plots.frozen_parameters_figure(finetune_logs(root)["pretrained"]),
 }
@@ -89,4 +108,34 @@ def make_figures(results_dir: str | Path, out_dir: str | Path = "figures", names
             print(f"figure {name}: skipped ({err})", file=sys.stderr)
     if not written:
         raise FileNotFoundError(f"no results to draw under {results_dir} (expected sweep.nc, finetune-*/, data_spectra.nc)")
+    return written
+
+
+def export_results(root: str | Path, dest: str | Path) -> list[Path]:
+    """Copy the small files every figure is drawn from into ``dest``, so ``make_figures(dest)`` redraws them all.
+
+    That is ``sweep.nc``, ``data_spectra.nc``, each fine-tune's ``finetune.nc`` and the sample grids the samples
+    figure shows (no checkpoints, no training state): the demo commits them beside ``figures/``. Returns the files
+    written; files of an earlier export that the new one does not have are removed.
+    """
+    import shutil
+
+    root, dest = Path(root), Path(dest)
+    wanted = [Path(n) for n in ("sweep.nc", "data_spectra.nc") if (root / n).exists()]
+    wanted += sorted(p.relative_to(root) for p in root.glob("finetune-*/finetune.nc"))
+    try:
+        grids = _sample_grids(root)
+    except FileNotFoundError:
+        grids = {}
+    moments = set(plots.sample_moments(grids)) if grids else set()
+    wanted += [p.relative_to(root) for k, paths in grids.items() for p in paths
+               if k == "data" or plots.moment_of(p) in moments]
+    if dest.exists():
+        for old in [p for p in dest.rglob("*") if p.is_file() and p.relative_to(dest) not in set(wanted)]:
+            old.unlink()
+    written = []
+    for rel in wanted:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / rel, dest / rel)
+        written.append(dest / rel)
     return written

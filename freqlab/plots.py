@@ -7,6 +7,7 @@ log axes where the physics is a power law. Nothing here computes spectra; it onl
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import matplotlib
@@ -57,7 +58,8 @@ def save_figure(fig: plt.Figure, path: str | Path, formats: tuple[str, ...] = ("
     written = []
     for fmt in formats:
         target = path.with_suffix(f".{fmt}")
-        fig.savefig(target, bbox_inches="tight")
+        # no creation date in the PDF: the same results give the same bytes, and a redraw is no change to commit
+        fig.savefig(target, bbox_inches="tight", metadata={"CreationDate": None} if fmt == "pdf" else None)
         written.append(target)
     return written
 
@@ -316,8 +318,11 @@ RUN_LABELS = {"pretrained": "from pre-trained (D2O-F)", "random": "from random i
               "early": "from an early checkpoint"}
 
 
-def finetune_figure(logs: dict[str, xr.Dataset]) -> plt.Figure:
+def finetune_figure(logs: dict[str, xr.Dataset], *, seeds: dict[str, list[xr.Dataset]] | None = None) -> plt.Figure:
     """Per-band log-spectral distance and per-image band statistics against images seen, one line per run.
+
+    ``seeds`` (``{name: [log, ...]}``, e.g. :func:`freqlab.figures.seed_logs`): the other seeds of each run are
+    drawn as thin lines of the run's colour, so the spread over seeds shows beside the run in ``logs``.
 
     Rows (channel means): log-spectral distance to the data (dB), diversity ratio of per-image log band power (1 = as diverse as
     the data, ~0 = one texture), Wasserstein distance of per-image log band power (dB), band-pass kurtosis gap
@@ -336,8 +341,13 @@ def finetune_figure(logs: dict[str, xr.Dataset]) -> plt.Figure:
         for j, band in enumerate(bands):
             ax = axes[i][j]
             for name, log in logs.items():
+                others = [o for o in (seeds or {}).get(name, []) if o.attrs.get("config_seed") != log.attrs.get("config_seed")]
+                for other in others:
+                    ax.plot(other.images_seen, other[var].sel(band=band).mean("channel"), "-", lw=0.8, alpha=0.45,
+                            color=colours[name])
+                run_label = RUN_LABELS.get(name, name) + (f" (thin: {len(others)} more seeds)" if others else "")
                 ax.plot(log.images_seen, log[var].sel(band=band).mean("channel"), "o-", ms=3, lw=1.6, color=colours[name],
-                        label=RUN_LABELS.get(name, name))
+                        label=run_label)
             if ref is not None:
                 ax.axhline(ref, color="black", lw=1.0, ls=":")
             if i == 0:
@@ -353,21 +363,30 @@ def finetune_figure(logs: dict[str, xr.Dataset]) -> plt.Figure:
     return fig
 
 
+def moment_of(path: Path) -> int:
+    """Images seen of a sample grid file ``images_seen-NNNNNNN.png``."""
+    return int(re.search(r"(\d+)", path.stem).group(1))
+
+
+def sample_moments(grids: dict[str, list[Path]], n_moments: int = 3) -> list[int]:
+    """The moments (images seen) :func:`samples_figure` shows: up to ``n_moments`` spread over those every run has."""
+    runs = [k for k in grids if k != "data"]
+    moments = sorted({moment_of(p) for k in runs for p in grids[k]})
+    shared = [m for m in moments if all(any(moment_of(p) == m for p in grids[k]) for k in runs)]
+    return _pick(shared or moments, n_moments)
+
+
 def samples_figure(grids: dict[str, list[Path]], *, n_moments: int = 3) -> plt.Figure:
     """Sample grids of each fine-tuning run at the same moments (images seen), side by side, with the data."""
-    import re
-
     from PIL import Image
 
     theme()
     runs = [k for k in grids if k != "data"]
-    moments = sorted({int(re.search(r"(\d+)", p.stem).group(1)) for k in runs for p in grids[k]})
-    shared = [m for m in moments if all(any(int(re.search(r"(\d+)", p.stem).group(1)) == m for p in grids[k]) for k in runs)]
-    chosen = _pick(shared or moments, n_moments)
+    chosen = sample_moments(grids, n_moments)
     ncols = len(chosen) + (1 if "data" in grids else 0)
     fig, axes = plt.subplots(len(runs), ncols, figsize=(2.9 * ncols, 3.0 * len(runs)), squeeze=False)
     for i, run in enumerate(runs):
-        by_moment = {int(re.search(r"(\d+)", p.stem).group(1)): p for p in grids[run]}
+        by_moment = {moment_of(p): p for p in grids[run]}
         for j, m in enumerate(chosen):
             ax = axes[i][j]
             ax.imshow(Image.open(by_moment[m]) if m in by_moment else np.ones((8, 8, 3)), interpolation="nearest")

@@ -2,7 +2,9 @@
 
 import time
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from freqlab import figures, report
 from freqlab.cli import main
@@ -26,6 +28,38 @@ def test_demo_writes_every_stage(demo_dir):
     for heading in ("One step at σ_max", "Lower noise levels", "Over pre-training", "What GAN fine-tuning added"):
         assert heading in text
     assert "nan |" not in text.split("## 2.")[0]  # section 1 numbers are all defined
+
+
+def test_each_fine_tune_runs_with_several_seeds_and_the_report_counts_them(demo_dir):
+    seeds = figures.seed_logs(demo_dir)
+    assert sorted(seeds) == ["pretrained", "random"]
+    for name, logs in seeds.items():
+        assert [int(log.attrs["config_seed"]) for log in logs] == [0, 1]
+        assert (demo_dir / figures.run_dir(name, 1) / "finetune.nc").exists()
+    text = (demo_dir / "report.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith(("| pretrained |", "| random |"))]
+    assert len(rows) == 4  # one row per run and seed
+    table = report.effect_table(seeds)
+    yardstick = np.mean([log.lsd.isel(images_seen=0).mean("channel").values for log in seeds["pretrained"]], axis=0)
+    for name, entries in table.items():
+        for entry, log in zip(entries, seeds[name]):
+            end = log.lsd.isel(images_seen=-1).mean("channel").values
+            np.testing.assert_allclose(entry["ratio"], end / yardstick)
+            assert entry["effect"] == bool((end / yardstick <= report.EFFECT_RATIO).all())
+        hits = sum(e["effect"] for e in entries)
+        assert f"**{name}**: the effect on **{hits} of 2** seed(s)" in text
+
+
+def _pixels(path):
+    return np.asarray(Image.open(path).convert("RGB"), dtype=float)
+
+
+def test_exported_results_redraw_every_figure(demo_dir, tmp_path):
+    written = figures.export_results(demo_dir, tmp_path / "results")
+    assert not any(p.suffix in (".pt", ".safetensors") for p in written)  # no weights, no training state
+    assert figures.make_figures(tmp_path / "results", tmp_path / "figs")
+    for name in figures.FIGURES:
+        assert np.array_equal(_pixels(tmp_path / "figs" / f"{name}.png"), _pixels(demo_dir / "figures" / f"{name}.png")), name
 
 
 def test_rerun_reuses_finished_stages(demo_dir):

@@ -20,17 +20,22 @@ def register(sub) -> None:
     p = sub.add_parser("demo", help="run the end-to-end demo (pre-train, sweep, fine-tune, figures, report)",
                        description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
-    p.add_argument("--figures", default=None, help="also copy the figures into this directory (e.g. figures)")
+    p.add_argument("--figures", default=None,
+                   help="also write the figures into this directory (e.g. figures), with the small result files "
+                        "they are drawn from in its results/ folder (freqlab figures DIR/results redraws them)")
     add_common(p, out_default="runs/demo")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from freqlab.demo import run_demo
-    from freqlab.figures import make_figures
+    from pathlib import Path
+
+    from freqlab.figures import export_results, make_figures
 
     report = run_demo(args.out, quick=args.quick, device=args.device, seed=args.seed)
     if args.figures:
-        make_figures(args.out, args.figures)
+        export_results(args.out, Path(args.figures) / "results")
+        make_figures(Path(args.figures) / "results", args.figures)
     print(report.read_text(encoding="utf-8"))
     return 0

@@ -1,0 +1,49 @@
+"""The report's verdicts on fine-tuning seeds: the criterion can say no, and reads right for any outcome."""
+
+import numpy as np
+import xarray as xr
+
+from freqlab import report
+
+
+def _log(seed: int, start, end) -> xr.Dataset:
+    """A fine-tuning log with two rows whose channel-mean LSD per band is ``start`` then ``end``."""
+    lsd = np.stack([start, end]).astype(float)[:, None, :].repeat(3, axis=1)  # (images_seen, channel, band)
+    return xr.Dataset({"lsd": (("images_seen", "channel", "band"), lsd)},
+                      coords={"images_seen": [0, 1000], "channel": [0, 1, 2], "band": ["low", "mid", "high"]},
+                      attrs={"config_seed": seed})
+
+
+def test_a_control_that_only_matches_the_high_band_does_not_show_the_effect():
+    seeds = {"pretrained": [_log(0, [16, 16, 10], [4, 3.5, 4]), _log(1, [16, 16, 10], [9, 3, 4])],
+             "random": [_log(0, [16, 6, 6], [12, 7, 3]), _log(1, [16, 5, 7], [20, 10, 3])]}
+    table = report.effect_table(seeds)
+    assert [r["effect"] for r in table["pretrained"]] == [True, False]  # seed 1: low band 9/16 > 0.5
+    assert [r["effect"] for r in table["random"]] == [False, False]
+    np.testing.assert_allclose(table["random"][0]["ratio"], [12 / 16, 7 / 16, 3 / 10])
+    text = "\n".join(report.seeds_section(seeds))
+    assert "**pretrained**: the effect on **1 of 2** seed(s)" in text
+    assert "**random**: the effect on **0 of 2** seed(s)" in text
+    # the high band alone would have counted both control seeds (3/6, 3/7 of their own start)
+    assert "2 of 2 random seed(s)" in text
+
+
+def test_no_logs_no_section():
+    assert report.seeds_section({}) == []
+
+
+def _generate_row(rel_db_by_freq):
+    freq = np.linspace(0, 0.5, 17)
+    rel = np.array([rel_db_by_freq(f) for f in freq])[None, :].repeat(3, axis=0)
+    ds = xr.Dataset({"relative_power_db": (("channel", "freq"), rel)},
+                    coords={"channel": [0, 1, 2], "freq": freq, "band": ["low", "mid", "high"],
+                            "band_lo": ("band", [0.0, 0.125, 0.25]), "band_hi": ("band", [0.125, 0.25, 0.5])})
+    return ds, ds
+
+
+def test_sigma_max_reading_tells_a_blurred_mean_from_grain():
+    blurred = report._sigma_max_reading(*_generate_row(lambda f: -12.0))
+    assert "what a faithful denoiser gives" in blurred
+    grain = report._sigma_max_reading(*_generate_row(lambda f: 6.0 if f >= 0.25 else -12.0))
+    assert "more power than the data in the high band" in grain and "faithful denoiser gives" not in grain
+    assert report._sigma_max_reading(*_generate_row(lambda f: 0.0)) == ""  # close to the data: nothing to explain
