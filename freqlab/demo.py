@@ -36,8 +36,8 @@ class DemoSettings:
 
     preset: str = "cpu-small"
     pretrain_overrides: dict = field(default_factory=dict)
-    sweep_images: int = 128
-    sweep_batch: int = 128
+    sweep_images: int = 64
+    sweep_batch: int = 64
     n_sigmas: int = 13  # the sweep's default grid, the one benchmarks/pretrain_quality.py checks the model on
     finetune_images: int = 1_500
     finetune_batch: int = 32

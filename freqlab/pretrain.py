@@ -32,7 +32,7 @@ Presets (parameter counts measured with :func:`freqlab.denoisers.count_parameter
   (held-out MSE at most the stationary Wiener filter's from σ = 0.002 to 80, ``benchmarks/pretrain_quality.py``),
   which EDM's CIFAR-10 recipe is not at this budget. Its deviations from EDM, each measured (``benchmarks/README.md``,
   "Pre-training recipe"): σ drawn log-uniform over [σ_min, σ_max] for 3/4 of the images and log-normal around
-  σ ≈ 1.6 (``p_mean`` 0.5, ``p_std`` 1.0) for the rest, instead of EDM's log-normal (−1.2, 1.2) that puts 0.4 % of the
+  σ ≈ 2.7 (``p_mean`` 1.0, ``p_std`` 1.2) for the rest, instead of EDM's log-normal (−1.2, 1.2) that puts 0.4 % of the
   images above σ = 7.6; a narrow first level (16 channels) and a fourth level, 1.75× the images per second of
   (32, 64, 64) at the same size; lr 2e-3; no dropout; gradient clipping; an EMA half-life of 2,000 images.
 * ``cifar``: 32×32 RGB, channels (128, 256, 256, 256), two ResNets per level, attention at 16×16, 35.7 M
@@ -234,7 +234,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 1.09 M parameters; 800 steps of 32 images, about 6 min on two CPU cores; every deviation from EDM measured
     # (benchmarks/pretrain_quality.py, benchmarks/README.md "Pre-training recipe")
     "cpu-small": dict(channels=(16, 32, 64, 64), attention_levels=(3,), steps=800, lr=2e-3, loguniform_share=0.75,
-                      p_mean=0.5, p_std=1.0),
+                      p_mean=1.0, p_std=1.2),
     # 35.7 M parameters, DDPM's CIFAR-10 UNet layout; EDM's CIFAR-10 schedule scaled to batch 128 (for a GPU)
     "cifar": dict(channels=(128, 256, 256, 256), layers_per_block=2, attention_levels=(1,), dropout=0.1,
                   steps=400_000, batch_size=128, lr=2e-4, warmup_steps=5_000, ema_halflife_images=500_000.0,

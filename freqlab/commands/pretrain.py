@@ -18,7 +18,7 @@ presets:
 cpu-small's schedule: 800 steps of 32 images, Adam lr 2e-3 (betas 0.9,0.999) after a 50-step linear warm-up,
 gradient norm clipped at 1, EMA half-life 2000 images (at most 5 % of the images seen), 8 checkpoints.
 Where it departs from EDM, and why (each measured with benchmarks/pretrain_quality.py, see benchmarks/README.md):
-  sigma   3/4 of the images take a log-uniform σ over [0.002, 80], the rest log σ ~ N(0.5, 1.0²); EDM's
+  sigma   3/4 of the images take a log-uniform σ over [0.002, 80], the rest log σ ~ N(1.0, 1.2²); EDM's
           N(-1.2, 1.2²) puts 0.4 % of the images above σ = 7.6, and the model stayed at the skip-only loss there
           (held-out MSE 1.24-1.29x the Wiener filter's at σ ≥ 7.6, 1.11x at σ = 0.002)
   widths  16,32,64,64 with attention at 4x4: 1.75x the images/s of 32,64,64 at the same size on a CPU
