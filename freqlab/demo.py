@@ -61,11 +61,13 @@ def demo_settings(*, quick: bool = False, device: str = "cpu") -> DemoSettings:
     if resolve_device(device).type == "cuda":
         # sized from rates measured on an H200 (benchmarks/results/gpu_measurements_h200.log): pre-training
         # ~1600 images/s -> 6,000 steps of 128 in ~8 min; sweep ~4500 outputs/s -> ~2 min; fine-tuning ~850
-        # images/s -> 3 x 40k images in ~2.5 min. The preset's warm-up and EMA half-life suit 400k steps, not 6k.
+        # images/s -> 3 runs x 40k images in ~2.5 min per seed, ~7.5 min for 3 seeds (not run end to end). The
+        # preset's warm-up and EMA half-life suit 400k steps, not 6k.
         return DemoSettings(preset="cifar", pretrain_overrides={"steps": 6_000, "n_checkpoints": 8,
                                                                 "warmup_steps": 500, "ema_halflife_images": 50_000.0},
                             sweep_images=2048, sweep_batch=512, n_sigmas=16, finetune_images=40_000,
-                            finetune_batch=64, finetune_log_every=5_000, spectra_images=8192, finetune_early=True)
+                            finetune_batch=64, finetune_log_every=5_000, spectra_images=8192, finetune_early=True,
+                            finetune_seeds=3)
     return DemoSettings()
 
 

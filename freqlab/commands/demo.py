@@ -7,10 +7,11 @@ import argparse
 from freqlab.commands.common import add_common
 
 EXAMPLES = """stages: pre-training (cpu-small) -> sweep over checkpoints x sigma -> D2O-F fine-tuning from the final
-checkpoint and from a random init -> data spectra -> figures -> report.md. Rerunning reuses finished stages.
+checkpoint and from a random init, five seeds each -> data spectra -> figures -> report.md. Rerunning reuses
+finished stages.
 
 examples:
-  freqlab demo                       # about 11 minutes on two CPU cores, into runs/demo
+  freqlab demo                       # about 10.5 minutes on two CPU cores, into runs/demo
   freqlab demo --quick --out /tmp/d  # tiny everything, a smoke test (under 2 minutes)
   freqlab demo --device cuda         # larger presets on a GPU
 """
