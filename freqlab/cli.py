@@ -2,7 +2,8 @@
 
 Each sub-command lives in ``freqlab/commands/<name>.py`` with ``register(subparsers)``; it sets ``func`` to a
 function of the parsed arguments. Errors a user can cause (ValueError, FileNotFoundError) become one line on stderr
-and exit status 2; ``--debug`` shows the traceback instead. Progress goes to stderr, results to stdout.
+and exit status 2; ``--debug`` (before or after the sub-command) shows the traceback instead. ``--version`` prints
+the version. Progress goes to stderr, results to stdout.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Frequency-domain study of diffusion models as one-step generators.",
         epilog="Run `freqlab COMMAND --help` for the options and examples of each command.",
     )
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
+    from freqlab import __version__
+
+    parser.add_argument("--version", action="version", version=f"freqlab {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show full tracebacks instead of one-line errors (also accepted after COMMAND)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         try:
@@ -41,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # freqlab never downloads weights
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere, e.g. `freqlab sweep RUN --debug`
+    args = parser.parse_args([a for a in argv if a != "--debug"])
+    args.debug = debug
     try:
         result = args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, UserError) as err:

@@ -100,6 +100,8 @@ def make_figure(name: str, results_dir: str | Path, out_dir: str | Path = "figur
 
 def make_figures(results_dir: str | Path, out_dir: str | Path = "figures", names=None) -> list[Path]:
     """Every figure of :data:`FIGURES` (or ``names``) whose inputs exist; says on stderr which were skipped."""
+    if not Path(results_dir).is_dir():  # one error, not one "skipped" line per figure
+        raise FileNotFoundError(f"results directory {results_dir} does not exist")
     written = []
     for name in names or FIGURES:
         try:
