@@ -43,8 +43,8 @@ class DemoSettings:
     finetune_batch: int = 32
     finetune_log_every: int = 250
     # hinge: within the demo's 1,500 images, D2O-F from cpu-small with the paper's non-saturating loss reached the
-    # effect the report counts on 1 of 5 seeds (high band 0.45-0.63x its start), with the hinge loss on 3 of 3
-    # (0.46-0.49x) in the same budget (benchmarks/README.md, "Pre-training recipe")
+    # effect the report counts on 1 of 5 seeds, with the hinge loss on 4 of 4 measured (benchmarks/README.md,
+    # "The demo's fine-tunes from this model")
     finetune_loss: str = "hinge"
     finetune_seeds: int = 5  # each fine-tune runs with seeds seed, seed + 1, ...: the report gives the spread
     finetune_workers: int | None = None  # parallel fine-tunes (one torch thread each); None: one per CPU core on a

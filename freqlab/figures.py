@@ -133,7 +133,8 @@ def export_results(root: str | Path, dest: str | Path) -> list[Path]:
     wanted += [p.relative_to(root) for k, paths in grids.items() for p in paths
                if k == "data" or plots.moment_of(p) in moments]
     if dest.exists():
-        for old in [p for p in dest.rglob("*") if p.is_file() and p.relative_to(dest) not in set(wanted)]:
+        keep = set(wanted)
+        for old in [p for p in dest.rglob("*") if p.is_file() and p.relative_to(dest) not in keep]:
             old.unlink()
     written = []
     for rel in wanted:

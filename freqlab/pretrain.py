@@ -273,11 +273,14 @@ def training_sigma(xi: torch.Tensor, pick: torch.Tensor, config: "TrainConfig") 
     lognormal = torch.exp(config.p_mean + config.p_std * xi)
     if not config.loguniform_share:
         return lognormal
-    u = 0.5 * (1.0 + torch.erf(xi.double() / math.sqrt(2.0)))
     lo, hi = math.log(config.sigma_min), math.log(config.sigma_max)
-    loguniform = torch.exp(lo + (hi - lo) * u).to(xi.dtype)
-    chosen = 0.5 * (1.0 + torch.erf(pick.double() / math.sqrt(2.0))) < config.loguniform_share
-    return torch.where(chosen, loguniform, lognormal)
+    loguniform = torch.exp(lo + (hi - lo) * _normal_cdf(xi)).to(xi.dtype)
+    return torch.where(_normal_cdf(pick) < config.loguniform_share, loguniform, lognormal)
+
+
+def _normal_cdf(x: torch.Tensor) -> torch.Tensor:
+    """Φ(x), the standard normal CDF, in float64."""
+    return 0.5 * (1.0 + torch.erf(x.double() / math.sqrt(2.0)))
 
 
 def edm_loss_weight(sigma: torch.Tensor, sigma_data: float = 0.5) -> torch.Tensor:
@@ -394,7 +397,8 @@ class _Batches:
         ids = list(range(step * b, (step + 1) * b))
         x0 = self.source.images([self.data_index(k) for k in ids])
         xi = per_sample_randn(self.config.seed, "pretrain/sigma", ids, (1,)).flatten()
-        pick = per_sample_randn(self.config.seed, "pretrain/sigma-mix", ids, (1,)).flatten()
+        pick = (per_sample_randn(self.config.seed, "pretrain/sigma-mix", ids, (1,)).flatten()
+                if self.config.loguniform_share else xi)  # EDM's sampling draws no second stream
         sigma = training_sigma(xi, pick, self.config)
         noise = per_sample_randn(self.config.seed, "pretrain/noise", ids, self.shape)
         return x0, sigma, noise
