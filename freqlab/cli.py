@@ -13,11 +13,10 @@ import importlib
 import os
 import sys
 
+from freqlab import outputs
+
 COMMANDS = ("spectra", "pretrain", "sweep", "finetune", "figures", "demo")
-
-
-class UserError(Exception):
-    """An error caused by the user's input; printed as one line."""
+LOCKS_OUT = ("spectra", "pretrain", "sweep", "finetune", "demo")  # commands whose --out is locked for the run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args([a for a in argv if a != "--debug"])
     args.debug = debug
     try:
-        result = args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, UserError) as err:
+        # the output's lock is taken before the command imports torch: a busy output refuses at once
+        with outputs.hold(args.out if args.command in LOCKS_OUT else None):
+            result = args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, outputs.OutputInUse) as err:
         if args.debug:
             raise
         print(f"freqlab {args.command}: error: {err}", file=sys.stderr)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from freqlab.devices import resolve_device
+from freqlab.outputs import holding
 
 __all__ = ["DemoSettings", "demo_settings", "run_demo"]
 
@@ -111,6 +112,7 @@ def run_finetunes(jobs: list[dict], workers: int) -> None:
                   file=sys.stderr, flush=True)
 
 
+@holding("out")
 def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str = "auto", seed: int = 0,
              settings: DemoSettings | None = None, progress: bool = True) -> Path:
     """Run (or resume) every stage of the demo into ``out``; returns the path of ``report.md``."""

@@ -9,14 +9,27 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import matplotlib.pyplot as plt
-import xarray as xr
+if TYPE_CHECKING:  # imported lazily: the command line lists the figures without importing torch or matplotlib
+    import matplotlib.pyplot as plt
+    import xarray as xr
 
-from freqlab import plots, results
 
 __all__ = ["FIGURES", "make_figure", "make_figures", "finetune_logs", "seed_logs", "run_dir", "export_results"]
+
+
+def _plots():
+    from freqlab import plots
+
+    return plots
+
+
+def _load(path: Path) -> "xr.Dataset":
+    from freqlab import results
+
+    return results.load(path)
+
 
 #: Fine-tuning runs of a results directory, in the order figures show them.
 FINETUNE_RUNS = ("pretrained", "random", "early")
@@ -29,7 +42,7 @@ def run_dir(name: str, replicate: int = 0) -> str:
 
 
 def _sweep(root: Path) -> xr.Dataset:
-    return results.load(root / "sweep.nc")
+    return _load(root / "sweep.nc")
 
 
 def finetune_logs(root: Path) -> dict[str, xr.Dataset]:
@@ -38,7 +51,7 @@ def finetune_logs(root: Path) -> dict[str, xr.Dataset]:
     for name in FINETUNE_RUNS:
         path = root / f"finetune-{name}" / "finetune.nc"
         if path.exists():
-            logs[name] = results.load(path)
+            logs[name] = _load(path)
     if not logs:
         raise FileNotFoundError(f"no fine-tuning logs (finetune-*/finetune.nc) under {root}")
     return logs
@@ -49,7 +62,7 @@ def seed_logs(root: Path) -> dict[str, list[xr.Dataset]]:
     runs = {}
     for name in FINETUNE_RUNS:
         paths = [root / run_dir(name) / "finetune.nc"] + sorted(root.glob(f"finetune-{name}-seed*/finetune.nc"))
-        logs = [results.load(p) for p in paths if p.exists()]
+        logs = [_load(p) for p in paths if p.exists()]
         if logs:
             runs[name] = sorted(logs, key=lambda log: int(log.attrs.get("config_seed", 0)))
     if not runs:
@@ -72,15 +85,15 @@ def _sample_grids(root: Path) -> dict[str, list[Path]]:
 
 
 FIGURES: dict[str, Callable[[Path], plt.Figure]] = {
-    "data_spectra": lambda root: plots.data_spectra_figure(results.load(root / "data_spectra.nc")),
-    "output_spectra": lambda root: plots.output_spectra_figure(_sweep(root)),
-    "relative_power_heatmap": lambda root: plots.relative_power_heatmap(_sweep(root)),
-    "cutoff_vs_sigma": lambda root: plots.cutoff_figure(_sweep(root)),
-    "transfer_coherence": lambda root: plots.transfer_figure(_sweep(root)),
-    "band_statistics": lambda root: plots.band_statistics_figure(_sweep(root)),
-    "finetune_statistics": lambda root: plots.finetune_figure(finetune_logs(root), seeds=seed_logs(root)),
-    "finetune_samples": lambda root: plots.samples_figure(_sample_grids(root)),
-    "frozen_parameters": lambda root: plots.frozen_parameters_figure(finetune_logs(root)["pretrained"]),
+    "data_spectra": lambda root: _plots().data_spectra_figure(_load(root / "data_spectra.nc")),
+    "output_spectra": lambda root: _plots().output_spectra_figure(_sweep(root)),
+    "relative_power_heatmap": lambda root: _plots().relative_power_heatmap(_sweep(root)),
+    "cutoff_vs_sigma": lambda root: _plots().cutoff_figure(_sweep(root)),
+    "transfer_coherence": lambda root: _plots().transfer_figure(_sweep(root)),
+    "band_statistics": lambda root: _plots().band_statistics_figure(_sweep(root)),
+    "finetune_statistics": lambda root: _plots().finetune_figure(finetune_logs(root), seeds=seed_logs(root)),
+    "finetune_samples": lambda root: _plots().samples_figure(_sample_grids(root)),
+    "frozen_parameters": lambda root: _plots().frozen_parameters_figure(finetune_logs(root)["pretrained"]),
 }
 
 
@@ -91,9 +104,11 @@ def make_figure(name: str, results_dir: str | Path, out_dir: str | Path = "figur
     root = Path(results_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"results directory {root} does not exist")
+    import matplotlib.pyplot as plt
+
     fig = FIGURES[name](root)
     try:
-        return plots.save_figure(fig, Path(out_dir) / name)
+        return _plots().save_figure(fig, Path(out_dir) / name)
     finally:
         plt.close(fig)
 
@@ -129,6 +144,7 @@ def export_results(root: str | Path, dest: str | Path) -> list[Path]:
         grids = _sample_grids(root)
     except FileNotFoundError:
         grids = {}
+    plots = _plots()
     moments = set(plots.sample_moments(grids)) if grids else set()
     wanted += [p.relative_to(root) for k, paths in grids.items() for p in paths
                if k == "data" or plots.moment_of(p) in moments]

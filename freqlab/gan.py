@@ -48,6 +48,7 @@ import xarray as xr
 from torch import nn
 
 from freqlab import distributed, measure, results, spectral
+from freqlab.outputs import holding, write_atomic
 from freqlab.rng import per_sample_randn, sample_seed
 
 __all__ = [
@@ -598,16 +599,12 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, *, nrow: int | None
         pixels = pixels.repeat(scale, 0).repeat(scale, 1)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(pixels[..., 0] if c == 1 else pixels).save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    image = Image.fromarray(pixels[..., 0] if c == 1 else pixels)
+    return write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -817,6 +814,7 @@ def finetune(
                         progress=progress, discriminator_factory=discriminator_factory)
 
 
+@holding("out_dir")
 def run_finetune(
     init,
     out_dir: str | os.PathLike,

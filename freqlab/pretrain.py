@@ -54,7 +54,6 @@ import csv
 import dataclasses
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -66,6 +65,7 @@ from typing import Any, Callable
 import torch
 
 from freqlab import __version__
+from freqlab.outputs import holding, write_atomic
 from freqlab.rng import per_sample_randn, sample_seed
 
 __all__ = [
@@ -510,17 +510,15 @@ class _LossLog:
                              f"({', '.join(LOSS_COLUMNS)}); pass --overwrite to start over")
         width = len(LOSS_COLUMNS)
         keep = [list(LOSS_COLUMNS)] + [r + [""] * (width - len(r)) for r in rows[1:] if r and int(r[0]) <= step]
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", newline="") as fh:
-            csv.writer(fh).writerows(keep)
-        os.replace(tmp, self.path)
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as fh:
+                csv.writer(fh).writerows(keep)
+
+        write_atomic(self.path, write)
 
 
 def _save_state(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a kill leaves the previous state intact
+    write_atomic(path, lambda tmp: torch.save(state, tmp))  # a kill leaves the previous state intact
 
 
 def _cpu(state_dict: dict) -> dict:
@@ -558,9 +556,7 @@ def _prepare_out_dir(out: Path, config: TrainConfig, *, overwrite: bool) -> bool
                              "--overwrite to replace them")
     out.mkdir(parents=True, exist_ok=True)
     payload = {"freqlab_version": __version__, "kind": "pretrain", "config": config.to_dict()}
-    tmp = run_file.with_name(f".{RUN_FILE}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, run_file)
+    write_atomic(run_file, lambda tmp: tmp.write_text(json.dumps(payload, indent=2) + "\n"))
     return False
 
 
@@ -571,6 +567,7 @@ def _checkpoint_name(step: int) -> str:
 # --------------------------------------------------------------------------------------------------------------
 # the loop
 # --------------------------------------------------------------------------------------------------------------
+@holding("out_dir")
 def pretrain(config: TrainConfig | None = None, out_dir="runs/pretrain", *, resume: bool = False,
              overwrite: bool = False, device="auto", progress: bool = True, max_steps_this_call: int | None = None,
              callback: Callable[[dict], None] | None = None) -> PretrainResult:

@@ -31,13 +31,14 @@ import importlib.metadata
 import json
 import math
 import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import xarray as xr
+
+from freqlab.outputs import write_atomic
 
 __all__ = [
     "ENGINE",
@@ -58,52 +59,6 @@ __all__ = [
 ENGINE = "h5netcdf"
 CONVENTIONS = "CF-1.8"
 FINGERPRINT_ATTR = "fingerprint"
-
-
-# --------------------------------------------------------------------------------------------------------------
-# atomic writes
-# --------------------------------------------------------------------------------------------------------------
-def _umask() -> int:
-    """The process umask: read from ``/proc/self/status`` where there is one (Linux), so it is never changed;
-    elsewhere set and restored at once (:func:`os.umask` is the only portable way to read it)."""
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    old = os.umask(0o077)
-    os.umask(old)
-    return old
-
-
-def write_atomic(path: str | os.PathLike, writer: Callable[[Path], object]) -> Path:
-    """Write the file ``path`` atomically: ``writer(tmp)`` writes a temporary file in the same directory, which is
-    then flushed to disk, given the mode a new file gets (``0o666 & ~umask``) and renamed over ``path``.
-
-    The temporary file (``.<name>.<random>.tmp``, hidden) exists, empty, when ``writer`` is called; ``writer`` may
-    overwrite or replace it. The parent directory is created. On any failure (in ``writer`` or after) the
-    temporary file is removed and an existing file at ``path`` is left as it was. Returns ``path``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        writer(tmp)
-        with open(tmp, "rb+") as handle:  # make the bytes durable before the rename makes them visible
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; honour the umask like open() would
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        raise
-    return path
 
 
 # --------------------------------------------------------------------------------------------------------------

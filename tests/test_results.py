@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from freqlab import results
+from freqlab import outputs, results
 
 
 def _dataset(scale: float = 1.0) -> xr.Dataset:
@@ -126,12 +126,12 @@ def umask():
 @pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_saved_files_get_the_mode_the_umask_gives(tmp_path, umask, mask, mode):
     umask(mask)
-    assert results._umask() == mask
+    assert outputs._umask() == mask
     path = results.save(_dataset(), tmp_path / "r.nc")
     assert stat.S_IMODE(path.stat().st_mode) == mode
     results.save(_dataset(2.0), path)  # replacing a file: the new one gets the umask's mode too
     assert stat.S_IMODE(path.stat().st_mode) == mode
-    text = results.write_atomic(tmp_path / "t.txt", lambda tmp: tmp.write_text("x"))
+    text = outputs.write_atomic(tmp_path / "t.txt", lambda tmp: tmp.write_text("x"))
     assert stat.S_IMODE(text.stat().st_mode) == mode
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.nc", "t.txt"]
 
@@ -146,7 +146,7 @@ def test_write_atomic_writer_gets_a_hidden_temp_beside_the_target(tmp_path):
         tmp.unlink()  # a writer may replace the file rather than write into it
         tmp.write_bytes(b"data")
 
-    assert results.write_atomic(tmp_path / "new" / "out.bin", writer) == tmp_path / "new" / "out.bin"
+    assert outputs.write_atomic(tmp_path / "new" / "out.bin", writer) == tmp_path / "new" / "out.bin"
     assert (tmp_path / "new" / "out.bin").read_bytes() == b"data" and not seen[0].exists()
     assert [p.name for p in (tmp_path / "new").iterdir()] == ["out.bin"]
 
@@ -160,14 +160,14 @@ def test_write_atomic_failure_keeps_the_old_file_and_removes_the_temp(tmp_path):
         raise KeyboardInterrupt  # BaseException too: an interrupted write cleans up
 
     with pytest.raises(KeyboardInterrupt):
-        results.write_atomic(target, broken)
+        outputs.write_atomic(target, broken)
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
     def deletes(tmp):  # the temp gone before fsync: the error surfaces, nothing is left behind
         tmp.unlink()
 
     with pytest.raises(FileNotFoundError):
-        results.write_atomic(target, deletes)
+        outputs.write_atomic(target, deletes)
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.txt"]
 
 

@@ -34,7 +34,7 @@ def run(args) -> int:
 
     from freqlab.figures import export_results, make_figures
 
-    report = run_demo(args.out, quick=args.quick, device=args.device, seed=args.seed)
+    report = run_demo(args.out, quick=args.quick, device=args.device, seed=args.seed, progress=not args.quiet)
     if args.figures:
         export_results(args.out, Path(args.figures) / "results")
         make_figures(Path(args.figures) / "results", args.figures)

@@ -77,7 +77,6 @@ def register(sub) -> None:
     p.add_argument("--no-d-patch", action="store_true",
                    help="one global logit per image instead of local verdicts at every scale")
     p.add_argument("--overwrite", action="store_true", help="delete a previous fine-tuning run in --out and start over")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_common(p, out_default="runs/finetune")
     p.set_defaults(func=run)
 

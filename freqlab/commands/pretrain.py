@@ -118,7 +118,6 @@ def register(sub) -> None:
                    help="no bf16 autocast on accelerators (CPU always runs float32)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved state")
     p.add_argument("--overwrite", action="store_true", help="delete a previous run in --out and start over")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_common(p, out_default="runs/pretrain")
     p.set_defaults(func=run)
 

@@ -36,7 +36,7 @@ def run(args) -> int:
     ds = dataspectra.data_spectra(
         sources, n_images=args.n_images, batch_size=args.batch_size, resolution=args.resolution,
         grayscale=args.grayscale, window=None if args.window == "none" else args.window, seed=args.seed,
-        device=resolve_device(args.device),
+        device=resolve_device(args.device), progress=not args.quiet,
     )
     out = Path(args.out)
     nc = results.save(ds, out / "data_spectra.nc")

@@ -65,7 +65,8 @@ def register(sub) -> None:
     p.add_argument("--distribute", default="auto", choices=("auto", "images", "checkpoints"),
                    help="under torchrun: split each checkpoint's images across processes, or give each process "
                         "whole checkpoints; auto (default) splits checkpoints when they divide evenly")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--any-resolution", action="store_true",
+                   help="allow data at a resolution other than the checkpoint's own (default: a mismatch is an error)")
     add_common(p, out_default="runs/sweep.nc")
     p.set_defaults(func=run)
 
@@ -80,9 +81,9 @@ def run(args) -> int:
         modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()), n_images=args.n_images,
         batch_size=args.batch_size, seed=args.seed, device=args.device, bands=args.bands,
         window=None if args.window.lower() == "none" else args.window, out=args.out, resume=args.resume,
-        overwrite=args.overwrite, autocast=args.autocast, progress=not args.no_progress, split=args.split,
+        overwrite=args.overwrite, autocast=args.autocast, progress=not args.quiet, split=args.split,
         data_options=data_options, trust_pickle=args.trust_pickle, wasserstein_images=args.wasserstein_images,
-        distribute=args.distribute,
+        distribute=args.distribute, any_resolution=args.any_resolution,
     )
     if distributed.is_main():
         print(sweep_mod.summarize(ds))
