@@ -234,7 +234,7 @@ def save_checkpoint(path, denoiser: EDMDenoiser, *, metadata: Mapping) -> Path:
     """
     from safetensors.torch import save_file
 
-    from freqlab.results import write_atomic
+    from freqlab.outputs import write_atomic
 
     if not isinstance(denoiser, EDMDenoiser):
         raise ValueError(f"save_checkpoint saves an EDMDenoiser, got {type(denoiser).__name__}; diffusers models "
@@ -657,9 +657,28 @@ def _number_in_name(name: str) -> int | None:
     return int(numbers[-1]) if numbers else None
 
 
+def _unreadable_reason(path: Path) -> str | None:
+    """Why a folder that holds checkpoint files is in no format freqlab reads (None: it holds none)."""
+    if not path.is_dir() or not ((path / CONFIG_NAME).exists() or (path / WEIGHTS_NAME).exists()
+                                 or any(path.glob("diffusion_pytorch_model*"))):
+        return None
+    try:
+        config = json.loads((path / CONFIG_NAME).read_text())
+    except FileNotFoundError:
+        return f"it has weights but no {CONFIG_NAME}"
+    except (OSError, ValueError) as err:
+        return f"its {CONFIG_NAME} is not valid JSON ({err})"
+    if not isinstance(config, Mapping):
+        return f"its {CONFIG_NAME} holds a {type(config).__name__}, not a JSON object"
+    return f"its {CONFIG_NAME} is neither a freqlab checkpoint's (format {FORMAT!r}) nor beside diffusers weights"
+
+
 def _checkpoint_info(path: Path) -> CheckpointInfo | None:
     kind, _ = _detect(path, strict=False)
     if kind is None:
+        reason = _unreadable_reason(path)
+        if reason is not None:  # never a silent drop: the sweep would miss a checkpoint
+            raise ValueError(f"{path} looks like a checkpoint but cannot be read: {reason}; repair or remove it")
         return None
     stem = path.stem if path.is_file() else path.name
     if kind == "freqlab":

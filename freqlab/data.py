@@ -476,22 +476,46 @@ class ArraySource(DataSource):
         return _fit(_to_channels(x, self.shape[0]), self.hw).clamp(-1.0, 1.0)
 
 
-def _load_folder(root: Path, hw, channels) -> torch.Tensor:
-    """Every image file under ``root`` (recursively, sorted by relative path) as uint8 ``(N, C, H, W)``."""
+#: Full scale of PIL's high-bit-depth modes: 16-bit PNG/TIFF open as ``I;16*`` (or ``I`` holding 16-bit values).
+_FULL_SCALE = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535}
+
+
+def _read_image(path: Path, hw, channels) -> np.ndarray:
+    """One image file fitted to ``hw``: uint8 ``(H, W[, 3])``, or float32 in [0, 1] for 16-bit images (scaled by
+    their bit depth, never clipped to 8 bits)."""
     from PIL import Image, ImageOps
 
+    h, w = hw
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        if im.mode not in _FULL_SCALE and im.mode != "F":
+            im = im.convert("L" if channels == 1 else "RGB")
+            return np.asarray(ImageOps.fit(im, (w, h), method=Image.Resampling.LANCZOS))
+        values = np.asarray(im).astype(np.float64)
+        if im.mode == "F" and not (values.min() >= 0.0 and values.max() <= 1.0):
+            raise ValueError(f"float image with values in [{values.min():.4g}, {values.max():.4g}]; freqlab reads "
+                             "float images in [0, 1]")
+        full = 1.0 if im.mode == "F" else _FULL_SCALE[im.mode]
+        if values.max() > full:
+            raise ValueError(f"{im.mode} image with values up to {values.max():.0f}, above 16 bits")
+        gray = Image.fromarray((values / full).astype(np.float32))  # mode "F"
+        fitted = np.asarray(ImageOps.fit(gray, (w, h), method=Image.Resampling.LANCZOS), dtype=np.float32)
+        fitted = fitted.clip(0.0, 1.0)  # Lanczos overshoots at edges, as it does (and is clipped) in 8 bits
+        return fitted if channels == 1 else np.repeat(fitted[..., None], 3, axis=2)
+
+
+def _load_folder(root: Path, hw, channels) -> torch.Tensor:
+    """Every image file under ``root`` (recursively, sorted by relative path) as ``(N, C, H, W)``: uint8, or float32
+    in [-1, 1] when a file has more than 8 bits per sample (16-bit PNG or TIFF, scaled by its bit depth)."""
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {str(root)!r} does not exist (or is not a directory)")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"image folder {str(root)!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
-    h, w = hw
     arrays, failed = [], []
     for f in files:
         try:
-            with Image.open(f) as im:
-                im = ImageOps.exif_transpose(im).convert("L" if channels == 1 else "RGB")
-                arrays.append(np.asarray(ImageOps.fit(im, (w, h), method=Image.Resampling.LANCZOS)))
+            arrays.append(_read_image(f, hw, channels))
         except Exception as err:  # PIL raises many kinds for broken files; each one is reported below
             failed.append((f, err))
     if not arrays:
@@ -500,6 +524,9 @@ def _load_folder(root: Path, hw, channels) -> torch.Tensor:
     if failed:
         warnings.warn(f"skipped {len(failed)} unreadable image file(s) of {len(files)} in {str(root)!r} "
                       f"(first: {failed[0][0].name}: {failed[0][1]})", stacklevel=3)
+    if any(a.dtype != np.uint8 for a in arrays):  # one 16-bit file: keep every image's precision, as float
+        arrays = [a.astype(np.float32) * 2.0 - 1.0 if a.dtype != np.uint8 else a.astype(np.float32) / 127.5 - 1.0
+                  for a in arrays]
     x = torch.from_numpy(np.stack(arrays))
     return x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2).contiguous()
 

@@ -21,13 +21,15 @@ produces against the data:
 
 Spectra use freqlab's window (Hann after removing each image's mean, :data:`freqlab.measure.WINDOW`) unless told
 otherwise. The result is one :class:`xarray.Dataset`, saved atomically after each checkpoint when ``out`` is given;
-rerunning resumes, skipping finished checkpoints (recognised by name), and refuses a file written with other
-settings. Under ``torchrun`` the work is split across processes (images or whole checkpoints, see ``distribute``),
+rerunning resumes, skipping finished checkpoints (recognised by name *and* content fingerprint: a checkpoint of
+the same name with other weights is measured again, :mod:`freqlab.identity`), and refuses a file written with other
+settings. While it runs, the output is locked (:func:`freqlab.outputs.hold`): a second run into it refuses. Under ``torchrun`` the work is split across processes (images or whole checkpoints, see ``distribute``),
 the accumulators are merged and rank 0 writes: the numbers are those of one process to float tolerance.
 
 Dataset layout (long names and units of every variable in :data:`VARIABLES` and in each variable's attrs)
 ------------------------------------------------------------------------------------------------------------
-coords: ``checkpoint`` (str) with ``step``, ``images_seen`` (float, NaN unknown) and ``checkpoint_path``;
+coords: ``checkpoint`` (str) with ``step``, ``images_seen`` (float, NaN unknown), ``checkpoint_path`` and
+``checkpoint_fingerprint``;
 ``sigma``; ``mode``; ``channel``; ``freq`` (cycles/pixel) with ``freq_count``; ``band`` with ``band_lo``,
 ``band_hi``.
 
@@ -75,8 +77,9 @@ import numpy as np
 import torch
 import xarray as xr
 
-from freqlab import distributed, measure, results, spectral
+from freqlab import distributed, identity, measure, results, spectral
 from freqlab.devices import autocast_context
+from freqlab.outputs import holding
 from freqlab.rng import per_sample_randn
 from freqlab.measure import Analysis, ImageStats
 from freqlab.stats import SpectrumAccumulator
@@ -141,9 +144,18 @@ class _Entry:
     images_seen: int = -1
     path: str = ""
     model: torch.nn.Module | None = field(default=None, repr=False)
+    _fingerprint: str | None = field(default=None, repr=False)
 
     def get(self) -> torch.nn.Module:
         return self.model if self.model is not None else self.load()
+
+    @property
+    def fingerprint(self) -> str:
+        """What is measured (:mod:`freqlab.identity`): the files of a checkpoint on disk, the weights in memory."""
+        if self._fingerprint is None:
+            self._fingerprint = (identity.module_fingerprint(self.model) if self.model is not None
+                                 else identity.path_fingerprint(self.path))
+        return self._fingerprint
 
 
 def _metadata_int(meta: Mapping | None, key: str) -> int:
@@ -249,7 +261,9 @@ def _data_fingerprint(data, n_images: int) -> dict:
             "digest": digest}
 
 
-def _check_shape(name: str, model: torch.nn.Module, shape: tuple[int, int, int]) -> None:
+def _check_shape(name: str, model: torch.nn.Module, shape: tuple[int, int, int], any_resolution: bool) -> None:
+    """Data must have the model's channels, and its declared resolution unless ``any_resolution`` (a UNet runs at
+    any size its downsampling divides, but a model trained at 32x32 measured at 16x16 is another experiment)."""
     expected = getattr(model, "image_shape", None)
     if expected is None:
         return
@@ -258,8 +272,10 @@ def _check_shape(name: str, model: torch.nn.Module, shape: tuple[int, int, int])
     if shape[0] != c:
         raise ValueError(f"data images have {shape[0]} channel(s) but checkpoint {name!r} expects {c}; "
                          f"choose data with {c} channel(s) (grayscale={c == 1})")
-    if multiple is None and tuple(shape[1:]) != (h, w):
-        raise ValueError(f"data images are {shape[1]}x{shape[2]} but checkpoint {name!r} expects {h}x{w}")
+    if (multiple is None or not any_resolution) and tuple(shape[1:]) != (h, w):
+        hint = "" if multiple is None else "; pass any_resolution=True (--any-resolution) to measure it at this size"
+        raise ValueError(f"data images are {shape[1]}x{shape[2]} but checkpoint {name!r} was made for {h}x{w}"
+                         f"{hint}")
     if multiple is not None and (shape[1] % int(multiple) or shape[2] % int(multiple)):
         raise ValueError(f"data images are {shape[1]}x{shape[2]}, not divisible by {multiple} as checkpoint "
                          f"{name!r} needs")
@@ -450,6 +466,9 @@ def _checkpoint_dataset(entry: _Entry, outs: dict, modes, an: Analysis, sigmas, 
                         {"long_name": "training images seen (NaN: unknown)", "units": "1"}),
         "checkpoint_path": ("checkpoint", np.array([entry.path], dtype=object),
                             {"long_name": "absolute checkpoint path ('' for an in-memory model)"}),
+        "checkpoint_fingerprint": ("checkpoint", np.array([entry.fingerprint], dtype=object),
+                                   {"long_name": "content fingerprint of what was measured (freqlab.identity): "
+                                                 "a resumed sweep measures a checkpoint again when it differs"}),
         "mode": ("mode", np.array(list(modes), dtype=object),
                  {"long_name": "sweep mode: denoise (input x0 + σ·n) or generate (input σ·z)"}),
     })
@@ -481,6 +500,7 @@ def _split(ds: xr.Dataset) -> tuple[xr.Dataset, list[xr.Dataset]]:
 # --------------------------------------------------------------------------------------------------------------
 # the sweep
 # --------------------------------------------------------------------------------------------------------------
+@holding("out")
 def sweep(
     models: Any,
     data: Any = "natural",
@@ -505,6 +525,7 @@ def sweep(
     wasserstein_images: int = 1024,
     linear_reference: int | None = None,
     distribute: str = "auto",
+    any_resolution: bool = False,
 ) -> xr.Dataset:
     """Spectra of one-step outputs of every checkpoint at every noise level.
 
@@ -551,6 +572,8 @@ def sweep(
         sample are those of a single-process run (per-sample seeds), the numbers agree with it to float
         tolerance, only rank 0 writes ``out`` and prints progress, and every rank returns the whole Dataset.
         Ignored in one process.
+    any_resolution : measure checkpoints on data at a resolution other than the one they declare (their
+        ``image_shape``; a UNet runs at any size its downsampling divides). Default False: a mismatch is an error.
 
     Returns
     -------
@@ -589,6 +612,7 @@ def sweep(
     model_shape = getattr(first, "image_shape", None)
     source = _make_data(data, tuple(model_shape) if model_shape is not None else None, split, data_options)
     shape = tuple(int(s) for s in source.shape)
+    _check_shape(entries[0].name, first, shape, any_resolution)  # before any work; the others as they load
     size = getattr(source, "size", None)
     if size is not None and n_images > size:
         raise ValueError(f"data source {source.name!r} has {size} images, fewer than n_images={n_images}")
@@ -627,6 +651,7 @@ def sweep(
         attrs.update({k: existing.attrs[k] for k in ("date_created", "history") if k in existing.attrs})
     distributed.barrier()  # every rank has read the file before rank 0 may replace it
     shared, parts = _split(existing) if existing is not None else (None, [])
+    parts = _keep_unchanged(parts, entries, out)
     done = {str(p.checkpoint.values[0]) for p in parts}
     todo = [e for e in entries if e.name not in done]
     if not todo:
@@ -656,7 +681,7 @@ def sweep(
                     first = None  # a loaded checkpoint is dropped once swept: one model in memory at a time
                     stats = _sweep_checkpoint(entry, model, source, mine, sigmas, modes, shape, int(seed), dev,
                                               use_autocast, an, keep, need_data=data_stats is None, bar=bar,
-                                              linear=linear_model)
+                                              linear=linear_model, any_resolution=any_resolution)
                     del model
                 except Exception as err:  # noqa: BLE001 - re-raised below, on every rank
                     error = err
@@ -686,6 +711,26 @@ def sweep(
         return xr.Dataset(coords={"checkpoint": [e.name for e in entries], "sigma": np.asarray(sigmas),
                                   "mode": list(modes)}, attrs=attrs)
     return _order(_assemble(shared, parts, attrs), entries)
+
+
+def _keep_unchanged(parts: list[xr.Dataset], entries: list[_Entry], out) -> list[xr.Dataset]:
+    """The finished checkpoints of a resumed file that are still what is asked for: a part whose checkpoint has
+    the name of a requested one but other content (another run, retrained weights) is dropped, with a note, and
+    measured again. Parts of checkpoints not requested now are kept as they are."""
+    by_name = {e.name: e for e in entries}
+    kept, changed = [], []
+    for part in parts:
+        name = str(part.checkpoint.values[0])
+        entry = by_name.get(name)
+        stored = str(part.checkpoint_fingerprint.values[0]) if "checkpoint_fingerprint" in part.coords else None
+        if entry is not None and stored != entry.fingerprint:
+            changed.append(name if stored is not None else f"{name} (no fingerprint: an older file)")
+        else:
+            kept.append(part)
+    if changed and distributed.is_main():
+        print(f"freqlab: {len(changed)} checkpoint(s) in {out} have the names of requested ones but other content "
+              f"({', '.join(changed)}); measuring them again", file=sys.stderr, flush=True)
+    return kept
 
 
 def _raise_on_every_rank(error: BaseException | None) -> None:
@@ -751,13 +796,13 @@ def _forward(entry: _Entry, model, x: torch.Tensor, sigma: float, dev, use_autoc
 
 
 def _sweep_checkpoint(entry, model, source, batches, sigmas, modes, shape, seed, dev, use_autocast,
-                      an: Analysis | None, keep, *, need_data: bool, bar, linear=None):
+                      an: Analysis | None, keep, *, need_data: bool, bar, linear=None, any_resolution=False):
     """One pass over the images for one checkpoint, every σ and mode.
 
     Returns ``({(σ index, mode): stats}, data)`` where ``data`` (with ``need_data``) is ``(data stats, linear)``
     and ``linear`` the per-σ MSE accumulators of the linear reference (or None).
     """
-    _check_shape(entry.name, model, shape)
+    _check_shape(entry.name, model, shape, any_resolution)
     was_training = getattr(model, "training", False)
     if hasattr(model, "to"):
         model.to(dev)

@@ -222,8 +222,10 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(white16, tmp_path):
         sw.sweep({"a": a, "b": Crash()}, white16, SIGMAS, out=out, **SMALL)
     saved = results.load(out)
     assert list(saved.checkpoint.values) == ["a"]  # the finished checkpoint survived the crash
-    # the rerun skips "a" (a crashing stand-in proves it is never called) and computes "b"
-    resumed = sw.sweep({"a": Crash(), "b": b}, white16, SIGMAS, out=out, **SMALL)
+    # the rerun skips "a" (same weights, so same fingerprint; a crashing forward proves it is never called)
+    # and computes "b"
+    a._denoise = Crash()._denoise
+    resumed = sw.sweep({"a": a, "b": b}, white16, SIGMAS, out=out, **SMALL)
     xr.testing.assert_allclose(resumed, full, rtol=1e-12)
     on_disk = results.load(out)
     xr.testing.assert_allclose(on_disk, full, rtol=1e-12)
@@ -231,7 +233,19 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(white16, tmp_path):
     assert {k: v for k, v in on_disk.attrs.items() if k not in when} == \
         {k: v for k, v in results.load(results.save(full, tmp_path / "full.nc")).attrs.items() if k not in when}
     # everything finished: a rerun loads and returns the file
-    xr.testing.assert_allclose(sw.sweep({"a": Crash(), "b": Crash()}, white16, SIGMAS, out=out, **SMALL), full)
+    b._denoise = Crash()._denoise
+    xr.testing.assert_allclose(sw.sweep({"a": a, "b": b}, white16, SIGMAS, out=out, **SMALL), full)
+
+
+def test_a_checkpoint_with_the_same_name_but_other_weights_is_measured_again(white16, tmp_path, capsys):
+    out = tmp_path / "r.nc"
+    sw.sweep({"a": TinyDenoiser(seed=1), "b": TinyDenoiser(seed=2)}, white16, SIGMAS, out=out, **SMALL)
+    resumed = sw.sweep({"a": TinyDenoiser(seed=5), "b": TinyDenoiser(seed=2)}, white16, SIGMAS, out=out, **SMALL)
+    assert "1 checkpoint(s)" in capsys.readouterr().err  # said once, naming the checkpoint
+    fresh = sw.sweep({"a": TinyDenoiser(seed=5), "b": TinyDenoiser(seed=2)}, white16, SIGMAS, **SMALL)
+    xr.testing.assert_allclose(resumed.drop_attrs(), fresh.drop_attrs(), rtol=1e-12)
+    assert not np.allclose(resumed.relative_power_db.sel(checkpoint="a"),
+                           sw.sweep({"a": TinyDenoiser(seed=1)}, white16, SIGMAS, **SMALL).relative_power_db)
 
 
 def test_refuses_to_mix_a_different_grid_or_data(white16, tmp_path):
@@ -277,8 +291,12 @@ def test_bad_inputs(white16, tmp_path):
         sw.sweep([TinyDenoiser()], rgb, SIGMAS, **SMALL)
     exact = Scale()
     exact.size_multiple = None
-    with pytest.raises(ValueError, match="expects 16x16"):
+    with pytest.raises(ValueError, match="made for 16x16$"):  # no size but its own: no opt-in offered
         sw.sweep([exact], make_source("white", resolution=8, grayscale=True), SIGMAS, **SMALL)
+    white8 = make_source("white", resolution=8, grayscale=True)
+    with pytest.raises(ValueError, match=r"made for 16x16; pass any_resolution=True \(--any-resolution\)"):
+        sw.sweep([Scale()], white8, SIGMAS, **SMALL)  # runs at any size, but only when asked
+    assert sw.sweep([Scale()], white8, SIGMAS, any_resolution=True, **SMALL).attrs["image_shape"] == "1,8,8"
     with pytest.raises(FileNotFoundError, match="does not exist"):
         sw.sweep(tmp_path / "nope", white16, SIGMAS, **SMALL)
     (tmp_path / "empty").mkdir()
