@@ -1,15 +1,12 @@
 """Per-image band statistics (kurtosis, Wasserstein, diversity) against sigma, per checkpoint.
 
-Usage: python analyses/fig_band_statistics.py [RESULTS_DIR] [OUT_DIR]   (defaults: runs/demo, figures)
+Usage: python analyses/fig_band_statistics.py [RESULTS_DIR] [OUT_DIR]   (defaults: figures/results, figures)
 Reads saved results only; writes OUT_DIR/band_statistics.png and .pdf.
 """
 
 import sys
 
-from freqlab.figures import make_figure
+from freqlab.figures import script_main
 
 if __name__ == "__main__":
-    results_dir = sys.argv[1] if len(sys.argv) > 1 else "runs/demo"
-    out_dir = sys.argv[2] if len(sys.argv) > 2 else "figures"
-    for path in make_figure("band_statistics", results_dir, out_dir):
-        print(path)
+    sys.exit(script_main("band_statistics", __doc__))

@@ -26,6 +26,7 @@ import builtins
 import hashlib
 import io
 import json
+import math
 import os
 import pickle
 import re
@@ -305,7 +306,16 @@ def _edm_denoiser_from_config(config: Mapping, state, *, weights: Path, config_p
     unet = _unet_from_config(unet_config, config_path)
     _load_strict(unet, _strip_prefix(state), weights)
     params = config.get("denoiser", {}) if "unet" in config else {}
-    kwargs = {k: float(params[k]) for k in ("sigma_min", "sigma_max", "sigma_data") if k in params}
+    if not isinstance(params, Mapping):
+        raise ValueError(f"{config_path}: 'denoiser' must be a JSON object with sigma_min, sigma_max, sigma_data, "
+                         f"got {json.dumps(params)}")
+    kwargs = {}
+    for key in ("sigma_min", "sigma_max", "sigma_data"):
+        if key in params:
+            value = params[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{config_path}: denoiser.{key} must be a positive number, got {json.dumps(value)}")
+            kwargs[key] = float(value)
     if params.get("image_shape") and not unet.config.sample_size:
         kwargs["image_shape"] = tuple(params["image_shape"])
     return EDMDenoiser(unet.eval(), **kwargs)

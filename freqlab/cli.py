@@ -19,8 +19,15 @@ COMMANDS = ("spectra", "pretrain", "sweep", "finetune", "figures", "demo")
 LOCKS_OUT = ("spectra", "pretrain", "sweep", "finetune", "demo")  # commands whose --out is locked for the run
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line naming the command and where its options are listed (not the whole usage)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="freqlab",
         description="Frequency-domain study of diffusion models as one-step generators.",
         epilog="Run `freqlab COMMAND --help` for the options and examples of each command.",
@@ -30,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"freqlab {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="show full tracebacks instead of one-line errors (also accepted after COMMAND)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     for name in COMMANDS:
         try:
             module = importlib.import_module(f"freqlab.commands.{name}")
@@ -59,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"freqlab {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"freqlab {args.command}: interrupted; finished work is saved and a rerun resumes", file=sys.stderr)
+        how = "the same command with --resume continues" if args.command == "pretrain" else "a rerun resumes"
+        print(f"freqlab {args.command}: interrupted; finished work is saved and {how}", file=sys.stderr)
         return 130
     finally:  # a process group the command set up under torchrun (imported only if a command used it)
         if "freqlab.distributed" in sys.modules:

@@ -34,6 +34,8 @@ import functools
 import math
 import pickle
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -467,6 +469,11 @@ class ArraySource(DataSource):
     """
 
     def __init__(self, name, data: torch.Tensor, hw, channels, attrs):
+        h0, w0 = data.shape[-2:]
+        if h0 < hw[0] or w0 < hw[1]:
+            raise ValueError(f"{name} images are {h0}x{w0}, smaller than the resolution {hw[0]}x{hw[1]}: upsampling "
+                             "adds no high frequencies, so the spectra would be wrong; choose a resolution of at "
+                             f"most {h0}x{w0}")
         self.data, self.hw = data, hw
         super().__init__(name, (channels, *hw), int(data.shape[0]), attrs)
 
@@ -488,6 +495,9 @@ def _read_image(path: Path, hw, channels) -> np.ndarray:
     h, w = hw
     with Image.open(path) as im:
         im = ImageOps.exif_transpose(im)
+        if im.width < w or im.height < h:
+            raise ValueError(f"image {im.width}x{im.height} is smaller than the resolution {w}x{h} (upsampling adds no "
+                             "high frequencies)")
         if im.mode not in _FULL_SCALE and im.mode != "F":
             im = im.convert("L" if channels == 1 else "RGB")
             return np.asarray(ImageOps.fit(im, (w, h), method=Image.Resampling.LANCZOS))
@@ -570,7 +580,13 @@ def _load_cifar10(path: Path, split: str) -> torch.Tensor:
     parts = []
     for n in names:
         with open(path / n, "rb") as fh:
-            batch = _NumpyOnlyUnpickler(fh, encoding="bytes").load()
+            try:
+                batch = _NumpyOnlyUnpickler(fh, encoding="bytes").load()
+            except ValueError:  # a refused global: its own message says why
+                raise
+            except Exception as err:  # noqa: BLE001 - a broken pickle raises many kinds
+                raise ValueError(f"{str(path / n)!r} is not a CIFAR-10 batch (unreadable: {type(err).__name__}: "
+                                 f"{err})") from None
         data = batch.get(b"data", batch.get("data")) if isinstance(batch, dict) else None
         if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
             raise ValueError(f"{str(path / n)!r} is not a CIFAR-10 batch: expected a dict with b'data' uint8 (N, 3072)")
@@ -588,20 +604,33 @@ def _load_array(path: Path, key: str | None, layout: str, value_range) -> torch.
     """
     if not path.is_file():
         raise FileNotFoundError(f"array file {str(path)!r} does not exist")
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic != b"\x93NUMPY" and not magic.startswith(b"PK\x03\x04"):
+        raise ValueError(f"{str(path)!r} is not a NumPy .npy or .npz file (it starts with neither header); save "
+                         "images with numpy.save or numpy.savez")
     try:
         loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                keys = list(loaded.keys())
+                if key is None:
+                    key = keys[0] if len(keys) == 1 else next((k for k in ("images", "x", "arr_0") if k in keys),
+                                                              None)
+                if key not in keys:
+                    raise KeyError(key)
+                arr = loaded[key]
+        else:
+            arr = loaded
+    except KeyError:
+        raise ValueError(f"{str(path)!r} holds arrays {keys}; choose one with the option key=...") from None
     except ValueError as err:
-        raise ValueError(f"cannot read {str(path)!r} as a .npy/.npz array without pickle: {err}") from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            keys = list(loaded.keys())
-            if key is None:
-                key = keys[0] if len(keys) == 1 else next((k for k in ("images", "x", "arr_0") if k in keys), None)
-            if key not in keys:
-                raise ValueError(f"{str(path)!r} holds arrays {keys}; choose one with the option key=...")
-            arr = loaded[key]
-    else:
-        arr = loaded
+        if "pickled" in str(err) or "Object arrays" in str(err):
+            raise ValueError(f"{str(path)!r} holds Python objects, not numbers (an object array); freqlab reads "
+                             "numeric arrays only and never unpickles") from None
+        raise ValueError(f"cannot read {str(path)!r}: truncated or corrupt ({err})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise ValueError(f"cannot read {str(path)!r}: truncated or corrupt ({type(err).__name__}: {err})") from None
     if arr.ndim == 3:
         arr = arr[:, None]
     elif arr.ndim == 4:
@@ -644,6 +673,26 @@ def _load_array(path: Path, key: str | None, layout: str, value_range) -> torch.
 # --------------------------------------------------------------------------------------------------------------
 _PROCEDURAL = {"natural": NaturalPatches, "deadleaves": DeadLeaves, "grf": GaussianRandomField, "white": WhiteNoise}
 _FILE_OPTIONS = {"folder": {}, "cifar10": {}, "array": {"key": None, "layout": "auto", "value_range": None}}
+
+
+def _typed_option(source: str, key: str, value, default):
+    """``value`` as the type of the option's default (bool, int, float); one clear error naming the option."""
+    kind = type(default)
+    if default is None or kind is str or isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    try:
+        if kind is bool:
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+                return value.lower() in ("true", "1", "yes")
+            if isinstance(value, (int, np.integer)) and value in (0, 1):
+                return bool(value)
+            raise ValueError
+        if kind is int and (isinstance(value, bool) or float(value) != int(float(value))):
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"data option {key}={value!r} of source {source!r} must be a {kind.__name__} "
+                         f"(default {default!r})") from None
 
 
 def _resolution(resolution) -> tuple[int, int]:
@@ -692,7 +741,7 @@ def make_source(name: str, *, resolution: int | tuple[int, int] = 32, grayscale:
     if unknown:
         accepted = ", ".join(defaults) or "none"
         raise ValueError(f"unknown option(s) {', '.join(unknown)} for data source {name!r}; accepted: {accepted}")
-    opts = {**defaults, **options}
+    opts = {**defaults, **{k: _typed_option(name, k, v, defaults[k]) for k, v in options.items()}}
     if name in _PROCEDURAL:
         if path is not None:
             raise ValueError(f"data source {name!r} is generated, it takes no path (got {path!r})")

@@ -290,7 +290,11 @@ def as_scheduler(scheduler_or_config):
     cls = getattr(diffusers, str(name), None)
     if cls is None or not issubclass(cls, diffusers.SchedulerMixin):
         cls = diffusers.DDPMScheduler
-    scheduler = cls.from_config(dict(scheduler_or_config))
+    try:
+        scheduler = cls.from_config(dict(scheduler_or_config))
+    except (NotImplementedError, ValueError, TypeError, KeyError) as err:
+        raise ValueError(f"cannot build the {cls.__name__} of this scheduler config ({type(err).__name__}: {err})") \
+            from None
     if not hasattr(scheduler, "alphas_cumprod"):
         raise ValueError(f"scheduler {name} has no alphas_cumprod table; a DDPM-family (VP) scheduler is needed")
     return scheduler
@@ -377,8 +381,9 @@ class DiffusersDenoiser(Denoiser):
         if bool(out.any()):
             values = sigma[out][:4].tolist()
             if not self.clamp:
-                raise ValueError(f"sigma {values} is outside the scheduler's range [{lo:.6g}, {hi:.6g}]; "
-                                 "pass clamp=True to clamp it into the range")
+                raise ValueError(f"sigma {values} is outside the scheduler's range [{lo:.6g}, {hi:.6g}]; choose noise "
+                                 "levels inside it (--sigmas), or load the model with load_denoiser(..., clamp=True) "
+                                 "to clamp them")
             warnings.warn(f"sigma {values} clamped into the scheduler's range [{lo:.6g}, {hi:.6g}]", stacklevel=3)
         return sigma.clamp(lo, hi)
 

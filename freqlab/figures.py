@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # imported lazily: the command line lists the figures without
     import xarray as xr
 
 
-__all__ = ["FIGURES", "make_figure", "make_figures", "finetune_logs", "seed_logs", "run_dir", "export_results"]
+__all__ = ["FIGURES", "make_figure", "make_figures", "script_main", "finetune_logs", "seed_logs", "run_dir", "export_results"]
 
 
 def _plots():
@@ -41,8 +41,13 @@ def run_dir(name: str, replicate: int = 0) -> str:
     return f"finetune-{name}" if replicate == 0 else f"finetune-{name}-seed{replicate}"
 
 
-def _sweep(root: Path) -> xr.Dataset:
-    return _load(root / "sweep.nc")
+def _sweep(root: Path, mode: str | None = None) -> xr.Dataset:
+    """The sweep of ``root``; FileNotFoundError (the figure is skipped) when it lacks ``mode``."""
+    ds = _load(root / "sweep.nc")
+    if mode is not None and mode not in [str(m) for m in ds.mode.values]:
+        raise FileNotFoundError(f"{root / 'sweep.nc'} has no {mode!r} mode (swept with --modes "
+                                f"{','.join(str(m) for m in ds.mode.values)})")
+    return ds
 
 
 def finetune_logs(root: Path) -> dict[str, xr.Dataset]:
@@ -55,6 +60,11 @@ def finetune_logs(root: Path) -> dict[str, xr.Dataset]:
     if not logs:
         raise FileNotFoundError(f"no fine-tuning logs (finetune-*/finetune.nc) under {root}")
     return logs
+
+
+def _first_log(logs: dict) -> "xr.Dataset":
+    """The D2O-F run's log, else any (every run of a results directory freezes the same architecture alike)."""
+    return logs.get("pretrained", next(iter(logs.values())))
 
 
 def seed_logs(root: Path) -> dict[str, list[xr.Dataset]]:
@@ -87,13 +97,13 @@ def _sample_grids(root: Path) -> dict[str, list[Path]]:
 FIGURES: dict[str, Callable[[Path], plt.Figure]] = {
     "data_spectra": lambda root: _plots().data_spectra_figure(_load(root / "data_spectra.nc")),
     "output_spectra": lambda root: _plots().output_spectra_figure(_sweep(root)),
-    "relative_power_heatmap": lambda root: _plots().relative_power_heatmap(_sweep(root)),
-    "cutoff_vs_sigma": lambda root: _plots().cutoff_figure(_sweep(root)),
-    "transfer_coherence": lambda root: _plots().transfer_figure(_sweep(root)),
-    "band_statistics": lambda root: _plots().band_statistics_figure(_sweep(root)),
+    "relative_power_heatmap": lambda root: _plots().relative_power_heatmap(_sweep(root, "generate")),
+    "cutoff_vs_sigma": lambda root: _plots().cutoff_figure(_sweep(root, "denoise")),
+    "transfer_coherence": lambda root: _plots().transfer_figure(_sweep(root, "denoise")),
+    "band_statistics": lambda root: _plots().band_statistics_figure(_sweep(root, "generate")),
     "finetune_statistics": lambda root: _plots().finetune_figure(finetune_logs(root), seeds=seed_logs(root)),
     "finetune_samples": lambda root: _plots().samples_figure(_sample_grids(root)),
-    "frozen_parameters": lambda root: _plots().frozen_parameters_figure(finetune_logs(root)["pretrained"]),
+    "frozen_parameters": lambda root: _plots().frozen_parameters_figure(_first_log(finetune_logs(root))),
 }
 
 
@@ -113,18 +123,39 @@ def make_figure(name: str, results_dir: str | Path, out_dir: str | Path = "figur
         plt.close(fig)
 
 
+def script_main(name: str, doc: str | None = None, argv: list[str] | None = None) -> int:
+    """The command line of an ``analyses/fig_<name>.py`` script: ``[RESULTS_DIR] [--out OUT_DIR]``, by default the
+    committed results (``figures/results``) into ``figures``; a missing or unreadable input is one line, exit 2."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results_dir", nargs="?", default="figures/results",
+                        help="a results directory (`freqlab demo --out DIR`; default: figures/results, committed)")
+    parser.add_argument("out_dir", nargs="?", default="figures", help="where to write the PNG and PDF (figures)")
+    args = parser.parse_args(argv)
+    try:
+        for path in make_figure(name, args.results_dir, args.out_dir):
+            print(path)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def make_figures(results_dir: str | Path, out_dir: str | Path = "figures", names=None) -> list[Path]:
     """Every figure of :data:`FIGURES` (or ``names``) whose inputs exist; says on stderr which were skipped."""
     if not Path(results_dir).is_dir():  # one error, not one "skipped" line per figure
         raise FileNotFoundError(f"results directory {results_dir} does not exist")
-    written = []
+    written, skipped = [], []
     for name in names or FIGURES:
         try:
             written += make_figure(name, results_dir, out_dir)
-        except FileNotFoundError as err:
-            print(f"figure {name}: skipped ({err})", file=sys.stderr)
+        except FileNotFoundError as err:  # its inputs are not there; said once the others are drawn
+            skipped.append(f"figure {name}: skipped ({err})")
     if not written:
         raise FileNotFoundError(f"no results to draw under {results_dir} (expected sweep.nc, finetune-*/, data_spectra.nc)")
+    for line in skipped:
+        print(line, file=sys.stderr)
     return written
 
 

@@ -1131,8 +1131,12 @@ def _read_latest(out: Path) -> dict | None:
     path = out / "state" / "latest.json"
     if not path.is_file():
         return None
-    latest = json.loads(path.read_text())
-    if not (out / "state" / latest["dir"] / "weights.safetensors").is_file():
+    try:
+        latest = json.loads(path.read_text())
+        folder = out / "state" / str(latest["dir"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path} is unreadable ({type(err).__name__}: {err}); start over with --overwrite") from None
+    if not (folder / "weights.safetensors").is_file():
         raise ValueError(f"the resume state named in {path} is missing; start over with --overwrite")
     return latest
 
@@ -1152,15 +1156,19 @@ def _load_state(out: Path, latest: dict, gen, ema, disc, opt_g, opt_d, lookahead
     from safetensors.torch import load_file
 
     folder = out / "state" / latest["dir"]
-    tensors = load_file(folder / "weights.safetensors", device=str(device))
-    for prefix, module in (("generator.", gen), ("generator_ema.", ema.model), ("discriminator.", disc)):
-        module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-    for i, slow in enumerate(lookahead.slow):
-        slow.copy_(tensors[f"lookahead.{i}"])
-    opts = torch.load(folder / "optimizers.pt", map_location=device, weights_only=True)
-    opt_g.load_state_dict(opts["generator"])
-    opt_d.load_state_dict(opts["discriminator"])
-    return int(latest["images_seen"]), int(latest["step"]), int(latest["next_log"])
+    try:
+        tensors = load_file(folder / "weights.safetensors", device=str(device))
+        for prefix, module in (("generator.", gen), ("generator_ema.", ema.model), ("discriminator.", disc)):
+            module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        for i, slow in enumerate(lookahead.slow):
+            slow.copy_(tensors[f"lookahead.{i}"])
+        opts = torch.load(folder / "optimizers.pt", map_location=device, weights_only=True)
+        opt_g.load_state_dict(opts["generator"])
+        opt_d.load_state_dict(opts["discriminator"])
+        return int(latest["images_seen"]), int(latest["step"]), int(latest["next_log"])
+    except Exception as err:  # noqa: BLE001 - safetensors and torch raise many kinds for a truncated file
+        raise ValueError(f"the resume state in {folder} (weights.safetensors, optimizers.pt) is unreadable "
+                         f"(truncated or corrupt: {type(err).__name__}); start over with --overwrite") from None
 
 
 def _load_rows(path: Path, images_seen: int) -> tuple[list[xr.Dataset], dict]:

@@ -216,6 +216,9 @@ def hold(target: str | os.PathLike | None, *, command: str | None = None) -> Ite
         yield
         return
     target = Path(os.path.abspath(Path(target).expanduser()))
+    blocked = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise NotADirectoryError(f"cannot write {target}: {blocked} is a file, not a folder; choose another output")
     path = lock_path(target)
     key = str(path)
     if key in _HELD:

@@ -621,8 +621,12 @@ def pretrain(config: TrainConfig | None = None, out_dir="runs/pretrain", *, resu
     loss_log = _LossLog(out / LOSS_FILE, config.loss_sigma_edges, dev)
     step, interval = 0, [0.0, 0]  # loss sum and count since the last checkpoint (its "loss" metadata)
     if has_run and state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        saved_step = int(state["step"])
+        try:
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+            saved_step = int(state["step"])
+        except Exception as err:  # noqa: BLE001 - torch raises many kinds for a truncated or foreign file
+            raise ValueError(f"the resume state {state_path} is unreadable (truncated or corrupt: "
+                             f"{type(err).__name__}); pass --overwrite to start over") from None
         if saved_step >= config.steps:  # finished: reruns skip finished work
             return _result(out, saved_step, config, 0.0, 0, None)
         if not resume:

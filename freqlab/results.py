@@ -175,7 +175,8 @@ def load(path: str | os.PathLike) -> xr.Dataset:
         with xr.open_dataset(path, engine=ENGINE) as ds:
             loaded = ds.load()
     except (OSError, ValueError) as err:
-        raise ValueError(f"cannot read results file {path} as netCDF ({err}); delete it or pass overwrite") from err
+        raise ValueError(f"cannot read results file {path} as netCDF: truncated, or not a results file ({err})") \
+            from None
     for name in loaded.variables:
         loaded.variables[name].encoding = {}
     return loaded
@@ -281,6 +282,9 @@ def open_for_resume(path: str | os.PathLike | None, fingerprint: str, *, resume:
         return None
     if not resume:
         raise FileExistsError(f"results file {path} already exists; resume it or pass overwrite=True (--overwrite)")
-    ds = load(path)
+    try:
+        ds = load(path)
+    except ValueError as err:
+        raise ValueError(f"{err}; delete it, or pass overwrite=True (--overwrite) to replace it") from None
     check_fingerprint(ds, fingerprint, path)
     return ds

@@ -107,6 +107,8 @@ def _check_images(x: torch.Tensor, name: str = "x", check_finite: bool = True) -
     h, w = x.shape[-2:]
     if h < MIN_SIZE or w < MIN_SIZE:
         raise ValueError(f"{name} images must be at least {MIN_SIZE}x{MIN_SIZE}, got {h}x{w}")
+    if x.numel() == 0:
+        raise ValueError(f"{name} holds no images (shape {tuple(x.shape)}); give at least one")
     if check_finite and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or Inf values; spectra of non-finite images are undefined")
     if x.dtype in (torch.float16, torch.bfloat16):

@@ -124,10 +124,10 @@ def check_sigmas(sigmas: Sequence[float]) -> np.ndarray:
         raise ValueError("the σ grid is empty; give at least one noise level")
     bad = grid[~np.isfinite(grid) | (grid <= 0)]
     if bad.size:
-        raise ValueError(f"noise levels must be finite and > 0, got {bad[0]!r}")
+        raise ValueError(f"noise levels must be positive and finite, got {float(bad[0])}")
     grid = np.sort(grid)
     if np.any(np.diff(grid) == 0):
-        raise ValueError(f"the σ grid has duplicate values: {grid.tolist()}")
+        raise ValueError(f"noise levels must be distinct (strictly increasing once sorted), got {grid.tolist()}")
     return grid
 
 

@@ -211,7 +211,7 @@ def _write_folder(root):
     (root / "sub").mkdir(parents=True)
     Image.new("RGB", (40, 40), (255, 0, 0)).save(root / "a_red.png")
     Image.new("RGB", (64, 32), (0, 255, 0)).save(root / "b_green.jpg", quality=100)
-    Image.new("L", (20, 30), 0).save(root / "sub" / "c_black.png")
+    Image.new("L", (40, 60), 0).save(root / "sub" / "c_black.png")
     (root / "notes.txt").write_text("not an image")
 
 
@@ -394,4 +394,4 @@ def test_array_errors(tmp_path):
     with pytest.raises(ValueError, match="pickle"):
         make_source("array", path=tmp_path / "obj.npy")
     with pytest.raises(DataIndexError):
-        make_source("array", path=tmp_path / "big.npy", value_range=(0, 1000)).images([0, 2])
+        make_source("array", path=tmp_path / "big.npy", value_range=(0, 1000), resolution=8).images([0, 2])

@@ -143,3 +143,23 @@ def test_a_checkpoint_rewritten_under_its_name_is_measured_again_not_read_back(t
     assert resumed.checkpoint_fingerprint.values[0] != old.checkpoint_fingerprint.values[0]
     assert abs(resumed.relative_power_db - expected.relative_power_db).max() < 1e-9
     assert abs(resumed.relative_power_db - old.relative_power_db).max() > 0.1
+
+
+@pytest.mark.parametrize("argv", [
+    ["spectra", "--n-images", "8"], ["pretrain", "--preset", "tiny"], ["sweep", "RUN"],
+    ["finetune", "RUN/checkpoints/step-000012"], ["demo", "--quick"]], ids=lambda a: a[0])
+def test_every_command_refuses_a_busy_output_in_one_line(argv, tiny_run, tmp_path, capsys):
+    from freqlab import cli
+
+    out = tmp_path / "out"
+    proc = _holder(out)
+    try:
+        start = time.monotonic()
+        status = cli.main([a.replace("RUN", str(tiny_run)) for a in argv] + ["--out", str(out), "--quiet"])
+        took = time.monotonic() - start
+    finally:
+        proc.kill()
+        proc.wait()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(lines) == 1 and f"in use by another freqlab run (pid {proc.pid}" in lines[0]
+    assert took < 1.0 and not out.exists()

@@ -278,8 +278,8 @@ def test_default_sigma_grid():
     assert "error_power" not in ds and "output_power" in ds
 
 
-@pytest.mark.parametrize("sigmas, match", [([0.1, -1.0], "finite and > 0"), ([0.1, float("nan")], "finite"),
-                                           ([], "empty"), ([0.1, 0.1], "duplicate"), (["a"], "numbers")])
+@pytest.mark.parametrize("sigmas, match", [([0.1, -1.0], "positive and finite, got -1.0$"), ([0.1, float("nan")], "finite"),
+                                           ([], "empty"), ([0.1, 0.1], "distinct"), (["a"], "numbers")])
 def test_bad_sigmas(white16, sigmas, match):
     with pytest.raises(ValueError, match=match):
         sw.sweep([TinyDenoiser()], white16, sigmas, **SMALL)
@@ -386,7 +386,7 @@ def test_cli_writes_results_prints_summary_and_refuses_another_grid(run_dir, tmp
     assert err.startswith("freqlab sweep: error:") and "sigmas" in err and "--overwrite" in err
     assert len(err.splitlines()) == 1
     assert main(["sweep", str(run_dir), "--sigmas", "0.1,-2", "--out", str(out), *CLI_ARGS]) == 2
-    assert "finite and > 0" in capsys.readouterr().err
+    assert "positive and finite" in capsys.readouterr().err
     assert main(["sweep", str(tmp_path / "missing"), "--out", str(out), *CLI_ARGS]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["sweep", str(run_dir), "--n-sigmas", "2", "--modes", "generate", "--out", str(out),

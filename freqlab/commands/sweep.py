@@ -49,7 +49,7 @@ def register(sub) -> None:
     grid.add_argument("--sigmas", type=_floats, default=None, help="comma-separated noise levels, e.g. 0.02,0.1,1,80")
     grid.add_argument("--n-sigmas", type=int, default=None,
                       help="log-spaced levels from the model's sigma_min to sigma_max (default 13)")
-    p.add_argument("--modes", default="denoise,generate", help="denoise, generate or both (default both)")
+    p.add_argument("--modes", default="both", help="denoise, generate, or both (default; = denoise,generate)")
     p.add_argument("--bands", type=_bands, default=None,
                    help="band edges in cycles/pixel (default low/mid/high: 0,0.125,0.25,0.5)")
     p.add_argument("--window", default="hann", help="window of the radial spectra, each image's mean removed first: "
@@ -71,6 +71,10 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _modes(text: str) -> tuple[str, ...]:
+    return ("denoise", "generate") if text.strip() == "both" else tuple(m.strip() for m in text.split(",") if m.strip())
+
+
 def run(args) -> int:
     from freqlab import distributed, sweep as sweep_mod
 
@@ -78,7 +82,7 @@ def run(args) -> int:
     data_options = {"path": args.data_path} if args.data_path else None
     ds = sweep_mod.sweep(
         models, args.data, args.sigmas if args.sigmas is not None else args.n_sigmas,
-        modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()), n_images=args.n_images,
+        modes=_modes(args.modes), n_images=args.n_images,
         batch_size=args.batch_size, seed=args.seed, device=args.device, bands=args.bands,
         window=None if args.window.lower() == "none" else args.window, out=args.out, resume=args.resume,
         overwrite=args.overwrite, autocast=args.autocast, progress=not args.quiet, split=args.split,
