@@ -456,11 +456,11 @@ def test_bad_input_gets_one_clear_line_and_loses_nothing(case: Case, world: Path
 def test_bad_input_to_the_api_is_a_value_error_that_says_what(case: ApiCase):
     import torch
 
-    from freqlab import spectral, sweep  # noqa: F401 - used by the case's code
+    from freqlab import spectral, sweep
 
     x = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError) as raised:
-        eval(case.call)
+        eval(case.call, {"spectral": spectral, "sweep": sweep, "torch": torch, "x": x})
     assert case.expect.lower() in str(raised.value).lower()
 
 
