@@ -599,7 +599,9 @@ def load_denoiser(path, *, device=None, dtype=None, trust_pickle: bool = False, 
         The noise schedule of a diffusers UNet (overrides the one found beside it). With a state-dict file it
         makes the model a VP :class:`DiffusersDenoiser` instead of an :class:`EDMDenoiser`.
     """
-    path = Path(path)
+    from freqlab.locate import resolve_checkpoint
+
+    path = resolve_checkpoint(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
@@ -611,12 +613,15 @@ def load_denoiser(path, *, device=None, dtype=None, trust_pickle: bool = False, 
         denoiser = _edm_denoiser_from_config(config_data, _read_safetensors(weights), weights=weights,
                                              config_path=root / CONFIG_NAME)
     elif kind == "diffusers-model":
+        if (root.parent / "model_index.json").is_file():  # the unet/ folder of a pipeline
+            _refuse_latent(root.parent, _read_json(root.parent / "model_index.json"))
         unet = _load_diffusers_unet(root, None)
         sched = _scheduler_from(scheduler, root / "scheduler_config.json",
                                 root.parent / "scheduler" / "scheduler_config.json")
         denoiser = DiffusersDenoiser(unet, sched, clamp=clamp)
     elif kind == "diffusers-pipeline":
         index = _read_json(root / "model_index.json")
+        _refuse_latent(root, index)
         if not (root / "unet").is_dir():
             components = _listing(k for k in index if not k.startswith("_"))
             raise ValueError(f"pipeline {root} has no unet/ folder (components: {components}); freqlab's diffusers "
@@ -633,6 +638,19 @@ def load_denoiser(path, *, device=None, dtype=None, trust_pickle: bool = False, 
         denoiser = _denoiser_from_pickle(root, trust_pickle)
         dtype = None
     return denoiser.to(device=_device(device), dtype=dtype).eval()
+
+
+LATENT_COMPONENTS = ("vae", "vqvae", "vq_vae", "movq")
+
+
+def _refuse_latent(root: Path, index: Mapping) -> None:
+    """A latent diffusion pipeline's UNet denoises the latents of its autoencoder, not pixels: refused."""
+    latent = [k for k in index if k in LATENT_COMPONENTS]
+    if latent:
+        components = _listing(k for k in index if not k.startswith("_"))
+        raise ValueError(f"{root} is a latent diffusion pipeline (components: {components}): its UNet denoises the "
+                         f"{latent[0]}'s latents, not pixels, so freqlab's pixel spectra of its outputs would mean "
+                         "nothing; freqlab analyses pixel-space models only (latent models are not supported)")
 
 
 def _denoiser_from_state_dict(path: Path, config, scheduler, clamp: bool) -> Denoiser:

@@ -172,6 +172,9 @@ def _from_module(name: str, module: torch.nn.Module) -> _Entry:
 
 def _from_path(path: Path, device: torch.device, trust_pickle: bool) -> list[_Entry]:
     """A checkpoint (file or directory) or a run directory of checkpoints, as entries in training order."""
+    from freqlab.locate import resolve_checkpoint
+
+    path = resolve_checkpoint(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint or run directory {path} does not exist")
     if path.is_dir() and not any(path.iterdir()):
