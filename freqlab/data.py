@@ -52,6 +52,7 @@ __all__ = [
     "DataSource",
     "DataIndexError",
     "make_source",
+    "source_for_path",
     "grf_power",
     "grf_radial_power",
 ]
@@ -703,6 +704,23 @@ def _resolution(resolution) -> tuple[int, int]:
     if not ok:
         raise ValueError(f"resolution must be an int or (H, W) of ints >= 4, got {resolution!r}")
     return int(hw[0]), int(hw[1])
+
+
+def source_for_path(path: str | Path, **kwargs) -> DataSource:
+    """The data source of a path, labelled by its name: a CIFAR-10 python folder (``data_batch_1``/``test_batch``)
+    is ``cifar10``, another folder ``folder``, a ``.npy``/``.npz`` file ``array``. ``kwargs`` as :func:`make_source`."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"data path {str(path)!r} does not exist")
+    if path.is_dir():
+        kind = "cifar10" if (path / "data_batch_1").is_file() or (path / "test_batch").is_file() else "folder"
+    elif path.suffix.lower() in (".npy", ".npz"):
+        kind = "array"
+    else:
+        raise ValueError(f"data path {str(path)!r} is neither a folder of images nor a .npy/.npz array")
+    source = make_source(kind, path=str(path), **kwargs)
+    source.name = path.stem if path.is_file() else path.resolve().name
+    return source
 
 
 def make_source(name: str, *, resolution: int | tuple[int, int] = 32, grayscale: bool = False, split: str = "train",

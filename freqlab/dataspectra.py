@@ -65,6 +65,9 @@ def data_spectra(
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     made = [s if isinstance(s, DataSource) else make_source(s, resolution=resolution, grayscale=grayscale,
                                                              split=split, seed=seed) for s in sources]
+    if not made:
+        raise ValueError("no data sources given")
+    labels = _unique_labels([str(src.name) for src in made])
     shapes = {src.shape for src in made}
     if len(shapes) != 1:
         raise ValueError(f"all sources must have the same image shape to share a frequency axis, got {sorted(shapes)}")
@@ -72,13 +75,13 @@ def data_spectra(
     an = measure.Analysis(made[0].shape, bands, window, device)
     fmin, fmax = fit_range if fit_range is not None else (2.0 / max(h, w), 0.4)
     per_source, counts = [], []
-    for src in made:
+    for src, label in zip(made, labels):
         n = n_images if src.size is None else min(n_images, src.size)
         stats = measure.ImageStats(an, keep=0)
-        bar = tqdm(total=n, desc=f"spectra {src.name}", unit="img", disable=not progress, leave=False)
+        bar = tqdm(total=n, desc=f"spectra {label}", unit="img", disable=not progress, leave=False)
         for start in range(0, n, batch_size):
             batch = src.sample(min(batch_size, n - start), start).to(device)
-            stats.update(an, batch, slice(start, start + batch.shape[0]), what=f"{src.name} images")
+            stats.update(an, batch, slice(start, start + batch.shape[0]), what=f"{label} images")
             bar.update(batch.shape[0])
         bar.close()
         per_source.append(measure.data_variables(stats))
@@ -98,7 +101,7 @@ def data_spectra(
     })
     ds = xr.Dataset(
         variables,
-        coords={"source": [src.name for src in made], **measure.coords(an)},
+        coords={"source": labels, **measure.coords(an)},
         attrs={
             "title": "radially averaged power spectra of data sources",
             "spectrum_normalisation": measure.NORMALISATION,
@@ -117,6 +120,16 @@ def data_spectra(
         },
     )
     return ds
+
+
+def _unique_labels(names: list[str]) -> list[str]:
+    """``names`` with repeats numbered (``folder``, ``folder-2``): every source gets its own row and curve."""
+    seen: dict[str, int] = {}
+    labels = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        labels.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return labels
 
 
 def slope_label(ds: xr.Dataset, source: str) -> str:

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import xarray as xr
 
@@ -36,3 +37,37 @@ def test_spectra_command_bad_input_is_one_line(tmp_path, capsys):
     assert err.startswith("freqlab spectra: error:") and "unknown data source" in err and "\n" not in err
     assert main(["spectra", "--window", "triangle", "--sources", "white", "--n-images", "8", "--out", str(tmp_path)]) == 2
     assert "unknown window" in capsys.readouterr().err
+
+
+def test_two_folders_side_by_side_each_labelled_by_its_name(tmp_path, capsys):
+    """Two image folders (real vs generated) in one file and figure; same-named folders get their own rows."""
+    from PIL import Image
+
+    from freqlab.cli import main
+    from freqlab.data import source_for_path
+
+    rng = np.random.default_rng(0)
+    for name, smooth in (("real", True), ("samples", False)):
+        (tmp_path / name).mkdir()
+        for i in range(6):
+            noise = rng.standard_normal((40, 40))
+            if smooth:  # a 1/f²-like field: its spectrum falls, white noise's does not
+                noise = np.cumsum(np.cumsum(noise, 0), 1)
+            img = ((noise - noise.min()) / np.ptp(noise) * 255).astype(np.uint8)
+            Image.fromarray(img).save(tmp_path / name / f"{i}.png")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "samples").mkdir()
+    for i in range(6):
+        (tmp_path / "other" / "samples" / f"{i}.png").write_bytes((tmp_path / "samples" / f"{i}.png").read_bytes())
+    np.save(tmp_path / "arr.npy", rng.uniform(0, 1, (6, 16, 16)).astype(np.float32))
+    assert source_for_path(tmp_path / "arr.npy", resolution=16).name == "arr"
+    out = tmp_path / "out"
+    assert main(["spectra", "--data-path", str(tmp_path / "real"), "--data-path", str(tmp_path / "samples"),
+                 "--data-path", str(tmp_path / "other" / "samples"), "--grayscale", "--n-images", "6",
+                 "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "real: slope" in printed and "samples: slope" in printed and "samples-2: slope" in printed
+    ds = results.load(out / "data_spectra.nc")
+    assert list(ds.source.values) == ["real", "samples", "samples-2"]
+    assert float(ds.slope.sel(source="real")) < -1.5 and abs(float(ds.slope.sel(source="samples"))) < 0.5
+    assert (out / "data_spectra.png").exists()

@@ -11,13 +11,19 @@ from freqlab.commands.common import add_common
 EXAMPLES = """examples:
   freqlab spectra                                  # natural, deadleaves, grf, white -> figures/data_spectra.*
   freqlab spectra --sources natural,grf --n-images 4096 --window kaiser --out /tmp/spectra
+  freqlab spectra --data-path real/ --data-path samples/ --out /tmp/cmp  # two folders side by side, one file
+  freqlab spectra --sources natural --data-path images.npz             # the embedded photos beside your array
 """
 
 
 def register(sub) -> None:
     p = sub.add_parser("spectra", help="spectra of data sources with confidence bands and fitted slopes",
                        description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sources", default="natural,deadleaves,grf,white", help="comma-separated data sources")
+    p.add_argument("--sources", default=None, help="comma-separated data sources (default: natural,deadleaves,grf,"
+                   "white; none when --data-path is given)")
+    p.add_argument("--data-path", action="append", default=[], metavar="PATH",
+                   help="a folder of images, a CIFAR-10 python folder or a .npy/.npz array, labelled by its name; "
+                        "repeat to compare several (images are centre-cropped and downsampled to --resolution)")
     p.add_argument("--n-images", type=int, default=1024, help="images per source (default 1024)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--resolution", type=int, default=32)
@@ -30,9 +36,13 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from freqlab import dataspectra, plots, results
+    from freqlab.data import source_for_path
     from freqlab.devices import resolve_device
 
-    sources = [s.strip() for s in args.sources.split(",") if s.strip()]
+    names = args.sources if args.sources is not None else ("" if args.data_path else "natural,deadleaves,grf,white")
+    sources = [s.strip() for s in names.split(",") if s.strip()]
+    sources += [source_for_path(p, resolution=args.resolution, grayscale=args.grayscale, split="train",
+                                seed=args.seed) for p in args.data_path]
     ds = dataspectra.data_spectra(
         sources, n_images=args.n_images, batch_size=args.batch_size, resolution=args.resolution,
         grayscale=args.grayscale, window=None if args.window == "none" else args.window, seed=args.seed,
