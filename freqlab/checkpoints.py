@@ -214,7 +214,7 @@ def _is_freqlab_dir(path: Path) -> bool:
         return False
 
 
-def save_checkpoint(path, denoiser: EDMDenoiser, *, metadata: Mapping) -> Path:
+def save_checkpoint(path, denoiser: Denoiser, *, metadata: Mapping) -> Path:
     """Write ``denoiser`` to the directory ``path`` (``config.json`` + ``model.safetensors``), atomically.
 
     Parameters
@@ -223,8 +223,10 @@ def save_checkpoint(path, denoiser: EDMDenoiser, *, metadata: Mapping) -> Path:
         The checkpoint directory. It is written under a temporary name beside it (each file flushed to disk, with
         the permissions the umask gives new files) and renamed into place, so a crash never leaves a half-written
         checkpoint. An existing freqlab checkpoint there is replaced; anything else there is refused.
-    denoiser : EDMDenoiser
-        Its UNet's config and weights, and its σ parameters, are saved.
+    denoiser : EDMDenoiser, or an EDMNetworkDenoiser loaded from an EDM pickle
+        Its UNet's config and weights, and its σ parameters, are saved. For an EDM network (a fine-tuned one) only
+        the weights are written; the architecture stays in the source pickle, named with its sha256 in
+        ``config.json``, and :func:`load_denoiser` rebuilds it from there (so it needs ``trust_pickle`` again).
     metadata : dict
         ``step`` and ``images_seen`` (non-negative ints), ``loss``, ``ema`` (bool), ``kind`` (``"pretrain"`` /
         ``"finetune"``), plus any strings and numbers (0-d tensors and NumPy scalars are converted).
@@ -237,24 +239,26 @@ def save_checkpoint(path, denoiser: EDMDenoiser, *, metadata: Mapping) -> Path:
 
     from freqlab.outputs import write_atomic
 
-    if not isinstance(denoiser, EDMDenoiser):
-        raise ValueError(f"save_checkpoint saves an EDMDenoiser, got {type(denoiser).__name__}; diffusers models "
-                         "keep their own format (save_pretrained)")
+    source = getattr(denoiser, "source_pickle", None) if isinstance(denoiser, EDMNetworkDenoiser) else None
+    if not isinstance(denoiser, EDMDenoiser) and source is None:
+        raise ValueError(f"save_checkpoint saves an EDMDenoiser or an EDM network loaded from a pickle, got "
+                         f"{type(denoiser).__name__}; diffusers models keep their own format (save_pretrained)")
     meta = _check_metadata(metadata)
     path = Path(path)
     if path.exists() and not _is_freqlab_dir(path):
         raise ValueError(f"{path} exists and is not a freqlab checkpoint; refusing to overwrite it")
-    unet_config = {k: v for k, v in dict(denoiser.unet.config).items() if not k.startswith("_")}
-    config = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "freqlab_version": __version__,
-        "denoiser": {"class": "EDMDenoiser", "sigma_min": denoiser.sigma_min, "sigma_max": denoiser.sigma_max,
-                     "sigma_data": denoiser.sigma_data, "image_shape": list(denoiser.image_shape)},
-        "unet": _jsonable(unet_config, "unet"),
-        "metadata": meta,
-    }
-    state = {k: v.detach().to("cpu").contiguous() for k, v in denoiser.unet.state_dict().items()}
+    params = {"class": type(denoiser).__name__, "sigma_min": denoiser.sigma_min, "sigma_max": denoiser.sigma_max,
+              "sigma_data": denoiser.sigma_data, "image_shape": list(denoiser.image_shape)}
+    config = {"format": FORMAT, "format_version": FORMAT_VERSION, "freqlab_version": __version__, "denoiser": params}
+    if source is not None:  # the architecture stays in the trusted source pickle; only weights are written here
+        params.update(source_pickle=source[0], source_sha256=source[1])
+        module = denoiser.net
+    else:
+        unet_config = {k: v for k, v in dict(denoiser.unet.config).items() if not k.startswith("_")}
+        config["unet"] = _jsonable(unet_config, "unet")
+        module = denoiser.unet
+    config["metadata"] = meta
+    state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -281,9 +285,14 @@ def _freqlab_config(path: Path) -> dict:
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ValueError(f"{path / CONFIG_NAME} has format_version {version!r}, newer than this freqlab reads "
                          f"({FORMAT_VERSION}); update freqlab")
-    if not isinstance(config.get("unet"), Mapping):
+    if not isinstance(config.get("unet"), Mapping) and not _is_edm_network_config(config):
         raise ValueError(f"{path / CONFIG_NAME} has no 'unet' config")
     return config
+
+
+def _is_edm_network_config(config: Mapping) -> bool:
+    params = config.get("denoiser")
+    return isinstance(params, Mapping) and params.get("class") == "EDMNetworkDenoiser"
 
 
 def load_checkpoint_metadata(path) -> dict:
@@ -529,7 +538,40 @@ def _denoiser_from_pickle(path: Path, trust_pickle: bool) -> EDMNetworkDenoiser:
         obj = obj["ema"]
     if not isinstance(obj, torch.nn.Module):
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a torch network")
-    return EDMNetworkDenoiser(obj.eval())
+    denoiser = EDMNetworkDenoiser(obj.eval())
+    denoiser.source_pickle = (str(Path(path).resolve()), _sha256(path))  # what a fine-tuned copy is saved against
+    return denoiser
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _edm_network_from_freqlab(root: Path, config: Mapping, trust_pickle: bool) -> EDMNetworkDenoiser:
+    """A fine-tuned EDM network: the architecture from its source pickle (checked by hash), the weights from
+    ``model.safetensors``. Loading the source pickle runs its code, so this needs ``trust_pickle`` too."""
+    params = config["denoiser"]
+    source, digest = Path(str(params.get("source_pickle", ""))), str(params.get("source_sha256", ""))
+    if not trust_pickle:
+        raise UntrustedPickleError(
+            f"{root} is a fine-tuned EDM network whose architecture comes from the pickle {source}; loading it runs "
+            "that pickle's code: pass trust_pickle=True (--trust-pickle) if you trust that file")
+    if not source.is_file():
+        raise FileNotFoundError(f"{root} needs its source pickle {source} (the network's architecture), which is "
+                                "missing; put it back at that path")
+    if _sha256(source) != digest:
+        raise ValueError(f"the source pickle {source} of {root} has changed since the fine-tune (sha256 differs); "
+                         "its architecture may no longer match the saved weights")
+    denoiser = _denoiser_from_pickle(source, trust_pickle=True)
+    weights = root / WEIGHTS_NAME
+    _load_strict(denoiser.net, _read_safetensors(weights), weights)
+    for key in ("sigma_min", "sigma_max", "sigma_data"):
+        setattr(denoiser, key, float(params[key]))
+    return denoiser
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -610,8 +652,11 @@ def load_denoiser(path, *, device=None, dtype=None, trust_pickle: bool = False, 
     if kind == "freqlab":
         config_data = _freqlab_config(root)
         weights = root / WEIGHTS_NAME
-        denoiser = _edm_denoiser_from_config(config_data, _read_safetensors(weights), weights=weights,
-                                             config_path=root / CONFIG_NAME)
+        if _is_edm_network_config(config_data):
+            denoiser = _edm_network_from_freqlab(root, config_data, trust_pickle)
+        else:
+            denoiser = _edm_denoiser_from_config(config_data, _read_safetensors(weights), weights=weights,
+                                                 config_path=root / CONFIG_NAME)
     elif kind == "diffusers-model":
         if (root.parent / "model_index.json").is_file():  # the unet/ folder of a pipeline
             _refuse_latent(root.parent, _read_json(root.parent / "model_index.json"))

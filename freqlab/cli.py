@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     args.debug = debug
     try:
         # the output's lock is taken before the command imports torch: a busy output refuses at once
-        with outputs.hold(args.out if args.command in LOCKS_OUT else None):
+        writes = args.command in LOCKS_OUT and not getattr(args, "dry_run", False)
+        with outputs.hold(args.out if writes else None):
             result = args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, outputs.OutputInUse) as err:
         if args.debug:

@@ -265,6 +265,7 @@ class EDMNetworkDenoiser(Denoiser):
         super().__init__(image_shape=image_shape, sigma_min=attr("sigma_min", sigma_min, 0.002),
                          sigma_max=attr("sigma_max", sigma_max, 80.0), sigma_data=attr("sigma_data", sigma_data, 0.5))
         self.net = net
+        self.source_pickle: tuple[str, str] | None = None  # (path, sha256) when loaded from an EDM pickle
 
     def _denoise(self, x, sigma):
         dtype = self.outer_dtype(x)

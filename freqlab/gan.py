@@ -124,30 +124,44 @@ def random_init(denoiser: nn.Module, seed: int = 0) -> nn.Module:
         if unet is not None and hasattr(unet, "config") and hasattr(type(unet), "from_config"):
             fresh.unet = type(unet).from_config(unet.config)
         else:
+            # parameters held directly by a module without reset_parameters (e.g. EDM's own Conv2d) would keep
+            # their trained values: refused rather than passed off as a random init
+            kept = [f"{name}.{p_name}".lstrip(".") for name, module in fresh.named_modules()
+                    for p_name, _ in module.named_parameters(recurse=False)
+                    if module is fresh or not hasattr(module, "reset_parameters")]
+            if kept:
+                raise ValueError(f"cannot re-initialise this network: {len(kept)} parameter tensor(s) (first: "
+                                 f"{kept[0]}) belong to layers with no reset_parameters(), so a 'random' init would "
+                                 "keep trained weights")
             for module in fresh.modules():
                 if module is not fresh and hasattr(module, "reset_parameters"):
                     module.reset_parameters()
     return fresh.to(device)
 
 
-def make_generator(init, *, init_kind: str = "checkpoint", seed: int = 0, device=None) -> Generator:
+def make_generator(init, *, init_kind: str = "checkpoint", seed: int = 0, device=None,
+                   trust_pickle: bool = False) -> Generator:
     """A :class:`Generator` from a checkpoint path (anything ``load_denoiser`` accepts) or a ``Denoiser``.
 
     ``init_kind="random"`` keeps only the architecture and noise levels and draws fresh weights (:func:`random_init`).
+    ``trust_pickle`` allows EDM pickles (and fine-tunes saved against one), as :func:`load_denoiser`. An EDM
+    network is made trainable first: EDM saves its snapshots with ``requires_grad_(False)``.
     """
-    from freqlab.denoisers import Denoiser
+    from freqlab.denoisers import Denoiser, EDMNetworkDenoiser
 
     if init_kind not in ("checkpoint", "random"):
         raise ValueError(f"init_kind must be 'checkpoint' or 'random', got {init_kind!r}")
     if isinstance(init, (str, os.PathLike)):
         from freqlab.checkpoints import load_denoiser
 
-        denoiser = load_denoiser(init, device=device)
+        denoiser = load_denoiser(init, device=device, trust_pickle=trust_pickle)
     else:
         denoiser = init
     if not isinstance(denoiser, Denoiser):
         raise ValueError(f"{init!r} is not a denoiser (got {type(denoiser).__name__}); pass a freqlab, diffusers or EDM checkpoint")
     denoiser = copy.deepcopy(denoiser)  # never train the caller's model in place
+    if isinstance(denoiser, EDMNetworkDenoiser):
+        denoiser.requires_grad_(True)
     if device is not None:
         denoiser = denoiser.to(device)
     if init_kind == "random":
@@ -415,6 +429,18 @@ class Lookahead:
 #: Trainable under ``conv``: normalisation layers (``norm1``, ``norm2``, ``group_norm``, ``conv_norm_out``),
 #: time-embedding projections (``time_embedding.*``, ``time_emb_proj``), 1x1 shortcut convs (``conv_shortcut``),
 #: attention ``to_q``/``to_k``/``to_v``, and the input/output convs (``conv_in``, ``conv_out``).
+#: The D2O code's D2O-F rule (``--freeze=1``) for EDM networks: a parameter is frozen when its name (as EDM's
+#: preconditioned network names it, e.g. ``model.enc.32x32_block0.conv0.weight``) contains one of the first words
+#: and one of the second.
+D2O_EDM_RULE: tuple[tuple[str, ...], tuple[str, ...]] = (("block", "up", "down", "in"), ("conv", "proj"))
+
+
+def d2o_edm_frozen(name: str) -> bool:
+    """Whether the D2O rule (:data:`D2O_EDM_RULE`) freezes the EDM network parameter ``name``."""
+    places, layers = D2O_EDM_RULE
+    return any(p in name for p in places) and any(layer in name for layer in layers)
+
+
 CONV_POLICY_PATTERN = (
     r"(^|\.)resnets\.\d+\.conv[12]\."
     r"|(^|\.)attentions\.\d+\.(to_out|proj_attn)\b"
@@ -422,14 +448,14 @@ CONV_POLICY_PATTERN = (
 )
 
 #: Layer types of :func:`parameter_breakdown`, in a fixed order (checked in this order against the name).
-LAYER_TYPES: tuple[tuple[str, str], ...] = (
-    ("resnet conv", r"(^|\.)resnets\.\d+\.conv[12]\."),
-    ("shortcut conv", r"conv_shortcut"),
-    ("resampler conv", r"(^|\.)(downsamplers|upsamplers)\.\d+\."),
-    ("attention out", r"(^|\.)(to_out|proj_attn)\b"),
-    ("attention q/k/v", r"(^|\.)(to_q|to_k|to_v|query|key|value)\b"),
-    ("time embedding", r"time_emb|time_proj|(^|\.)class_embedding"),
-    ("in/out conv", r"(^|\.)conv_(in|out)\."),
+LAYER_TYPES: tuple[tuple[str, str], ...] = (  # diffusers names, then EDM's (SongUNet / DhariwalUNet)
+    ("resnet conv", r"(^|\.)resnets\.\d+\.conv[12]\.|_(block\d+|down|up)\.conv[01]\."),
+    ("shortcut conv", r"conv_shortcut|_(block\d+|down|up)\.skip\."),
+    ("resampler conv", r"(^|\.)(downsamplers|upsamplers)\.\d+\.|_aux_(down|up|residual)\."),
+    ("attention out", r"(^|\.)(to_out|proj_attn|proj)\b"),
+    ("attention q/k/v", r"(^|\.)(to_q|to_k|to_v|query|key|value|qkv)\b"),
+    ("time embedding", r"time_emb|time_proj|(^|\.)class_embedding|(^|\.)map_\w+|\.affine\."),
+    ("in/out conv", r"(^|\.)conv_(in|out)\.|_(conv|aux_conv)\."),
 )
 LAYER_TYPE_NAMES = tuple(t for t, _ in LAYER_TYPES) + ("normalisation", "other")
 
@@ -457,7 +483,8 @@ class FreezeReport(NamedTuple):
 def freeze_policy(model: nn.Module, policy: str = "conv") -> FreezeReport:
     """Freeze ``model``'s parameters in place by policy; returns a :class:`FreezeReport`.
 
-    ``policy``: ``"none"`` (D2O: everything trains), ``"conv"`` (D2O-F, :data:`CONV_POLICY_PATTERN`), or any other
+    ``policy``: ``"none"`` (D2O: everything trains), ``"conv"`` (D2O-F: :data:`CONV_POLICY_PATTERN` on freqlab and
+    diffusers UNets; on an EDM network the D2O code's own rule, :data:`D2O_EDM_RULE`), or any other
     string, taken as a regular expression searched in each parameter name (as ``model.named_parameters()`` gives
     them, e.g. ``unet.down_blocks.0.resnets.0.conv1.weight`` for freqlab's EDM models): matching parameters are
     frozen. Frozen parameters get ``requires_grad=False`` so they receive no gradient and, left out of the optimizer,
@@ -465,11 +492,18 @@ def freeze_policy(model: nn.Module, policy: str = "conv") -> FreezeReport:
 
     Raises ValueError when a pattern is not a valid regex, or freezes nothing or everything (a typo, most likely).
     """
+    from freqlab.denoisers import EDMNetworkDenoiser
+
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     if not names:
         raise ValueError("the model has no trainable parameters to apply a freezing policy to")
     if policy == "none":
         pattern = ""
+    elif policy == "conv" and isinstance(model, EDMNetworkDenoiser):  # D2O's own rule, on EDM's own names
+        pattern = "D2O rule: name has one of {} and one of {}".format(*("/".join(w) for w in D2O_EDM_RULE))
+        for n, p in model.net.named_parameters():
+            if d2o_edm_frozen(n):
+                p.requires_grad_(False)
     else:
         pattern = CONV_POLICY_PATTERN if policy == "conv" else policy
         try:
@@ -757,6 +791,7 @@ def finetune(
     overwrite: bool = False,
     progress: bool = True,
     discriminator_factory: Callable[[tuple[int, int, int]], nn.Module] | None = None,
+    trust_pickle: bool = False,
 ) -> FinetuneRun:
     """Fine-tune a denoiser into a one-step generator with a GAN loss; log spectra, samples and checkpoints.
 
@@ -771,6 +806,9 @@ def finetune(
         there is an error unless ``overwrite``. With ``lr_decay`` > 0 the schedule follows the budget of the call,
         so extending a finished run raises the learning rates again.
     overwrite : delete a previous run's files in ``out_dir`` (log, samples, checkpoints, state) first.
+    trust_pickle : allow an EDM network pickle as ``init`` (unpickling runs its code; only for files you trust).
+        Its fine-tuned checkpoints hold the weights and name the source pickle (with its sha256) for the
+        architecture: :func:`freqlab.checkpoints.load_denoiser` and ``freqlab sweep --trust-pickle`` load them.
     discriminator_factory : the hook for another discriminator (e.g. :class:`Discriminator` with a
         ``feature_network``, a projected discriminator): called with the image shape ``(C, H, W)`` under a seeded
         RNG, returns the module (logits ``(N,)`` or ``(N, K)`` for images ``(N, C, H, W)``). Default:
@@ -811,7 +849,7 @@ def finetune(
         d_patch=d_patch, d_mbstd=d_mbstd, seed=seed,
     )
     return run_finetune(init, out_dir, config, device=device, resume=resume, overwrite=overwrite,
-                        progress=progress, discriminator_factory=discriminator_factory)
+                        progress=progress, discriminator_factory=discriminator_factory, trust_pickle=trust_pickle)
 
 
 @holding("out_dir")
@@ -825,6 +863,7 @@ def run_finetune(
     overwrite: bool = False,
     progress: bool = True,
     discriminator_factory: Callable[[tuple[int, int, int]], nn.Module] | None = None,
+    trust_pickle: bool = False,
 ) -> FinetuneRun:
     """:func:`finetune` with a ready :class:`FinetuneConfig` (the loop itself).
 
@@ -859,7 +898,7 @@ def run_finetune(
         _check_resumable(previous["config"], config, out)
 
     # -- networks -------------------------------------------------------------------------------------------
-    gen = make_generator(init, init_kind=config.init_kind, seed=config.seed, device=device)
+    gen = make_generator(init, init_kind=config.init_kind, seed=config.seed, device=device, trust_pickle=trust_pickle)
     gen.train()
     freeze = freeze_policy(gen.denoiser, config.freeze)
     if progress:
@@ -1087,11 +1126,12 @@ def _attrs(config: FinetuneConfig, freeze: FreezeReport, gen: Generator) -> dict
 
 
 def _export(out: Path, gen: Generator, ema: EMA, images_seen: int, step: int, row: xr.Dataset) -> None:
-    """G and its EMA in freqlab's checkpoint format (only for models save_checkpoint knows, i.e. EDM ones)."""
+    """G and its EMA in freqlab's checkpoint format, for the models save_checkpoint knows: freqlab's EDM models and
+    EDM networks loaded from a pickle (saved as weights beside the name of their source pickle)."""
     from freqlab.checkpoints import save_checkpoint
     from freqlab.denoisers import EDMDenoiser
 
-    if not isinstance(gen.denoiser, EDMDenoiser):
+    if not isinstance(gen.denoiser, EDMDenoiser) and getattr(gen.denoiser, "source_pickle", None) is None:
         return
     loss = float(row["loss_g"].values.squeeze())
     loss = loss if math.isfinite(loss) else None  # the first row has no loss yet

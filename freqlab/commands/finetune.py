@@ -19,6 +19,8 @@ EXAMPLES = """examples:
   freqlab finetune runs/pretrain/checkpoints/final --images 20000 --out runs/d2o-f           # D2O-F (conv frozen)
   freqlab finetune runs/pretrain/checkpoints/final --freeze none --out runs/d2o              # D2O (all trainable)
   freqlab finetune runs/pretrain/checkpoints/final --init random --out runs/d2o-f-random     # the control
+  freqlab finetune edm-cifar10-32x32-uncond-vp.pkl --trust-pickle --out runs/edm-d2o-f       # the paper's networks
+  freqlab finetune edm-cifar10-32x32-uncond-vp.pkl --trust-pickle --dry-run                  # what D2O-F freezes
   freqlab finetune CKPT --freeze 'resnets\\.\\d+\\.conv[12]\\.' --loss hinge --out runs/custom  # a regex policy
   freqlab finetune CKPT --images 40000 --out runs/d2o-f     # rerun with a larger budget: resumes and continues
 """
@@ -77,14 +79,40 @@ def register(sub) -> None:
     p.add_argument("--no-d-patch", action="store_true",
                    help="one global logit per image instead of local verdicts at every scale")
     p.add_argument("--overwrite", action="store_true", help="delete a previous fine-tuning run in --out and start over")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow an EDM network pickle (edm-*.pkl, network-snapshot-*.pkl) as CHECKPOINT: unpickling runs "
+                        "code from the file, so only for files you trust; its fine-tuned checkpoints need it too")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what --freeze would freeze (share and per-layer-type breakdown), write nothing")
     add_common(p, out_default="runs/finetune")
     p.set_defaults(func=run)
+
+
+def dry_run(args) -> int:
+    """The frozen share and per-layer-type breakdown of ``--freeze`` on the model, without training."""
+    from freqlab.gan import freeze_policy, make_generator, parameter_breakdown
+
+    gen = make_generator(args.checkpoint, init_kind=args.init, seed=args.seed, device="cpu",
+                         trust_pickle=args.trust_pickle)
+    report = freeze_policy(gen.denoiser, args.freeze)
+    print(report.summary())
+    if report.pattern:
+        print(f"rule: {report.pattern}")
+    table = parameter_breakdown(gen.denoiser)
+    print(f"  {'layer type':<16} {'frozen':>12} {'trainable':>12}")
+    for kind in table.layer_type.values:
+        frozen, trainable = int(table.n_frozen.sel(layer_type=kind)), int(table.n_trainable.sel(layer_type=kind))
+        if frozen or trainable:
+            print(f"  {kind:<16} {frozen:>12,} {trainable:>12,}")
+    return 0
 
 
 def run(args) -> int:
     from freqlab import distributed, measure
     from freqlab.gan import finetune
 
+    if args.dry_run:
+        return dry_run(args)
     result = finetune(
         args.checkpoint, args.out, data=args.data, data_path=args.data_path, init_kind=args.init, freeze=args.freeze,
         loss=args.loss, r1_gamma=args.r1_gamma, r1_every=args.r1_every, lr_g=args.lr_g, lr_d=args.lr_d,
@@ -93,6 +121,7 @@ def run(args) -> int:
         checkpoint_every=args.checkpoint_every, ema=args.ema, n_eval=args.n_eval, n_data=args.n_data,
         d_channels=args.d_channels, d_highpass=args.d_highpass, d_patch=not args.no_d_patch, d_mbstd=args.d_mbstd,
         seed=args.seed, device=args.device, overwrite=args.overwrite, progress=not args.quiet,
+        trust_pickle=args.trust_pickle,
     )
     if not distributed.is_main():  # under torchrun, rank 0 reports
         return 0
