@@ -449,8 +449,8 @@ CONV_POLICY_PATTERN = (
 
 #: Layer types of :func:`parameter_breakdown`, in a fixed order (checked in this order against the name).
 LAYER_TYPES: tuple[tuple[str, str], ...] = (  # diffusers names, then EDM's (SongUNet / DhariwalUNet)
-    ("resnet conv", r"(^|\.)resnets\.\d+\.conv[12]\.|_(block\d+|down|up)\.conv[01]\."),
-    ("shortcut conv", r"conv_shortcut|_(block\d+|down|up)\.skip\."),
+    ("resnet conv", r"(^|\.)resnets\.\d+\.conv[12]\.|_(block\d+|in\d+|down|up)\.conv[01]\."),
+    ("shortcut conv", r"conv_shortcut|_(block\d+|in\d+|down|up)\.skip\."),
     ("resampler conv", r"(^|\.)(downsamplers|upsamplers)\.\d+\.|_aux_(down|up|residual)\."),
     ("attention out", r"(^|\.)(to_out|proj_attn|proj)\b"),
     ("attention q/k/v", r"(^|\.)(to_q|to_k|to_v|query|key|value|qkv)\b"),
