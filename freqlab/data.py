@@ -14,7 +14,8 @@ name            what                                                            
 ``deadleaves``  dead-leaves occlusion model: discs with radius density ∝ r⁻³, spectrum close to f⁻²      None
 ``grf``         Gaussian random fields with P(f) ∝ f^-exponent (known exactly: :func:`grf_power`)         None
 ``white``       white Gaussian noise of standard deviation ``std``                                     None
-``folder``      PNG/JPEG/BMP/WebP files under ``path`` (recursive), centre-cropped and resized          N
+``folder``      PNG/JPEG/BMP/WebP files under ``path`` (recursive), centre-cropped and downsampled, or     N
+                (``tiles=True``) cut into tiles of the resolution at their own scale, any sizes mixed
 ``cifar10``     the python-pickle CIFAR-10 batches (``cifar-10-batches-py``) under ``path``             N
 ``array``       a ``.npy`` / ``.npz`` file of images                                                    N
 ==============  =====================================================================================  ========
@@ -488,9 +489,19 @@ class ArraySource(DataSource):
 _FULL_SCALE = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535}
 
 
-def _read_image(path: Path, hw, channels) -> np.ndarray:
-    """One image file fitted to ``hw``: uint8 ``(H, W[, 3])``, or float32 in [0, 1] for 16-bit images (scaled by
-    their bit depth, never clipped to 8 bits)."""
+def _tile(image: np.ndarray, hw) -> np.ndarray:
+    """The non-overlapping ``hw`` tiles of ``image`` ``(H0, W0[, C])`` on a centred grid, ``(k, h, w[, C])``."""
+    (h, w), (h0, w0) = hw, image.shape[:2]
+    rows, cols = h0 // h, w0 // w
+    top, left = (h0 - rows * h) // 2, (w0 - cols * w) // 2
+    return np.stack([image[top + i * h: top + (i + 1) * h, left + j * w: left + (j + 1) * w]
+                     for i in range(rows) for j in range(cols)])
+
+
+def _read_image(path: Path, hw, channels, tiles: bool = False) -> np.ndarray:
+    """One image file fitted to ``hw`` (centre crop to its aspect, then downsampling): uint8 ``(H, W[, 3])``, or
+    float32 in [0, 1] for 16-bit images (scaled by their bit depth, never clipped to 8 bits). With ``tiles``, its
+    ``hw`` tiles at the file's own scale instead, ``(k, H, W[, 3])``: nothing resampled."""
     from PIL import Image, ImageOps
 
     h, w = hw
@@ -501,6 +512,8 @@ def _read_image(path: Path, hw, channels) -> np.ndarray:
                              "high frequencies)")
         if im.mode not in _FULL_SCALE and im.mode != "F":
             im = im.convert("L" if channels == 1 else "RGB")
+            if tiles:
+                return _tile(np.asarray(im), hw)
             return np.asarray(ImageOps.fit(im, (w, h), method=Image.Resampling.LANCZOS))
         values = np.asarray(im).astype(np.float64)
         if im.mode == "F" and not (values.min() >= 0.0 and values.max() <= 1.0):
@@ -509,15 +522,19 @@ def _read_image(path: Path, hw, channels) -> np.ndarray:
         full = 1.0 if im.mode == "F" else _FULL_SCALE[im.mode]
         if values.max() > full:
             raise ValueError(f"{im.mode} image with values up to {values.max():.0f}, above 16 bits")
-        gray = Image.fromarray((values / full).astype(np.float32))  # mode "F"
-        fitted = np.asarray(ImageOps.fit(gray, (w, h), method=Image.Resampling.LANCZOS), dtype=np.float32)
-        fitted = fitted.clip(0.0, 1.0)  # Lanczos overshoots at edges, as it does (and is clipped) in 8 bits
-        return fitted if channels == 1 else np.repeat(fitted[..., None], 3, axis=2)
+        if tiles:
+            fitted = _tile((values / full).astype(np.float32), hw)
+        else:
+            gray = Image.fromarray((values / full).astype(np.float32))  # mode "F"
+            fitted = np.asarray(ImageOps.fit(gray, (w, h), method=Image.Resampling.LANCZOS), dtype=np.float32)
+            fitted = fitted.clip(0.0, 1.0)  # Lanczos overshoots at edges, as it does (and is clipped) in 8 bits
+        return fitted if channels == 1 else np.repeat(fitted[..., None], 3, axis=-1)
 
 
-def _load_folder(root: Path, hw, channels) -> torch.Tensor:
+def _load_folder(root: Path, hw, channels, tiles: bool = False) -> torch.Tensor:
     """Every image file under ``root`` (recursively, sorted by relative path) as ``(N, C, H, W)``: uint8, or float32
-    in [-1, 1] when a file has more than 8 bits per sample (16-bit PNG or TIFF, scaled by its bit depth)."""
+    in [-1, 1] when a file has more than 8 bits per sample (16-bit PNG or TIFF, scaled by its bit depth). With
+    ``tiles``, every ``hw`` tile of every file at its own scale (images of any sizes, nothing resampled)."""
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {str(root)!r} does not exist (or is not a directory)")
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -526,7 +543,8 @@ def _load_folder(root: Path, hw, channels) -> torch.Tensor:
     arrays, failed = [], []
     for f in files:
         try:
-            arrays.append(_read_image(f, hw, channels))
+            read = _read_image(f, hw, channels, tiles)
+            arrays.extend(read if tiles else [read])
         except Exception as err:  # PIL raises many kinds for broken files; each one is reported below
             failed.append((f, err))
     if not arrays:
@@ -673,7 +691,7 @@ def _load_array(path: Path, key: str | None, layout: str, value_range) -> torch.
 # the factory
 # --------------------------------------------------------------------------------------------------------------
 _PROCEDURAL = {"natural": NaturalPatches, "deadleaves": DeadLeaves, "grf": GaussianRandomField, "white": WhiteNoise}
-_FILE_OPTIONS = {"folder": {}, "cifar10": {}, "array": {"key": None, "layout": "auto", "value_range": None}}
+_FILE_OPTIONS = {"folder": {"tiles": False}, "cifar10": {}, "array": {"key": None, "layout": "auto", "value_range": None}}
 
 
 def _typed_option(source: str, key: str, value, default):
@@ -708,7 +726,8 @@ def _resolution(resolution) -> tuple[int, int]:
 
 def source_for_path(path: str | Path, **kwargs) -> DataSource:
     """The data source of a path, labelled by its name: a CIFAR-10 python folder (``data_batch_1``/``test_batch``)
-    is ``cifar10``, another folder ``folder``, a ``.npy``/``.npz`` file ``array``. ``kwargs`` as :func:`make_source`."""
+    is ``cifar10``, another folder ``folder``, a ``.npy``/``.npz`` file ``array``. ``kwargs`` as :func:`make_source`
+    (``tiles=True``: folders only)."""
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"data path {str(path)!r} does not exist")
@@ -718,7 +737,10 @@ def source_for_path(path: str | Path, **kwargs) -> DataSource:
         kind = "array"
     else:
         raise ValueError(f"data path {str(path)!r} is neither a folder of images nor a .npy/.npz array")
-    source = make_source(kind, path=str(path), **kwargs)
+    tiles = bool(kwargs.pop("tiles", False))
+    if tiles and kind != "folder":
+        raise ValueError(f"tiles apply to folders of images, not to the {kind} data at {str(path)!r}")
+    source = make_source(kind, path=str(path), **({"tiles": True} if tiles else {}), **kwargs)
     source.name = path.stem if path.is_file() else path.resolve().name
     return source
 
@@ -768,7 +790,7 @@ def make_source(name: str, *, resolution: int | tuple[int, int] = 32, grayscale:
         raise ValueError(f"data source {name!r} needs path=... (a {'directory' if name != 'array' else 'file'})")
     path = Path(path).expanduser()
     if name == "folder":
-        data = _load_folder(path, hw, channels)
+        data = _load_folder(path, hw, channels, **opts)
     elif name == "cifar10":
         data = _load_cifar10(path, split)
     else:

@@ -395,3 +395,19 @@ def test_array_errors(tmp_path):
         make_source("array", path=tmp_path / "obj.npy")
     with pytest.raises(DataIndexError):
         make_source("array", path=tmp_path / "big.npy", value_range=(0, 1000), resolution=8).images([0, 2])
+
+
+def test_folder_tiles_keep_pixels_as_they_are_for_any_sizes(tmp_path):
+    rng = np.random.default_rng(3)
+    big = rng.integers(0, 256, (40, 40), dtype=np.uint8)  # 5 x 5 tiles of 8x8
+    odd = rng.integers(0, 256, (20, 36), dtype=np.uint8)  # 2 x 4 tiles, centred: 2 rows top, 2 columns left left out
+    Image.fromarray(big).save(tmp_path / "a_big.png")
+    Image.fromarray(odd).save(tmp_path / "b_odd.png")
+    src = make_source("folder", path=tmp_path, resolution=8, grayscale=True, tiles=True)
+    assert src.size == 25 + 8
+    x = src.images(range(src.size))
+    expected_first = torch.from_numpy(big[:8, :8].astype(np.float32)) / 127.5 - 1
+    assert torch.allclose(x[0, 0], expected_first)  # nothing resampled
+    assert torch.allclose(x[25, 0], torch.from_numpy(odd[2:10, 2:10].astype(np.float32)) / 127.5 - 1)
+    with pytest.raises(ValueError, match="must be a bool"):
+        make_source("folder", path=tmp_path, resolution=8, tiles="maybe")

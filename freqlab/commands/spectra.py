@@ -12,6 +12,7 @@ EXAMPLES = """examples:
   freqlab spectra                                  # natural, deadleaves, grf, white -> figures/data_spectra.*
   freqlab spectra --sources natural,grf --n-images 4096 --window kaiser --out /tmp/spectra
   freqlab spectra --data-path real/ --data-path samples/ --out /tmp/cmp  # two folders side by side, one file
+  freqlab spectra --data-path photos/ --tiles --resolution 64          # 64x64 tiles at the photos' own scale
   freqlab spectra --sources natural --data-path images.npz             # the embedded photos beside your array
 """
 
@@ -24,6 +25,9 @@ def register(sub) -> None:
     p.add_argument("--data-path", action="append", default=[], metavar="PATH",
                    help="a folder of images, a CIFAR-10 python folder or a .npy/.npz array, labelled by its name; "
                         "repeat to compare several (images are centre-cropped and downsampled to --resolution)")
+    p.add_argument("--tiles", action="store_true",
+                   help="folders: cut every image into --resolution tiles at its own scale instead of downsampling "
+                        "(photographs of any sizes, nothing resampled: the spectrum of the pixels as they are)")
     p.add_argument("--n-images", type=int, default=1024, help="images per source (default 1024)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--resolution", type=int, default=32)
@@ -42,7 +46,7 @@ def run(args) -> int:
     names = args.sources if args.sources is not None else ("" if args.data_path else "natural,deadleaves,grf,white")
     sources = [s.strip() for s in names.split(",") if s.strip()]
     sources += [source_for_path(p, resolution=args.resolution, grayscale=args.grayscale, split="train",
-                                seed=args.seed) for p in args.data_path]
+                                seed=args.seed, tiles=args.tiles) for p in args.data_path]
     ds = dataspectra.data_spectra(
         sources, n_images=args.n_images, batch_size=args.batch_size, resolution=args.resolution,
         grayscale=args.grayscale, window=None if args.window == "none" else args.window, seed=args.seed,
