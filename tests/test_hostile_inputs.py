@@ -81,11 +81,13 @@ def _corrupt_cifar(tmp: Path, world: Path) -> None:
         (folder / name).write_bytes(b"not a pickle at all" * 10)
 
 
-def _copy_checkpoint(edit: Callable[[Path], None] | None = None) -> Callable[[Path, Path], None]:
+def _copy(what: str, name: str, edit: Callable[[Path], None] | None = None) -> Callable[[Path, Path], None]:
+    """A copy of the shared fixture ``world/what`` as the case's ``name``, then ``edit(copy)``."""
     def make(tmp: Path, world: Path) -> None:
-        shutil.copytree(world / "run" / "checkpoints" / "step-000010", tmp / "ckpt")
+        source = world / what
+        (shutil.copytree if source.is_dir() else shutil.copyfile)(source, tmp / name)
         if edit is not None:
-            edit(tmp / "ckpt")
+            edit(tmp / name)
     return make
 
 
@@ -139,19 +141,10 @@ def _unknown_beta_schedule(tmp: Path, world: Path) -> None:
 
 def _resolution_mismatch(tmp: Path, world: Path) -> None:
     shutil.copytree(world / "run" / "checkpoints" / "step-000010", tmp / "big")
-    _edit_config()(tmp / "big")
     config = json.loads((tmp / "big" / "config.json").read_text())
     config["denoiser"]["image_shape"] = [1, 32, 32]
     config["unet"]["sample_size"] = 32
     (tmp / "big" / "config.json").write_text(json.dumps(config))
-
-
-def _results_copy(edit: Callable[[Path], None] | None = None) -> Callable[[Path, Path], None]:
-    def make(tmp: Path, world: Path) -> None:
-        shutil.copyfile(world / "sweep.nc", tmp / "sweep.nc")
-        if edit is not None:
-            edit(tmp / "sweep.nc")
-    return make
 
 
 def _truncate(path: Path) -> None:
@@ -165,22 +158,6 @@ def _garbage(path: Path) -> None:
 
 def _a_file(tmp: Path, world: Path) -> None:
     (tmp / "file.txt").write_text("a file, not a folder")
-
-
-def _pretrain_copy(edit: Callable[[Path], None] | None = None) -> Callable[[Path, Path], None]:
-    def make(tmp: Path, world: Path) -> None:
-        shutil.copytree(world / "pretrain", tmp / "run")
-        if edit is not None:
-            edit(tmp / "run")
-    return make
-
-
-def _finetune_copy(edit: Callable[[Path], None] | None = None) -> Callable[[Path, Path], None]:
-    def make(tmp: Path, world: Path) -> None:
-        shutil.copytree(world / "finetune", tmp / "ft")
-        if edit is not None:
-            edit(tmp / "ft")
-    return make
 
 
 def _state_file(run: Path, pattern: str) -> Path:
@@ -214,6 +191,7 @@ class Case:
         return self.argv.split()[0]
 
 
+PRE = "pretrain --preset tiny --steps 2 --checkpoints 2"  # the settings of the shared pre-training run
 SWEEP = "sweep {run} --n-images 8 --sigmas 0.1,1 --out {tmp}/out.nc --quiet"
 FT = "finetune {run}/checkpoints/step-000010 --images 32 --batch-size 8 --n-eval 8 --n-data 16 --out {tmp}/ft --quiet"
 NAN = np.full((8, 16, 16, 1), 0.5, np.float32)
@@ -257,14 +235,14 @@ CASES = [
          "max_crop=abc --out {tmp}/p", "max_crop"),
     Case("pretrain-out-under-file", "an output path under a file", "pretrain --preset tiny --out {tmp}/file.txt/p",
          "file.txt", _a_file),
-    Case("pretrain-resume-garbage-state", "resuming from a garbage state file", "pretrain --preset tiny --steps 2 --checkpoints 2 --resume "
-         "--out {tmp}/run", "state.pt", _pretrain_copy(lambda r: _garbage(r / "state" / "state.pt"))),
-    Case("pretrain-resume-truncated-state", "resuming from a truncated state file", "pretrain --preset tiny --steps 2 --checkpoints 2 --resume"
-         " --out {tmp}/run", "state.pt", _pretrain_copy(lambda r: _truncate(r / "state" / "state.pt"))),
-    Case("pretrain-resume-other-settings", "resuming with other settings", "pretrain --preset tiny --steps 2 --checkpoints 2 --lr 0.5 --resume"
-         " --out {tmp}/run", "differs in lr", _pretrain_copy()),
-    Case("pretrain-garbage-run-file", "a garbage run.json", "pretrain --preset tiny --steps 2 --checkpoints 2 --resume --out {tmp}/run",
-         "run.json", _pretrain_copy(lambda r: _garbage(r / "run.json"))),
+    Case("pretrain-resume-garbage-state", "resuming from a garbage state file", PRE + " --resume --out {tmp}/run",
+         "state.pt", _copy("pretrain", "run", lambda r: _garbage(r / "state" / "state.pt"))),
+    Case("pretrain-resume-truncated-state", "resuming from a truncated state file", PRE + " --resume --out {tmp}/run",
+         "state.pt", _copy("pretrain", "run", lambda r: _truncate(r / "state" / "state.pt"))),
+    Case("pretrain-resume-other-settings", "resuming with other settings", PRE + " --lr 0.5 --resume --out {tmp}/run",
+         "differs in lr", _copy("pretrain", "run")),
+    Case("pretrain-garbage-run-file", "a garbage run.json", PRE + " --resume --out {tmp}/run", "run.json",
+         _copy("pretrain", "run", lambda r: _garbage(r / "run.json"))),
     # sweep: models
     Case("sweep-missing-checkpoint", "a checkpoint path that does not exist", "sweep {tmp}/nothing --out "
          "{tmp}/out.nc", "does not exist"),
@@ -273,13 +251,13 @@ CASES = [
     Case("sweep-corrupt-checkpoint-in-run", "a run folder with one corrupt config.json", SWEEP.replace(
         "{run}", "{tmp}/run"), "cannot be read", _run_with_a_corrupt_checkpoint),
     Case("sweep-garbage-config", "a checkpoint whose config.json is garbage", SWEEP.replace("{run}", "{tmp}/ckpt"),
-         "config.json", _copy_checkpoint(_garbage_config)),
+         "config.json", _copy("run/checkpoints/step-000010", "ckpt", _garbage_config)),
     Case("sweep-truncated-weights", "truncated safetensors weights", SWEEP.replace("{run}", "{tmp}/ckpt"),
-         "model.safetensors", _copy_checkpoint(_truncate_weights)),
+         "model.safetensors", _copy("run/checkpoints/step-000010", "ckpt", _truncate_weights)),
     Case("sweep-sigma-max-null", 'config.json with "sigma_max": null', SWEEP.replace("{run}", "{tmp}/ckpt"),
-         "sigma_max", _copy_checkpoint(_edit_config(sigma_max=None))),
+         "sigma_max", _copy("run/checkpoints/step-000010", "ckpt", _edit_config(sigma_max=None))),
     Case("sweep-denoiser-not-a-dict", 'config.json with "denoiser": [1]', SWEEP.replace("{run}", "{tmp}/ckpt"),
-         "denoiser", _copy_checkpoint(_edit_config(denoiser=[1]))),
+         "denoiser", _copy("run/checkpoints/step-000010", "ckpt", _edit_config(denoiser=[1]))),
     Case("sweep-pickle-with-code", "a .pt file whose pickle would run code", SWEEP.replace("{run}", "{tmp}/model.pt"),
          "model.pt", _pickle_with_code),
     Case("sweep-diffusers-without-scheduler", "a diffusers UNet folder without its scheduler",
@@ -325,11 +303,12 @@ CASES = [
          "--data-path {tmp}/images", "smaller than", _tiny_images_folder),
     # sweep: outputs
     Case("sweep-truncated-results", "a truncated results file at --out", SWEEP.replace("{tmp}/out.nc",
-         "{tmp}/sweep.nc"), "--overwrite", _results_copy(_truncate)),
+         "{tmp}/sweep.nc"), "--overwrite", _copy("sweep.nc", "sweep.nc", _truncate)),
     Case("sweep-garbage-results", "a garbage results file at --out", SWEEP.replace("{tmp}/out.nc", "{tmp}/sweep.nc"),
-         "--overwrite", _results_copy(_garbage)),
+         "--overwrite", _copy("sweep.nc", "sweep.nc", _garbage)),
     Case("sweep-resume-other-settings", "resuming a results file with other settings", SWEEP.replace(
-        "{tmp}/out.nc", "{tmp}/sweep.nc").replace("0.1,1", "0.1,2"), "different settings", _results_copy()),
+        "{tmp}/out.nc", "{tmp}/sweep.nc").replace("0.1,1", "0.1,2"), "different settings",
+        _copy("sweep.nc", "sweep.nc")),
     Case("sweep-out-under-file", "an output path under a file", SWEEP.replace("{tmp}/out.nc",
          "{tmp}/file.txt/out.nc"), "file.txt", _a_file),
     Case("sweep-out-is-folder", "an output path that is a folder", SWEEP.replace("{tmp}/out.nc", "{tmp}"),
@@ -344,13 +323,13 @@ CASES = [
     Case("finetune-zero-images", "a budget of zero images", FT.replace("--images 32", "--images 0"), "images"),
     Case("finetune-empty-data-folder", "an empty data folder", FT + " --data folder --data-path {tmp}/images",
          "holds no image files", _empty_folder),
-    Case("finetune-resume-other-settings", "resuming with other settings", FT.replace("{tmp}/ft", "{tmp}/ft") +
-         " --loss hinge", "loss", _finetune_copy()),
+    Case("finetune-resume-other-settings", "resuming with other settings", FT +
+         " --loss hinge", "loss", _copy("finetune", "ft")),
     Case("finetune-resume-truncated-state", "resuming from truncated weights", FT.replace("--images 32",
-         "--images 64"), "weights.safetensors", _finetune_copy(
+         "--images 64"), "weights.safetensors", _copy("finetune", "ft",
              lambda r: _truncate(_state_file(r, "state/images_seen-*/weights.safetensors")))),
     Case("finetune-resume-garbage-latest", "resuming with a garbage latest.json", FT.replace("--images 32",
-         "--images 64"), "latest.json", _finetune_copy(lambda r: _garbage(r / "state" / "latest.json"))),
+         "--images 64"), "latest.json", _copy("finetune", "ft", lambda r: _garbage(r / "state" / "latest.json"))),
     # figures
     Case("figures-missing-folder", "a results folder that does not exist", "figures {tmp}/nothing --out {tmp}/f",
          "does not exist"),
@@ -374,8 +353,8 @@ class ApiCase:
 
 API_CASES = [
     ApiCase("spectra-empty-batch", "an empty batch", "spectral.radial_power_spectrum(x[:0])", "holds no images"),
-    ApiCase("spectra-nan", "an image with a NaN", "spectral.radial_power_spectrum(x.masked_fill(x > 2.5, float('nan')))",
-            "NaN or Inf"),
+    ApiCase("spectra-nan", "an image with a NaN",
+            "spectral.radial_power_spectrum(x.masked_fill(x > 2.5, float('nan')))", "NaN or Inf"),
     ApiCase("spectra-integer", "integer images", "spectral.band_statistics((x * 100).long())", "floating-point"),
     ApiCase("spectra-complex", "complex images", "spectral.radial_power_spectrum(x.to(torch.complex64))",
             "floating-point"),
