@@ -691,7 +691,8 @@ def _load_array(path: Path, key: str | None, layout: str, value_range) -> torch.
 # the factory
 # --------------------------------------------------------------------------------------------------------------
 _PROCEDURAL = {"natural": NaturalPatches, "deadleaves": DeadLeaves, "grf": GaussianRandomField, "white": WhiteNoise}
-_FILE_OPTIONS = {"folder": {"tiles": False}, "cifar10": {}, "array": {"key": None, "layout": "auto", "value_range": None}}
+_FILE_OPTIONS = {"folder": {"tiles": False}, "cifar10": {},
+                 "array": {"key": None, "layout": "auto", "value_range": None}}
 
 
 def _typed_option(source: str, key: str, value, default):

@@ -16,7 +16,8 @@ if TYPE_CHECKING:  # imported lazily: the command line lists the figures without
     import xarray as xr
 
 
-__all__ = ["FIGURES", "make_figure", "make_figures", "script_main", "finetune_logs", "seed_logs", "run_dir", "export_results"]
+__all__ = ["FIGURES", "make_figure", "make_figures", "script_main", "finetune_logs", "seed_logs", "run_dir",
+           "export_results"]
 
 
 def _plots():

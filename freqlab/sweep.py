@@ -23,8 +23,9 @@ Spectra use freqlab's window (Hann after removing each image's mean, :data:`freq
 otherwise. The result is one :class:`xarray.Dataset`, saved atomically after each checkpoint when ``out`` is given;
 rerunning resumes, skipping finished checkpoints (recognised by name *and* content fingerprint: a checkpoint of
 the same name with other weights is measured again, :mod:`freqlab.identity`), and refuses a file written with other
-settings. While it runs, the output is locked (:func:`freqlab.outputs.hold`): a second run into it refuses. Under ``torchrun`` the work is split across processes (images or whole checkpoints, see ``distribute``),
-the accumulators are merged and rank 0 writes: the numbers are those of one process to float tolerance.
+settings. While it runs, the output is locked (:func:`freqlab.outputs.hold`): a second run into it refuses. Under
+``torchrun`` the work is split across processes (images or whole checkpoints, see ``distribute``), the
+accumulators are merged and rank 0 writes: the numbers are those of one process to float tolerance.
 
 Dataset layout (long names and units of every variable in :data:`VARIABLES` and in each variable's attrs)
 ------------------------------------------------------------------------------------------------------------
@@ -680,6 +681,7 @@ def sweep(
             if entry is not None:
                 bar.set_postfix_str(entry.name, refresh=False)
                 try:
+                    entry.fingerprint  # noqa: B018 - taken before the measurement: what is about to be measured
                     model = first if entry is entries[0] else entry.get()
                     first = None  # a loaded checkpoint is dropped once swept: one model in memory at a time
                     stats = _sweep_checkpoint(entry, model, source, mine, sigmas, modes, shape, int(seed), dev,

@@ -80,8 +80,8 @@ def register(sub) -> None:
                    help="one global logit per image instead of local verdicts at every scale")
     p.add_argument("--overwrite", action="store_true", help="delete a previous fine-tuning run in --out and start over")
     p.add_argument("--trust-pickle", action="store_true",
-                   help="allow an EDM network pickle (edm-*.pkl, network-snapshot-*.pkl) as CHECKPOINT: unpickling runs "
-                        "code from the file, so only for files you trust; its fine-tuned checkpoints need it too")
+                   help="allow an EDM network pickle (edm-*.pkl, network-snapshot-*.pkl) as CHECKPOINT: unpickling "
+                        "runs code from the file, so only for files you trust; its fine-tuned checkpoints need it too")
     p.add_argument("--dry-run", action="store_true",
                    help="print what --freeze would freeze (share and per-layer-type breakdown), write nothing")
     add_common(p, out_default="runs/finetune")
