@@ -530,7 +530,8 @@ def load_edm_pickle(path, *, trust_pickle: bool = False):
                          f"{type(err).__name__}: {_first_line(err)}") from err
 
 
-def _denoiser_from_pickle(path: Path, trust_pickle: bool) -> EDMNetworkDenoiser:
+def _denoiser_from_pickle(path: Path, trust_pickle: bool, sha256: str | None = None) -> EDMNetworkDenoiser:
+    """The ``ema`` network of an EDM pickle; it remembers the file and its sha256 (``sha256``: already known)."""
     obj = load_edm_pickle(path, trust_pickle=trust_pickle)
     if isinstance(obj, Mapping):
         if "ema" not in obj:
@@ -539,7 +540,7 @@ def _denoiser_from_pickle(path: Path, trust_pickle: bool) -> EDMNetworkDenoiser:
     if not isinstance(obj, torch.nn.Module):
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a torch network")
     denoiser = EDMNetworkDenoiser(obj.eval())
-    denoiser.source_pickle = (str(Path(path).resolve()), _sha256(path))  # what a fine-tuned copy is saved against
+    denoiser.source_pickle = (str(Path(path).resolve()), sha256 or _sha256(path))  # what a fine-tune names
     return denoiser
 
 
@@ -566,7 +567,7 @@ def _edm_network_from_freqlab(root: Path, config: Mapping, trust_pickle: bool) -
     if _sha256(source) != digest:
         raise ValueError(f"the source pickle {source} of {root} has changed since the fine-tune (sha256 differs); "
                          "its architecture may no longer match the saved weights")
-    denoiser = _denoiser_from_pickle(source, trust_pickle=True)
+    denoiser = _denoiser_from_pickle(source, trust_pickle=True, sha256=digest)
     weights = root / WEIGHTS_NAME
     _load_strict(denoiser.net, _read_safetensors(weights), weights)
     for key in ("sigma_min", "sigma_max", "sigma_data"):
