@@ -1132,6 +1132,9 @@ def _export(out: Path, gen: Generator, ema: EMA, images_seen: int, step: int, ro
     from freqlab.denoisers import EDMDenoiser
 
     if not isinstance(gen.denoiser, EDMDenoiser) and getattr(gen.denoiser, "source_pickle", None) is None:
+        if images_seen == 0:  # said once, not silently skipped
+            print(f"freqlab finetune: no checkpoints/ for a {type(gen.denoiser).__name__} (exported: freqlab's EDM "
+                  "models and EDM pickles); its trained weights are in state/ (resume state) only", file=sys.stderr)
         return
     loss = float(row["loss_g"].values.squeeze())
     loss = loss if math.isfinite(loss) else None  # the first row has no loss yet
