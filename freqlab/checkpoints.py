@@ -117,9 +117,12 @@ def _read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"could not read {path} as a torch state dict with torch.load(weights_only=True): "
-                         f"{_first_line(err)}. freqlab loads only plain tensors from .pt/.pth/.bin files "
-                         "(EDM networks go in .pkl files, loaded with trust_pickle=True)") from err
+        refused = "weights_only" in str(err) and "Unsupported global" in str(err)
+        why = ("it holds Python objects other than tensors, which could run code, so it is refused" if refused
+               else f"truncated, corrupt or not a torch file ({type(err).__name__})")
+        raise ValueError(f"could not read {path} as a torch state dict with torch.load(weights_only=True): {why}. "
+                         "freqlab loads only plain tensors from "
+                         ".pt/.pth/.bin files (EDM networks go in .pkl files, loaded with --trust-pickle)") from None
 
     def is_tensors(d):
         return isinstance(d, Mapping) and d and all(isinstance(v, torch.Tensor) for v in d.values())
@@ -517,6 +520,11 @@ def load_edm_pickle(path, *, trust_pickle: bool = False):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pickle {path} does not exist")
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if not (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5):  # PROTO opcode: every pickle since Python 2.3
+        raise ValueError(f"{path} is not a Python pickle (an EDM network .pkl starts with pickle's protocol header); "
+                         "truncated, corrupt or another kind of file")
     if not trust_pickle:
         raise UntrustedPickleError(
             f"{path} is a Python pickle, and loading a pickle runs the code it carries (EDM pickles carry their "

@@ -650,6 +650,9 @@ def _load_array(path: Path, key: str | None, layout: str, value_range) -> torch.
         raise ValueError(f"cannot read {str(path)!r}: truncated or corrupt ({err})") from None
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise ValueError(f"cannot read {str(path)!r}: truncated or corrupt ({type(err).__name__}: {err})") from None
+    if not isinstance(arr, np.ndarray):
+        raise ValueError(f"{str(path)!r}: member {key!r} is not a NumPy array (a zip of other files?); save images with "
+                         "numpy.savez")
     if arr.ndim == 3:
         arr = arr[:, None]
     elif arr.ndim == 4:

@@ -383,8 +383,8 @@ class DiffusersDenoiser(Denoiser):
             values = sigma[out][:4].tolist()
             if not self.clamp:
                 raise ValueError(f"sigma {values} is outside the scheduler's range [{lo:.6g}, {hi:.6g}]; choose noise "
-                                 "levels inside it (--sigmas), or load the model with load_denoiser(..., clamp=True) "
-                                 "to clamp them")
+                                 "levels inside it (--sigmas on the command line), or load the model with "
+                                 "load_denoiser(..., clamp=True) to clamp them")
             warnings.warn(f"sigma {values} clamped into the scheduler's range [{lo:.6g}, {hi:.6g}]", stacklevel=3)
         return sigma.clamp(lo, hi)
 

@@ -605,8 +605,14 @@ def pretrain(config: TrainConfig | None = None, out_dir="runs/pretrain", *, resu
 
     config = (config or make_config()).validate()
     dev = resolve_device(device)
+    reserved = sorted(set(config.data_options) & {"path", "split", "seed", "resolution", "grayscale"})
+    if reserved:
+        raise ValueError(f"data option(s) {', '.join(reserved)} have their own settings (--data-path, --data-seed, "
+                         "--resolution, --grayscale); pass them there, not as --data-option")
     source = make_source(config.data, resolution=config.resolution, grayscale=config.grayscale, split="train",
                          seed=config.data_seed, path=config.data_path, **config.data_options)
+    if source.size == 0:
+        raise ValueError(f"the data source {config.data!r} holds no images")
     if source.size is not None and config.batch_size > source.size:
         raise ValueError(f"batch size {config.batch_size} is larger than the data ({source.size} images in "
                          f"{config.data!r}); use --batch-size {source.size} or less")

@@ -829,7 +829,8 @@ def _sweep_checkpoint(entry, model, source, batches, sigmas, modes, shape, seed,
                     model(probe, s)
             except ValueError as err:
                 lo, hi = getattr(model, "sigma_min", None), getattr(model, "sigma_max", None)
-                hint = f" (this model's σ range is [{lo:g}, {hi:g}])" if lo is not None and hi is not None else ""
+                known = lo is not None and hi is not None and f"{lo:.6g}, {hi:.6g}" not in str(err)
+                hint = f" (this model's σ range is [{lo:g}, {hi:g}])" if known else ""
                 raise ValueError(f"checkpoint {entry.name!r}: {err}{hint}") from err
             for idx in batches:
                 rows = slice(idx.start, idx.stop)

@@ -45,6 +45,21 @@ def _random_bytes_npz(tmp: Path, world: Path) -> None:
     (tmp / "images.npz").write_bytes(np.random.default_rng(0).bytes(4096))
 
 
+def _zip_of_other_files(tmp: Path, world: Path) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(tmp / "images.npz", "w") as zf:
+        zf.writestr("images", np.random.default_rng(0).bytes(512))
+
+
+def _random_bytes(name: str, config: bool = False) -> Callable[[Path, Path], None]:
+    def make(tmp: Path, world: Path) -> None:
+        (tmp / name).write_bytes(np.random.default_rng(1).bytes(2048))
+        if config:  # a checkpoint's config beside it, so the weights file itself is what is read
+            shutil.copyfile(world / "run" / "checkpoints" / "step-000010" / "config.json", tmp / "config.json")
+    return make
+
+
 def _empty_folder(tmp: Path, world: Path) -> None:
     (tmp / "images").mkdir()
 
@@ -231,6 +246,8 @@ CASES = [
          "{tmp}/images --out {tmp}/p", "holds no image files", _empty_folder),
     Case("pretrain-corrupt-cifar", "CIFAR-10 batches that are not pickles", "pretrain --preset tiny --data cifar10 "
          "--data-path {tmp}/cifar-10-batches-py --out {tmp}/p", "not a CIFAR-10 batch", _corrupt_cifar),
+    Case("pretrain-reserved-data-option", "a data option that has its own setting", "pretrain --preset tiny "
+         "--data-option path=x.npz --out {tmp}/p", "have their own settings"),
     Case("pretrain-bad-data-option", "a data option with a bad value", "pretrain --preset tiny --data-option "
          "max_crop=abc --out {tmp}/p", "max_crop"),
     Case("pretrain-out-under-file", "an output path under a file", "pretrain --preset tiny --out {tmp}/file.txt/p",
@@ -260,6 +277,10 @@ CASES = [
          "denoiser", _copy("run/checkpoints/step-000010", "ckpt", _edit_config(denoiser=[1]))),
     Case("sweep-pickle-with-code", "a .pt file whose pickle would run code", SWEEP.replace("{run}", "{tmp}/model.pt"),
          "model.pt", _pickle_with_code),
+    Case("sweep-random-pt", "random bytes named .pt, with a config.json beside", SWEEP.replace("{run}",
+         "{tmp}/model.pt"), "not a torch file", _random_bytes("model.pt", config=True)),
+    Case("sweep-random-pkl", "random bytes named .pkl", SWEEP.replace("{run}", "{tmp}/net.pkl") + " --trust-pickle",
+         "is not a Python pickle", _random_bytes("net.pkl")),
     Case("sweep-diffusers-without-scheduler", "a diffusers UNet folder without its scheduler",
          SWEEP.replace("{run}", "{tmp}/unet"), "scheduler", _diffusers_without_scheduler),
     Case("sweep-unknown-beta-schedule", "a scheduler with an unknown beta_schedule", SWEEP.replace("{run}",
@@ -293,6 +314,8 @@ CASES = [
          "images.npz", _truncated_npz),
     Case("sweep-random-npz", "random bytes named .npz", SWEEP + " --data array --data-path {tmp}/images.npz",
          "is not a NumPy", _random_bytes_npz),
+    Case("sweep-zip-of-other-files", "an .npz whose member is not an array", SWEEP + " --data array --data-path "
+         "{tmp}/images.npz", "not a NumPy array", _zip_of_other_files),
     Case("sweep-empty-image-folder", "an empty image folder", SWEEP + " --data folder --data-path {tmp}/images",
          "holds no image files", _empty_folder),
     Case("sweep-corrupt-image-folder", "a folder of corrupt image files", SWEEP + " --data folder --data-path "
@@ -337,6 +360,8 @@ CASES = [
          "{tmp}/f", "spectrum_art"),
     Case("figures-garbage-results", "a results folder whose sweep.nc is garbage", "figures {tmp}/results --out "
          "{tmp}/f", "sweep.nc", _corrupt_results_folder),
+    Case("figures-out-under-file", "an output folder under a file", "figures {world} --out {tmp}/file.txt/f",
+         "is a file, not a folder", _a_file),
     # demo
     Case("demo-out-under-file", "an output path under a file", "demo --quick --out {tmp}/file.txt/d --quiet",
          "file.txt", _a_file),
