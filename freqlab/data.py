@@ -485,7 +485,8 @@ class ArraySource(DataSource):
         return _fit(_to_channels(x, self.shape[0]), self.hw).clamp(-1.0, 1.0)
 
 
-#: Full scale of PIL's high-bit-depth modes: 16-bit PNG/TIFF open as ``I;16*`` (or ``I`` holding 16-bit values).
+#: Full scale of PIL's high-bit-depth modes: 16-bit grayscale PNG/TIFF open as ``I;16*`` (or ``I`` holding 16-bit
+#: values). Pillow decodes 16-bit *RGB* PNGs to 8-bit RGB itself: their low byte is lost before freqlab sees them.
 _FULL_SCALE = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535}
 
 
@@ -500,7 +501,7 @@ def _tile(image: np.ndarray, hw) -> np.ndarray:
 
 def _read_image(path: Path, hw, channels, tiles: bool = False) -> np.ndarray:
     """One image file fitted to ``hw`` (centre crop to its aspect, then downsampling): uint8 ``(H, W[, 3])``, or
-    float32 in [0, 1] for 16-bit images (scaled by their bit depth, never clipped to 8 bits). With ``tiles``, its
+    float32 in [0, 1] for 16-bit grayscale images (scaled by their bit depth, never clipped to 8 bits). With ``tiles``, its
     ``hw`` tiles at the file's own scale instead, ``(k, H, W[, 3])``: nothing resampled."""
     from PIL import Image, ImageOps
 
@@ -533,7 +534,7 @@ def _read_image(path: Path, hw, channels, tiles: bool = False) -> np.ndarray:
 
 def _load_folder(root: Path, hw, channels, tiles: bool = False) -> torch.Tensor:
     """Every image file under ``root`` (recursively, sorted by relative path) as ``(N, C, H, W)``: uint8, or float32
-    in [-1, 1] when a file has more than 8 bits per sample (16-bit PNG or TIFF, scaled by its bit depth). With
+    in [-1, 1] when a file has more than 8 bits per sample (16-bit grayscale PNG or TIFF, scaled by its bit depth). With
     ``tiles``, every ``hw`` tile of every file at its own scale (images of any sizes, nothing resampled)."""
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {str(root)!r} does not exist (or is not a directory)")

@@ -392,7 +392,7 @@ API_CASES = [
 ACCEPTED = [
     ("noise levels out of order (`--sigmas 2,1`)", "sorted: the σ grid is a coordinate"),
     ("an integer array with values in [0, 255]", "read as 8-bit images"),
-    ("a 16-bit PNG or TIFF in an image folder", "scaled by its bit depth (65535 is white), never clipped to 8 bits"),
+    ("a 16-bit grayscale PNG or TIFF in an image folder", "scaled by its bit depth (65535 is white), never clipped to 8 bits"),
     ("an image folder mixing gray, RGB, RGBA and palette images", "each converted to the channels asked for"),
     ("images of any finite scale (×1e-11, ×1e30) to the band statistics", "finite statistics"),
     ("`--modes both`", "denoise and generate"),
