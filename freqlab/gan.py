@@ -1157,11 +1157,13 @@ def _save_state(out: Path, images_seen, step, next_log, config, freeze, gen, ema
     for prefix, module in (("generator.", gen), ("generator_ema.", ema.model), ("discriminator.", disc)):
         tensors.update({prefix + k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()})
     tensors.update({f"lookahead.{i}": v.to("cpu").contiguous() for i, v in enumerate(lookahead.slow)})
-    save_file(tensors, tmp / "weights.safetensors")
-    torch.save({"generator": opt_g.state_dict(), "discriminator": opt_d.state_dict()}, tmp / "optimizers.pt")
+    # each file flushed and given the umask's permissions (safetensors alone writes 0600) before the folder is renamed
+    write_atomic(tmp / "weights.safetensors", lambda f: save_file(tensors, str(f)))
+    optimizers = {"generator": opt_g.state_dict(), "discriminator": opt_d.state_dict()}
+    write_atomic(tmp / "optimizers.pt", lambda f: torch.save(optimizers, f))
     state = {"images_seen": images_seen, "step": step, "next_log": next_log, "config": config.to_dict(),
              "frozen_share": freeze.frozen_share, "n_frozen": freeze.n_frozen, "n_parameters": freeze.n_total}
-    (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    _write_text(tmp / "state.json", json.dumps(state, indent=1))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     _write_text(root / "latest.json", json.dumps({"dir": final.name, **state}, indent=1))

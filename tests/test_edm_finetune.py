@@ -7,7 +7,9 @@ does, saved with ``requires_grad_(False)`` like EDM's snapshots, and loaded with
 
 from __future__ import annotations
 
+import os
 import pickle
+import stat
 import sys
 import types
 
@@ -140,6 +142,10 @@ def test_fine_tuning_an_edm_network_exports_reloads_resumes_and_sweeps(edm_pickl
     small = dict(batch_size=8, n_eval=8, n_data=16, log_every=16, device="cpu", progress=False, trust_pickle=True)
     run = gan.finetune(edm_pickle, out, n_images=16, **small)
     assert abs(run.freeze.frozen_share - run.log.attrs["frozen_share"]) < 1e-12
+    mask = os.umask(0)
+    os.umask(mask)
+    modes = {p.relative_to(out).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in out.rglob("*") if p.is_file()}
+    assert set(modes.values()) == {0o666 & ~mask}, modes  # resume state included (safetensors alone writes 0600)
     ckpt = out / "checkpoints" / "final"
     with pytest.raises(checkpoints.UntrustedPickleError, match="fine-tuned EDM network .*--trust-pickle"):
         checkpoints.load_denoiser(ckpt)
