@@ -147,10 +147,9 @@ def make_figures(results_dir: str | Path, out_dir: str | Path = "figures", names
     """Every figure of :data:`FIGURES` (or ``names``) whose inputs exist; says on stderr which were skipped."""
     if not Path(results_dir).is_dir():  # one error, not one "skipped" line per figure
         raise FileNotFoundError(f"results directory {results_dir} does not exist")
-    out = Path(out_dir)
-    blocked = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
-    if blocked is not None:
-        raise NotADirectoryError(f"cannot write figures into {out_dir}: {blocked} is a file, not a folder")
+    from freqlab.outputs import check_writable_under
+
+    check_writable_under(out_dir, include_self=True)
     written, skipped = [], []
     for name in names or FIGURES:
         try:

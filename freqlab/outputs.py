@@ -46,7 +46,7 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["OutputInUse", "write_atomic", "hold", "holding", "lock_path", "clean_temporaries"]
+__all__ = ["OutputInUse", "write_atomic", "hold", "holding", "lock_path", "clean_temporaries", "check_writable_under"]
 
 
 class OutputInUse(RuntimeError):
@@ -148,6 +148,16 @@ def clean_temporaries(target: str | os.PathLike) -> list[Path]:
 # --------------------------------------------------------------------------------------------------------------
 # the advisory lock
 # --------------------------------------------------------------------------------------------------------------
+def check_writable_under(target: str | os.PathLike, *, include_self: bool = False) -> None:
+    """NotADirectoryError (one line) when a folder above ``target`` (or ``target`` itself, with ``include_self``, for
+    an output folder) is a file: caught before any work instead of as a raw Errno at the first write."""
+    target = Path(target)
+    blocked = next((p for p in ((target,) if include_self else ()) + tuple(target.parents)
+                    if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise NotADirectoryError(f"cannot write {target}: {blocked} is a file, not a folder; choose another output")
+
+
 _HELD: dict[str, list] = {}  # lock file -> [descriptor, depth, directories created for it]
 
 
@@ -216,9 +226,7 @@ def hold(target: str | os.PathLike | None, *, command: str | None = None) -> Ite
         yield
         return
     target = Path(os.path.abspath(Path(target).expanduser()))
-    blocked = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
-    if blocked is not None:
-        raise NotADirectoryError(f"cannot write {target}: {blocked} is a file, not a folder; choose another output")
+    check_writable_under(target)
     path = lock_path(target)
     key = str(path)
     if key in _HELD:
