@@ -65,18 +65,24 @@ def _value(text: str):
 
 
 @torch.no_grad()
-def denoising_mse(denoiser, images: torch.Tensor, sigma: float, *, seed: int = 0, batch: int = 256) -> float:
-    """Mean squared error of ``denoiser(x0 + σ·n, σ)`` against ``x0`` over ``images`` (noise per image index)."""
+def denoising_mse(denoiser, images: torch.Tensor, sigma: float, *, seed: int = 0, batch: int = 256,
+                  device: str = "cpu") -> float:
+    """Mean squared error of ``denoiser(x0 + σ·n, σ)`` against ``x0`` over ``images`` (noise per image index).
+
+    The denoiser runs on ``device``; the noise is drawn and the error summed on the CPU, so every device sees the
+    same inputs."""
     total = 0.0
     for start in range(0, len(images), batch):
         x0 = images[start:start + batch]
         n = per_sample_randn(seed, f"bench/noise/{sigma}", range(start, start + len(x0)), x0.shape[1:])
-        total += float((denoiser(x0 + sigma * n, sigma) - x0).double().square().sum())
+        out = denoiser((x0 + sigma * n).to(device), sigma).float().cpu()
+        total += float((out - x0).double().square().sum())
     return total / images.numel()
 
 
 @torch.no_grad()
-def band_power_db(denoiser, images: torch.Tensor, sigma_max: float, *, batch: int = 256) -> list[float]:
+def band_power_db(denoiser, images: torch.Tensor, sigma_max: float, *, batch: int = 256,
+                  device: str = "cpu") -> list[float]:
     """Power per band (low, mid, high) of ``D(σ_max·z, σ_max)`` over that of ``images``, in dB, channel mean.
 
     z is the sweep's ``generate`` noise for image indices 0..N-1; spectra as in the sweep (Hann window after
@@ -87,7 +93,7 @@ def band_power_db(denoiser, images: torch.Tensor, sigma_max: float, *, batch: in
     for start in range(0, len(images), batch):
         x0 = images[start:start + batch]
         z = per_sample_randn(0, measure.GENERATE_STREAM, range(start, start + len(x0)), x0.shape[1:])
-        out = denoiser(sigma_max * z, sigma_max)
+        out = denoiser((sigma_max * z).to(device), sigma_max).float().cpu()
         out_power = out_power + an.radial(an.fft(out)).double().sum(0)
         data_power = data_power + an.radial(an.fft(x0)).double().sum(0)
     ratio = (spectral.band_power(an.freq, out_power, an.counts, an.bands)
@@ -108,11 +114,13 @@ def main(argv=None) -> int:
     p.add_argument("--n-fit", type=int, default=8192, help="training crops the Wiener filter is fitted on")
     p.add_argument("--all-checkpoints", action="store_true", help="evaluate every checkpoint, not only the last")
     p.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    p.add_argument("--device", default="cpu", help="where the model trains and is evaluated (cpu, cuda, cuda:N)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
-    report: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+    report: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+                    + (f", {torch.cuda.get_device_name(args.device)}" if args.device.startswith("cuda") else ""),
                     "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
 
     if args.no_train:
@@ -122,7 +130,7 @@ def main(argv=None) -> int:
         config = make_config(args.preset, data=args.data, **{k: _value(v) for k, v in overrides.items()})
         report["load_average_before"] = os.getloadavg()
         t0 = time.perf_counter()
-        result = pretrain(config, out, overwrite=args.overwrite, device="cpu", progress=True)
+        result = pretrain(config, out, overwrite=args.overwrite, device=args.device, progress=True)
         report["wall_seconds"] = time.perf_counter() - t0
         report["train_step_seconds"] = result.seconds
         report["images_per_second"] = result.images_per_second
@@ -146,12 +154,12 @@ def main(argv=None) -> int:
     chosen = infos if args.all_checkpoints else infos[-1:]
     report["checkpoints"] = {}
     for info in chosen:
-        model = load_denoiser(info.path, device="cpu").eval()
-        mse = {s: denoising_mse(model, x_test, s) for s in sigmas}
+        model = load_denoiser(info.path, device=args.device).eval()
+        mse = {s: denoising_mse(model, x_test, s, device=args.device) for s in sigmas}
         report["checkpoints"][info.name] = {
             "step": info.step, "parameters": count_parameters(model), "mse": mse,
             "ratio": {s: mse[s] / wiener_mse[s] for s in sigmas},
-            "sigma_max_band_power_db": band_power_db(model, x_test, config.sigma_max)}
+            "sigma_max_band_power_db": band_power_db(model, x_test, config.sigma_max, device=args.device)}
     report["evaluation_seconds"] = time.perf_counter() - t0
 
     print(f"machine: {report['machine']}, torch {report['torch']} with {report['torch_threads']} threads")
