@@ -54,10 +54,13 @@ class DemoSettings:
     finetune_early: bool = False  # also fine-tune from an early checkpoint (slower; the GAN measurements do)
 
 
-# the GPU demo's departures from the cifar preset (EDM's 400k-step CIFAR-10 schedule), for a 2,500-step run
-GPU_PRETRAIN = {"steps": 2_500, "n_checkpoints": 8, "warmup_steps": 200, "ema_halflife_images": 40_000.0,
+# the GPU demo's departures from the cifar preset (EDM's 400k-step CIFAR-10 schedule) for an 800-step run: in so
+# few steps the preset's 5,000-step warm-up and 500k-image EMA half-life would leave the model at its initialisation,
+# EDM's σ sampling leaves σ > 7.6 untrained (as measured on cpu-small) and dropout slows an underfitted model, so
+# the demo takes cpu-small's σ recipe, no dropout and a higher learning rate
+GPU_PRETRAIN = {"steps": 800, "n_checkpoints": 6, "warmup_steps": 200, "ema_halflife_images": 40_000.0,
                 "lr": 5e-4, "dropout": 0.0, "loguniform_share": 0.75, "p_mean": 1.0, "p_std": 1.2,
-                "log_every": 250}
+                "log_every": 100}
 
 
 def demo_settings(*, quick: bool = False, device: str = "cpu") -> DemoSettings:
@@ -66,13 +69,11 @@ def demo_settings(*, quick: bool = False, device: str = "cpu") -> DemoSettings:
         return DemoSettings(preset="tiny", sweep_images=16, sweep_batch=16, n_sigmas=5, finetune_images=96,
                             finetune_batch=8, finetune_log_every=32, spectra_images=64, finetune_seeds=2)
     if resolve_device(device).type == "cuda":
-        # sized to about 7 minutes on one H200 from rates measured there (benchmarks/results/gpu_measurements_h200.log:
-        # pre-training ~1,600 images/s, sweep ~4,500 outputs/s, D2O-F fine-tuning ~850 images/s); the run itself is
-        # in figures/gpu-h200/. The cifar preset is EDM's 400k-step schedule; in 2,500 steps its warm-up and EMA
-        # half-life would leave the model at its initialisation, EDM's σ sampling leaves σ > 7.6 untrained (as
-        # measured on cpu-small) and dropout slows an underfitted model, so the demo uses cpu-small's σ recipe.
-        return DemoSettings(preset="cifar", pretrain_overrides=GPU_PRETRAIN, sweep_images=512, sweep_batch=512,
-                            finetune_images=8_000, finetune_batch=64, finetune_log_every=1_000, spectra_images=8192)
+        # measured end to end on one H200: 2.7 min (figures/gpu-h200/). Fine-tunes of 2,000 images with a log row
+        # every 1,000: each row saves the resumable state, several hundred MB for this model
+        return DemoSettings(preset="cifar", pretrain_overrides=GPU_PRETRAIN, sweep_images=256, sweep_batch=256,
+                            finetune_images=2_000, finetune_batch=32, finetune_log_every=1_000, spectra_images=4096,
+                            finetune_seeds=3)
     return DemoSettings()
 
 

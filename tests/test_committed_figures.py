@@ -1,7 +1,7 @@
-"""The figures committed in figures/ are drawn from the result files committed in figures/results/.
+"""The figures committed in figures/ (and figures/gpu-h200/) are drawn from the result files committed beside them.
 
 `freqlab demo --figures figures` writes both; this checks that nobody committed one without the other, and that
-the committed results stay small.
+the committed results stay small. figures/gpu-h200/ is the GPU demo's run (see its README.md).
 """
 
 from pathlib import Path
@@ -13,22 +13,41 @@ from PIL import Image
 from freqlab import figures
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "figures" / "results"
+FOLDERS = [ROOT / "figures", ROOT / "figures" / "gpu-h200"]
 
 
-def test_committed_results_are_small_and_complete():
-    nc = sorted(RESULTS.rglob("*.nc"))
-    names = {str(p.relative_to(RESULTS)) for p in nc}
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda f: f.name)
+def test_committed_results_are_small_and_complete(folder):
+    results = folder / "results"
+    nc = sorted(results.rglob("*.nc"))
+    names = {str(p.relative_to(results)) for p in nc}
     assert {"sweep.nc", "data_spectra.nc", "finetune-pretrained/finetune.nc", "finetune-random/finetune.nc"} <= names
     assert sum(p.stat().st_size for p in nc) < 2 * 1024**2
-    assert not list(RESULTS.rglob("*.pt")) and not list(RESULTS.rglob("*.safetensors"))
+    assert not list(results.rglob("*.pt")) and not list(results.rglob("*.safetensors"))
 
 
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda f: f.name)
 @pytest.mark.parametrize("name", sorted(figures.FIGURES))
-def test_committed_figure_is_redrawn_from_committed_results(name, tmp_path):
-    figures.make_figure(name, RESULTS, tmp_path)
+def test_committed_figure_is_redrawn_from_committed_results(name, folder, tmp_path):
+    figures.make_figure(name, folder / "results", tmp_path)
     new = np.asarray(Image.open(tmp_path / f"{name}.png").convert("RGB"), dtype=float)
-    old = np.asarray(Image.open(ROOT / "figures" / f"{name}.png").convert("RGB"), dtype=float)
+    old = np.asarray(Image.open(folder / f"{name}.png").convert("RGB"), dtype=float)
     assert new.shape == old.shape, f"{name}: {new.shape} != committed {old.shape}"
     # identical on the machine that drew them; a little room for another freetype or matplotlib build
     assert np.abs(new - old).mean() < 1.0, f"{name}: differs from the committed figure"
+
+
+def test_committed_gpu_run_is_the_gpu_demo_default(monkeypatch):
+    """figures/gpu-h200/ says it is `freqlab demo --device cuda`: its recorded settings are the GPU default's."""
+    import json
+
+    import torch
+
+    from freqlab import demo, pretrain
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    settings = demo.demo_settings(device="cuda")
+    recorded = json.loads((ROOT / "figures" / "gpu-h200" / "run" / "run.json").read_text())["config"]
+    expected = pretrain.make_config(settings.preset, **settings.pretrain_overrides).to_dict()
+    assert recorded == expected
