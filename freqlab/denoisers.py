@@ -1,6 +1,6 @@
 """One denoiser interface, ``D(x_σ, σ) -> x̂0``, over every model family freqlab studies.
 
-Conventions (``../shared/DESIGN.md``): images are ``(N, C, H, W)`` in [-1, 1]; noise is variance exploding,
+Conventions (docs/CONVENTIONS.md): images are ``(N, C, H, W)`` in [-1, 1]; noise is variance exploding,
 ``x_σ = x0 + σ·n`` with ``n ~ N(0, I)``; ``σ`` is a float or an ``(N,)`` tensor (a float is broadcast).
 
 * :class:`EDMDenoiser`: EDM preconditioning around a diffusers ``UNet2DModel`` (freqlab's own models).

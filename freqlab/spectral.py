@@ -1,6 +1,6 @@
 """Radially averaged power spectra and band metrics, in pure torch.
 
-Conventions (see the README's Conventions section):
+Conventions (docs/CONVENTIONS.md):
 
 * Images are real tensors of shape ``(..., H, W)``; any leading dims (``N, C``) are kept.
 * With window ``w`` (all ones when none) the per-mode power is

@@ -11,7 +11,7 @@ import torch
 import xarray as xr
 from torch import nn
 
-from freqlab import gan, results
+from freqlab import freezing, gan, results
 from freqlab.denoisers import EDMDenoiser, build_unet
 
 SHAPE = (3, 16, 16)
@@ -100,7 +100,7 @@ def test_parameter_breakdown_adds_up(denoiser):
     model = fresh(denoiser)
     report = gan.freeze_policy(model, "conv")
     table = gan.parameter_breakdown(model)
-    assert list(table.layer_type.values) == list(gan.LAYER_TYPE_NAMES)
+    assert list(table.layer_type.values) == list(freezing.LAYER_TYPE_NAMES)
     assert int(table.n_frozen.sum()) == report.n_frozen
     assert int(table.n_frozen.sum() + table.n_trainable.sum()) == report.n_total
     assert int(table.n_frozen.sel(layer_type="resnet conv")) > 0 and int(table.n_trainable.sel(layer_type="resnet conv")) == 0

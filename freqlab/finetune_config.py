@@ -1,0 +1,84 @@
+"""The settings of a fine-tuning run (:class:`FinetuneConfig`): everything that determines its numbers."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from freqlab import spectral
+from freqlab.objectives import _check_loss
+
+__all__ = ["FinetuneConfig"]
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything that determines the numbers of a fine-tuning run (device and I/O options are not here).
+
+    Sizes are in images: ``n_images`` is the budget, ``log_every`` the spacing of log rows and sample grids,
+    ``checkpoint_every`` that of exported checkpoints (``None``: at every log row; the resume state is always saved
+    at every log row), ``ema`` the half-life of the generator's EMA (0: no averaging).
+    """
+
+    init: str = ""                      # provenance: the checkpoint path (set by finetune)
+    init_kind: str = "checkpoint"       # "checkpoint" or "random" (same architecture, fresh weights: the control)
+    data: str = "natural"               # a freqlab.data source name
+    data_path: str | None = None        # for the "folder" and "array" sources
+    freeze: str = "conv"                # "none" (D2O), "conv" (D2O-F) or a regex over parameter names
+    loss: str = "ns"                    # "ns" (non-saturating) or "hinge"
+    r1_gamma: float = 0.1               # R1 weight γ (0 turns R1 off)
+    r1_every: int = 16                  # lazy R1: every k D steps, with gain k
+    lr_g: float = 4e-4
+    lr_d: float = 8e-4
+    lr_decay: float = 0.0               # share of the budget, at its end, over which both lrs fall linearly to 0
+    batch_size: int = 32
+    n_images: int = 10_000
+    log_every: int = 1_000
+    checkpoint_every: int | None = None
+    ema: float = 500.0
+    n_eval: int = 64                    # fixed-z outputs logged at each row (spectra, band statistics, grid)
+    n_data: int = 256                   # data images of the reference statistics
+    bands: tuple[float, ...] | None = None  # band edges in cycles/pixel; None: low/mid/high of DEFAULT_BANDS
+    # the default discriminator (see Discriminator): base channels, high-pass view gain (0: pixels only),
+    # per-scale patch logits, minibatch-std group size (0: off)
+    d_channels: int = 16
+    d_max_channels: int = 256
+    d_highpass: float = 4.0
+    d_patch: bool = True
+    d_mbstd: int = 4
+    spectral_norm: bool = False
+    lookahead: int = 5                  # lookahead-minmax: every k steps pull G and D back towards their slow
+    lookahead_alpha: float = 0.5        # weights by 1 - alpha (0: off); see Lookahead
+    seed: int = 0
+
+    def __post_init__(self):
+        _check_loss(self.loss)
+        if self.init_kind not in ("checkpoint", "random"):
+            raise ValueError(f"init_kind must be 'checkpoint' or 'random', got {self.init_kind!r}")
+        for name in ("batch_size", "n_images", "log_every", "r1_every", "n_eval", "n_data", "d_channels"):
+            if int(getattr(self, name)) < (2 if name in ("n_eval", "n_data") else 1):
+                raise ValueError(f"{name} must be a positive integer (n_eval, n_data >= 2), got {getattr(self, name)}")
+        for name in ("lr_g", "lr_d"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not (float(self.lookahead).is_integer() and self.lookahead >= 0 and 0 < self.lookahead_alpha <= 1):
+            raise ValueError(f"lookahead must be a whole number of steps >= 0 (0: off) and lookahead_alpha in "
+                             f"(0, 1], got {self.lookahead}, {self.lookahead_alpha}")
+        self.lookahead = int(self.lookahead)
+        if not 0 <= self.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be a share of the budget in [0, 1], got {self.lr_decay}")
+        if not (self.r1_gamma >= 0 and self.ema >= 0 and self.d_highpass >= 0 and self.d_mbstd >= 0):
+            raise ValueError("r1_gamma, ema, d_highpass and d_mbstd must be >= 0")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1 image or None, got {self.checkpoint_every}")
+        if self.bands is not None:
+            self.bands = tuple(float(b) for b in self.bands)
+            spectral.resolve_bands(self.bands)
+
+    # fields that may change when a run is resumed: its budget and how often it exports checkpoints
+    RESUMABLE_CHANGES = ("n_images", "checkpoint_every")
+    # fields added after runs were first saved, with the value that reproduces those runs (not today's default)
+    ADDED_LATER = {"lr_decay": 0.0, "lookahead": 0, "lookahead_alpha": 0.5}
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
