@@ -8,7 +8,26 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["EMA", "Lookahead"]
+__all__ = ["EMA", "Lookahead", "ema_beta", "ema_lerp"]
+
+
+def ema_beta(images_seen: int, batch: int, halflife: float, rampup: float | None = 0.05,
+             decay: float | None = None) -> float:
+    """The decay β of one EMA step of ``batch`` images: ``0.5 ** (batch / half-life)``, the half-life (in images)
+    ramped up as ``min(halflife, rampup · images_seen)`` (StyleGAN2-ADA's ``ema_rampup``; ``None``: no ramp), 0
+    for a half-life of 0 (the average is a copy). A fixed per-step ``decay`` overrides all of it."""
+    if decay is not None:
+        return float(decay)
+    if rampup is not None:
+        halflife = min(halflife, rampup * images_seen)
+    return 0.5 ** (batch / halflife) if halflife > 0 else 0.0
+
+
+@torch.no_grad()
+def ema_lerp(averages: Sequence[torch.Tensor], values: Sequence[torch.Tensor], beta: float) -> None:
+    """``average ← β·average + (1 − β)·value`` in place, tensor by tensor."""
+    for average, value in zip(averages, values):
+        average.lerp_(value.detach(), 1.0 - beta)
 
 
 class EMA:
@@ -26,17 +45,13 @@ class EMA:
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
     def beta(self, images_seen: int, batch: int) -> float:
-        halflife = self.halflife
-        if self.rampup is not None:
-            halflife = min(halflife, self.rampup * images_seen)
-        return 0.5 ** (batch / halflife) if halflife > 0 else 0.0
+        return ema_beta(images_seen, batch, self.halflife, self.rampup)
 
     @torch.no_grad()
     def update(self, model: nn.Module, images_seen: int, batch: int) -> None:
-        beta = self.beta(images_seen, batch)
-        for p_ema, p in zip(self.model.parameters(), model.parameters()):
-            if p.requires_grad:  # frozen parameters never change, so their average is already right
-                p_ema.lerp_(p.detach(), 1.0 - beta)
+        # frozen parameters never change, so their average is already right
+        pairs = [(p_ema, p) for p_ema, p in zip(self.model.parameters(), model.parameters()) if p.requires_grad]
+        ema_lerp([a for a, _ in pairs], [p for _, p in pairs], self.beta(images_seen, batch))
         for b_ema, b in zip(self.model.buffers(), model.buffers()):
             b_ema.copy_(b)
 

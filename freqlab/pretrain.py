@@ -65,6 +65,7 @@ from typing import Any, Callable
 import torch
 
 from freqlab import __version__
+from freqlab.averaging import ema_beta, ema_lerp
 from freqlab.outputs import holding, write_atomic
 from freqlab.rng import per_sample_randn, sample_seed
 
@@ -442,15 +443,6 @@ def _lr(config: TrainConfig, step: int) -> float:
     return config.lr * warm
 
 
-def _ema_beta(config: TrainConfig, images_seen: int) -> float:
-    if config.ema_decay is not None:
-        return float(config.ema_decay)
-    halflife = config.ema_halflife_images
-    if config.ema_rampup_ratio is not None:
-        halflife = min(halflife, images_seen * config.ema_rampup_ratio)
-    return 0.5 ** (config.batch_size / max(halflife, 1e-8))
-
-
 class _LossLog:
     """Training loss per σ bin, summed over an interval and appended to ``loss_by_sigma.csv`` at its end.
 
@@ -698,9 +690,9 @@ def pretrain(config: TrainConfig | None = None, out_dir="runs/pretrain", *, resu
                     "or --grad-clip")
             optimizer.step()
             step += 1
-            with torch.no_grad():
-                beta = _ema_beta(config, step * config.batch_size)
-                torch._foreach_lerp_(ema_params, params, 1.0 - beta)
+            ema_lerp(ema_params, params, ema_beta(step * config.batch_size, config.batch_size,
+                                                  config.ema_halflife_images, config.ema_rampup_ratio,
+                                                  config.ema_decay))
             # the skip-only loss of these very images and σ: what the loss must get below to have learned
             baseline = skip_baseline(sigma.double(), x0.float().square().mean(dim=(1, 2, 3)).double(),
                                      config.sigma_data)
