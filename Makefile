@@ -1,7 +1,8 @@
 # freqlab: two commands for a fresh machine.
 #   make demo   installs into .venv (once) and runs the end-to-end demo on the embedded default data
 #               (results in runs/demo, figures copied into figures/)
-#   make test   installs into .venv (once, with test extras) and runs the test suite
+#   make test   installs into .venv (once, with test extras) and runs the test suite (make test-slow: the
+#               longer tests too, as CI does)
 # Both are safe to run twice.
 #
 # torch: on a machine without an NVIDIA GPU we install the pinned CPU build first, so pip never pulls a
@@ -15,7 +16,7 @@ OUT ?= runs/demo
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: demo test install lab bench clean
+.PHONY: demo test test-slow install lab bench clean
 
 $(VENV)/.torch:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q -m "not slow" tests
+
+# the longer tests (several processes, reruns, the GPU run's figures); CI runs them after `make test`
+test-slow: install
+	$(PY) -m pytest -q -m slow tests
 
 lab: install
 	$(PY) -m pip install -q -e ".[dev,lab]"

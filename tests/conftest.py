@@ -44,3 +44,15 @@ def make_tiny_run(tmp_path_factory):
         return root
 
     return make
+
+
+@pytest.fixture(scope="session")
+def quick_demo(tmp_path_factory):
+    """One `freqlab demo --quick` run shared by the demo and notebook tests (the longest fixture of the suite).
+    Tests that write into a run take a copy (``shutil.copytree``)."""
+    from freqlab.demo import run_demo
+
+    out = tmp_path_factory.mktemp("quick-demo")
+    run_demo(out, quick=True, progress=False)
+    return out
+

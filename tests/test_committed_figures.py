@@ -13,10 +13,10 @@ from PIL import Image
 from freqlab import figures
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = [ROOT / "figures", ROOT / "figures" / "gpu-h200"]
+FOLDERS = [ROOT / "figures", pytest.param(ROOT / "figures" / "gpu-h200", marks=pytest.mark.slow, id="gpu-h200")]
 
 
-@pytest.mark.parametrize("folder", FOLDERS, ids=lambda f: f.name)
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda f: getattr(f, "name", None))
 def test_committed_results_are_small_and_complete(folder):
     results = folder / "results"
     nc = sorted(results.rglob("*.nc"))
@@ -26,7 +26,7 @@ def test_committed_results_are_small_and_complete(folder):
     assert not list(results.rglob("*.pt")) and not list(results.rglob("*.safetensors"))
 
 
-@pytest.mark.parametrize("folder", FOLDERS, ids=lambda f: f.name)
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda f: getattr(f, "name", None))
 @pytest.mark.parametrize("name", sorted(figures.FIGURES))
 def test_committed_figure_is_redrawn_from_committed_results(name, folder, tmp_path):
     figures.make_figure(name, folder / "results", tmp_path)

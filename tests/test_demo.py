@@ -12,10 +12,8 @@ from freqlab.demo import run_demo
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    run_demo(out, quick=True, progress=False)
-    return out
+def demo_dir(quick_demo):
+    return quick_demo  # the session's one quick demo (tests/conftest.py)
 
 
 def test_demo_writes_every_stage(demo_dir):
@@ -54,6 +52,7 @@ def _pixels(path):
     return np.asarray(Image.open(path).convert("RGB"), dtype=float)
 
 
+@pytest.mark.slow
 def test_exported_results_redraw_every_figure(demo_dir, tmp_path):
     written = figures.export_results(demo_dir, tmp_path / "results")
     assert not any(p.suffix in (".pt", ".safetensors") for p in written)  # no weights, no training state
@@ -62,6 +61,7 @@ def test_exported_results_redraw_every_figure(demo_dir, tmp_path):
         assert np.array_equal(_pixels(tmp_path / "figs" / f"{name}.png"), _pixels(demo_dir / "figures" / f"{name}.png")), name
 
 
+@pytest.mark.slow
 def test_rerun_reuses_finished_stages(demo_dir):
     before = (demo_dir / "sweep.nc").stat().st_mtime_ns
     start = time.monotonic()
@@ -70,6 +70,7 @@ def test_rerun_reuses_finished_stages(demo_dir):
     assert time.monotonic() - start < 120
 
 
+@pytest.mark.slow
 def test_figures_command_regenerates_from_saved_results(demo_dir, tmp_path, capsys):
     assert main(["figures", str(demo_dir), "--out", str(tmp_path)]) == 0
     assert len(list(tmp_path.glob("*.png"))) == len(figures.FIGURES)

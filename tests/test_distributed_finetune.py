@@ -21,8 +21,9 @@ from freqlab import gan
 from freqlab.checkpoints import save_checkpoint
 from freqlab.denoisers import EDMDenoiser, build_unet
 
-pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
-                                reason="torch.distributed with the gloo backend is not available in this torch build")
+pytestmark = [pytest.mark.slow,  # several processes each: in CI's full run, not in `make test`
+              pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
+                                 reason="torch.distributed with the gloo backend is not available in this torch build")]
 
 # R1 on every step and strong enough to matter: a wrong reduction of its gradient would show in D's weights.
 # Minibatch-std groups of 2: each rank's slice of the global batch (2 images) forms the groups one process forms.

@@ -13,8 +13,9 @@ import xarray as xr
 from freqlab import results
 from freqlab import sweep as sw
 
-pytestmark = pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
-                                reason="torch.distributed with gloo is not available in this torch build")
+pytestmark = [pytest.mark.slow,  # several processes each: in CI's full run, not in `make test`
+              pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+                                 reason="torch.distributed with gloo is not available in this torch build")]
 
 SIGMAS = "0.05,0.5,20"
 ARGS = ["--data", "white", "--sigmas", SIGMAS, "--n-images", "10", "--batch-size", "3", "--device", "cpu",

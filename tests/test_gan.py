@@ -436,6 +436,7 @@ def test_lookahead_syncs_every_k_steps_towards_the_fast_weights():
         gan.FinetuneConfig(lookahead=5, lookahead_alpha=0.0)
 
 
+@pytest.mark.slow
 def test_lookahead_run_resumes_like_an_uninterrupted_one(tmp_path, checkpoint):
     # 4 steps with a sync every 2: the state saved after step 3 holds slow weights (from the sync at step 2) that
     # are neither the fast weights nor the initial ones

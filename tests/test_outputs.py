@@ -100,6 +100,7 @@ def tiny_run(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_two_sweeps_into_one_file_the_second_refuses_at_once(tiny_run, tmp_path):
     from freqlab import results
 
