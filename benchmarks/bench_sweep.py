@@ -54,7 +54,8 @@ def cpu_small_unet(resolution: int, channels: int):
 
 
 def make_model(kind: str, data, device):
-    from freqlab.denoisers import EDMDenoiser, WienerDenoiser
+    from freqlab.denoisers import EDMDenoiser
+    from freqlab.linear_denoisers import WienerDenoiser
 
     c, h, w = data.shape
     if kind == "wiener":
@@ -214,7 +215,7 @@ def main() -> None:
           f"{1e3 * model_per_image:.2f} ms per image -> analysis share "
           f"{100 * per_image / (per_image + model_per_image):.1f} %")
     print(f"  one atomic save of the results file: {t_save:.2f} s ({len(ds.data_vars)} variables)")
-    from freqlab.denoisers import LinearMMSEDenoiser
+    from freqlab.linear_denoisers import LinearMMSEDenoiser
 
     n_fit = 8 * int(np.prod(data.shape))  # the sweep's default
     if n_fit <= 8 * 4096:

@@ -40,7 +40,8 @@ import torch  # noqa: E402
 from freqlab import measure, spectral  # noqa: E402
 from freqlab.checkpoints import discover_checkpoints, load_denoiser  # noqa: E402
 from freqlab.data import make_source  # noqa: E402
-from freqlab.denoisers import WienerDenoiser, count_parameters  # noqa: E402
+from freqlab.denoisers import count_parameters  # noqa: E402
+from freqlab.linear_denoisers import WienerDenoiser  # noqa: E402
 from freqlab.pretrain import TrainConfig, make_config, pretrain  # noqa: E402
 from freqlab.rng import per_sample_randn  # noqa: E402
 from freqlab.sweep import DEFAULT_N_SIGMAS, default_sigmas  # noqa: E402

@@ -49,10 +49,19 @@ from torch import nn
 from freqlab import distributed, measure, results
 from freqlab.averaging import EMA, Lookahead
 from freqlab.discriminator import Discriminator, HighPassView, MinibatchStd
-from freqlab.finetune_state import (LOG_FORMAT_VERSION, LOG_NAME, _check_resumable, _export, _load_rows, _load_state,
-                                    _read_latest, _remove_run, _save_state)
-from freqlab.freezing import CONV_POLICY_PATTERN, FreezeReport, freeze_policy, layer_type, parameter_breakdown
 from freqlab.finetune_config import FinetuneConfig
+from freqlab.finetune_state import (
+    LOG_FORMAT_VERSION,
+    LOG_NAME,
+    _check_resumable,
+    _export,
+    _load_rows,
+    _load_state,
+    _read_latest,
+    _remove_run,
+    _save_state,
+)
+from freqlab.freezing import CONV_POLICY_PATTERN, FreezeReport, freeze_policy, layer_type, parameter_breakdown
 from freqlab.generator import Generator, make_generator, random_init
 from freqlab.monitor import SpectralMonitor, assemble_log, log_row, save_grid
 from freqlab.objectives import LOSSES, discriminator_loss, generator_loss, r1_penalty

@@ -13,14 +13,13 @@ from freqlab.denoisers import (
     DiffusersDenoiser,
     EDMDenoiser,
     EDMNetworkDenoiser,
-    LinearMMSEDenoiser,
-    WienerDenoiser,
     build_unet,
     count_parameters,
     default_unet_config,
     describe_unet,
     edm_preconditioning,
 )
+from freqlab.linear_denoisers import LinearMMSEDenoiser, WienerDenoiser
 from freqlab.spectral import radial_binning, radial_frequency, radial_power_spectrum
 
 

@@ -12,8 +12,8 @@ from freqlab.cli import main
 def test_final_and_latest_name_the_last_checkpoint_of_a_run(make_tiny_run, tmp_path):
     run = make_tiny_run([(0, 0), (10, 1), (4, 2)])
     for alias in ("final", "latest"):
-        assert locate.resolve_checkpoint(run / "checkpoints" / alias) == run / "checkpoints" / "step-000010"
-        assert locate.resolve_checkpoint(run / alias) == run / "checkpoints" / "step-000010"
+        assert checkpoints.resolve_checkpoint(run / "checkpoints" / alias) == run / "checkpoints" / "step-000010"
+        assert checkpoints.resolve_checkpoint(run / alias) == run / "checkpoints" / "step-000010"
     loaded = checkpoints.load_denoiser(run / "checkpoints" / "final")
     expected = checkpoints.load_denoiser(run / "checkpoints" / "step-000010")
     for (name, a), (_, b) in zip(loaded.state_dict().items(), expected.state_dict().items()):
@@ -22,7 +22,7 @@ def test_final_and_latest_name_the_last_checkpoint_of_a_run(make_tiny_run, tmp_p
     assert list(ds.checkpoint.values) == ["step-000010"]
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="names the last checkpoint of a run, but no checkpoints found"):
-        locate.resolve_checkpoint(tmp_path / "empty" / "final")
+        checkpoints.resolve_checkpoint(tmp_path / "empty" / "final")
 
 
 def _cache_with(tmp_path, repo: str, make) -> None:
@@ -52,7 +52,7 @@ def test_a_hub_id_is_read_from_the_local_cache_never_downloaded(tmp_path, monkey
     _cache_with(tmp_path, "someone/tiny-ddpm", _ddpm)
     model = checkpoints.load_denoiser("someone/tiny-ddpm")
     assert model.image_shape == (3, 8, 8)
-    assert locate.resolve_checkpoint("someone/tiny-ddpm/unet").name == "unet"  # owner/name/subfolder
+    assert checkpoints.resolve_checkpoint("someone/tiny-ddpm/unet").name == "unet"  # owner/name/subfolder
     with pytest.raises(FileNotFoundError, match=r"not in the local Hugging Face cache .*huggingface-cli download "
                                                 r"someone/absent"):
         checkpoints.load_denoiser("someone/absent")

@@ -10,7 +10,8 @@ import xarray as xr
 from freqlab import results, spectral
 from freqlab import sweep as sw
 from freqlab.data import grf_power, make_source
-from freqlab.denoisers import Denoiser, WienerDenoiser
+from freqlab.denoisers import Denoiser
+from freqlab.linear_denoisers import WienerDenoiser
 from freqlab.rng import per_sample_randn
 
 
@@ -399,7 +400,7 @@ def test_cli_writes_results_prints_summary_and_refuses_another_grid(run_dir, tmp
 # the best linear denoiser as a second reference
 # --------------------------------------------------------------------------------------------------------------
 def test_linear_reference_is_the_linear_mmse_denoiser_on_the_same_inputs():
-    from freqlab.denoisers import LinearMMSEDenoiser
+    from freqlab.linear_denoisers import LinearMMSEDenoiser
 
     n, n_fit = 16, 600
     src = make_source("natural", resolution=8, split="test")  # 3×8×8 = 192 values per image
