@@ -26,6 +26,7 @@ def test_committed_results_are_small_and_complete(folder):
     assert not list(results.rglob("*.pt")) and not list(results.rglob("*.safetensors"))
 
 
+@pytest.mark.slow  # about 35 s per folder, in matplotlib's layout and PDF writing
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda f: getattr(f, "name", None))
 @pytest.mark.parametrize("name", sorted(figures.FIGURES))
 def test_committed_figure_is_redrawn_from_committed_results(name, folder, tmp_path):

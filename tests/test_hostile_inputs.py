@@ -477,6 +477,7 @@ def test_an_analysis_script_on_a_missing_folder_says_so_in_one_line(script, tmp_
     assert run.returncode == 2 and run.stderr.strip().count("\n") == 0 and "does not exist" in run.stderr
 
 
+@pytest.mark.slow  # draws every figure three times
 @pytest.mark.parametrize("content", ["generate-only sweep", "denoise-only sweep", "random-init fine-tune only"])
 def test_figures_draw_what_partial_results_allow(content, world, tmp_path, capsys):
     from freqlab import cli, sweep
