@@ -16,8 +16,8 @@ if TYPE_CHECKING:  # imported lazily: the command line lists the figures without
     import xarray as xr
 
 
-__all__ = ["FIGURES", "make_figure", "make_figures", "script_main", "finetune_logs", "seed_logs", "run_dir",
-           "export_results"]
+__all__ = ["FIGURES", "make_figure", "make_figures", "script_main", "load_sweep", "finetune_logs", "seed_logs",
+           "run_dir", "export_results", "sample_grids"]
 
 
 def _plots():
@@ -42,8 +42,9 @@ def run_dir(name: str, replicate: int = 0) -> str:
     return f"finetune-{name}" if replicate == 0 else f"finetune-{name}-seed{replicate}"
 
 
-def _sweep(root: Path, mode: str | None = None) -> xr.Dataset:
-    """The sweep of ``root``; FileNotFoundError (the figure is skipped) when it lacks ``mode``."""
+def load_sweep(root: str | Path, mode: str | None = None) -> xr.Dataset:
+    """The sweep of results directory ``root``; FileNotFoundError (the figure is skipped) when it lacks ``mode``."""
+    root = Path(root)
     ds = _load(root / "sweep.nc")
     if mode is not None and mode not in [str(m) for m in ds.mode.values]:
         raise FileNotFoundError(f"{root / 'sweep.nc'} has no {mode!r} mode (swept with --modes "
@@ -81,7 +82,7 @@ def seed_logs(root: Path) -> dict[str, list[xr.Dataset]]:
     return runs
 
 
-def _sample_grids(root: Path) -> dict[str, list[Path]]:
+def sample_grids(root: Path) -> dict[str, list[Path]]:
     grids = {}
     for name in FINETUNE_RUNS:
         folder = root / f"finetune-{name}" / "samples"
@@ -97,13 +98,13 @@ def _sample_grids(root: Path) -> dict[str, list[Path]]:
 
 FIGURES: dict[str, Callable[[Path], plt.Figure]] = {
     "data_spectra": lambda root: _plots().data_spectra_figure(_load(root / "data_spectra.nc")),
-    "output_spectra": lambda root: _plots().output_spectra_figure(_sweep(root)),
-    "relative_power_heatmap": lambda root: _plots().relative_power_heatmap(_sweep(root, "generate")),
-    "cutoff_vs_sigma": lambda root: _plots().cutoff_figure(_sweep(root, "denoise")),
-    "transfer_coherence": lambda root: _plots().transfer_figure(_sweep(root, "denoise")),
-    "band_statistics": lambda root: _plots().band_statistics_figure(_sweep(root, "generate")),
+    "output_spectra": lambda root: _plots().output_spectra_figure(load_sweep(root)),
+    "relative_power_heatmap": lambda root: _plots().relative_power_heatmap(load_sweep(root, "generate")),
+    "cutoff_vs_sigma": lambda root: _plots().cutoff_figure(load_sweep(root, "denoise")),
+    "transfer_coherence": lambda root: _plots().transfer_figure(load_sweep(root, "denoise")),
+    "band_statistics": lambda root: _plots().band_statistics_figure(load_sweep(root, "generate")),
     "finetune_statistics": lambda root: _plots().finetune_figure(finetune_logs(root), seeds=seed_logs(root)),
-    "finetune_samples": lambda root: _plots().samples_figure(_sample_grids(root)),
+    "finetune_samples": lambda root: _plots().samples_figure(sample_grids(root)),
     "frozen_parameters": lambda root: _plots().frozen_parameters_figure(_first_log(finetune_logs(root))),
 }
 
@@ -124,22 +125,33 @@ def make_figure(name: str, results_dir: str | Path, out_dir: str | Path = "figur
         plt.close(fig)
 
 
-def script_main(name: str, doc: str | None = None, argv: list[str] | None = None) -> int:
-    """The command line of an ``analyses/fig_<name>.py`` script: ``[RESULTS_DIR] [--out OUT_DIR]``, by default the
-    committed results (``figures/results``) into ``figures``; a missing or unreadable input is one line, exit 2."""
+def script_main(name: str, doc: str | None = None, argv: list[str] | None = None, draw=None) -> int:
+    """The command line of an ``analyses/fig_<name>.py`` script: ``[RESULTS_DIR] [OUT_DIR]``, by default the
+    committed results (``figures/results``) into ``figures``. ``draw(results_dir) -> Figure`` is the script's own
+    drawing (default: the figure of :data:`FIGURES`). A missing or unreadable input is one line, exit 2."""
     import argparse
+
+    import matplotlib.pyplot as plt
 
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results_dir", nargs="?", default="figures/results",
                         help="a results directory (`freqlab demo --out DIR`; default: figures/results, committed)")
     parser.add_argument("out_dir", nargs="?", default="figures", help="where to write the PNG and PDF (figures)")
     args = parser.parse_args(argv)
+    root = Path(args.results_dir)
     try:
-        for path in make_figure(name, args.results_dir, args.out_dir):
-            print(path)
+        if not root.is_dir():
+            raise FileNotFoundError(f"results directory {root} does not exist")
+        fig = (draw or FIGURES[name])(root)
+        try:
+            written = _plots().save_figure(fig, Path(args.out_dir) / name)
+        finally:
+            plt.close(fig)
     except (FileNotFoundError, ValueError, KeyError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
+    for path in written:
+        print(path)
     return 0
 
 
@@ -176,7 +188,7 @@ def export_results(root: str | Path, dest: str | Path) -> list[Path]:
     wanted = [Path(n) for n in ("sweep.nc", "data_spectra.nc") if (root / n).exists()]
     wanted += sorted(p.relative_to(root) for p in root.glob("finetune-*/finetune.nc"))
     try:
-        grids = _sample_grids(root)
+        grids = sample_grids(root)
     except FileNotFoundError:
         grids = {}
     plots = _plots()

@@ -1,5 +1,10 @@
 """Figure functions: an xarray Dataset in, a matplotlib Figure out, all with one look.
 
+Each sweep figure is built from panel functions that draw into an ``ax`` you pass (``output_spectra_panel``,
+``relative_power_panel``, ``cutoff_panel``, ``transfer_panel``, ``band_statistic_panel``), so a script can put
+any of them into its own layout (the scripts in ``analyses/`` do). Checkpoints are labelled with their run
+(``pretrain, step 800``) and told apart by colour, marker and dash; bounds are drawn as bounds.
+
 The look: seaborn's ``ticks`` style in the ``paper`` context, the colour-blind-safe palette, units on every axis,
 log axes where the physics is a power law. Nothing here computes spectra; it only draws saved results.
 """
@@ -20,9 +25,11 @@ import xarray as xr  # noqa: E402
 
 from freqlab import measure  # noqa: E402
 
-__all__ = ["theme", "palette", "frequency_axis", "save_figure", "data_spectra_figure", "output_spectra_figure",
-           "relative_power_heatmap", "cutoff_figure", "transfer_figure", "band_statistics_figure", "finetune_figure",
-           "samples_figure", "frozen_parameters_figure"]
+__all__ = ["theme", "palette", "frequency_axis", "save_figure", "checkpoint_label", "checkpoint_styles",
+           "data_spectra_figure", "output_spectra_panel", "output_spectra_figure", "relative_power_panel",
+           "relative_power_heatmap", "cutoff_panel", "cutoff_figure", "transfer_panel", "transfer_figure",
+           "band_statistic_panel", "band_statistics_figure", "finetune_figure", "samples_figure",
+           "frozen_parameters_figure"]
 
 FREQ_LABEL = "frequency (cycles/pixel)"
 POWER_LABEL = "power per mode (image units²)"
@@ -111,10 +118,22 @@ def data_spectra_figure(ds: xr.Dataset, *, confidence: float = 0.95) -> plt.Figu
 SIGMA_LABEL = "noise level σ"
 
 
-def _checkpoint_label(ds: xr.Dataset, checkpoint) -> str:
+def checkpoint_label(ds: xr.Dataset, checkpoint) -> str:
+    """``run, step N``: the run is the folder holding the checkpoint (``RUN/checkpoints/step-*`` → ``RUN``), so
+    checkpoints of two models at the same step stay apart; the name itself when there is no step."""
     row = ds.sel(checkpoint=checkpoint)
     step = float(row.step) if "step" in row.coords else math.nan
-    return f"step {int(step):,}" if math.isfinite(step) and step >= 0 else str(checkpoint)
+    name = str(checkpoint)
+    run = name.rpartition("/")[0]
+    if not run and "checkpoint_path" in row.coords and str(row.checkpoint_path.values):
+        parent = Path(str(row.checkpoint_path.values)).parent
+        run = parent.parent.name if parent.name == "checkpoints" else parent.name
+    if not (math.isfinite(step) and step >= 0):
+        return name
+    return f"{run}, step {int(step):,}" if run else f"step {int(step):,}"
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<")
 
 
 def _pick(values, n: int) -> list:
@@ -135,8 +154,36 @@ def _checkpoint_colours(n: int) -> list:
     return sns.color_palette("rocket_r", n + 1)[1:] if n > 1 else [palette(1)[0]]
 
 
+def checkpoint_styles(n: int) -> list[dict]:
+    """``n`` line styles for a training trajectory: sequential colour (light = early, dark = late), and a marker and
+    dash of its own, so that neighbouring checkpoints stay apart where their colours are close."""
+    return [{"color": c, "marker": MARKERS[i % len(MARKERS)], "ls": "-" if i % 2 == 0 else "--"}
+            for i, c in enumerate(_checkpoint_colours(n))]
+
+
 def _size(ds: xr.Dataset) -> int:
     return int(round(1.0 / float(ds.freq.values[1]))) if ds.sizes["freq"] > 1 else 32
+
+
+def output_spectra_panel(ax: plt.Axes, ds: xr.Dataset, checkpoint, mode: str, sigmas) -> None:
+    """Into ``ax``: the output power of ``checkpoint`` in ``mode`` at each of ``sigmas`` (channel means, DC left out)
+    beside the data's; in denoise mode also the Wiener filter's (dashed) and the SNR crossover f*(σ) (dots)."""
+    row = ds.sel(checkpoint=checkpoint)
+    data = _positive_freq(ds.data_power.mean("channel"))
+    ax.plot(data.freq, data, color="black", lw=2.2, label="data")
+    for colour, sigma in zip(_sigma_colours(len(sigmas)), sigmas):
+        out = _positive_freq(row.output_power.sel(mode=mode, sigma=sigma).mean("channel"))
+        ax.plot(out.freq, out, color=colour, lw=1.6, label=f"σ = {sigma:.3g}")
+        if mode == "denoise":
+            wiener = _positive_freq(ds.wiener_output_power.sel(sigma=sigma).mean("channel"))
+            ax.plot(wiener.freq, wiener, color=colour, lw=1.0, ls="--")
+            fstar = float(ds.snr_crossover.sel(sigma=sigma).mean("channel"))
+            if np.isfinite(fstar) and fstar > 0:
+                ax.plot([fstar], [float(data.interp(freq=fstar))], "o", color=colour, ms=6, mec="black", mew=0.6)
+    frequency_axis(ax, _size(ds))
+    ax.set_yscale("log")
+    title = "denoise: input x0 + σ·n" if mode == "denoise" else "generate: input σ·z"
+    ax.set_title(f"{title}  ({checkpoint_label(ds, checkpoint)})", fontsize=10)
 
 
 def output_spectra_figure(ds: xr.Dataset, checkpoint=None, *, n_sigmas: int = 6) -> plt.Figure:
@@ -148,31 +195,30 @@ def output_spectra_figure(ds: xr.Dataset, checkpoint=None, *, n_sigmas: int = 6)
     """
     theme()
     checkpoint = ds.checkpoint.values[-1] if checkpoint is None else checkpoint
-    row = ds.sel(checkpoint=checkpoint)
     sigmas = _pick(ds.sigma.values, n_sigmas)
-    colours = _sigma_colours(len(sigmas))
     modes = [m for m in ("denoise", "generate") if m in ds.mode.values]
     fig, axes = plt.subplots(1, len(modes), figsize=(5.2 * len(modes), 4.3), sharey=True, squeeze=False)
-    data = _positive_freq(ds.data_power.mean("channel"))
     for ax, mode in zip(axes[0], modes):
-        ax.plot(data.freq, data, color="black", lw=2.2, label="data")
-        for colour, sigma in zip(colours, sigmas):
-            out = _positive_freq(row.output_power.sel(mode=mode, sigma=sigma).mean("channel"))
-            ax.plot(out.freq, out, color=colour, lw=1.6, label=f"σ = {sigma:.3g}")
-            if mode == "denoise":
-                wiener = _positive_freq(ds.wiener_output_power.sel(sigma=sigma).mean("channel"))
-                ax.plot(wiener.freq, wiener, color=colour, lw=1.0, ls="--")
-                fstar = float(ds.snr_crossover.sel(sigma=sigma).mean("channel"))
-                if np.isfinite(fstar) and fstar > 0:
-                    ax.plot([fstar], [float(data.interp(freq=fstar))], "o", color=colour, ms=6, mec="black", mew=0.6)
-        frequency_axis(ax, _size(ds))
-        ax.set_yscale("log")
-        title = "denoise: input x0 + σ·n" if mode == "denoise" else "generate: input σ·z"
-        ax.set_title(f"{title}  ({_checkpoint_label(ds, checkpoint)})", fontsize=10)
+        output_spectra_panel(ax, ds, checkpoint, mode, sigmas)
     axes[0][0].set_ylabel(POWER_LABEL)
     axes[0][0].legend(fontsize=7, loc="lower left", title="dashed: Wiener; dots: f*(σ)", title_fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def relative_power_panel(ax: plt.Axes, ds: xr.Dataset, checkpoint, *, mode: str = "generate", vlim: float = 20.0):
+    """Into ``ax``: output / data power (dB, clipped at ±``vlim``) over σ × frequency, with f*(σ); returns the
+    mesh (for a colour bar)."""
+    freq = ds.freq.values
+    keep = freq > 0
+    sig = ds.sigma.values
+    rel = ds.relative_power_db.sel(checkpoint=checkpoint, mode=mode).mean("channel").values[:, keep]
+    mesh = ax.pcolormesh(freq[keep], sig, np.clip(rel, -vlim, vlim), cmap="vlag", vmin=-vlim, vmax=vlim, shading="nearest")
+    ax.plot(ds.snr_crossover.mean("channel").values, sig, color="black", lw=1.4, label="f*(σ)")
+    frequency_axis(ax, _size(ds))
+    ax.set_yscale("log")
+    ax.set_title(checkpoint_label(ds, checkpoint), fontsize=10)
+    return mesh
 
 
 def relative_power_heatmap(ds: xr.Dataset, checkpoints=None, *, mode: str = "generate", vlim: float = 20.0) -> plt.Figure:
@@ -184,18 +230,9 @@ def relative_power_heatmap(ds: xr.Dataset, checkpoints=None, *, mode: str = "gen
     theme()
     checkpoints = _pick(ds.checkpoint.values, 4) if checkpoints is None else list(checkpoints)
     fig, axes = plt.subplots(1, len(checkpoints), figsize=(3.6 * len(checkpoints) + 1.0, 3.8), sharey=True, squeeze=False)
-    freq = ds.freq.values
-    keep = freq > 0
-    sig = ds.sigma.values
     mesh = None
     for ax, ck in zip(axes[0], checkpoints):
-        rel = ds.relative_power_db.sel(checkpoint=ck, mode=mode).mean("channel").values[:, keep]
-        mesh = ax.pcolormesh(freq[keep], sig, np.clip(rel, -vlim, vlim), cmap="vlag", vmin=-vlim, vmax=vlim, shading="nearest")
-        fstar = ds.snr_crossover.mean("channel").values
-        ax.plot(fstar, sig, color="black", lw=1.4, label="f*(σ)")
-        frequency_axis(ax, _size(ds))
-        ax.set_yscale("log")
-        ax.set_title(_checkpoint_label(ds, ck), fontsize=10)
+        mesh = relative_power_panel(ax, ds, ck, mode=mode, vlim=vlim)
     axes[0][0].set_ylabel(SIGMA_LABEL)
     axes[0][0].legend(fontsize=7, loc="upper right")
     cbar = fig.colorbar(mesh, ax=axes[0].tolist(), shrink=0.9, pad=0.02)
@@ -203,16 +240,40 @@ def relative_power_heatmap(ds: xr.Dataset, checkpoints=None, *, mode: str = "gen
     return fig
 
 
-def _draw_cutoff(ax: plt.Axes, sigma, values, flags, colour, label: str) -> None:
-    """Measured cutoffs as a line with filled dots; bounds as open triangles pointing where the truth lies
+def _draw_cutoff(ax: plt.Axes, sigma, values, flags, style: dict, label: str) -> None:
+    """Measured cutoffs as a line with filled markers; bounds as open triangles pointing where the truth lies
     (▼ upper bound: the criterion already fails at the first bin; ▲ lower bound: it never fails)."""
     v = np.asarray(values, dtype=float)
     f = np.asarray(flags)
-    ax.plot(sigma, np.where(f == 0, v, np.nan), "o-", color=colour, lw=1.6, ms=3.5, label=label)
+    ax.plot(sigma, np.where(f == 0, v, np.nan), color=style["color"], marker=style["marker"], ls=style["ls"], lw=1.6,
+            ms=4, label=label)
     for flag, marker in ((-1, "v"), (1, "^")):
         sel = f == flag
         if sel.any():
-            ax.plot(np.asarray(sigma)[sel], v[sel], ls="none", marker=marker, ms=6, mfc="none", mec=colour, mew=1.2)
+            ax.plot(np.asarray(sigma)[sel], v[sel], ls="none", marker=marker, ms=6, mfc="none", mec=style["color"],
+                    mew=1.2)
+
+
+def cutoff_panel(ax: plt.Axes, ds: xr.Dataset, name: str = "cutoff_freq", *, mode: str = "denoise") -> None:
+    """Into ``ax``: the cutoff ``name`` (``cutoff_freq`` or ``coherence_cutoff``) against σ, one line per checkpoint
+    (bounds as open triangles), with f*(σ) and, for the coherence cutoff, the Wiener filter's."""
+    size = _size(ds)
+    ticks = [2.0**-k for k in range(1, int(np.log2(size)) + 1)][::-1]
+    cks = ds.checkpoint.values
+    for style, ck in zip(checkpoint_styles(len(cks)), cks):
+        row = ds.sel(checkpoint=ck, mode=mode) if "mode" in ds[name].dims else ds.sel(checkpoint=ck)
+        values, flags = measure.channel_cutoff(row[name], row[f"{name}_bound"])
+        _draw_cutoff(ax, ds.sigma.values, values.values, flags.values, style, checkpoint_label(ds, ck))
+    ax.plot(ds.sigma, ds.snr_crossover.mean("channel"), color="black", ls="--", lw=1.4, label="f*(σ): data power = σ²")
+    if name == "coherence_cutoff" and "wiener_coherence_cutoff" in ds:
+        values, flags = measure.channel_cutoff(ds.wiener_coherence_cutoff, ds.wiener_coherence_cutoff_bound)
+        ax.plot(ds.sigma, values.where(flags == 0), color="grey", ls=":", lw=1.6,
+                label="stationary Wiener filter (measured part)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_yticks(ticks, [f"1/{int(round(1 / t))}" for t in ticks])
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel(SIGMA_LABEL)
 
 
 def cutoff_figure(ds: xr.Dataset, *, mode: str = "denoise") -> plt.Figure:
@@ -228,25 +289,8 @@ def cutoff_figure(ds: xr.Dataset, *, mode: str = "denoise") -> plt.Figure:
     if mode == "denoise" and "coherence_cutoff" in ds:
         panels.append(("coherence_cutoff", "coherence with the clean image < 0.5"))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.3), sharey=True, squeeze=False)
-    cks = ds.checkpoint.values
-    size = _size(ds)
-    ticks = [2.0**-k for k in range(1, int(np.log2(size)) + 1)][::-1]
     for ax, (name, title) in zip(axes[0], panels):
-        for colour, ck in zip(_checkpoint_colours(len(cks)), cks):
-            row = ds.sel(checkpoint=ck, mode=mode) if "mode" in ds[name].dims else ds.sel(checkpoint=ck)
-            values, flags = measure.channel_cutoff(row[name], row[f"{name}_bound"])
-            _draw_cutoff(ax, ds.sigma.values, values.values, flags.values, colour, _checkpoint_label(ds, ck))
-        ax.plot(ds.sigma, ds.snr_crossover.mean("channel"), color="black", ls="--", lw=1.4,
-                label="f*(σ): data power = σ²")
-        if name == "coherence_cutoff" and "wiener_coherence_cutoff" in ds:
-            values, flags = measure.channel_cutoff(ds.wiener_coherence_cutoff, ds.wiener_coherence_cutoff_bound)
-            ax.plot(ds.sigma, values.where(flags == 0), color="grey", ls=":", lw=1.6,
-                    label="stationary Wiener filter (measured part)")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_yticks(ticks, [f"1/{int(round(1 / t))}" for t in ticks])
-        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_xlabel(SIGMA_LABEL)
+        cutoff_panel(ax, ds, name, mode=mode)
         ax.set_title(title, fontsize=10)
     axes[0][0].set_ylabel("cutoff frequency (cycles/pixel)")
     axes[0][-1].legend(fontsize=7, title="open ▼/▲: bound, not a measurement", title_fontsize=7)
@@ -255,26 +299,48 @@ def cutoff_figure(ds: xr.Dataset, *, mode: str = "denoise") -> plt.Figure:
     return fig
 
 
+def transfer_panel(ax: plt.Axes, ds: xr.Dataset, checkpoint, name: str, sigmas) -> None:
+    """Into ``ax``: the ``transfer`` function or the ``coherence`` of the one-step denoiser (solid) at each of
+    ``sigmas``, against the stationary Wiener filter's (dashed); channel means, DC left out."""
+    row = ds.sel(checkpoint=checkpoint, mode="denoise")
+    for colour, sigma in zip(_sigma_colours(len(sigmas)), sigmas):
+        ax.plot(ds.freq[1:], row[name].sel(sigma=sigma).mean("channel")[1:], color=colour, lw=1.6, label=f"σ = {sigma:.3g}")
+        ax.plot(ds.freq[1:], ds[f"wiener_{name}"].sel(sigma=sigma).mean("channel")[1:], color=colour, lw=1.0, ls="--")
+    frequency_axis(ax, _size(ds))
+    ax.set_ylabel("transfer function <Pxy>/<Pyy>" if name == "transfer" else "coherence <Pxy>²/(<Pxx><Pyy>)")
+    ax.axhline(1.0, color="grey", lw=0.8)
+    if name == "coherence":
+        ax.set_ylim(-0.02, 1.05)
+
+
 def transfer_figure(ds: xr.Dataset, checkpoint=None, *, n_sigmas: int = 5) -> plt.Figure:
     """Transfer function and coherence of the one-step denoiser (solid) against the Wiener filter's (dashed)."""
     theme()
     checkpoint = ds.checkpoint.values[-1] if checkpoint is None else checkpoint
-    row = ds.sel(checkpoint=checkpoint, mode="denoise")
     sigmas = _pick(ds.sigma.values, n_sigmas)
     fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.0), sharex=True)
-    for colour, sigma in zip(_sigma_colours(len(sigmas)), sigmas):
-        for ax, name, ref in ((axes[0], "transfer", "wiener_transfer"), (axes[1], "coherence", "wiener_coherence")):
-            ax.plot(ds.freq[1:], row[name].sel(sigma=sigma).mean("channel")[1:], color=colour, lw=1.6, label=f"σ = {sigma:.3g}")
-            ax.plot(ds.freq[1:], ds[ref].sel(sigma=sigma).mean("channel")[1:], color=colour, lw=1.0, ls="--")
-    for ax, label in zip(axes, ("transfer function <Pxy>/<Pyy>", "coherence <Pxy>²/(<Pxx><Pyy>)")):
-        frequency_axis(ax, _size(ds))
-        ax.set_ylabel(label)
-        ax.axhline(1.0, color="grey", lw=0.8)
-    axes[1].set_ylim(-0.02, 1.05)
+    for ax, name in zip(axes, ("transfer", "coherence")):
+        transfer_panel(ax, ds, checkpoint, name, sigmas)
     axes[0].legend(fontsize=7, title="dashed: Wiener", title_fontsize=7)
-    fig.suptitle(f"One-step denoiser vs the stationary Wiener filter ({_checkpoint_label(ds, checkpoint)})", fontsize=10)
+    fig.suptitle(f"One-step denoiser vs the stationary Wiener filter ({checkpoint_label(ds, checkpoint)})", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def band_statistic_panel(ax: plt.Axes, ds: xr.Dataset, var: str, band, *, mode: str = "generate") -> None:
+    """Into ``ax``: the per-image band statistic ``var`` (``band_kurtosis``, ``band_power_wasserstein`` or
+    ``diversity_ratio``) in ``band`` against σ, one line per checkpoint, with the data's value as a black line
+    (and Gaussian noise's kurtosis, 3, dotted)."""
+    cks = ds.checkpoint.values
+    for style, ck in zip(checkpoint_styles(len(cks)), cks):
+        row = ds.sel(checkpoint=ck, mode=mode, band=band)
+        ax.plot(ds.sigma, row[var].mean("channel"), ms=3, lw=1.3, label=checkpoint_label(ds, ck), **style)
+    if var == "band_kurtosis":
+        ax.axhline(float(ds.data_band_kurtosis.sel(band=band).mean("channel")), color="black", lw=1.4, label="data")
+        ax.axhline(3.0, color="grey", lw=0.8, ls=":", label="Gaussian (3)")
+    elif var == "diversity_ratio":
+        ax.axhline(1.0, color="black", lw=1.4)
+    ax.set_xscale("log")
 
 
 def band_statistics_figure(ds: xr.Dataset, *, mode: str = "generate") -> plt.Figure:
@@ -286,16 +352,9 @@ def band_statistics_figure(ds: xr.Dataset, *, mode: str = "generate") -> plt.Fig
     theme()
     bands = list(ds.band.values)
     fig, axes = plt.subplots(3, len(bands), figsize=(3.6 * len(bands), 8.0), sharex=True, squeeze=False)
-    cks = ds.checkpoint.values
     for j, band in enumerate(bands):
-        for colour, ck in zip(_checkpoint_colours(len(cks)), cks):
-            row = ds.sel(checkpoint=ck, mode=mode, band=band)
-            axes[0][j].plot(ds.sigma, row.band_kurtosis.mean("channel"), "o-", ms=3, color=colour, label=_checkpoint_label(ds, ck))
-            axes[1][j].plot(ds.sigma, row.band_power_wasserstein.mean("channel"), "o-", ms=3, color=colour)
-            axes[2][j].plot(ds.sigma, row.diversity_ratio.mean("channel"), "o-", ms=3, color=colour)
-        axes[0][j].axhline(float(ds.data_band_kurtosis.sel(band=band).mean("channel")), color="black", lw=1.4, label="data")
-        axes[0][j].axhline(3.0, color="grey", lw=0.8, ls=":", label="Gaussian (3)")
-        axes[2][j].axhline(1.0, color="black", lw=1.4)
+        for i, var in enumerate(("band_kurtosis", "band_power_wasserstein", "diversity_ratio")):
+            band_statistic_panel(axes[i][j], ds, var, band, mode=mode)
         lo, hi = float(ds.band_lo.sel(band=band)), float(ds.band_hi.sel(band=band))
         axes[0][j].set_title(f"{band} band [{lo:.3g}, {hi:.3g}] cycles/px", fontsize=10)
         axes[2][j].set_xscale("log")

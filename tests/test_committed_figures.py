@@ -13,6 +13,7 @@ from PIL import Image
 from freqlab import figures
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "figures" / "results"
 FOLDERS = [ROOT / "figures", pytest.param(ROOT / "figures" / "gpu-h200", marks=pytest.mark.slow, id="gpu-h200")]
 
 
@@ -52,3 +53,15 @@ def test_committed_gpu_run_is_the_gpu_demo_default(monkeypatch):
     recorded = json.loads((ROOT / "figures" / "gpu-h200" / "run" / "run.json").read_text())["config"]
     expected = pretrain.make_config(settings.preset, **settings.pretrain_overrides).to_dict()
     assert recorded == expected
+
+
+@pytest.mark.slow  # draws every figure once more
+@pytest.mark.parametrize("name", sorted(figures.FIGURES))
+def test_each_analysis_script_draws_its_committed_figure_with_its_default_settings(name, tmp_path):
+    import runpy
+
+    script = runpy.run_path(str(ROOT / "analyses" / f"fig_{name}.py"))  # not __main__: defines draw() only
+    assert figures.script_main(name, None, [str(RESULTS), str(tmp_path)], draw=script["draw"]) == 0
+    new = np.asarray(Image.open(tmp_path / f"{name}.png").convert("RGB"), dtype=float)
+    old = np.asarray(Image.open(ROOT / "figures" / f"{name}.png").convert("RGB"), dtype=float)
+    assert new.shape == old.shape and np.abs(new - old).mean() < 1.0, name
