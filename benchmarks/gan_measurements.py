@@ -73,8 +73,7 @@ def run_all(args) -> dict[str, dict]:
         print(f"[{name}] {kind} init from {ckpt}", file=sys.stderr)
         finetune(ckpt, Path(args.out) / name, init_kind=kind, freeze=args.freeze, n_images=args.images,
                  log_every=max(args.batch_size, args.images // args.rows), batch_size=args.batch_size,
-                 loss=args.loss, lr_g=args.lr_g, lr_d=args.lr_d, lr_decay=args.lr_decay, lookahead=args.lookahead,
-                 lookahead_alpha=args.lookahead_alpha, r1_gamma=args.r1_gamma,
+                 loss=args.loss, lr_g=args.lr_g, lr_d=args.lr_d, lookahead=args.lookahead, r1_gamma=args.r1_gamma,
                  r1_every=args.r1_every, ema=args.ema, seed=args.seed, device=args.device, progress=not args.quiet)
         wall = time.perf_counter() - t0
         info[name] = {"checkpoint": str(ckpt), "init_kind": kind, "wall_seconds_this_call": round(wall, 1)}
@@ -211,9 +210,7 @@ def main(argv=None) -> int:
     p.add_argument("--loss", default=C.loss, choices=LOSSES, help=f"GAN loss (default {C.loss})")
     p.add_argument("--lr-g", type=float, default=C.lr_g)
     p.add_argument("--lr-d", type=float, default=C.lr_d)
-    p.add_argument("--lr-decay", type=float, default=C.lr_decay)
     p.add_argument("--lookahead", type=int, default=C.lookahead)
-    p.add_argument("--lookahead-alpha", type=float, default=C.lookahead_alpha)
     p.add_argument("--r1-gamma", type=float, default=C.r1_gamma)
     p.add_argument("--r1-every", type=int, default=C.r1_every)
     p.add_argument("--ema", type=float, default=C.ema)

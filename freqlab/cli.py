@@ -39,13 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show full tracebacks instead of one-line errors (also accepted after COMMAND)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"freqlab.commands.{name}")
-        except ModuleNotFoundError as err:  # a command whose module has not landed yet
-            if err.name != f"freqlab.commands.{name}":
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(f"freqlab.commands.{name}").register(sub)
     return parser
 
 

@@ -77,11 +77,9 @@ class Discriminator(nn.Module):
     ----------
     image_shape : ``(C, H, W)`` of the images it judges.
     spectral_norm : wrap every conv and the head in spectral normalisation (off by default; R1 is the regulariser).
-    feature_network : the hook for a *projected* discriminator. Any module mapping images ``(N, C, H, W)`` to
-        features ``(N, C', H', W')`` (e.g. the first stages of a feature network available locally); its parameters
-        are frozen and the trunk is built on its output shape instead of the image's. Gradients still flow through
-        it to the images (needed by G's loss and by R1). It replaces the high-pass view (pass
-        ``highpass_gain=0``). ``None`` (default): judge pixels directly.
+
+    Another discriminator altogether (a projected one on frozen features, say) goes in through
+    ``freqlab.gan.finetune(discriminator_factory=...)``.
     """
 
     def __init__(
@@ -96,21 +94,13 @@ class Discriminator(nn.Module):
         minibatch_std: int = 4,
         pool: int = 4,
         spectral_norm: bool = False,
-        feature_network: nn.Module | None = None,
     ):
         super().__init__()
         if highpass_gain < 0 or minibatch_std < 0:
             raise ValueError(f"highpass_gain and minibatch_std must be >= 0, got {highpass_gain}, {minibatch_std}")
-        if feature_network is not None and highpass_gain:
-            raise ValueError("a feature_network replaces the high-pass view: pass highpass_gain=0 with it")
         c, h, w = (int(s) for s in image_shape)
         self.view = HighPassView(highpass_gain) if highpass_gain else None
-        self.features = feature_network
-        if feature_network is not None:
-            feature_network.requires_grad_(False)
-            with torch.no_grad():
-                c, h, w = feature_network(torch.zeros(1, *image_shape)).shape[1:]
-        elif self.view is not None:
+        if self.view is not None:
             c = 2 * c
         wrap = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
         act = lambda: nn.LeakyReLU(0.2)  # noqa: E731
@@ -131,9 +121,7 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, K)`` (``(N,)`` without patch logits) for images ``(N, C, H, W)``."""
-        if self.features is not None:
-            x = self.features(x)
-        elif self.view is not None:
+        if self.view is not None:
             x = self.view(x)
         x = self.stem(x)
         local = []

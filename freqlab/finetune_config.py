@@ -1,14 +1,16 @@
-"""The settings of a fine-tuning run (:class:`FinetuneConfig`): everything that determines its numbers."""
+"""The settings of a fine-tuning run (:class:`FinetuneConfig`): everything that determines its numbers.
+
+The one place they are defined: :func:`freqlab.gan.finetune` takes them as keywords and ``freqlab finetune`` takes
+its option defaults from here. Imports no torch (the command line builds its parser from it)."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 
-from freqlab import spectral
-from freqlab.objectives import _check_loss
+__all__ = ["LOSSES", "FinetuneConfig"]
 
-__all__ = ["FinetuneConfig"]
+LOSSES = ("ns", "hinge")
 
 
 @dataclass
@@ -30,7 +32,6 @@ class FinetuneConfig:
     r1_every: int = 16                  # lazy R1: every k D steps, with gain k
     lr_g: float = 4e-4
     lr_d: float = 8e-4
-    lr_decay: float = 0.0               # share of the budget, at its end, over which both lrs fall linearly to 0
     batch_size: int = 32
     n_images: int = 10_000
     log_every: int = 1_000
@@ -40,19 +41,18 @@ class FinetuneConfig:
     n_data: int = 256                   # data images of the reference statistics
     bands: tuple[float, ...] | None = None  # band edges in cycles/pixel; None: low/mid/high of DEFAULT_BANDS
     # the default discriminator (see Discriminator): base channels, high-pass view gain (0: pixels only),
-    # per-scale patch logits, minibatch-std group size (0: off)
+    # per-scale patch logits, minibatch-std group size (0: off); another one: finetune(discriminator_factory=...)
     d_channels: int = 16
-    d_max_channels: int = 256
     d_highpass: float = 4.0
     d_patch: bool = True
     d_mbstd: int = 4
-    spectral_norm: bool = False
-    lookahead: int = 5                  # lookahead-minmax: every k steps pull G and D back towards their slow
-    lookahead_alpha: float = 0.5        # weights by 1 - alpha (0: off); see Lookahead
+    lookahead: int = 5                  # lookahead-minmax: every k steps G and D move halfway back to their slow
+    #                                     weights (0: off); see freqlab.averaging.Lookahead
     seed: int = 0
 
     def __post_init__(self):
-        _check_loss(self.loss)
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.init_kind not in ("checkpoint", "random"):
             raise ValueError(f"init_kind must be 'checkpoint' or 'random', got {self.init_kind!r}")
         for name in ("batch_size", "n_images", "log_every", "r1_every", "n_eval", "n_data", "d_channels"):
@@ -61,24 +61,36 @@ class FinetuneConfig:
         for name in ("lr_g", "lr_d"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not (float(self.lookahead).is_integer() and self.lookahead >= 0 and 0 < self.lookahead_alpha <= 1):
-            raise ValueError(f"lookahead must be a whole number of steps >= 0 (0: off) and lookahead_alpha in "
-                             f"(0, 1], got {self.lookahead}, {self.lookahead_alpha}")
+        if not (float(self.lookahead).is_integer() and self.lookahead >= 0):
+            raise ValueError(f"lookahead must be a whole number of steps >= 0 (0: off), got {self.lookahead}")
         self.lookahead = int(self.lookahead)
-        if not 0 <= self.lr_decay <= 1:
-            raise ValueError(f"lr_decay must be a share of the budget in [0, 1], got {self.lr_decay}")
         if not (self.r1_gamma >= 0 and self.ema >= 0 and self.d_highpass >= 0 and self.d_mbstd >= 0):
             raise ValueError("r1_gamma, ema, d_highpass and d_mbstd must be >= 0")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1 image or None, got {self.checkpoint_every}")
         if self.bands is not None:
+            from freqlab import spectral  # torch: only when bands are given
+
             self.bands = tuple(float(b) for b in self.bands)
             spectral.resolve_bands(self.bands)
 
     # fields that may change when a run is resumed: its budget and how often it exports checkpoints
     RESUMABLE_CHANGES = ("n_images", "checkpoint_every")
     # fields added after runs were first saved, with the value that reproduces those runs (not today's default)
-    ADDED_LATER = {"lr_decay": 0.0, "lookahead": 0, "lookahead_alpha": 0.5}
+    ADDED_LATER = {"lookahead": 0}
+
+    @classmethod
+    def settings(cls) -> tuple[str, ...]:
+        """The names a caller sets (``init`` is recorded by :func:`freqlab.gan.finetune` itself)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.name != "init")
+
+    @classmethod
+    def from_settings(cls, init: str, settings: dict) -> "FinetuneConfig":
+        """The config of ``settings`` (keywords of :func:`freqlab.gan.finetune`); unknown names are one clear error."""
+        unknown = sorted(set(settings) - set(cls.settings()))
+        if unknown:
+            raise ValueError(f"unknown fine-tuning setting(s) {', '.join(unknown)}; known: {', '.join(cls.settings())}")
+        return cls(init=init, **settings)
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}

@@ -40,7 +40,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
 import xarray as xr
@@ -144,37 +144,13 @@ def finetune(
     init,
     out_dir: str | os.PathLike,
     *,
-    data: str = FinetuneConfig.data,
-    data_path: str | None = None,
-    init_kind: str = FinetuneConfig.init_kind,
-    freeze: str = FinetuneConfig.freeze,
-    loss: str = FinetuneConfig.loss,
-    r1_gamma: float = FinetuneConfig.r1_gamma,
-    r1_every: int = FinetuneConfig.r1_every,
-    lr_g: float = FinetuneConfig.lr_g,
-    lr_d: float = FinetuneConfig.lr_d,
-    lr_decay: float = FinetuneConfig.lr_decay,
-    lookahead: int = FinetuneConfig.lookahead,
-    lookahead_alpha: float = FinetuneConfig.lookahead_alpha,
-    batch_size: int = FinetuneConfig.batch_size,
-    n_images: int = FinetuneConfig.n_images,
-    log_every: int = FinetuneConfig.log_every,
-    checkpoint_every: int | None = FinetuneConfig.checkpoint_every,
-    ema: float = FinetuneConfig.ema,
-    n_eval: int = FinetuneConfig.n_eval,
-    n_data: int = FinetuneConfig.n_data,
-    bands: Sequence[float] | None = None,
-    d_channels: int = FinetuneConfig.d_channels,
-    d_highpass: float = FinetuneConfig.d_highpass,
-    d_patch: bool = FinetuneConfig.d_patch,
-    d_mbstd: int = FinetuneConfig.d_mbstd,
-    seed: int = FinetuneConfig.seed,
     device="auto",
     resume: bool = True,
     overwrite: bool = False,
     progress: bool = True,
     discriminator_factory: Callable[[tuple[int, int, int]], nn.Module] | None = None,
     trust_pickle: bool = False,
+    **settings,
 ) -> FinetuneRun:
     """Fine-tune a denoiser into a one-step generator with a GAN loss; log spectra, samples and checkpoints.
 
@@ -182,21 +158,22 @@ def finetune(
     ----------
     init : a checkpoint path (anything :func:`freqlab.checkpoints.load_denoiser` accepts) or a ``Denoiser``.
     out_dir : the run directory (layout in the module docstring).
-    init_kind : ``"checkpoint"`` (use its weights) or ``"random"`` (same architecture, fresh seeded weights).
-    freeze : ``"none"`` (D2O), ``"conv"`` (D2O-F) or a regex over parameter names (:func:`freeze_policy`).
+    **settings : the fields of :class:`FinetuneConfig`, with its defaults (an unknown name is a ValueError), e.g.
+        ``init_kind`` (``"checkpoint"``: its weights; ``"random"``: same architecture, fresh seeded weights),
+        ``freeze`` (``"none"`` D2O, ``"conv"`` D2O-F, or a regex over parameter names, :func:`freeze_policy`),
+        ``loss``, ``n_images``, ``batch_size``, ``log_every``, ``lr_g``, ``lr_d``, ``seed``.
     resume : continue the run found in ``out_dir`` (its config must match, except ``n_images`` and
         ``checkpoint_every``); a run that already reached ``n_images`` returns at once. ``resume=False`` with a run
-        there is an error unless ``overwrite``. With ``lr_decay`` > 0 the schedule follows the budget of the call,
-        so extending a finished run raises the learning rates again.
+        there is an error unless ``overwrite``.
     overwrite : delete a previous run's files in ``out_dir`` (log, samples, checkpoints, state) first.
     trust_pickle : allow an EDM network pickle as ``init`` (unpickling runs its code; only for files you trust).
         Its fine-tuned checkpoints hold the weights and name the source pickle (with its sha256) for the
         architecture: :func:`freqlab.checkpoints.load_denoiser` and ``freqlab sweep --trust-pickle`` load them.
-    discriminator_factory : the hook for another discriminator (e.g. :class:`Discriminator` with a
-        ``feature_network``, a projected discriminator): called with the image shape ``(C, H, W)`` under a seeded
-        RNG, returns the module (logits ``(N,)`` or ``(N, K)`` for images ``(N, C, H, W)``). Default:
-        :class:`Discriminator` built from ``d_channels``, ``d_highpass``, ``d_patch`` and ``d_mbstd``.
-    Other arguments: the fields of :class:`FinetuneConfig`.
+    discriminator_factory : the hook for another discriminator (e.g. a projected discriminator on frozen features,
+        or :class:`Discriminator` with other ``max_channels`` or ``spectral_norm``): called with the image shape
+        ``(C, H, W)`` under a seeded RNG, returns the module (logits ``(N,)`` or ``(N, K)`` for images
+        ``(N, C, H, W)``). Default: :class:`Discriminator` built from ``d_channels``, ``d_highpass``, ``d_patch``
+        and ``d_mbstd``.
 
     Returns
     -------
@@ -222,15 +199,8 @@ def finetune(
     global ``batch_size`` (see :func:`run_finetune`); only rank 0 writes ``out_dir`` and shows progress; every rank
     returns the same networks and rank 0's log.
     """
-    config = FinetuneConfig(
-        init=str(init) if isinstance(init, (str, os.PathLike)) else f"<{type(init).__name__} object>",
-        init_kind=init_kind, data=data, data_path=data_path, freeze=freeze, loss=loss, r1_gamma=r1_gamma,
-        r1_every=r1_every, lr_g=lr_g, lr_d=lr_d, lr_decay=lr_decay, lookahead=lookahead,
-        lookahead_alpha=lookahead_alpha, batch_size=batch_size, n_images=n_images, log_every=log_every,
-        checkpoint_every=checkpoint_every, ema=ema, n_eval=n_eval, n_data=n_data,
-        bands=tuple(bands) if bands is not None else None, d_channels=d_channels, d_highpass=d_highpass,
-        d_patch=d_patch, d_mbstd=d_mbstd, seed=seed,
-    )
+    provenance = str(init) if isinstance(init, (str, os.PathLike)) else f"<{type(init).__name__} object>"
+    config = FinetuneConfig.from_settings(provenance, settings)
     return run_finetune(init, out_dir, config, device=device, resume=resume, overwrite=overwrite,
                         progress=progress, discriminator_factory=discriminator_factory, trust_pickle=trust_pickle)
 
@@ -290,15 +260,15 @@ def run_finetune(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(sample_seed(config.seed, "discriminator-init", 0))
         factory = discriminator_factory or (lambda s: Discriminator(
-            s, channels=config.d_channels, max_channels=config.d_max_channels, highpass_gain=config.d_highpass,
-            patch_logits=config.d_patch, minibatch_std=config.d_mbstd, spectral_norm=config.spectral_norm))
+            s, channels=config.d_channels, highpass_gain=config.d_highpass, patch_logits=config.d_patch,
+            minibatch_std=config.d_mbstd))
         disc = factory(tuple(shape)).to(device)
     g_params = [p for p in gen.parameters() if p.requires_grad]
     d_params = [p for p in disc.parameters() if p.requires_grad]
     opt_g = torch.optim.Adam(g_params, lr=config.lr_g, betas=(0.0, 0.99))
     opt_d = torch.optim.Adam(d_params, lr=config.lr_d, betas=(0.0, 0.99))
     ema = EMA(gen, config.ema)
-    lookahead = Lookahead(g_params + d_params, config.lookahead, config.lookahead_alpha)
+    lookahead = Lookahead(g_params + d_params, config.lookahead)
 
     # -- data and the fixed evaluation batch (measured on rank 0 only) -----------------------------------------
     c, h, w = shape
@@ -357,10 +327,6 @@ def run_finetune(
                 break
             t0 = time.perf_counter()
             b = config.batch_size
-            scale = lr_scale(images_seen, config.n_images, config.lr_decay)
-            for opt, lr in ((opt_g, config.lr_g), (opt_d, config.lr_d)):
-                for group in opt.param_groups:
-                    group["lr"] = lr * scale
             # this rank's contiguous slice of the global batch: images and z by global index, so the union over
             # ranks is the single-process batch and DDP's gradient average is the gradient of its mean loss
             first = images_seen + distributed.rank() * local
@@ -436,14 +402,6 @@ def gan_step(nets: GanNets, real: torch.Tensor, z: torch.Tensor, config: Finetun
     for p in nets.d_params:
         p.requires_grad_(True)
     return scalars
-
-
-def lr_scale(images_seen: int, n_images: int, decay: float) -> float:
-    """The learning-rate factor at ``images_seen``: 1, then a linear fall to 0 over the last ``decay`` share of
-    the budget ``n_images`` (``decay`` 0: constant)."""
-    if decay <= 0:
-        return 1.0
-    return float(min(1.0, max(0.0, (n_images - images_seen) / (decay * n_images))))
 
 
 def _data_parallel(module: nn.Module, device: torch.device) -> nn.Module:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LOSSES", "discriminator_loss", "generator_loss", "r1_penalty"]
+from freqlab.finetune_config import LOSSES
 
-LOSSES = ("ns", "hinge")
+__all__ = ["LOSSES", "discriminator_loss", "generator_loss", "r1_penalty"]
 
 
 def _check_loss(kind: str) -> None:

@@ -16,14 +16,12 @@ import re
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+import xarray as xr
 
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
-import xarray as xr  # noqa: E402
-
-from freqlab import measure  # noqa: E402
+from freqlab import measure
 
 __all__ = ["theme", "palette", "frequency_axis", "save_figure", "checkpoint_label", "checkpoint_styles",
            "data_spectra_figure", "output_spectra_panel", "output_spectra_figure", "relative_power_panel",

@@ -155,12 +155,6 @@ def test_ema_decay_and_halflife():
     assert gan.EMA(model, halflife=0).beta(10, 4) == 0.0   # no averaging: a copy
 
 
-def test_lr_scale_is_constant_then_falls_linearly_to_zero():
-    assert [gan.lr_scale(seen, 100, 0.0) for seen in (0, 50, 99)] == [1.0, 1.0, 1.0]
-    assert [gan.lr_scale(seen, 100, 0.5) for seen in (0, 50, 75, 90, 100)] == pytest.approx([1, 1, 0.5, 0.2, 0])
-    assert gan.lr_scale(25, 100, 1.0) == pytest.approx(0.75)
-
-
 @pytest.mark.parametrize("shape", [(1, 16, 16), (3, 32, 32), (3, 28, 20), (3, 8, 8)])
 def test_discriminator_adapts_to_resolution(shape):
     d = gan.Discriminator(shape, channels=8)
@@ -193,8 +187,6 @@ def test_highpass_view_and_minibatch_std():
     expected = x[:4].var(0, unbiased=False).add(1e-8).sqrt().mean()
     assert out[0, 5, 0, 0].item() == pytest.approx(expected.item(), rel=1e-6)
     assert gan.MinibatchStd(group=4)(torch.randn(6, 2, 1, 1)).shape == (6, 3, 1, 1)  # groups of 3 when 4 ∤ 6
-    with pytest.raises(ValueError, match="feature_network replaces the high-pass view"):
-        gan.Discriminator((3, 16, 16), feature_network=nn.Identity())
 
 
 def test_r1_penalty_uses_each_images_mean_logit():
@@ -205,16 +197,6 @@ def test_r1_penalty_uses_each_images_mean_logit():
     mean_w = w.mean(0)                                      # ∇_x of the mean logit
     expected = 0.5 * 1.5 * mean_w.square().sum().item()
     assert gan.r1_penalty(logits, x, gamma=1.5).item() == pytest.approx(expected, rel=1e-6)
-
-
-def test_discriminator_feature_network_hook():
-    features = nn.Conv2d(3, 5, 3, stride=2, padding=1)     # stands in for a local feature network
-    d = gan.Discriminator((3, 16, 16), channels=8, feature_network=features, spectral_norm=True, highpass_gain=0)
-    assert not any(p.requires_grad for p in features.parameters())  # frozen, as in projected GANs
-    assert d.stem[0].in_channels == 5
-    x = torch.randn(2, 3, 16, 16, requires_grad=True)
-    d(x).sum().backward()
-    assert x.grad is not None and features.weight.grad is None
 
 
 def test_generator_is_one_step_denoiser_at_sigma_max(denoiser):
@@ -406,16 +388,8 @@ def test_data_that_do_not_fit_the_model_are_refused(tmp_path, denoiser):
         gan.finetune(gray, tmp_path / "x", **TINY, data="nonsense")
     with pytest.raises(ValueError, match="lr_g must be > 0"):
         gan.finetune(denoiser, tmp_path / "y", **{**TINY, "lr_g": 0.0})
-    with pytest.raises(ValueError, match="lr_decay must be a share"):
-        gan.finetune(denoiser, tmp_path / "z", **{**TINY, "lr_decay": 1.5})
-
-
-def test_lr_decay_sets_the_learning_rate_of_each_step(tmp_path, checkpoint):
-    run = gan.finetune(checkpoint, tmp_path / "decay", **{**TINY, "lr_decay": 1.0, "lr_g": 1e-3, "lr_d": 2e-3})
-    opts = _saved_optimizers(run.out_dir)
-    # two steps of 4 images in a budget of 8, all of it decaying: the last step (at images_seen 4) ran at half
-    assert opts["generator"]["param_groups"][0]["lr"] == pytest.approx(0.5e-3)
-    assert opts["discriminator"]["param_groups"][0]["lr"] == pytest.approx(1e-3)
+    with pytest.raises(ValueError, match="unknown fine-tuning setting.*lr_decay; known: init_kind"):
+        gan.finetune(denoiser, tmp_path / "z", **{**TINY, "lr_decay": 0.5})  # a knob that was removed
 
 
 def test_lookahead_syncs_every_k_steps_towards_the_fast_weights():
@@ -432,15 +406,13 @@ def test_lookahead_syncs_every_k_steps_towards_the_fast_weights():
     assert off.slow == [] and torch.equal(fast, torch.full((3,), 2.0))
     with pytest.raises(ValueError, match="lookahead must be a whole number"):
         gan.FinetuneConfig(lookahead=-1)
-    with pytest.raises(ValueError, match="lookahead_alpha in"):
-        gan.FinetuneConfig(lookahead=5, lookahead_alpha=0.0)
 
 
 @pytest.mark.slow
 def test_lookahead_run_resumes_like_an_uninterrupted_one(tmp_path, checkpoint):
     # 4 steps with a sync every 2: the state saved after step 3 holds slow weights (from the sync at step 2) that
     # are neither the fast weights nor the initial ones
-    settings = {**TINY, "n_images": 16, "lookahead": 2, "lookahead_alpha": 0.5}
+    settings = {**TINY, "n_images": 16, "lookahead": 2}
     whole = gan.finetune(checkpoint, tmp_path / "whole", **settings)
     plain = gan.finetune(checkpoint, tmp_path / "plain", **{**settings, "lookahead": 0})
     trained = whole.freeze.trainable_names  # lookahead changes where the trainable weights end
@@ -459,8 +431,7 @@ def test_a_run_saved_before_lookahead_existed_resumes_without_it(tmp_path, check
     out = tmp_path / "old"
     gan.finetune(checkpoint, out, **{**old, "n_images": 4})
     latest = json.loads((out / "state" / "latest.json").read_text())
-    for key in ("lookahead", "lookahead_alpha", "lr_decay"):  # the state as written before these fields existed
-        del latest["config"][key]
+    del latest["config"]["lookahead"]  # the state as written before the field existed
     (out / "state" / "latest.json").write_text(json.dumps(latest))
     with pytest.raises(ValueError, match=r"other settings \(lookahead: 0 -> 5\)"):
         gan.finetune(checkpoint, out, **TINY)  # today's default would change the run
@@ -470,11 +441,15 @@ def test_a_run_saved_before_lookahead_existed_resumes_without_it(tmp_path, check
 # ----------------------------------------------------------------------------------------------------------------
 # command line
 # ----------------------------------------------------------------------------------------------------------------
-def test_cli_defaults_match_the_library():
-    from freqlab.commands import finetune as command
+def test_cli_options_are_the_config_fields_with_its_defaults():
+    from freqlab.cli import build_parser
+    from freqlab.commands.finetune import settings_of
 
+    args = build_parser().parse_args(["finetune", "CKPT"])
+    settings = settings_of(args)
     defaults = gan.FinetuneConfig()
-    for key, value in command.DEFAULTS.items():
+    assert set(settings) == set(gan.FinetuneConfig.settings()) - {"bands"}  # every setting but bands has an option
+    for key, value in settings.items():
         assert getattr(defaults, key) == value, key
 
 
@@ -487,13 +462,13 @@ def test_cli_runs_and_reports_bad_input_in_one_line(tmp_path, checkpoint, capsys
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "parameters frozen" in out and "high band: log-spectral distance" in out and "kurtosis gap" in out
-    plain = ["--d-channels", "8", "--d-highpass", "0", "--d-mbstd", "0", "--no-d-patch", "--lr-decay", "0.5",
-             "--lookahead", "3", "--lookahead-alpha", "0.25"]
+    plain = ["--d-channels", "8", "--d-highpass", "0", "--d-mbstd", "0", "--no-d-patch", "--lookahead", "3",
+             "--lr-g", "3e-4"]
     assert main(args[:-1] + [str(tmp_path / "plain")] + plain) == 0   # the discriminator and lr options reach the run
     attrs = results.load(tmp_path / "plain" / "finetune.nc").attrs
     options = ("config_d_channels", "config_d_highpass", "config_d_patch", "config_d_mbstd")
     assert tuple(attrs[k] for k in options) == (8, 0.0, 0, 0)
-    assert (attrs["config_lr_decay"], attrs["config_lookahead"], attrs["config_lookahead_alpha"]) == (0.5, 3, 0.25)
+    assert (attrs["config_lookahead"], attrs["config_lr_g"]) == (3, 3e-4)
     capsys.readouterr()
     assert main(args[:2] + ["--freeze", "nothing_matches"] + args[2:] + ["--overwrite"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -12,7 +12,3 @@ def add_common(parser: argparse.ArgumentParser, *, out_default: str | None = Non
     parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars")
     if out_default is not None:
         parser.add_argument("--out", default=out_default, help=f"output path (default: {out_default})")
-
-
-def formatter() -> type[argparse.HelpFormatter]:
-    return argparse.RawDescriptionHelpFormatter

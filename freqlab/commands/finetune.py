@@ -26,15 +26,15 @@ EXAMPLES = """examples:
 """
 
 
-# The defaults of freqlab.gan.FinetuneConfig, repeated so that building the parser does not import torch
-# (tests/test_gan.py checks that the two agree).
-DEFAULTS = dict(freeze="conv", init_kind="checkpoint", n_images=10_000, data="natural", loss="ns", r1_gamma=0.1,
-                r1_every=16, lr_g=4e-4, lr_d=8e-4, lr_decay=0.0, lookahead=5, lookahead_alpha=0.5, batch_size=32,
-                log_every=1_000, ema=500.0, n_eval=64, n_data=256, d_channels=16, d_highpass=4.0, d_mbstd=4)
+#: option (its argparse dest) -> FinetuneConfig field, where the names differ; every other option of the
+#: fine-tuning settings has the field's own name. The defaults all come from FinetuneConfig.
+OPTION_FIELDS = {"init": "init_kind", "images": "n_images"}
 
 
 def register(sub) -> None:
-    C = argparse.Namespace(**DEFAULTS)
+    from freqlab.finetune_config import LOSSES, FinetuneConfig  # no torch: the parser builds fast
+
+    C = FinetuneConfig()
     p = sub.add_parser("finetune", help="GAN fine-tuning of a denoiser into a one-step generator (D2O / D2O-F)",
                        description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a freqlab, diffusers or EDM checkpoint (load_denoiser)")
@@ -45,26 +45,21 @@ def register(sub) -> None:
                    help="start from the checkpoint's weights, or from fresh weights of the same architecture")
     p.add_argument("--images", type=int, default=C.n_images, help=f"budget in training images (default {C.n_images})")
     p.add_argument("--data", default=C.data, help=f"data source (default {C.data})")
-    p.add_argument("--data-path", default=None, help="folder / cifar10 / array data: where the images are")
-    p.add_argument("--loss", default=C.loss, choices=("ns", "hinge"),
+    p.add_argument("--data-path", default=C.data_path, help="folder / cifar10 / array data: where the images are")
+    p.add_argument("--loss", default=C.loss, choices=LOSSES,
                    help="non-saturating (default, the paper's) or hinge (ended closer to the data more often in short "
                    "CPU runs: benchmarks/README.md, 'GAN recipe')")
     p.add_argument("--r1-gamma", type=float, default=C.r1_gamma, help=f"R1 weight γ (default {C.r1_gamma}; 0: off)")
     p.add_argument("--r1-every", type=int, default=C.r1_every, help=f"lazy R1 interval k (default {C.r1_every})")
     p.add_argument("--lr-g", type=float, default=C.lr_g, help=f"generator learning rate (default {C.lr_g})")
     p.add_argument("--lr-d", type=float, default=C.lr_d, help=f"discriminator learning rate (default {C.lr_d})")
-    p.add_argument("--lr-decay", type=float, default=C.lr_decay, metavar="SHARE",
-                   help="both learning rates fall linearly to 0 over the last SHARE of the budget (default "
-                        f"{C.lr_decay}; 0: constant); the schedule follows --images, also on resume")
     p.add_argument("--lookahead", type=int, default=C.lookahead, metavar="K",
                    help="lookahead-minmax: every K steps G and D move back to their slow weights, which take "
-                        f"ALPHA of the K steps' change; damps the GAN's swings (default {C.lookahead}; 0: off)")
-    p.add_argument("--lookahead-alpha", type=float, default=C.lookahead_alpha, metavar="ALPHA",
-                   help=f"share of the K fast steps the slow weights keep (default {C.lookahead_alpha})")
+                        f"half of the K steps' change; damps the GAN's swings (default {C.lookahead}; 0: off)")
     p.add_argument("--batch-size", type=int, default=C.batch_size, help=f"default {C.batch_size}")
     p.add_argument("--log-every", type=int, default=C.log_every,
                    help=f"log spectra, samples and resume state every N images (default {C.log_every})")
-    p.add_argument("--checkpoint-every", type=int, default=None,
+    p.add_argument("--checkpoint-every", type=int, default=C.checkpoint_every,
                    help="export G and its EMA every N images (default: at every log moment)")
     p.add_argument("--ema", type=float, default=C.ema, help=f"EMA half-life in images (default {C.ema}; 0: off)")
     p.add_argument("--n-eval", type=int, default=C.n_eval, help=f"fixed-z outputs logged (default {C.n_eval})")
@@ -76,7 +71,7 @@ def register(sub) -> None:
                         "0: pixels only)")
     p.add_argument("--d-mbstd", type=int, default=C.d_mbstd, metavar="GROUP",
                    help=f"minibatch-std group size in the discriminator (default {C.d_mbstd}; 0: off)")
-    p.add_argument("--no-d-patch", action="store_true",
+    p.add_argument("--no-d-patch", dest="d_patch", action="store_false",
                    help="one global logit per image instead of local verdicts at every scale")
     p.add_argument("--overwrite", action="store_true", help="delete a previous fine-tuning run in --out and start over")
     p.add_argument("--trust-pickle", action="store_true",
@@ -107,22 +102,23 @@ def dry_run(args) -> int:
     return 0
 
 
+def settings_of(args) -> dict:
+    """The FinetuneConfig fields set by the command line's options (all but ``init`` and ``bands`` have one)."""
+    from freqlab.finetune_config import FinetuneConfig
+
+    fields = set(FinetuneConfig.settings())
+    values = {OPTION_FIELDS.get(dest, dest): value for dest, value in vars(args).items()}
+    return {name: values[name] for name in fields if name in values}
+
+
 def run(args) -> int:
     from freqlab import distributed, measure
     from freqlab.gan import finetune
 
     if args.dry_run:
         return dry_run(args)
-    result = finetune(
-        args.checkpoint, args.out, data=args.data, data_path=args.data_path, init_kind=args.init, freeze=args.freeze,
-        loss=args.loss, r1_gamma=args.r1_gamma, r1_every=args.r1_every, lr_g=args.lr_g, lr_d=args.lr_d,
-        lr_decay=args.lr_decay, lookahead=args.lookahead, lookahead_alpha=args.lookahead_alpha,
-        batch_size=args.batch_size, n_images=args.images, log_every=args.log_every,
-        checkpoint_every=args.checkpoint_every, ema=args.ema, n_eval=args.n_eval, n_data=args.n_data,
-        d_channels=args.d_channels, d_highpass=args.d_highpass, d_patch=not args.no_d_patch, d_mbstd=args.d_mbstd,
-        seed=args.seed, device=args.device, overwrite=args.overwrite, progress=not args.quiet,
-        trust_pickle=args.trust_pickle,
-    )
+    result = finetune(args.checkpoint, args.out, **settings_of(args), device=args.device, overwrite=args.overwrite,
+                      progress=not args.quiet, trust_pickle=args.trust_pickle)
     if not distributed.is_main():  # under torchrun, rank 0 reports
         return 0
     log = result.log
