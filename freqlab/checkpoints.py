@@ -3,8 +3,8 @@
 Formats :func:`load_denoiser` recognises (see :func:`detect_format`):
 
 * ``"freqlab"``: freqlab's own directory, ``config.json`` (UNet config, EDM σ parameters, ``"format":
-  "freqlab-edm"``, metadata) beside ``model.safetensors`` (the UNet's state dict). Written by
-  :func:`save_checkpoint`, atomically.
+  "freqlab-edm"``, metadata; for a fine-tuned diffusers UNet also its scheduler config) beside
+  ``model.safetensors`` (the UNet's state dict). Written by :func:`save_checkpoint`, atomically.
 * ``"diffusers-model"``: a ``UNet2DModel.save_pretrained`` directory (``config.json`` +
   ``diffusion_pytorch_model.safetensors``); its noise schedule comes from ``scheduler_config.json`` beside it, a
   ``../scheduler`` folder, or the ``scheduler=`` argument.
@@ -133,8 +133,9 @@ def save_checkpoint(path, denoiser: Denoiser, *, metadata: Mapping) -> Path:
         The checkpoint directory. It is written under a temporary name beside it (each file flushed to disk, with
         the permissions the umask gives new files) and renamed into place, so a crash never leaves a half-written
         checkpoint. An existing freqlab checkpoint there is replaced; anything else there is refused.
-    denoiser : EDMDenoiser, or an EDMNetworkDenoiser loaded from an EDM pickle
-        Its UNet's config and weights, and its σ parameters, are saved. For an EDM network (a fine-tuned one) only
+    denoiser : EDMDenoiser, DiffusersDenoiser, or an EDMNetworkDenoiser loaded from an EDM pickle
+        Its UNet's config and weights, and its σ parameters, are saved; for a DiffusersDenoiser (a fine-tuned
+        DDPM-family UNet) also its scheduler's config, prediction type and clamp setting. For an EDM network only
         the weights are written; the architecture stays in the source pickle, named with its sha256 in
         ``config.json``, and :func:`load_denoiser` rebuilds it from there (so it needs ``trust_pickle`` again).
     metadata : dict
@@ -150,9 +151,9 @@ def save_checkpoint(path, denoiser: Denoiser, *, metadata: Mapping) -> Path:
     from freqlab.outputs import write_atomic
 
     source = getattr(denoiser, "source_pickle", None) if isinstance(denoiser, EDMNetworkDenoiser) else None
-    if not isinstance(denoiser, EDMDenoiser) and source is None:
-        raise ValueError(f"save_checkpoint saves an EDMDenoiser or an EDM network loaded from a pickle, got "
-                         f"{type(denoiser).__name__}; diffusers models keep their own format (save_pretrained)")
+    if not isinstance(denoiser, (EDMDenoiser, DiffusersDenoiser)) and source is None:
+        raise ValueError(f"save_checkpoint saves an EDMDenoiser, a DiffusersDenoiser or an EDM network loaded from "
+                         f"a pickle, got {type(denoiser).__name__}")
     meta = _check_metadata(metadata)
     path = Path(path)
     if path.exists() and not _is_freqlab_dir(path):
@@ -167,6 +168,9 @@ def save_checkpoint(path, denoiser: Denoiser, *, metadata: Mapping) -> Path:
         unet_config = {k: v for k, v in dict(denoiser.unet.config).items() if not k.startswith("_")}
         config["unet"] = _jsonable(unet_config, "unet")
         module = denoiser.unet
+        if isinstance(denoiser, DiffusersDenoiser):
+            params.update(prediction_type=denoiser.prediction_type, clamp=denoiser.clamp)
+            config["scheduler"] = _jsonable(dict(denoiser.scheduler_config), "scheduler")
     config["metadata"] = meta
     state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -238,6 +242,20 @@ def _edm_denoiser_from_config(config: Mapping, state, *, weights: Path, config_p
     if params.get("image_shape") and not unet.config.sample_size:
         kwargs["image_shape"] = tuple(params["image_shape"])
     return EDMDenoiser(unet.eval(), **kwargs)
+
+
+def _diffusers_denoiser_from_config(config: Mapping, state, *, weights: Path, config_path: Path,
+                                    clamp: bool) -> DiffusersDenoiser:
+    """A fine-tuned DDPM-family UNet saved by :func:`save_checkpoint`: the UNet from its config and weights, the
+    noise schedule from the saved scheduler config (``clamp``: also when it was saved with clamping on)."""
+    if not isinstance(config.get("scheduler"), Mapping):
+        raise ValueError(f"{config_path}: a DiffusersDenoiser checkpoint needs its 'scheduler' config")
+    unet = unet_from_config(config["unet"], config_path)
+    load_strict(unet, strip_prefix(state), weights)
+    params = config["denoiser"]
+    return DiffusersDenoiser(unet.eval(), dict(config["scheduler"]), clamp=bool(clamp or params.get("clamp")),
+                             sigma_data=float(params.get("sigma_data", 0.5)),
+                             prediction_type=params.get("prediction_type"))
 
 
 def _edm_network_from_freqlab(root: Path, config: Mapping, trust_pickle: bool) -> EDMNetworkDenoiser:
@@ -341,6 +359,9 @@ def load_denoiser(path, *, device=None, dtype=None, trust_pickle: bool = False, 
         weights = root / WEIGHTS_NAME
         if _is_edm_network_config(config_data):
             denoiser = _edm_network_from_freqlab(root, config_data, trust_pickle)
+        elif config_data.get("denoiser", {}).get("class") == "DiffusersDenoiser":
+            denoiser = _diffusers_denoiser_from_config(config_data, read_safetensors(weights), weights=weights,
+                                                       config_path=root / CONFIG_NAME, clamp=clamp)
         else:
             denoiser = _edm_denoiser_from_config(config_data, read_safetensors(weights), weights=weights,
                                                  config_path=root / CONFIG_NAME)

@@ -29,15 +29,18 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _export(out: Path, gen: Generator, ema: EMA, images_seen: int, step: int, row: xr.Dataset) -> None:
-    """G and its EMA in freqlab's checkpoint format, for the models save_checkpoint knows: freqlab's EDM models and
-    EDM networks loaded from a pickle (saved as weights beside the name of their source pickle)."""
+    """G and its EMA in freqlab's checkpoint format, for the models save_checkpoint knows: freqlab's EDM models,
+    diffusers DDPM-family UNets (with their scheduler config) and EDM networks loaded from a pickle (saved as weights
+    beside the name of their source pickle)."""
     from freqlab.checkpoints import save_checkpoint
-    from freqlab.denoisers import EDMDenoiser
+    from freqlab.denoisers import DiffusersDenoiser, EDMDenoiser
 
-    if not isinstance(gen.denoiser, EDMDenoiser) and getattr(gen.denoiser, "source_pickle", None) is None:
+    exported = (EDMDenoiser, DiffusersDenoiser)
+    if not isinstance(gen.denoiser, exported) and getattr(gen.denoiser, "source_pickle", None) is None:
         if images_seen == 0:  # said once, not silently skipped
             print(f"freqlab finetune: no checkpoints/ for a {type(gen.denoiser).__name__} (exported: freqlab's EDM "
-                  "models and EDM pickles); its trained weights are in state/ (resume state) only", file=sys.stderr)
+                  "models, diffusers DDPM-family UNets and EDM pickles); its trained weights are in state/ (resume "
+                  "state) only", file=sys.stderr)
         return
     loss = float(row["loss_g"].values.squeeze())
     loss = loss if math.isfinite(loss) else None  # the first row has no loss yet

@@ -91,8 +91,8 @@ def test_freqlab_overwrite_dtype_and_refusals(tmp_path):
         save_checkpoint(tmp_path / "x", newer, metadata={"step": -1})
     with pytest.raises(ValueError, match="'extra'.*object"):
         save_checkpoint(tmp_path / "x", newer, metadata={"extra": object()})
-    with pytest.raises(ValueError, match="EDMDenoiser"):
-        save_checkpoint(tmp_path / "x", DiffusersDenoiser(tiny_diffusers_unet(), DDPMScheduler()), metadata={})
+    with pytest.raises(ValueError, match="saves an EDMDenoiser, a DiffusersDenoiser"):
+        save_checkpoint(tmp_path / "x", EDMNetworkDenoiser(torch.nn.Identity(), image_shape=(1, 8, 8)), metadata={})
     with pytest.raises(ValueError, match="dtype"):
         load_denoiser(path, dtype="half")
 
@@ -451,3 +451,16 @@ def test_discover_errors(tmp_path):
         discover_checkpoints(tmp_path / "file.txt")
     with pytest.raises(FileNotFoundError, match="nothing-here"):
         load_checkpoint_metadata(tmp_path / "nothing-here")
+
+
+def test_a_diffusers_denoiser_saves_and_loads_with_its_schedule(tmp_path):
+    """A (fine-tuned) DDPM-family UNet in freqlab's format: the UNet, its scheduler's config, prediction type and
+    clamp setting come back, and the outputs are the same."""
+    scheduler = DDPMScheduler(num_train_timesteps=200, prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2")
+    original = DiffusersDenoiser(tiny_diffusers_unet(3), scheduler, clamp=True)
+    path = save_checkpoint(tmp_path / "vp", original, metadata={"step": 4, "kind": "finetune"})
+    loaded = load_denoiser(path)
+    assert isinstance(loaded, DiffusersDenoiser) and detect_format(path) == "freqlab"
+    assert (loaded.prediction_type, loaded.clamp, loaded.sigma_max) == ("v_prediction", True, original.sigma_max)
+    assert torch.equal(outputs(loaded), outputs(original))
+    assert discover_checkpoints(tmp_path)[0].step == 4

@@ -474,3 +474,24 @@ def test_cli_runs_and_reports_bad_input_in_one_line(tmp_path, checkpoint, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "matches no parameter" in err[0]
     assert main(["finetune", str(tmp_path / "missing"), "--out", str(tmp_path / "m"), "--quiet"]) == 2
+
+
+def test_a_fine_tuned_diffusers_unet_is_exported_loaded_and_swept(tmp_path):
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    from freqlab import sweep
+    from freqlab.checkpoints import load_denoiser
+    from freqlab.denoisers import DiffusersDenoiser
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, block_out_channels=(4, 8), norm_num_groups=2, layers_per_block=1,
+                       down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"))
+    ddpm = DiffusersDenoiser(unet, DDPMScheduler(num_train_timesteps=100))
+    run = gan.finetune(ddpm, tmp_path / "ddpm", **{**TINY, "freeze": "none"})
+    final = load_denoiser(tmp_path / "ddpm" / "checkpoints" / "final")  # the EMA generator of the last save
+    assert isinstance(final, DiffusersDenoiser) and final.sigma_max == pytest.approx(ddpm.sigma_max)
+    z = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.allclose(final(final.sigma_max * z, final.sigma_max), run.generator_ema(z), atol=1e-6)
+    ds = sweep.sweep(tmp_path / "ddpm", "natural", [0.5], n_images=4, device="cpu", progress=False, modes=["denoise"])
+    assert "finetune-0000008-ema" in [str(c) for c in ds.checkpoint.values]
