@@ -57,7 +57,8 @@ def data_spectra(
     xr.Dataset with dims ``source``, ``channel``, ``freq``, ``band``: the data variables of
     :func:`freqlab.measure.data_variables` (``data_power``, ``data_power_sem``, ``data_band_log_power``, ...),
     ``slope``, ``slope_ci_low``, ``slope_ci_high`` and ``intercept`` (per source, fitted on the channel-mean
-    spectrum), ``n_images`` (per source).
+    spectrum), ``n_images`` (per source), and ``image_slope`` (source, image): the slope of each image's own spectrum, the
+    spread of slopes that one mean spectrum hides (NaN-padded past a source's images).
     """
     if n_images < 2:
         raise ValueError(f"n_images must be at least 2 to estimate confidence bands, got {n_images}")
@@ -74,18 +75,21 @@ def data_spectra(
     c, h, w = made[0].shape
     an = measure.Analysis(made[0].shape, bands, window, device)
     fmin, fmax = fit_range if fit_range is not None else (2.0 / max(h, w), 0.4)
-    per_source, counts = [], []
+    per_source, counts, slopes = [], [], []
     for src, label in zip(made, labels):
         n = n_images if src.size is None else min(n_images, src.size)
         stats = measure.ImageStats(an, keep=0)
+        own = []
         bar = tqdm(total=n, desc=f"spectra {label}", unit="img", disable=not progress, leave=False)
         for start in range(0, n, batch_size):
             batch = src.sample(min(batch_size, n - start), start).to(device)
             stats.update(an, batch, slice(start, start + batch.shape[0]), what=f"{label} images")
+            own.append(image_slopes(an, batch, fmin, fmax))
             bar.update(batch.shape[0])
         bar.close()
         per_source.append(measure.data_variables(stats))
         counts.append(n)
+        slopes.append(torch.cat(own))
     variables = {name: measure.variable(name, ("source",) + dims, torch.stack([v[name][1] for v in per_source]))
                  for name, (dims, _) in per_source[0].items()}
     mean = torch.as_tensor(variables["data_power"][1])
@@ -98,6 +102,9 @@ def data_spectra(
                                                             "units": "1"}),
         "intercept": (("source",), fit.intercept.numpy(), {"long_name": "log10 P at f = 1 cycle/pixel", "units": "1"}),
         "n_images": (("source",), np.asarray(counts), {"long_name": "images per source", "units": "1"}),
+        "image_slope": (("source", "image"), _padded(slopes), {
+            "long_name": "power-law exponent of each image's own spectrum (channel mean, same window and fit range; "
+                         "NaN past a source's images, or where a bin in the range had no power)", "units": "1"}),
     })
     ds = xr.Dataset(
         variables,
@@ -122,6 +129,24 @@ def data_spectra(
     return ds
 
 
+def image_slopes(an: measure.Analysis, images: torch.Tensor, fmin: float, fmax: float) -> torch.Tensor:
+    """The power-law slope of each image's own radial spectrum (channel mean), fitted over ``[fmin, fmax]`` like
+    the sources' mean spectra, ``(N,)`` float64 on the CPU; NaN for an image with a bin of zero power there."""
+    power = an.radial(an.fft(images)).mean(1).double().cpu()  # (N, n_bins)
+    in_range = (an.freq > 0) & (an.freq >= fmin) & (an.freq <= fmax)
+    usable = (power[:, in_range] > 0).all(-1)
+    slope = spectral.spectral_slope(an.freq, power.clamp_min(1e-300), fmin, fmax).slope
+    return torch.where(usable, slope, torch.nan)
+
+
+def _padded(rows: list[torch.Tensor]) -> np.ndarray:
+    """Rows of different lengths as one ``(len(rows), longest)`` array, NaN-padded."""
+    out = np.full((len(rows), max(len(r) for r in rows)), np.nan)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r.numpy()
+    return out
+
+
 def _unique_labels(names: list[str]) -> list[str]:
     """``names`` with repeats numbered (``folder``, ``folder-2``): every source gets its own row and curve."""
     seen: dict[str, int] = {}
@@ -141,7 +166,15 @@ def slope_label(ds: xr.Dataset, source: str) -> str:
 def summary(ds: xr.Dataset) -> str:
     """One line per source with its fitted slope and the fit range."""
     lines = [f"power-law fits over {ds.attrs['fit_fmin']:.3g}-{ds.attrs['fit_fmax']:.3g} cycles/pixel (95% CI):"]
-    lines += ["  " + slope_label(ds, str(s)) + f"  ({int(ds.n_images.sel(source=s))} images)" for s in ds.source.values]
+    for s in ds.source.values:
+        line = "  " + slope_label(ds, str(s)) + f"  ({int(ds.n_images.sel(source=s))} images)"
+        if "image_slope" in ds:
+            each = ds.image_slope.sel(source=s).values
+            each = each[np.isfinite(each)]
+            if each.size:
+                q25, q50, q75 = np.quantile(each, [0.25, 0.5, 0.75])
+                line += f"; one image at a time: median {q50:.2f}, half of them in [{q25:.2f}, {q75:.2f}]"
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -71,3 +71,20 @@ def test_two_folders_side_by_side_each_labelled_by_its_name(tmp_path, capsys):
     assert list(ds.source.values) == ["real", "samples", "samples-2"]
     assert float(ds.slope.sel(source="real")) < -1.5 and abs(float(ds.slope.sel(source="samples"))) < 0.5
     assert (out / "data_spectra.png").exists()
+
+
+def test_each_image_gets_its_own_slope_and_the_spread_is_reported():
+    import numpy as np
+    import torch
+
+    from freqlab.data import ArraySource
+
+    few = ArraySource("five", torch.rand(5, 3, 32, 32) * 2 - 1, (32, 32), 3, {})  # white noise, 5 images
+    ds = dataspectra.data_spectra(["grf", "white", few], n_images=64, progress=False)
+    slopes = ds.image_slope
+    assert slopes.dims == ("source", "image") and slopes.sizes["image"] == 64
+    grf, white = (np.nanmedian(slopes.sel(source=s).values) for s in ("grf", "white"))
+    assert abs(grf + 2.0) < 0.1 and abs(white) < 0.1  # P ∝ f^-2 and flat, image by image too
+    assert np.isfinite(slopes.sel(source="five").values[:5]).all()
+    assert np.isnan(slopes.sel(source="five").values[5:]).all()  # padded past the source's images
+    assert "one image at a time: median" in dataspectra.summary(ds)
