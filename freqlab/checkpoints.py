@@ -244,6 +244,12 @@ def _edm_denoiser_from_config(config: Mapping, state, *, weights: Path, config_p
     return EDMDenoiser(unet.eval(), **kwargs)
 
 
+def _denoiser_class(config: Mapping) -> str | None:
+    """The ``denoiser.class`` a freqlab config names (None when it names none; a malformed one is checked later)."""
+    params = config.get("denoiser")
+    return params.get("class") if isinstance(params, Mapping) else None
+
+
 def _diffusers_denoiser_from_config(config: Mapping, state, *, weights: Path, config_path: Path,
                                     clamp: bool) -> DiffusersDenoiser:
     """A fine-tuned DDPM-family UNet saved by :func:`save_checkpoint`: the UNet from its config and weights, the
@@ -359,7 +365,7 @@ def load_denoiser(path, *, device=None, dtype=None, trust_pickle: bool = False, 
         weights = root / WEIGHTS_NAME
         if _is_edm_network_config(config_data):
             denoiser = _edm_network_from_freqlab(root, config_data, trust_pickle)
-        elif config_data.get("denoiser", {}).get("class") == "DiffusersDenoiser":
+        elif _denoiser_class(config_data) == "DiffusersDenoiser":
             denoiser = _diffusers_denoiser_from_config(config_data, read_safetensors(weights), weights=weights,
                                                        config_path=root / CONFIG_NAME, clamp=clamp)
         else:
