@@ -109,16 +109,17 @@ FIGURES: dict[str, Callable[[Path], plt.Figure]] = {
 }
 
 
-def make_figure(name: str, results_dir: str | Path, out_dir: str | Path = "figures") -> list[Path]:
-    """Draw figure ``name`` from ``results_dir`` and write ``out_dir/name.png`` and ``.pdf``."""
-    if name not in FIGURES:
+def make_figure(name: str, results_dir: str | Path, out_dir: str | Path = "figures", draw=None) -> list[Path]:
+    """Draw figure ``name`` from ``results_dir`` and write ``out_dir/name.png`` and ``.pdf``; ``draw(results_dir) ->
+    Figure`` draws it instead of the function of :data:`FIGURES` (an ``analyses/`` script's own)."""
+    if draw is None and name not in FIGURES:
         raise ValueError(f"unknown figure {name!r}; choose one of {', '.join(FIGURES)}")
     root = Path(results_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"results directory {root} does not exist")
     import matplotlib.pyplot as plt
 
-    fig = FIGURES[name](root)
+    fig = (draw or FIGURES[name])(root)
     try:
         return _plots().save_figure(fig, Path(out_dir) / name)
     finally:
@@ -131,22 +132,13 @@ def script_main(name: str, doc: str | None = None, argv: list[str] | None = None
     drawing (default: the figure of :data:`FIGURES`). A missing or unreadable input is one line, exit 2."""
     import argparse
 
-    import matplotlib.pyplot as plt
-
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results_dir", nargs="?", default="figures/results",
                         help="a results directory (`freqlab demo --out DIR`; default: figures/results, committed)")
     parser.add_argument("out_dir", nargs="?", default="figures", help="where to write the PNG and PDF (figures)")
     args = parser.parse_args(argv)
-    root = Path(args.results_dir)
     try:
-        if not root.is_dir():
-            raise FileNotFoundError(f"results directory {root} does not exist")
-        fig = (draw or FIGURES[name])(root)
-        try:
-            written = _plots().save_figure(fig, Path(args.out_dir) / name)
-        finally:
-            plt.close(fig)
+        written = make_figure(name, args.results_dir, args.out_dir, draw=draw)
     except (FileNotFoundError, ValueError, KeyError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
