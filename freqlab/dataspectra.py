@@ -83,8 +83,8 @@ def data_spectra(
         bar = tqdm(total=n, desc=f"spectra {label}", unit="img", disable=not progress, leave=False)
         for start in range(0, n, batch_size):
             batch = src.sample(min(batch_size, n - start), start).to(device)
-            stats.update(an, batch, slice(start, start + batch.shape[0]), what=f"{label} images")
-            own.append(image_slopes(an, batch, fmin, fmax))
+            fx = stats.update(an, batch, slice(start, start + batch.shape[0]), what=f"{label} images")
+            own.append(image_slopes(an, fx, fmin, fmax))
             bar.update(batch.shape[0])
         bar.close()
         per_source.append(measure.data_variables(stats))
@@ -129,10 +129,11 @@ def data_spectra(
     return ds
 
 
-def image_slopes(an: measure.Analysis, images: torch.Tensor, fmin: float, fmax: float) -> torch.Tensor:
-    """The power-law slope of each image's own radial spectrum (channel mean), fitted over ``[fmin, fmax]`` like
-    the sources' mean spectra, ``(N,)`` float64 on the CPU; NaN for an image with a bin of zero power there."""
-    power = an.radial(an.fft(images)).mean(1).double().cpu()  # (N, n_bins)
+def image_slopes(an: measure.Analysis, fx: torch.Tensor, fmin: float, fmax: float) -> torch.Tensor:
+    """The power-law slope of each image's own radial spectrum (channel mean), from its spectrum ``fx =
+    an.fft(images)``, fitted over ``[fmin, fmax]`` like the sources' mean spectra, ``(N,)`` float64 on the CPU; NaN
+    for an image with a bin of zero power there."""
+    power = an.radial(fx).mean(1).double().cpu()  # (N, n_bins)
     in_range = (an.freq > 0) & (an.freq >= fmin) & (an.freq <= fmax)
     usable = (power[:, in_range] > 0).all(-1)
     slope = spectral.spectral_slope(an.freq, power.clamp_min(1e-300), fmin, fmax).slope
