@@ -298,7 +298,7 @@ def run_finetune(
     distributed.barrier()  # no rank reads the state any more when rank 0 starts replacing it
     # The modules that train: DDP averages the gradients of the trainable parameters (frozen ones are left out
     # by DDP and the optimizers alike); gen and disc stay the plain modules for the EMA, logging, export, state.
-    nets = GanNets(gen, disc, _data_parallel(gen, device), _data_parallel(disc, device), opt_g, opt_d, d_params)
+    nets = GanNets(_data_parallel(gen, device), disc, _data_parallel(disc, device), opt_g, opt_d, d_params)
 
     # -- loop ------------------------------------------------------------------------------------------------
     sums = dict.fromkeys(("loss_d", "loss_g", "r1_penalty", "d_real", "d_fake", "n_steps", "n_r1", "images",
@@ -359,12 +359,11 @@ def run_finetune(
 
 @dataclass
 class GanNets:
-    """What one GAN step updates: G and D (plain, and as trained: DDP-wrapped under torchrun), their optimizers
-    and D's trainable parameters."""
+    """What one GAN step updates: G as trained (DDP-wrapped under torchrun), D plain (for G's step) and as trained,
+    their optimizers and D's trainable parameters."""
 
-    gen: nn.Module
-    disc: nn.Module
     g_train: nn.Module
+    disc: nn.Module
     d_train: nn.Module
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
