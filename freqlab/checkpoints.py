@@ -199,14 +199,15 @@ def _freqlab_config(path: Path) -> dict:
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise ValueError(f"{path / CONFIG_NAME} has format_version {version!r}, newer than this freqlab reads "
                          f"({FORMAT_VERSION}); update freqlab")
-    if not isinstance(config.get("unet"), Mapping) and not _is_edm_network_config(config):
+    if not isinstance(config.get("unet"), Mapping) and _denoiser_class(config) != "EDMNetworkDenoiser":
         raise ValueError(f"{path / CONFIG_NAME} has no 'unet' config")
     return config
 
 
-def _is_edm_network_config(config: Mapping) -> bool:
+def _denoiser_class(config: Mapping) -> str | None:
+    """The ``denoiser.class`` a freqlab config names (None when it names none; a malformed one is checked later)."""
     params = config.get("denoiser")
-    return isinstance(params, Mapping) and params.get("class") == "EDMNetworkDenoiser"
+    return params.get("class") if isinstance(params, Mapping) else None
 
 
 def load_checkpoint_metadata(path) -> dict:
@@ -242,12 +243,6 @@ def _edm_denoiser_from_config(config: Mapping, state, *, weights: Path, config_p
     if params.get("image_shape") and not unet.config.sample_size:
         kwargs["image_shape"] = tuple(params["image_shape"])
     return EDMDenoiser(unet.eval(), **kwargs)
-
-
-def _denoiser_class(config: Mapping) -> str | None:
-    """The ``denoiser.class`` a freqlab config names (None when it names none; a malformed one is checked later)."""
-    params = config.get("denoiser")
-    return params.get("class") if isinstance(params, Mapping) else None
 
 
 def _diffusers_denoiser_from_config(config: Mapping, state, *, weights: Path, config_path: Path,
@@ -363,7 +358,7 @@ def load_denoiser(path, *, device=None, dtype=None, trust_pickle: bool = False, 
     if kind == "freqlab":
         config_data = _freqlab_config(root)
         weights = root / WEIGHTS_NAME
-        if _is_edm_network_config(config_data):
+        if _denoiser_class(config_data) == "EDMNetworkDenoiser":
             denoiser = _edm_network_from_freqlab(root, config_data, trust_pickle)
         elif _denoiser_class(config_data) == "DiffusersDenoiser":
             denoiser = _diffusers_denoiser_from_config(config_data, read_safetensors(weights), weights=weights,
