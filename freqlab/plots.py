@@ -47,12 +47,17 @@ def palette(n: int) -> list:
     return [colours[order[i % 10]] for i in range(n)]
 
 
+def _octave_ticks(axis, size: int) -> None:
+    """Ticks of a log frequency ``axis`` (``ax.xaxis``/``ax.yaxis``) at octaves 1/size .. 1/2, labelled as fractions."""
+    ticks = [2.0**-k for k in range(1, int(np.log2(size)) + 1)][::-1]
+    axis.set_ticks(ticks, [f"1/{int(round(1 / t))}" for t in ticks])
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def frequency_axis(ax: plt.Axes, size: int) -> None:
     """Log frequency axis with ticks at octaves 1/size .. 1/2 cycles/pixel, labelled as fractions."""
     ax.set_xscale("log")
-    ticks = [2.0**-k for k in range(1, int(np.log2(size)) + 1)][::-1]
-    ax.set_xticks(ticks, [f"1/{int(round(1 / t))}" for t in ticks])
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    _octave_ticks(ax.xaxis, size)
     ax.set_xlabel(FREQ_LABEL)
 
 
@@ -255,8 +260,6 @@ def _draw_cutoff(ax: plt.Axes, sigma, values, flags, style: dict, label: str) ->
 def cutoff_panel(ax: plt.Axes, ds: xr.Dataset, name: str = "cutoff_freq", *, mode: str = "denoise") -> None:
     """Into ``ax``: the cutoff ``name`` (``cutoff_freq`` or ``coherence_cutoff``) against σ, one line per checkpoint
     (bounds as open triangles), with f*(σ) and, for the coherence cutoff, the Wiener filter's."""
-    size = _size(ds)
-    ticks = [2.0**-k for k in range(1, int(np.log2(size)) + 1)][::-1]
     cks = ds.checkpoint.values
     for style, ck in zip(checkpoint_styles(len(cks)), cks):
         row = ds.sel(checkpoint=ck, mode=mode) if "mode" in ds[name].dims else ds.sel(checkpoint=ck)
@@ -269,8 +272,7 @@ def cutoff_panel(ax: plt.Axes, ds: xr.Dataset, name: str = "cutoff_freq", *, mod
                 label="stationary Wiener filter (measured part)")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_yticks(ticks, [f"1/{int(round(1 / t))}" for t in ticks])
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    _octave_ticks(ax.yaxis, _size(ds))
     ax.set_xlabel(SIGMA_LABEL)
 
 
