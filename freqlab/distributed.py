@@ -21,7 +21,7 @@ import torch.distributed as dist
 from freqlab.devices import resolve_device
 
 __all__ = ["setup", "shutdown", "is_distributed", "rank", "world_size", "is_main", "barrier", "all_gather_objects",
-           "all_reduce_sum", "shard", "backend_for"]
+           "all_reduce_sum", "shard", "backend_for", "raise_on_every_rank"]
 
 _OWNED = False  # whether freqlab initialised the process group (and so may destroy it)
 
@@ -109,3 +109,18 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
 def shard(items: Sequence[Any]) -> list[Any]:
     """This rank's share of ``items``: every ``world_size``-th item from position ``rank`` (all of them alone)."""
     return list(items[rank():: world_size()])
+
+
+def raise_on_every_rank(error: BaseException | None) -> None:
+    """Raise ``error``; with several processes, raise on every rank if any rank failed (no rank waits forever)."""
+    if not is_distributed():
+        if error is not None:
+            raise error
+        return
+    messages = all_gather_objects(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    failed = [(r, m) for r, m in enumerate(messages) if m is not None]
+    if failed:
+        r, m = failed[0]
+        raise ValueError(f"rank {r} failed: {m}")

@@ -98,6 +98,11 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "band_power_wasserstein": ("exact 1-D Wasserstein distance between per-image log band power of outputs and "
                                "data (over the images the file's wasserstein_images attr says)", DB),
     "kurtosis_gap": ("band_kurtosis − data_band_kurtosis (negative: more Gaussian than the data)", "1"),
+    # the sample mode's trajectory along the sampler's steps
+    "sample_trajectory_power": ("mean radial power of the sampler's estimate x̂0 = D(x_i, t_i) before step i",
+                                POWER),
+    "sample_trajectory_db": ("band power of the sampler's estimate before step i relative to the data's, "
+                             "10·log10 of the band means of the radial spectra", DB),
     # outputs paired with their clean images (denoise mode)
     "error_power": ("mean radial power of the denoising error x̂0 − x0", POWER),
     "error_power_sem": ("standard error of error_power", POWER),

@@ -9,6 +9,11 @@ produces against the data:
   :mod:`freqlab.rng`, so also the same for any batch size): differences between checkpoints are the models'.
 * ``generate`` mode, input ``σ·z``: power of the output. At ``σ = σ_max`` this is the D2O generator before
   fine-tuning. ``z`` is the same for every checkpoint and σ.
+* ``sample`` mode (opt-in: ``2N − 1`` model calls per image with Heun), the **multi-step reference**: EDM's
+  deterministic sampler (:mod:`freqlab.sampler`, N = ``sample_steps`` steps) from the generate mode's
+  ``σ_max·z``, so a checkpoint's N-step sample and its one-step output pair image by image; measured like every
+  output at σ_max only (other σ NaN), plus the band power of the sampler's estimate ``x̂0`` before each step
+  (``sample_trajectory_*``, :mod:`freqlab.sample_mode`).
 * once: the data power, the **stationary Wiener reference** for the σ grid (the best shift-invariant linear
   denoiser), computed per Fourier mode from the data's periodic 2-D mean spectrum (see :func:`wiener_reference`),
   then binned like the measurements, and the **full-covariance linear MMSE denoiser** (the best linear denoiser)
@@ -34,8 +39,8 @@ Dataset layout (long names and units of every variable in :data:`VARIABLES` and 
 ------------------------------------------------------------------------------------------------------------
 coords: ``checkpoint`` (str) with ``step``, ``images_seen`` (float, NaN unknown), ``checkpoint_path`` and
 ``checkpoint_fingerprint``;
-``sigma``; ``mode``; ``channel``; ``freq`` (cycles/pixel) with ``freq_count``; ``band`` with ``band_lo``,
-``band_hi``.
+``sigma``; ``mode``; ``sampler_step`` with ``sampler_sigma`` (sample mode); ``channel``; ``freq`` (cycles/pixel)
+with ``freq_count``; ``band`` with ``band_lo``, ``band_hi``.
 
 =====================================================  ================================================
 dims                                                   variables
@@ -56,6 +61,8 @@ dims                                                   variables
                                                        cross_power_sem, transfer, coherence
 (checkpoint, sigma, channel)        [denoise only]     coherence_cutoff, coherence_cutoff_bound, mse, mse_sem
 (checkpoint, sigma, channel, band)  [denoise only]     error_wiener_ratio
+(checkpoint, sampler_step, channel, freq)  [sample]    sample_trajectory_power
+(checkpoint, sampler_step, channel, band)  [sample]    sample_trajectory_db
 =====================================================  ================================================
 
 Loop order and cost: checkpoint → batch → σ. Each batch of images and noise is drawn and Fourier-transformed once
@@ -69,22 +76,33 @@ memory does not grow with the number of images.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 import xarray as xr
 
-from freqlab import distributed, measure, references, results, spectral
+from freqlab import distributed, measure, references, results, sample_mode, spectral
+from freqlab import sampler as sampler_module
 from freqlab.devices import autocast_context
 from freqlab.measure import Analysis, ImageStats
 from freqlab.outputs import holding
 from freqlab.references import snr_crossover, wiener_reference  # noqa: F401 (re-exported)
 from freqlab.rng import per_sample_randn
 from freqlab.stats import SpectrumAccumulator
+from freqlab.sweep_config import (  # noqa: F401 (re-exported)
+    DEFAULT_N_SIGMAS,
+    DEFAULT_MODES,
+    DISTRIBUTE,
+    MIN_IMAGES,
+    MODES,
+    SweepConfig,
+    check_sigmas,
+    default_sigmas,
+)
 from freqlab.sweep_dataset import (
     assemble,
     checkpoint_dataset,
@@ -97,50 +115,13 @@ from freqlab.sweep_dataset import (
 from freqlab.sweep_inputs import Entry, check_shape, data_fingerprint, make_data, resolve_models
 
 __all__ = ["sweep", "summarize", "default_sigmas", "check_sigmas", "wiener_reference", "snr_crossover",
-           "MODES", "DEFAULT_N_SIGMAS", "VARIABLES", "FORMAT_VERSION"]
+           "MODES", "DEFAULT_MODES", "DEFAULT_N_SIGMAS", "VARIABLES", "FORMAT_VERSION", "SweepConfig"]
 
-MODES = ("denoise", "generate")
-DISTRIBUTE = ("auto", "images", "checkpoints")
-DEFAULT_N_SIGMAS = 13
 FORMAT_VERSION = 1
-#: Fewest images per checkpoint: standard errors and the Wasserstein distance need a sample.
-MIN_IMAGES = 2
+_D = SweepConfig()  # the default settings (the keywords of sweep() take theirs from here)
 
 #: name → (long name, units) of every variable a sweep writes (the shared registry); dims in the table above.
 VARIABLES = measure.VARIABLES
-
-
-# --------------------------------------------------------------------------------------------------------------
-# σ grid
-# --------------------------------------------------------------------------------------------------------------
-def default_sigmas(sigma_min: float, sigma_max: float, n: int = DEFAULT_N_SIGMAS) -> np.ndarray:
-    """``n`` log-spaced noise levels from ``sigma_min`` to ``sigma_max``, the last exactly ``sigma_max``."""
-    if not (0 < sigma_min < sigma_max < math.inf):
-        raise ValueError(f"need 0 < sigma_min < sigma_max < inf for a default σ grid, got {sigma_min}, {sigma_max}")
-    if int(n) < 1:
-        raise ValueError(f"the number of noise levels must be at least 1, got {n}")
-    if int(n) == 1:
-        return np.array([float(sigma_max)])
-    grid = np.logspace(math.log10(sigma_min), math.log10(sigma_max), int(n))
-    grid[0], grid[-1] = float(sigma_min), float(sigma_max)
-    return grid
-
-
-def check_sigmas(sigmas: Sequence[float]) -> np.ndarray:
-    """The σ grid as a sorted float64 array; ValueError for an empty grid, σ ≤ 0, non-finite σ or duplicates."""
-    try:
-        grid = np.asarray([float(s) for s in np.atleast_1d(np.asarray(sigmas, dtype=object))], dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"noise levels must be numbers, got {sigmas!r}") from err
-    if grid.size == 0:
-        raise ValueError("the σ grid is empty; give at least one noise level")
-    bad = grid[~np.isfinite(grid) | (grid <= 0)]
-    if bad.size:
-        raise ValueError(f"noise levels must be positive and finite, got {float(bad[0])}")
-    grid = np.sort(grid)
-    if np.any(np.diff(grid) == 0):
-        raise ValueError(f"noise levels must be distinct (strictly increasing once sorted), got {grid.tolist()}")
-    return grid
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -152,26 +133,29 @@ def sweep(
     data: Any = "natural",
     sigmas: Sequence[float] | int | None = None,
     *,
-    modes: Sequence[str] = MODES,
-    n_images: int = 512,
-    batch_size: int = 128,
-    seed: int = 0,
+    modes: Sequence[str] = _D.modes,
+    n_images: int = _D.n_images,
+    batch_size: int = _D.batch_size,
+    seed: int = _D.seed,
     device: str | torch.device = "auto",
-    bands: Mapping[str, tuple[float, float]] | Sequence[float] | None = None,
-    window=measure.WINDOW,
+    bands: Mapping[str, tuple[float, float]] | Sequence[float] | None = _D.bands,
+    window=_D.window,
     out: str | os.PathLike | None = None,
     resume: bool = True,
     overwrite: bool = False,
-    autocast: bool = False,
+    autocast: bool = _D.autocast,
     progress: bool = True,
     spectra: bool = True,
-    split: str = "test",
-    data_options: Mapping[str, Any] | None = None,
+    split: str = _D.split,
+    data_options: Mapping[str, Any] | None = _D.data_options,
     trust_pickle: bool = False,
-    wasserstein_images: int = 1024,
-    linear_reference: int | None = None,
-    distribute: str = "auto",
-    any_resolution: bool = False,
+    wasserstein_images: int = _D.wasserstein_images,
+    linear_reference: int | None = _D.linear_reference,
+    distribute: str = _D.distribute,
+    any_resolution: bool = _D.any_resolution,
+    sample_steps: int = _D.sample_steps,
+    sampler: str = _D.sampler,
+    sample_images: int | None = _D.sample_images,
 ) -> xr.Dataset:
     """Spectra of one-step outputs of every checkpoint at every noise level.
 
@@ -186,7 +170,7 @@ def sweep(
     sigmas : sequence of σ, an int, or None
         The noise levels (sorted ascending). None or an int ``n``: ``n`` (default :data:`DEFAULT_N_SIGMAS`)
         log-spaced levels from the first model's ``sigma_min`` to its ``sigma_max``, ``sigma_max`` included.
-    modes : subset of ``("denoise", "generate")``
+    modes : subset of ``("denoise", "generate", "sample")`` (default the first two)
     n_images, batch_size : images per (checkpoint, σ) and per forward pass. Results do not depend on batch_size.
     seed : seeds the noise (``n`` and ``z``, per image); the data source has its own seed.
     device : "auto", "cpu", "cuda", ...
@@ -218,6 +202,9 @@ def sweep(
         sample are those of a single-process run (per-sample seeds), the numbers agree with it to float
         tolerance, only rank 0 writes ``out`` and prints progress, and every rank returns the whole Dataset.
         Ignored in one process.
+    sample_steps, sampler : the sample mode's EDM sampler: N steps (default 18) of ``"heun"`` (2N − 1 model calls,
+        EDM's CIFAR-10 setting) or ``"euler"`` (N calls), from the grid's largest σ to the model's ``sigma_min``.
+    sample_images : the sample mode measures the first ``sample_images`` images (None: all ``n_images``).
     any_resolution : measure checkpoints on data at a resolution other than the one they declare (their
         ``image_shape``; a UNet runs at any size its downsampling divides). Default False: a mismatch is an error.
 
@@ -230,68 +217,18 @@ def sweep(
     >>> ds = sweep("runs/pretrain", "natural", n_images=256, out="runs/sweep.nc")      # doctest: +SKIP
     >>> ds.cutoff_freq.sel(mode="generate").isel(sigma=-1).mean("channel")             # doctest: +SKIP
     """
-    modes = tuple(dict.fromkeys(str(m) for m in ([modes] if isinstance(modes, str) else modes)))
-    if not modes or any(m not in MODES for m in modes):
-        raise ValueError(f"modes must be a non-empty subset of {MODES}, got {modes}")
-    n_images, batch_size = int(n_images), int(batch_size)
-    if n_images < MIN_IMAGES:
-        raise ValueError(f"n_images must be at least {MIN_IMAGES} (standard errors need a sample), got {n_images}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if int(wasserstein_images) < MIN_IMAGES:
-        raise ValueError(f"wasserstein_images must be at least {MIN_IMAGES}, got {wasserstein_images}")
-    keep = min(n_images, int(wasserstein_images))
+    cfg = SweepConfig(modes=modes, n_images=n_images, batch_size=batch_size, seed=seed, bands=bands, window=window,
+                      autocast=autocast, split=split, data_options=data_options,
+                      wasserstein_images=wasserstein_images, linear_reference=linear_reference,
+                      distribute=distribute, any_resolution=any_resolution, sample_steps=sample_steps,
+                      sampler=sampler, sample_images=sample_images)
     if sigmas is not None and not isinstance(sigmas, (int, np.integer)):
         sigmas = check_sigmas(sigmas)
-    band_dict = spectral.resolve_bands(bands)
-    if distribute not in DISTRIBUTE:
-        raise ValueError(f"distribute must be one of {DISTRIBUTE}, got {distribute!r}")
     dev = distributed.setup(device)
     entries = resolve_models(models, device=dev, trust_pickle=trust_pickle)
-
     first = entries[0].get()
-    if sigmas is None or isinstance(sigmas, (int, np.integer)):
-        lo, hi = getattr(first, "sigma_min", None), getattr(first, "sigma_max", None)
-        if lo is None or hi is None:
-            raise ValueError("the model has no sigma_min/sigma_max; pass the noise levels with sigmas=[...]")
-        sigmas = default_sigmas(float(lo), float(hi), DEFAULT_N_SIGMAS if sigmas is None else int(sigmas))
-    model_shape = getattr(first, "image_shape", None)
-    source = make_data(data, tuple(model_shape) if model_shape is not None else None, split, data_options)
-    shape = tuple(int(s) for s in source.shape)
-    check_shape(entries[0].name, first, shape, any_resolution)  # before any work; the others as they load
-    size = getattr(source, "size", None)
-    if size is not None and n_images > size:
-        raise ValueError(f"data source {source.name!r} has {size} images, fewer than n_images={n_images}")
-
-    use_autocast = bool(autocast) and dev.type != "cpu"
-    n_linear = references.linear_fit_count(source, n_images, linear_reference) if "denoise" in modes else 0
-    fields = dict(format_version=FORMAT_VERSION, sigmas=[float(s) for s in sigmas], data=data_fingerprint(
-        source, n_images), n_images=n_images, seed=int(seed), bands={k: list(v) for k, v in band_dict.items()},
-        modes=list(modes), window=window if window is None or isinstance(window, (str, tuple)) else "tensor",
-        bf16_autocast=use_autocast, wasserstein_images=keep, linear_reference=n_linear)
-    fingerprint = results.make_fingerprint(**fields)
-    attrs = {
-        "title": "freqlab one-step spectral sweep", "fingerprint": fingerprint, "format_version": FORMAT_VERSION,
-        "data_source": str(source.name), "n_images": n_images, "seed": int(seed), "modes": ",".join(modes),
-        "window": str(fields["window"]), "bf16_autocast": int(use_autocast), "wasserstein_images": keep,
-        "image_shape": ",".join(str(s) for s in shape),
-        "noise_convention": "x_sigma = x0 + sigma*n (variance exploding); generate input sigma*z; n and z per image "
-                            "from (seed, stream, index), the same for every checkpoint and sigma",
-        "spectrum_normalisation": measure.NORMALISATION,
-        "spectrum_window": measure.window_text(window),
-        "band_statistics": measure.BAND_STATISTICS,
-        "wiener_reference": "stationary (shift-invariant) Wiener filter, per Fourier mode from the data's periodic "
-                            "(unwindowed) 2-D mean spectrum about its mean image, then binned; wiener_mse exact",
-        "cutoff_definition": measure.CUTOFF_DEFINITION,
-        "bands": results.make_fingerprint(**{k: list(v) for k, v in band_dict.items()}),
-        "linear_reference": "none" if not n_linear else (
-            f"full-covariance linear MMSE denoiser fitted on images {n_images} to {n_images + n_linear - 1} of the "
-            f"data source (held out: the sweep measures images 0 to {n_images - 1})"),
-    }
-    if isinstance(getattr(source, "attrs", None), Mapping):
-        attrs.update({f"data_{k}": v for k, v in source.attrs.items() if isinstance(v, (str, int, float))})
-    attrs.update(results.provenance_attrs(*[e.path for e in entries if e.path]))
-
+    job = _prepare(cfg, entries[0].name, first, data, sigmas, dev, spectra)
+    fingerprint, attrs = _describe(job, entries)
     existing = results.open_for_resume(out, fingerprint, resume=resume, overwrite=overwrite) if spectra else None
     if existing is not None:  # a resumed file keeps its creation date and history
         attrs.update({k: existing.attrs[k] for k in ("date_created", "history") if k in existing.attrs})
@@ -300,79 +237,166 @@ def sweep(
     parts = keep_unchanged(parts, entries, out)
     done = {str(p.checkpoint.values[0]) for p in parts}
     todo = [e for e in entries if e.name not in done]
-    if not todo:
-        return order_checkpoints(assemble(shared, parts, attrs), entries)
+    if todo:
+        shared = _measure(job, entries, todo, {entries[0].name: first}, shared, parts, attrs, out, progress)
+        distributed.barrier()  # the file is complete when sweep returns on any rank
+    del first
+    if not spectra:
+        return xr.Dataset(coords={"checkpoint": [e.name for e in entries], "sigma": np.asarray(job.sigmas),
+                                  "mode": list(cfg.modes)}, attrs=attrs)
+    return order_checkpoints(assemble(shared, parts, attrs), entries)
 
+
+@dataclass
+class _Job:
+    """What a sweep measures, fixed for the whole run (the settings, the data, the σ grid, the device)."""
+
+    cfg: SweepConfig
+    dev: torch.device
+    source: Any
+    shape: tuple[int, int, int]
+    sigmas: np.ndarray
+    use_autocast: bool
+    an: Analysis | None
+    n_linear: int
+    sample_sigmas: torch.Tensor | None
+    linear: Any = None  # the linear reference, fitted when the first checkpoint is measured
+
+
+def _prepare(cfg: SweepConfig, name: str, first, data, sigmas, dev, spectra: bool) -> _Job:
+    """The σ grid (the first model's range by default), the data source at the model's shape, the analysis."""
+    if sigmas is None or isinstance(sigmas, (int, np.integer)):
+        lo, hi = getattr(first, "sigma_min", None), getattr(first, "sigma_max", None)
+        if lo is None or hi is None:
+            raise ValueError("the model has no sigma_min/sigma_max; pass the noise levels with sigmas=[...]")
+        sigmas = default_sigmas(float(lo), float(hi), DEFAULT_N_SIGMAS if sigmas is None else int(sigmas))
+    band_dict = spectral.resolve_bands(cfg.bands)
+    model_shape = getattr(first, "image_shape", None)
+    source = make_data(data, tuple(model_shape) if model_shape is not None else None, cfg.split, cfg.data_options)
+    shape = tuple(int(s) for s in source.shape)
+    check_shape(name, first, shape, cfg.any_resolution)  # before any work; the others as they load
+    size = getattr(source, "size", None)
+    if size is not None and cfg.n_images > size:
+        raise ValueError(f"data source {source.name!r} has {size} images, fewer than n_images={cfg.n_images}")
+    n_linear = references.linear_fit_count(source, cfg.n_images, cfg.linear_reference) \
+        if "denoise" in cfg.modes else 0
+    steps = sample_mode.sampler_sigmas(cfg.sample_steps, float(sigmas[-1]), first) if "sample" in cfg.modes \
+        else None
+    return _Job(cfg, dev, source, shape, np.asarray(sigmas), bool(cfg.autocast) and dev.type != "cpu",
+                Analysis(shape, band_dict, cfg.window, dev) if spectra else None, n_linear, steps)
+
+
+def _describe(job: _Job, entries: list[Entry]) -> tuple[str, dict]:
+    """The settings fingerprint (a resumed file must match it) and the file's attributes."""
+    cfg, source, n_linear = job.cfg, job.source, job.n_linear
+    window = cfg.window if cfg.window is None or isinstance(cfg.window, (str, tuple)) else "tensor"
+    band_dict = spectral.resolve_bands(cfg.bands)
+    fields = dict(format_version=FORMAT_VERSION, sigmas=[float(s) for s in job.sigmas], data=data_fingerprint(
+        source, cfg.n_images), n_images=cfg.n_images, seed=int(cfg.seed), bands={k: list(v) for k, v in
+        band_dict.items()}, modes=list(cfg.modes), window=window, bf16_autocast=job.use_autocast,
+        wasserstein_images=cfg.keep, linear_reference=n_linear)
+    if job.sample_sigmas is not None:  # only then: files without the sample mode keep their fingerprint
+        fields.update(sampler=cfg.sampler, sampler_sigmas=[float(t) for t in job.sample_sigmas],
+                      sample_images=cfg.n_sample)
+    attrs = {
+        "title": "freqlab one-step spectral sweep", "fingerprint": results.make_fingerprint(**fields),
+        "format_version": FORMAT_VERSION, "data_source": str(source.name), "n_images": cfg.n_images,
+        "seed": int(cfg.seed), "modes": ",".join(cfg.modes), "window": str(window),
+        "bf16_autocast": int(job.use_autocast), "wasserstein_images": cfg.keep,
+        "image_shape": ",".join(str(s) for s in job.shape),
+        "noise_convention": "x_sigma = x0 + sigma*n (variance exploding); generate input sigma*z; n and z per image "
+                            "from (seed, stream, index), the same for every checkpoint and sigma",
+        "spectrum_normalisation": measure.NORMALISATION,
+        "spectrum_window": measure.window_text(cfg.window),
+        "band_statistics": measure.BAND_STATISTICS,
+        "wiener_reference": "stationary (shift-invariant) Wiener filter, per Fourier mode from the data's periodic "
+                            "(unwindowed) 2-D mean spectrum about its mean image, then binned; wiener_mse exact",
+        "cutoff_definition": measure.CUTOFF_DEFINITION,
+        "bands": results.make_fingerprint(**{k: list(v) for k, v in band_dict.items()}),
+        "linear_reference": "none" if not n_linear else (
+            f"full-covariance linear MMSE denoiser fitted on images {cfg.n_images} to {cfg.n_images + n_linear - 1} "
+            f"of the data source (held out: the sweep measures images 0 to {cfg.n_images - 1})"),
+    }
+    if job.sample_sigmas is not None:
+        calls = sampler_module.model_calls(cfg.sample_steps, cfg.sampler)
+        attrs["sample_mode"] = (
+            f"EDM's deterministic {cfg.sampler} sampler, {cfg.sample_steps} steps ({calls} model calls) from "
+            f"sigma_max*z (the generate mode's z) to 0 over EDM's time discretisation (rho = 7), on the first "
+            f"{cfg.n_sample} images; measured at the grid's largest sigma only (the other sigma of mode 'sample' "
+            "are NaN, their bound flags 0)")
+    if isinstance(getattr(source, "attrs", None), Mapping):
+        attrs.update({f"data_{k}": v for k, v in source.attrs.items() if isinstance(v, (str, int, float))})
+    attrs.update(results.provenance_attrs(*[e.path for e in entries if e.path]))
+    return attrs["fingerprint"], attrs
+
+
+def _measure(job: _Job, entries: list[Entry], todo: list[Entry], loaded: dict, shared, parts: list, attrs: dict,
+             out, progress: bool):
+    """Measure the checkpoints ``todo`` (one at a time, or one per rank), appending their parts to ``parts`` and
+    saving the file after each round; returns the shared (data and reference) part."""
     world, rank = distributed.world_size(), distributed.rank()
-    by_checkpoint = world > 1 and (distribute == "checkpoints" or (distribute == "auto" and len(todo) % world == 0))
+    by_checkpoint = world > 1 and (job.cfg.distribute == "checkpoints" or (
+        job.cfg.distribute == "auto" and len(todo) % world == 0))
     rounds = [todo[i: i + world] for i in range(0, len(todo), world)] if by_checkpoint else [[e] for e in todo]
-    batches = [range(i, min(i + batch_size, n_images)) for i in range(0, n_images, batch_size)]
+    n, size = job.cfg.n_images, job.cfg.batch_size
+    batches = [range(i, min(i + size, n)) for i in range(0, n, size)]
     mine = batches if by_checkpoint else distributed.shard(batches)
-    an = Analysis(shape, band_dict, window, dev) if spectra else None
-    linear_model = references.linear_reference(source, n_images, n_linear, dev) if spectra else None
-    linear = None
-    bar = _progress(len(rounds) * len(sigmas), progress and distributed.is_main())
+    if job.an is not None:
+        job.linear = references.linear_reference(job.source, n, job.n_linear, job.dev)
+    bar = _progress(len(rounds) * _units(job), progress and distributed.is_main())
     data_stats: ImageStats | None = None
     try:
         for group in rounds:
-            if by_checkpoint:  # one checkpoint per rank; in the last round some ranks may have none
-                entry = group[rank] if rank < len(group) else None
-            else:
-                entry = group[0]
-            stats, error = None, None
-            if entry is not None:
-                bar.set_postfix_str(entry.name, refresh=False)
-                try:
-                    entry.fingerprint  # noqa: B018 - taken before the measurement: what is about to be measured
-                    model = first if entry is entries[0] else entry.get()
-                    first = None  # a loaded checkpoint is dropped once swept: one model in memory at a time
-                    stats = _sweep_checkpoint(entry, model, source, mine, sigmas, modes, shape, int(seed), dev,
-                                              use_autocast, an, keep, need_data=data_stats is None, bar=bar,
-                                              linear=linear_model, any_resolution=any_resolution)
-                    del model
-                except Exception as err:  # noqa: BLE001 - re-raised below, on every rank
-                    error = err
-            _raise_on_every_rank(error)
-            if not spectra:
+            # one checkpoint per rank; in the last round some ranks may have none
+            entry = (group[rank] if rank < len(group) else None) if by_checkpoint else group[0]
+            stats = _measure_entry(job, entry, loaded, mine, data_stats is None, bar)
+            if job.an is None:
                 continue
-            local = None
-            if stats is not None:
-                outs, new_data = stats if by_checkpoint else _merge_ranks(*stats)
-                if new_data is not None:
-                    data_stats, linear = new_data
-                    shared = data_dataset(data_stats, an, sigmas, linear)
-                local = checkpoint_dataset(entry, outs, modes, an, sigmas, data_stats, shared)
-                del outs, stats
-            if by_checkpoint:  # each rank swept its own checkpoint: everyone gets all of this round's results
-                gathered = distributed.all_gather_objects((local, shared if rank == 0 else None))
-                parts.extend(part for part, _ in gathered if part is not None)
-                shared = shared if shared is not None else gathered[0][1]
-            else:
-                parts.append(local)
+            shared, data_stats = _collect(job, entry, stats, by_checkpoint, shared, data_stats, parts)
             if out is not None and distributed.is_main():
                 results.save(order_checkpoints(assemble(shared, parts, attrs), entries), out)
     finally:
         bar.close()
-    distributed.barrier()  # the file is complete when sweep returns on any rank
-    if not spectra:
-        return xr.Dataset(coords={"checkpoint": [e.name for e in entries], "sigma": np.asarray(sigmas),
-                                  "mode": list(modes)}, attrs=attrs)
-    return order_checkpoints(assemble(shared, parts, attrs), entries)
+    return shared
 
 
-def _raise_on_every_rank(error: BaseException | None) -> None:
-    """Raise ``error``; with several processes, raise on every rank if any rank failed (no rank waits forever)."""
-    if not distributed.is_distributed():
-        if error is not None:
-            raise error
-        return
-    messages = distributed.all_gather_objects(None if error is None else f"{type(error).__name__}: {error}")
-    if error is not None:
-        raise error
-    failed = [(r, m) for r, m in enumerate(messages) if m is not None]
-    if failed:
-        r, m = failed[0]
-        raise ValueError(f"rank {r} failed: {m}")
+def _measure_entry(job: _Job, entry: Entry | None, loaded: dict, batches, need_data: bool, bar):
+    """One checkpoint's accumulators (None for a rank without a checkpoint this round); an error on any rank is
+    raised on every rank."""
+    stats, error = None, None
+    if entry is not None:
+        bar.set_postfix_str(entry.name, refresh=False)
+        try:
+            entry.fingerprint  # noqa: B018 - taken before the measurement: what is about to be measured
+            model = loaded.pop(entry.name) if entry.name in loaded else entry.get()
+            loaded.clear()  # a loaded checkpoint is dropped once swept: one model in memory at a time
+            stats = _sweep_checkpoint(entry, model, job, batches, need_data=need_data, bar=bar)
+            del model
+        except Exception as err:  # noqa: BLE001 - re-raised below, on every rank
+            error = err
+    distributed.raise_on_every_rank(error)
+    return stats
+
+
+def _collect(job: _Job, entry, stats, by_checkpoint: bool, shared, data_stats, parts: list):
+    """Turn one round's accumulators into Dataset parts (every rank gets all of them); returns the shared part
+    and the data's accumulators."""
+    local = None
+    if stats is not None:
+        outs, new_data = stats if by_checkpoint else _merge_ranks(*stats)
+        if new_data is not None:
+            data_stats, linear = new_data
+            shared = data_dataset(data_stats, job.an, job.sigmas, linear)
+        local = checkpoint_dataset(entry, outs, job.cfg.modes, job.an, job.sigmas, data_stats, shared,
+                                   sample_sigmas=job.sample_sigmas, sampler=job.cfg.sampler)
+        del outs, stats
+    if by_checkpoint:  # each rank swept its own checkpoint: everyone gets all of this round's results
+        gathered = distributed.all_gather_objects((local, shared if distributed.rank() == 0 else None))
+        parts.extend(part for part, _ in gathered if part is not None)
+        shared = shared if shared is not None else gathered[0][1]
+    else:
+        parts.append(local)
+    return shared, data_stats
 
 
 def _merge_ranks(outs: dict, data: tuple | None) -> tuple[dict, tuple | None]:
@@ -391,12 +415,26 @@ def _merge_ranks(outs: dict, data: tuple | None) -> tuple[dict, tuple | None]:
     return merged_outs, merged_data
 
 
+def _units(job: _Job) -> int:
+    """Progress units per checkpoint: one per σ, and the sampler's share of model calls in σ units."""
+    if job.sample_sigmas is None:
+        return len(job.sigmas)
+    per_sigma = len([m for m in job.cfg.modes if m != "sample"]) or 1
+    calls = sampler_module.model_calls(job.cfg.sample_steps, job.cfg.sampler) * job.cfg.n_sample / job.cfg.n_images
+    return len(job.sigmas) + max(1, round(calls / per_sigma))
+
+
 def _progress(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, disable=not enabled, file=sys.stderr, desc="sweep", unit="σ", dynamic_ncols=True,
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total} (checkpoint, σ) "
                            "[{elapsed}<{remaining}{postfix}]")
+
+
+def _advance(bar, amount: float) -> None:
+    """Move the bar on, never past its total (fractions of a batch add up to a hair more than 1)."""
+    bar.update(min(amount, max(float(bar.total or 0) - float(bar.n), 0.0)))
 
 
 def _forward(entry: Entry, model, x: torch.Tensor, sigma: float, dev, use_autocast: bool) -> torch.Tensor:
@@ -412,59 +450,98 @@ def _forward(entry: Entry, model, x: torch.Tensor, sigma: float, dev, use_autoca
     return y.float()
 
 
-def _sweep_checkpoint(entry, model, source, batches, sigmas, modes, shape, seed, dev, use_autocast,
-                      an: Analysis | None, keep, *, need_data: bool, bar, linear=None, any_resolution=False):
+def _accumulators(job: _Job) -> dict:
+    """``{(σ index, mode): ImageStats}`` of one checkpoint; the sample mode at σ_max only, and its trajectory."""
+    cfg, an, ns = job.cfg, job.an, len(job.sigmas)
+    outs: dict = {(s, m): ImageStats(an, cfg.keep, paired=m == "denoise") for s in range(ns) for m in cfg.modes
+                  if m != "sample"}
+    if "sample" in cfg.modes:
+        outs[(ns - 1, "sample")] = ImageStats(an, cfg.keep)
+        outs["trajectory"] = sample_mode.Trajectory(cfg.sample_steps)
+    return outs
+
+
+def _probe(entry: Entry, model, job: _Job) -> None:
+    """Every σ on one image first: a σ the model refuses fails now, before the pass."""
+    probe = job.source.images([0]).to(job.dev).expand(len(job.sigmas), *job.shape)
+    s = torch.as_tensor(np.asarray(job.sigmas), dtype=torch.float32, device=job.dev)
+    try:
+        with autocast_context(job.dev, job.use_autocast):
+            model(probe, s)
+    except ValueError as err:
+        lo, hi = getattr(model, "sigma_min", None), getattr(model, "sigma_max", None)
+        known = lo is not None and hi is not None and f"{lo:.6g}, {hi:.6g}" not in str(err)
+        hint = f" (this model's σ range is [{lo:g}, {hi:g}])" if known else ""
+        raise ValueError(f"checkpoint {entry.name!r}: {err}{hint}") from err
+
+
+def _sweep_checkpoint(entry: Entry, model, job: _Job, batches, *, need_data: bool, bar):
     """One pass over the images for one checkpoint, every σ and mode.
 
-    Returns ``({(σ index, mode): stats}, data)`` where ``data`` (with ``need_data``) is ``(data stats, linear)``
-    and ``linear`` the per-σ MSE accumulators of the linear reference (or None).
+    Returns ``({(σ index, mode): stats, ...}, data)`` where ``data`` (with ``need_data``) is ``(data stats,
+    linear)`` and ``linear`` the per-σ MSE accumulators of the linear reference (or None); None without analysis.
     """
-    check_shape(entry.name, model, shape, any_resolution)
+    check_shape(entry.name, model, job.shape, job.cfg.any_resolution)
     was_training = getattr(model, "training", False)
     if hasattr(model, "to"):
-        model.to(dev)
+        model.to(job.dev)
     if hasattr(model, "eval"):
         model.eval()
-    outs = {(s, m): ImageStats(an, keep, paired=m == "denoise") for s in range(len(sigmas)) for m in modes
-            } if an is not None else {}
-    data = ImageStats(an, keep, modes=True) if (need_data and an is not None) else None
-    linear_mse = [SpectrumAccumulator(device="cpu") for _ in sigmas] if data is not None and linear is not None \
-        else None
+    an = job.an
+    outs = _accumulators(job) if an is not None else {}
+    data = ImageStats(an, job.cfg.keep, modes=True) if (need_data and an is not None) else None
+    linear_mse = [SpectrumAccumulator(device="cpu") for _ in job.sigmas] \
+        if data is not None and job.linear is not None else None
     step = 1.0 / max(len(batches), 1)  # a rank may have no batch when there are more ranks than batches
     try:
         with torch.inference_mode():
-            # probe every σ on one image first: a σ the model refuses fails now, before the pass
-            probe = source.images([0]).to(dev).expand(len(sigmas), *shape)
-            s = torch.as_tensor(np.asarray(sigmas), dtype=torch.float32, device=dev)
-            try:
-                with autocast_context(dev, use_autocast):
-                    model(probe, s)
-            except ValueError as err:
-                lo, hi = getattr(model, "sigma_min", None), getattr(model, "sigma_max", None)
-                known = lo is not None and hi is not None and f"{lo:.6g}, {hi:.6g}" not in str(err)
-                hint = f" (this model's σ range is [{lo:g}, {hi:g}])" if known else ""
-                raise ValueError(f"checkpoint {entry.name!r}: {err}{hint}") from err
+            _probe(entry, model, job)
             for idx in batches:
-                rows = slice(idx.start, idx.stop)
-                x0 = source.images(list(idx)).to(dev)
-                noise = per_sample_randn(seed, "sweep/denoise", idx, shape, device=dev) if "denoise" in modes else None
-                z = per_sample_randn(seed, measure.GENERATE_STREAM, idx, shape, device=dev) if "generate" in modes else None
-                f0 = None
-                if an is not None:
-                    f0 = data.update(an, x0, rows, what="data images") if data is not None else an.fft(x0)
-                if linear_mse is not None:  # the reference sees exactly the models' noisy inputs
-                    for si, sigma in enumerate(sigmas):
-                        err = linear(x0 + sigma * noise, torch.full((x0.shape[0],), float(sigma), device=dev)) - x0
-                        linear_mse[si].update(err.double().square().mean((-2, -1)))
-                for si, sigma in enumerate(sigmas):
-                    for m in modes:
-                        x_in = x0 + sigma * noise if m == "denoise" else sigma * z
-                        y = _forward(entry, model, x_in, sigma, dev, use_autocast)
-                        if an is not None:
-                            outs[(si, m)].update(an, y, rows, clean=(x0, f0) if m == "denoise" else None,
-                                                 what=f"checkpoint {entry.name!r} at σ={sigma:g} ({m} mode): outputs")
-                    bar.update(step)
+                _sweep_batch(entry, model, job, idx, outs, data, linear_mse, lambda units: _advance(bar, step * units))
     finally:
         if hasattr(model, "train"):
             model.train(was_training)
     return None if an is None else (outs, None if data is None else (data, linear_mse))
+
+
+def _sweep_batch(entry: Entry, model, job: _Job, idx: range, outs: dict, data, linear_mse, advance) -> None:
+    """One batch of images through every σ and mode (the images and noise drawn and transformed once)."""
+    cfg, an, dev, modes = job.cfg, job.an, job.dev, job.cfg.modes
+    rows = slice(idx.start, idx.stop)
+    x0 = job.source.images(list(idx)).to(dev)
+    noise = per_sample_randn(cfg.seed, "sweep/denoise", idx, job.shape, device=dev) if "denoise" in modes else None
+    z = per_sample_randn(cfg.seed, measure.GENERATE_STREAM, idx, job.shape, device=dev) \
+        if "generate" in modes or "sample" in modes else None
+    f0 = None
+    if an is not None:
+        f0 = data.update(an, x0, rows, what="data images") if data is not None else an.fft(x0)
+    if linear_mse is not None:  # the reference sees exactly the models' noisy inputs
+        for si, sigma in enumerate(job.sigmas):
+            err = job.linear(x0 + sigma * noise, torch.full((x0.shape[0],), float(sigma), device=dev)) - x0
+            linear_mse[si].update(err.double().square().mean((-2, -1)))
+    for si, sigma in enumerate(job.sigmas):
+        for m in modes:
+            if m == "sample":
+                continue
+            x_in = x0 + sigma * noise if m == "denoise" else sigma * z
+            y = _forward(entry, model, x_in, sigma, dev, job.use_autocast)
+            if an is not None:
+                outs[(si, m)].update(an, y, rows, clean=(x0, f0) if m == "denoise" else None,
+                                     what=f"checkpoint {entry.name!r} at σ={sigma:g} ({m} mode): outputs")
+        advance(1)
+    if "sample" in modes:
+        _sample_batch(entry, model, job, idx, z, outs)
+        advance(_units(job) - len(job.sigmas))
+
+
+def _sample_batch(entry: Entry, model, job: _Job, idx: range, z: torch.Tensor, outs: dict) -> None:
+    """The N-step samples of the batch's first ``sample_images`` images, measured as the sample mode at σ_max."""
+    k = max(0, min(idx.stop, job.cfg.n_sample) - idx.start)
+    if k == 0:
+        return
+    y = sample_mode.run_sampler(lambda x, s: _forward(entry, model, x, s, job.dev, job.use_autocast), z[:k],
+                                job.sample_sigmas, job.cfg.sampler, job.an, outs.get("trajectory"))
+    if job.an is not None:
+        outs[(len(job.sigmas) - 1, "sample")].update(
+            job.an, y, slice(idx.start, idx.start + k),
+            what=f"checkpoint {entry.name!r} ({job.cfg.sampler} sampler, {job.cfg.sample_steps} steps): samples")

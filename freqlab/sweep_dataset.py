@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from freqlab import distributed, measure, spectral
+from freqlab import distributed, measure, sample_mode, spectral
 from freqlab.measure import Analysis, ImageStats
 from freqlab.references import snr_crossover, wiener_reference
 from freqlab.sweep_inputs import Entry
@@ -59,19 +59,22 @@ def data_dataset(data: ImageStats, an: Analysis, sigmas, linear: list | None) ->
 
 
 def checkpoint_dataset(entry: Entry, outs: dict, modes, an: Analysis, sigmas, data: ImageStats,
-                        shared: xr.Dataset) -> xr.Dataset:
+                       shared: xr.Dataset, *, sample_sigmas=None, sampler: str = "heun") -> xr.Dataset:
     """Per-checkpoint variables, with a ``checkpoint`` dim of length 1.
 
     Every (σ, mode) cell is :func:`freqlab.measure.compare` of its outputs with the data; variables that only
-    paired outputs have (denoise mode) have no ``mode`` dim.
+    paired outputs have (denoise mode) have no ``mode`` dim. A cell not measured (the sample mode below σ_max) is
+    NaN (bound flags 0). ``outs["trajectory"]`` (sample mode) adds the sampler's band-power trajectory.
     """
     ns, nm = len(sigmas), len(modes)
+    trajectory = outs.pop("trajectory", None)
     cells = {key: measure.compare(st, data, an) for key, st in outs.items()}
     variables = {}
-    for name, (dims, value) in cells[(0, modes[0])].items():
+    for name, (dims, value) in next(iter(cells.values())).items():
         if name in measure.PAIRED:
             continue
-        full = torch.zeros((ns, nm, *value.shape), dtype=value.dtype)
+        fill = torch.nan if value.is_floating_point() else 0
+        full = torch.full((ns, nm, *value.shape), fill, dtype=value.dtype)
         for (s, m), cell in cells.items():
             full[s, modes.index(m)] = cell[name][1]
         variables[name] = _var(name, ("checkpoint", "sigma", "mode") + dims, full[None])
@@ -86,6 +89,9 @@ def checkpoint_dataset(entry: Entry, outs: dict, modes, an: Analysis, sigmas, da
         variables["error_wiener_ratio"] = _var("error_wiener_ratio", ("checkpoint", "sigma", "channel", "band"),
                                                (band_err / band_wiener)[None])
     coords = _base_coords(an, sigmas)
+    if trajectory is not None:
+        variables.update(sample_mode.trajectory_variables(trajectory, data.power.mean, an))
+        coords.update(sample_mode.trajectory_coords(sample_sigmas, sampler))
     coords.update({
         "checkpoint": ("checkpoint", np.array([entry.name], dtype=object), {"long_name": "checkpoint name"}),
         "step": ("checkpoint", np.array([entry.step if entry.step >= 0 else math.nan], dtype=np.float64),
@@ -99,7 +105,8 @@ def checkpoint_dataset(entry: Entry, outs: dict, modes, an: Analysis, sigmas, da
                                    {"long_name": "content fingerprint of what was measured (freqlab.identity): "
                                                  "a resumed sweep measures a checkpoint again when it differs"}),
         "mode": ("mode", np.array(list(modes), dtype=object),
-                 {"long_name": "sweep mode: denoise (input x0 + σ·n) or generate (input σ·z)"}),
+                 {"long_name": "sweep mode: denoise (input x0 + σ·n), generate (one step from σ·z) or sample "
+                               "(the N-step sampler from σ_max·z, at σ_max only)"}),
     })
     return xr.Dataset(variables, coords=coords)
 
@@ -168,7 +175,7 @@ def summarize(ds: xr.Dataset, *, lsd_match_db: float = 3.0) -> str:
     steps = [float(s) for s in ds.step.values]
     sig = ds.sigma.values
     s_max = float(sig[-1])
-    mode = "generate" if "generate" in ds.mode.values else "denoise"
+    mode = next(m for m in ("generate", "denoise", "sample") if m in ds.mode.values)
 
     def label(i: int) -> str:
         return f"{names[i]} (step {int(steps[i])})" if math.isfinite(steps[i]) and steps[i] >= 0 else names[i]
@@ -191,11 +198,13 @@ def summarize(ds: xr.Dataset, *, lsd_match_db: float = 3.0) -> str:
     parts.append(f"At σ_max = {s_max:.3g} ({mode} mode) the cutoff f_c (output power off the data's by more than "
                  f"3 dB) is {text}; the SNR crossover f* is {star}.")
     lsd = ds.lsd.isel(checkpoint=last, sigma=-1).sel(mode=mode).mean("channel")
-    matched = [str(b) for b, v in zip(ds.band.values, lsd.values) if v <= lsd_match_db]
+    matched = matched_bands(ds, last, mode, lsd_match_db)
     unmatched = [f"{b} ({v:.1f} dB)" for b, v in zip(ds.band.values, lsd.values) if not v <= lsd_match_db]
     parts.append(f"At σ_max the last checkpoint matches the data's spectrum within {lsd_match_db:g} dB (LSD) in "
                  f"band(s): {', '.join(matched) or 'none'}" + (f"; not in {', '.join(unmatched)}." if unmatched
                                                                   else "."))
+    if "sample" in ds.mode.values:
+        parts.append(sample_sentence(ds, last, lsd_match_db))
     if "mse" in ds:
         ratio = (ds.mse.isel(checkpoint=last) / ds.wiener_mse).mean("channel").values
         i_best = int(np.nanargmin(ratio))
@@ -207,3 +216,21 @@ def summarize(ds: xr.Dataset, *, lsd_match_db: float = 3.0) -> str:
                           f"denoiser's (the best linear one)")
         parts[-1] += "."
     return " ".join(parts)
+
+
+def matched_bands(ds: xr.Dataset, checkpoint: int, mode: str, lsd_match_db: float = 3.0) -> list[str]:
+    """Bands where the checkpoint's output at σ_max in ``mode`` is within ``lsd_match_db`` (LSD) of the data."""
+    lsd = ds.lsd.isel(checkpoint=checkpoint, sigma=-1).sel(mode=mode).mean("channel")
+    return [str(b) for b, v in zip(ds.band.values, lsd.values) if v <= lsd_match_db]
+
+
+def sample_sentence(ds: xr.Dataset, checkpoint: int, lsd_match_db: float = 3.0) -> str:
+    """What the N-step sampler reaches that the one-step output does not, for one checkpoint."""
+    many = matched_bands(ds, checkpoint, "sample", lsd_match_db)
+    one = matched_bands(ds, checkpoint, "generate", lsd_match_db) if "generate" in ds.mode.values else []
+    extra = [b for b in many if b not in one]
+    how = str(ds.attrs.get("sample_mode", "the N-step sampler")).split(" from ")[0]
+    lsd = ds.lsd.isel(checkpoint=checkpoint, sigma=-1).sel(mode="sample").mean("channel").values
+    return (f"From the same σ_max·z, {how} matches the data within {lsd_match_db:g} dB in "
+            f"band(s): {', '.join(many) or 'none'} (LSD {', '.join(f'{v:.1f}' for v in lsd)} dB); bands it reaches "
+            f"that the one-step output does not: {', '.join(extra) or 'none'}.")

@@ -304,7 +304,7 @@ def test_bad_inputs(white16, tmp_path):
     with pytest.raises(FileNotFoundError, match="empty"):
         sw.sweep(tmp_path / "empty", white16, SIGMAS, **SMALL)
     with pytest.raises(ValueError, match="modes"):
-        sw.sweep([TinyDenoiser()], white16, SIGMAS, modes=("sample",), **SMALL)
+        sw.sweep([TinyDenoiser()], white16, SIGMAS, modes=("nonsense",), **SMALL)
     with pytest.raises(ValueError, match="n_images"):
         sw.sweep([TinyDenoiser()], white16, SIGMAS, **{**SMALL, "n_images": 1})
     with pytest.raises(ValueError, match=r"checkpoint 'nan' at σ=0.05 \(denoise mode\): outputs contain NaN"):
@@ -430,3 +430,75 @@ def test_linear_reference_defaults_and_errors(white16, tmp_path):
     assert "linear_mse" not in sw.sweep({"t": TinyDenoiser()}, few, SIGMAS, **SMALL)
     with pytest.raises(ValueError, match="leave 28, fewer than linear_reference=100"):
         sw.sweep({"t": TinyDenoiser()}, few, SIGMAS, linear_reference=100, **SMALL)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the sample mode: EDM's N-step sampler from the generate mode's z
+# --------------------------------------------------------------------------------------------------------------
+def test_sample_mode_on_gaussian_fields_reaches_the_data_spectrum():
+    """With the exact denoiser of a Gaussian field the probability-flow ODE gives output power σ_max²·P/(P+σ_max²)
+    per mode (≈ P); the one-step output at σ_max has σ_max²·P²/(P+σ_max²)² instead (far below at high f)."""
+    src = make_source("grf", resolution=32, grayscale=True, split="test")
+    f = torch.linspace(0.0, 0.75, 4001, dtype=torch.float64)
+    wiener = WienerDenoiser(f, grf_power(f), image_shape=(1, 32, 32), sigma_min=0.002, sigma_max=80.0)
+    sigmas = [0.3, 80.0]
+    ds = sw.sweep({"wiener": wiener}, src, sigmas, modes=("generate", "sample"), n_images=128, batch_size=64,
+                  device="cpu", progress=False, window=None, sample_steps=18)
+    nondc = ds.freq.values > 0
+    p = _analytic([80.0])[80.0]["data"].numpy()[nondc]
+    d = ds.sel(checkpoint="wiener", channel=0, sigma=80.0)
+    sample_db = d.relative_power_db.sel(mode="sample").values[nondc]
+    # measured over 128 images (±0.4 dB per bin at 2 sem) plus Heun's 18-step error (≤ 0.5 dB, test_sampler)
+    assert np.all(np.abs(sample_db) < 1.5), sample_db
+    assert float(d.lsd.sel(mode="sample").max()) < 1.0
+    assert float(d.lsd.sel(mode="generate").sel(band="high")) > 20  # the one-step output is far off there
+    # the sample mode exists at σ_max only
+    assert np.isnan(ds.relative_power_db.sel(mode="sample", sigma=0.3)).all()
+    assert (ds.cutoff_freq_bound.sel(mode="sample", sigma=0.3) == 0).all()
+    # the trajectory: x̂0 gains the low band before the high band, and ends where the sample is
+    traj = ds.sample_trajectory_db.sel(checkpoint="wiener", channel=0)
+    assert traj.sizes["sampler_step"] == 18 and float(ds.sampler_sigma[0]) == 80.0
+    first_within = {b: int(np.argmax(np.abs(traj.sel(band=b).values) < 3.0)) for b in ("low", "high")}
+    assert first_within["low"] < first_within["high"]
+    assert abs(float(traj.sel(band="high").isel(sampler_step=-1))) < 1.5
+    assert p.shape == sample_db.shape
+
+
+def test_sample_mode_pairs_with_generate_and_leaves_the_other_modes_unchanged(white16):
+    from freqlab import sampler
+
+    model = TinyDenoiser()
+    both = sw.sweep([model], white16, SIGMAS, **SMALL)
+    three = sw.sweep([model], white16, SIGMAS, modes=("denoise", "generate", "sample"), sample_steps=3,
+                     sampler="euler", sample_images=7, **SMALL)
+    for name in ("output_power", "relative_power_db", "band_log_power", "mse", "cutoff_freq"):
+        xr.testing.assert_equal(both[name], three[name].sel(mode=[m for m in three.mode.values if m != "sample"])
+                                if "mode" in three[name].dims else three[name])
+    # the sample mode starts from the generate mode's z: the same samples as the sampler run by hand
+    z = per_sample_randn(SMALL["seed"], "sweep/generate", range(7), (1, 16, 16))
+    steps = sampler.edm_sigma_steps(3, model.sigma_min, SIGMAS[-1])
+    with torch.no_grad():
+        by_hand = sampler.sample(model, SIGMAS[-1] * z, steps, sampler="euler")
+    from freqlab.measure import Analysis
+
+    an = Analysis((1, 16, 16))
+    np.testing.assert_allclose(three.output_power.sel(mode="sample").isel(checkpoint=0, sigma=-1).values,
+                               an.radial(an.fft(by_hand)).double().mean(0).numpy(), rtol=1e-5)
+    assert three.attrs["sample_mode"].startswith("EDM's deterministic euler sampler, 3 steps")
+    assert "sample_mode" not in both.attrs
+    with pytest.raises(ValueError, match="unknown sampler"):
+        sw.sweep([model], white16, SIGMAS, modes=("sample",), sampler="dpm", **SMALL)
+
+
+
+def test_sweep_settings_are_defined_once():
+    import inspect
+
+    from freqlab import measure
+    from freqlab.sweep_config import SweepConfig
+
+    defaults = SweepConfig()
+    params = inspect.signature(sw.sweep).parameters
+    for name in ("modes", "n_images", "batch_size", "seed", "window", "wasserstein_images", "sample_steps", "sampler"):
+        assert params[name].default == getattr(defaults, name), name
+    assert defaults.window == measure.WINDOW

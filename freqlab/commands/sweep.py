@@ -2,7 +2,8 @@
 
 Each checkpoint denoises ``x0 + σ·n`` (mode ``denoise``) and maps pure noise ``σ·z`` to an image (mode
 ``generate``, at σ_max the D2O generator before fine-tuning), with the same images and noise for every
-checkpoint. The results file is written after each checkpoint; rerunning the same command resumes.
+checkpoint; mode ``sample`` adds EDM's N-step sampler from the same ``σ_max·z`` (the multi-step reference) and the
+band power along its steps. The results file is written after each checkpoint; rerunning the same command resumes.
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ import argparse
 import sys
 
 from freqlab.commands.common import add_common
+from freqlab.sweep_config import DEFAULT_MODES, MODES, SAMPLERS, SweepConfig
+
+D = SweepConfig()  # the defaults, defined once
 
 EXAMPLES = """examples:
   freqlab sweep runs/pretrain                                  # every checkpoint of a run -> runs/sweep.nc
   freqlab sweep runs/pretrain --n-images 512 --n-sigmas 13 --modes generate
+  freqlab sweep runs/pretrain --modes all --sample-images 128     # + the 18-step Heun sampler (35 calls/image)
   freqlab sweep ckpt/step-000000 ckpt/step-004000 --sigmas 0.02,0.1,0.5,2,80 --out /tmp/two.nc
   torchrun --nproc_per_node=4 -m freqlab sweep runs/pretrain --n-images 8192   # 4 GPUs (or CPU processes)
   freqlab sweep path/to/ddpm-pipeline --data cifar10 --data-path ~/data/cifar-10-batches-py --sigmas 0.01,0.1,1,10
@@ -41,18 +46,25 @@ def register(sub) -> None:
     p.add_argument("models", nargs="+", metavar="RUN_DIR_OR_CHECKPOINT",
                    help="a run directory (all its checkpoints, in training order) or checkpoint paths")
     p.add_argument("--data", default="natural", help="data source name (default: natural, the embedded photographs)")
-    p.add_argument("--split", default="test", choices=("train", "test"), help="data split (default: test)")
+    p.add_argument("--split", default=D.split, choices=("train", "test"), help="data split (default: test)")
     p.add_argument("--data-path", default=None, help="folder / cifar10 / array sources: where the images are")
-    p.add_argument("--n-images", type=int, default=512, help="images per (checkpoint, σ) (default 512)")
-    p.add_argument("--batch-size", type=int, default=128, help="images per forward pass (default 128)")
+    p.add_argument("--n-images", type=int, default=D.n_images, help=f"images per (checkpoint, σ) (default {D.n_images})")
+    p.add_argument("--batch-size", type=int, default=D.batch_size,
+                   help=f"images per forward pass (default {D.batch_size})")
     grid = p.add_mutually_exclusive_group()
     grid.add_argument("--sigmas", type=_floats, default=None, help="comma-separated noise levels, e.g. 0.02,0.1,1,80")
     grid.add_argument("--n-sigmas", type=int, default=None,
                       help="log-spaced levels from the model's sigma_min to sigma_max (default 13)")
-    p.add_argument("--modes", default="both", help="denoise, generate, or both (default; = denoise,generate)")
+    p.add_argument("--modes", default="both", help=f"comma-separated modes of {', '.join(MODES)}; both (default) = "
+                   f"{','.join(DEFAULT_MODES)}; all = every mode")
+    p.add_argument("--sample-steps", type=int, default=D.sample_steps,
+                   help=f"steps of the sample mode's sampler (default {D.sample_steps}: 35 model calls with Heun)")
+    p.add_argument("--sampler", default=D.sampler, choices=SAMPLERS, help=f"the sample mode's sampler (default {D.sampler})")
+    p.add_argument("--sample-images", type=int, default=D.sample_images,
+                   help="the sample mode measures the first N images only (default: all --n-images)")
     p.add_argument("--bands", type=_bands, default=None,
                    help="band edges in cycles/pixel (default low/mid/high: 0,0.125,0.25,0.5)")
-    p.add_argument("--window", default="hann", help="window of the radial spectra, each image's mean removed first: "
+    p.add_argument("--window", default=D.window, help="window of the radial spectra, each image's mean removed first: "
                    "hann (default, freqlab's convention), none (periodic spectrum), kaiser, hamming, blackman")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue an existing results file written with the same settings (default: yes)")
@@ -60,9 +72,10 @@ def register(sub) -> None:
     p.add_argument("--autocast", action="store_true", help="bf16 autocast for the models (GPU only; ignored on CPU)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow EDM .pkl checkpoints (unpickling runs code from the file: only for files you trust)")
-    p.add_argument("--wasserstein-images", type=int, default=1024,
-                   help="images whose band powers are kept for the Wasserstein distance (default 1024; memory)")
-    p.add_argument("--distribute", default="auto", choices=("auto", "images", "checkpoints"),
+    p.add_argument("--wasserstein-images", type=int, default=D.wasserstein_images,
+                   help=f"images whose band powers are kept for the Wasserstein distance (default "
+                        f"{D.wasserstein_images}; memory)")
+    p.add_argument("--distribute", default=D.distribute, choices=("auto", "images", "checkpoints"),
                    help="under torchrun: split each checkpoint's images across processes, or give each process "
                         "whole checkpoints; auto (default) splits checkpoints when they divide evenly")
     p.add_argument("--any-resolution", action="store_true",
@@ -72,7 +85,8 @@ def register(sub) -> None:
 
 
 def _modes(text: str) -> tuple[str, ...]:
-    return ("denoise", "generate") if text.strip() == "both" else tuple(m.strip() for m in text.split(",") if m.strip())
+    named = {"both": DEFAULT_MODES, "all": MODES}
+    return named.get(text.strip(), tuple(m.strip() for m in text.split(",") if m.strip()))
 
 
 def run(args) -> int:
@@ -87,7 +101,8 @@ def run(args) -> int:
         window=None if args.window.lower() == "none" else args.window, out=args.out, resume=args.resume,
         overwrite=args.overwrite, autocast=args.autocast, progress=not args.quiet, split=args.split,
         data_options=data_options, trust_pickle=args.trust_pickle, wasserstein_images=args.wasserstein_images,
-        distribute=args.distribute, any_resolution=args.any_resolution,
+        distribute=args.distribute, any_resolution=args.any_resolution, sample_steps=args.sample_steps,
+        sampler=args.sampler, sample_images=args.sample_images,
     )
     if distributed.is_main():
         print(sweep_mod.summarize(ds))
