@@ -76,6 +76,10 @@ def _sigma_max_reading(gen: xr.Dataset, ds: xr.Dataset) -> str:
 
 def sweep_section(ds: xr.Dataset) -> list[str]:
     """Sections 1-3: σ_max generation, lower σ, and the pre-training trajectory."""
+    return _sigma_max_lines(ds) + _lower_sigma_lines(ds) + _pretraining_lines(ds)
+
+
+def _sigma_max_lines(ds: xr.Dataset) -> list[str]:
     bands = _bands(ds)
     last = ds.checkpoint.values[-1]
     smax = float(ds.sigma.max())
@@ -84,7 +88,7 @@ def sweep_section(ds: xr.Dataset) -> list[str]:
     rel = gen.relative_power_db.mean("channel")
     low_db = float(rel.sel(freq=rel.freq[(rel.freq > 0) & (rel.freq < 0.125)]).mean())
     high_db = float(rel.sel(freq=rel.freq[rel.freq >= 0.25]).mean())
-    lines = [
+    return [
         f"## 1. One step at σ_max = {smax:g}: what pre-training already generates",
         "",
         f"The final pre-trained model ({_step(ds, last)}) fed pure noise σ_max·z, i.e. the D2O generator before any "
@@ -97,6 +101,12 @@ def sweep_section(ds: xr.Dataset) -> list[str]:
         f"|---|{'---|' * len(bands)}",
         f"| log-spectral distance at σ_max (dB) | {_lsd_row(lsd_max)} |",
         "",
+    ]
+
+
+def _lower_sigma_lines(ds: xr.Dataset) -> list[str]:
+    last = ds.checkpoint.values[-1]
+    lines = [
         "## 2. Lower noise levels: which bands one denoising step recovers",
         "",
         "In `denoise` mode the input is a real image plus noise x0 + σ·n. Below, f_c is the lowest frequency where "
@@ -126,7 +136,15 @@ def sweep_section(ds: xr.Dataset) -> list[str]:
         lines.append(f"| {sigma:.3g} | {_cutoff(row, short=True)} | {_cutoff(row, 'coherence_cutoff', short=True)} | "
                      f"{fstar:.3f} | {float(ratio.sel(sigma=sigma)):.2f} | {extra}"
                      f"{_produced(row.lsd.mean('channel'))} |")
-    lines += ["", "## 3. Over pre-training", "",
+    return lines
+
+
+def _pretraining_lines(ds: xr.Dataset) -> list[str]:
+    bands = _bands(ds)
+    last = ds.checkpoint.values[-1]
+    smax = float(ds.sigma.max())
+    lsd_max = ds.sel(checkpoint=last, mode="generate", sigma=smax).lsd.mean("channel")
+    lines = ["", "## 3. Over pre-training", "",
               "How the one-step generator at σ_max and the denoiser at σ = 0.5 changed from the random initialisation "
               "(step 0, the control for \"what does pre-training add\") to the end of pre-training:", "",
               f"| checkpoint | f_c at σ_max (cycles/px) | LSD at σ_max: {' / '.join(bands)} (dB) | diversity ratio at σ_max, high | "
@@ -147,12 +165,12 @@ def sweep_section(ds: xr.Dataset) -> list[str]:
 
 
 def finetune_section(logs: dict[str, xr.Dataset]) -> list[str]:
-    """Section 4: what GAN fine-tuning added, with the random-init control."""
+    """Section 5: what GAN fine-tuning added, with the random-init control."""
     if not logs:
         return []
     first = next(iter(logs.values()))
     bands = [str(b) for b in first.band.values]
-    lines = ["", "## 4. What GAN fine-tuning added", "",
+    lines = ["", "## 5. What GAN fine-tuning added", "",
              "D2O-F: the one-step generator G(z) = D(σ_max·z, σ_max) fine-tuned with a plain GAN loss (no distillation), "
              f"with the `conv` policy freezing {100 * float(first.attrs.get('frozen_share', np.nan)):.0f}% of the parameters. "
              "Diversity ratio: spread of per-image log band power relative to the data's (about 1: as varied as the "
@@ -242,6 +260,54 @@ def seeds_section(seeds: dict[str, list[xr.Dataset]]) -> list[str]:
     return lines
 
 
+def sampler_section(ds: xr.Dataset) -> list[str]:
+    """Many steps against one: per checkpoint, the bands EDM's N-step sampler reaches from the same σ_max·z that
+    the one-step output does not, and along the sampler, when each band comes within ``MATCH_DB`` of the data."""
+    if "sample" not in [str(m) for m in ds.mode.values]:
+        return []
+    how = str(ds.attrs.get("sample_mode", "EDM's deterministic sampler")).split(" from ")[0]
+    smax = float(ds.sigma.max())
+    lines = ["## 4. Many steps against one: what the weights can already generate", "",
+             f"From the same noise σ_max·z (σ_max = {smax:g}), {how} gives each checkpoint's multi-step sample; the "
+             "one-step output is D2O's starting point. A band is *reached* when its log-spectral distance to the data "
+             f"is at most {MATCH_DB:g} dB. Bands the sampler reaches and one step does not are what GAN fine-tuning "
+             "must teach the one-step generator.", "",
+             f"| checkpoint | N-step LSD (dB; {' / '.join(_bands(ds))}) | one-step LSD (dB) | N-step reaches | one step reaches | sampler only |",
+             "|---|---|---|---|---|---|"]
+    for ck in ds.checkpoint.values:
+        cell = ds.sel(checkpoint=ck, sigma=smax)
+        many, one = cell.lsd.sel(mode="sample").mean("channel"), cell.lsd.sel(mode="generate").mean("channel")
+        reach_many, reach_one = _produced(many), _produced(one)
+        extra = [b for b in reach_many.split(", ") if b != "none" and b not in reach_one.split(", ")]
+        lines.append(f"| {_step(ds, ck)} | {_slash_row(many)} | {_slash_row(one)} | {reach_many} | {reach_one} | "
+                     f"{', '.join(extra) or 'none'} |")
+    return lines + ["", _trajectory_sentence(ds), ""]
+
+
+def _slash_row(lsd: xr.DataArray) -> str:
+    return " / ".join(f"{float(lsd.sel(band=b)):.1f}" for b in lsd.band.values)
+
+
+def _trajectory_sentence(ds: xr.Dataset) -> str:
+    """When each band of the final checkpoint's sampler estimate first comes within MATCH_DB of the data, and
+    whether that happens coarse to fine."""
+    traj = ds.sample_trajectory_db.isel(checkpoint=-1).mean("channel")
+    t = ds.sampler_sigma.values
+    first = {b: np.flatnonzero(np.abs(traj.sel(band=b).values) <= MATCH_DB) for b in _bands(ds)}
+    first = {b: int(i[0]) if i.size else None for b, i in first.items()}
+    text = "; ".join(f"{b} at t = {t[i]:.3g} (step {i})" if i is not None else f"{b} never"
+                     for b, i in first.items())
+    steps = list(first.values())
+    if None in steps:
+        order = "a band that never gets there leaves the order open"
+    elif steps == sorted(steps) and len(set(steps)) > 1:
+        order = "coarse before fine, the order in which a diffusion model is expected to build an image"
+    else:
+        order = "not coarse before fine" if steps != sorted(steps) else "all bands at the same step"
+    return (f"Along the sampler of the final checkpoint, the band power of its estimate x̂0 = D(x_i, t_i) first "
+            f"comes within {MATCH_DB:g} dB of the data's: {text} ({order}).")
+
+
 def build_report(root: str | Path) -> str:
     """The report of the results directory ``root`` as markdown."""
     from freqlab.figures import finetune_logs, seed_logs
@@ -262,7 +328,8 @@ def build_report(root: str | Path) -> str:
         f"the data is at most {MATCH_DB:g} dB. Figures: `figures/`.",
         "",
     ]
-    return "\n".join(head + sweep_section(ds) + finetune_section(logs) + seeds_section(seeds)) + "\n"
+    return "\n".join(head + sweep_section(ds) + sampler_section(ds) + finetune_section(logs) + seeds_section(seeds)
+                     ) + "\n"
 
 
 def write_report(root: str | Path) -> Path:

@@ -47,3 +47,35 @@ def test_sigma_max_reading_tells_a_blurred_mean_from_grain():
     grain = report._sigma_max_reading(*_generate_row(lambda f: 6.0 if f >= 0.25 else -12.0))
     assert "more power than the data in the high band" in grain and "faithful denoiser gives" not in grain
     assert report._sigma_max_reading(*_generate_row(lambda f: 0.0)) == ""  # close to the data: nothing to explain
+
+
+def _sampled(lsd_sample, lsd_generate, trajectory_db) -> xr.Dataset:
+    """A sweep with the sample mode: LSD per band at σ_max for both modes and the sampler's band trajectory."""
+    lsd = np.stack([lsd_generate, lsd_sample]).astype(float)[None, None, :, None, :]  # (ck, σ, mode, channel, band)
+    traj = np.asarray(trajectory_db, dtype=float)[None, :, None, :]  # (ck, step, channel, band)
+    return xr.Dataset(
+        {"lsd": (("checkpoint", "sigma", "mode", "channel", "band"), lsd),
+         "sample_trajectory_db": (("checkpoint", "sampler_step", "channel", "band"), traj)},
+        coords={"checkpoint": ["final"], "step": ("checkpoint", [800.0]), "sigma": [80.0],
+                "mode": ["generate", "sample"], "channel": [0], "band": ["low", "mid", "high"],
+                "sampler_sigma": ("sampler_step", [80.0, 5.0, 0.3])},
+        attrs={"sample_mode": "EDM's deterministic heun sampler, 3 steps (5 model calls) from sigma_max*z"})
+
+
+def test_sampler_section_names_the_bands_only_many_steps_reach_and_can_say_no():
+    ds = _sampled([1.0, 2.5, 6.0], [12.0, 8.0, 9.0], [[-20, -30, -40], [-1, -8, -20], [0.5, 1, -2]])
+    text = "\n".join(report.sampler_section(ds))
+    assert "| step 800 | 1.0 / 2.5 / 6.0 | 12.0 / 8.0 / 9.0 | low, mid | none | low, mid |" in text
+    assert "low at t = 5 (step 1); mid at t = 0.3 (step 2); high at t = 0.3 (step 2)" in text
+    assert "(coarse before fine" in text
+    # a sampler no better than one step reaches nothing more; a band reached first at high f is not "coarse first"
+    ds = _sampled([12.0, 8.0, 9.0], [12.0, 8.0, 9.0], [[-20, 0, -1], [-1, 0, 0], [0, 0, 0]])
+    text = "\n".join(report.sampler_section(ds))
+    assert "| none | none | none |" in text and "(not coarse before fine)" in text
+    ds = _sampled([1.0, 2.0, 2.0], [1.0, 2.0, 2.0], [[-20, -30, -40], [-1, -8, -20], [0.5, -5, -9]])
+    assert "leaves the order open" in "\n".join(report.sampler_section(ds))
+
+
+def test_no_sample_mode_no_sampler_section():
+    ds = _sampled([1, 1, 1], [1, 1, 1], [[0, 0, 0]] * 3).sel(mode=["generate"])
+    assert report.sampler_section(ds) == []
