@@ -26,6 +26,12 @@ def _plots():
     return plots
 
 
+def _sampler_plots():
+    from freqlab import sampler_plots
+
+    return sampler_plots
+
+
 def _load(path: Path) -> "xr.Dataset":
     from freqlab import results
 
@@ -103,6 +109,7 @@ FIGURES: dict[str, Callable[[Path], plt.Figure]] = {
     "cutoff_vs_sigma": lambda root: _plots().cutoff_figure(load_sweep(root, "denoise")),
     "transfer_coherence": lambda root: _plots().transfer_figure(load_sweep(root, "denoise")),
     "band_statistics": lambda root: _plots().band_statistics_figure(load_sweep(root, "generate")),
+    "sampler": lambda root: _sampler_plots().sampler_figure(load_sweep(root, "sample")),
     "finetune_statistics": lambda root: _plots().finetune_figure(finetune_logs(root), seeds=seed_logs(root)),
     "finetune_samples": lambda root: _plots().samples_figure(sample_grids(root)),
     "frozen_parameters": lambda root: _plots().frozen_parameters_figure(_first_log(finetune_logs(root))),

@@ -31,6 +31,10 @@ def test_committed_results_are_small_and_complete(folder):
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda f: getattr(f, "name", None))
 @pytest.mark.parametrize("name", sorted(figures.FIGURES))
 def test_committed_figure_is_redrawn_from_committed_results(name, folder, tmp_path):
+    if not (folder / f"{name}.png").exists():  # a figure of a later version: its inputs are not in this folder
+        with pytest.raises(FileNotFoundError):
+            figures.make_figure(name, folder / "results", tmp_path)
+        return
     figures.make_figure(name, folder / "results", tmp_path)
     new = np.asarray(Image.open(tmp_path / f"{name}.png").convert("RGB"), dtype=float)
     old = np.asarray(Image.open(folder / f"{name}.png").convert("RGB"), dtype=float)
