@@ -1,0 +1,23 @@
+"""What a fine-tune moved: relative weight change per layer type and per parameter tensor, against the D2O-F
+frozen set (from `freqlab weights BEFORE AFTER --out RESULTS_DIR`).
+
+Usage: python analyses/fig_weight_change.py [RESULTS_DIR] [OUT_DIR]   (defaults: figures/results, figures)
+Reads RESULTS_DIR/weight_change.nc only; writes OUT_DIR/weight_change.png and .pdf. Copy it and edit the settings.
+"""
+
+import sys
+from pathlib import Path
+
+from freqlab import results
+from freqlab.figures import script_main
+from freqlab.weight_plots import weight_change_figure
+
+FILE = "weight_change.nc"   # the results file inside RESULTS_DIR (`freqlab weights ... --out RESULTS_DIR`)
+
+
+def draw(results_dir):
+    return weight_change_figure(results.load(Path(results_dir) / FILE))
+
+
+if __name__ == "__main__":
+    sys.exit(script_main("weight_change", __doc__, draw=draw))

@@ -1,0 +1,318 @@
+"""What fine-tuning moves: the change of every weight tensor between two checkpoints, against a freezing policy.
+
+D2O-F fine-tunes a pre-trained denoiser into a one-step generator with ~85 % of its weights frozen (the ``conv``
+policy of :mod:`freqlab.freezing`); D2O (``--freeze none``) trains them all. :func:`weight_change` compares a
+checkpoint before and after a fine-tune, parameter tensor by parameter tensor (matched by name), and asks whether
+an unfrozen fine-tune moves mostly what D2O-F leaves trainable.
+
+Definitions (all sums in float64, ``W`` = the tensor before, ``ΔW`` = after − before, ``‖·‖`` the Frobenius norm):
+
+* per tensor: ``rel_change = ‖ΔW‖ / ‖W‖`` (NaN where ``‖W‖ = 0``; ``abs_change = ‖ΔW‖`` is still given),
+  ``abs_change``, ``norm_before``, ``n_params``, ``share_of_change = ‖ΔW‖² / Σ_all ‖ΔW‖²``,
+  ``frozen_by_policy`` (whether a fine-tune from ``before`` under ``policy`` leaves it frozen) and the coordinate
+  ``parameter_layer_type`` (:func:`freqlab.freezing.layer_type`);
+* per layer type (dim ``layer_type``, :data:`freqlab.freezing.LAYER_TYPE_NAMES`, every type listed):
+  ``type_rel_change = sqrt(Σ‖ΔW‖²) / sqrt(Σ‖W‖²)`` over the type's tensors (NaN for an empty type),
+  ``type_abs_change``, ``type_norm_before``, ``type_n_params``, ``type_share_of_change`` and
+  ``type_frozen_share`` (share of the type's parameters the policy freezes);
+* scalars: ``frozen_share_of_change = Σ_frozen ‖ΔW‖² / Σ_all ‖ΔW‖²`` (NaN when nothing changed) beside
+  ``frozen_share_of_params`` (frozen parameters / all parameters): equal when the fine-tune moves weights in
+  proportion to their count, lower when it mostly moves what the policy leaves trainable; ``rel_change_frozen``,
+  ``rel_change_trainable`` and ``rel_change_total`` (the aggregate relative change of each set, as for a type).
+
+The frozen set is what :func:`freqlab.gan.finetune` would freeze when started from ``before``: a deep copy of
+``before`` prepared as :func:`freqlab.generator.make_generator` prepares it (an EDM network is made trainable) and
+frozen by :func:`freqlab.freezing.freeze_policy` (on EDM networks ``conv`` is the D2O code's own rule). A tensor
+that is not trainable in ``before`` itself (fixed Fourier features) counts as frozen, as it does in the fine-tune.
+The caller's models are never changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from freqlab import results
+from freqlab.freezing import LAYER_TYPE_NAMES, freeze_policy, layer_type
+
+__all__ = ["weight_change", "load_model", "change_per_parameter_ratio", "top_layer_types", "summary", "FILE_NAME",
+           "PROPORTIONAL"]
+
+FILE_NAME = "weight_change.nc"
+
+
+def _describe(model: Any) -> str:
+    return os.fspath(model) if isinstance(model, (str, os.PathLike)) else f"<{type(model).__name__} object>"
+
+
+def load_model(model: Any, *, trust_pickle: bool = False, role: str = "model") -> nn.Module:
+    """The denoiser ``model`` names: a checkpoint path (anything :func:`freqlab.checkpoints.load_denoiser` loads,
+    ``RUN/final`` and ``RUN/latest`` included, loaded on the CPU) or an in-memory module. A fine-tuning
+    :class:`~freqlab.generator.Generator` (parameters prefixed ``denoiser.``) and a ``DataParallel`` /
+    ``DistributedDataParallel`` wrapper (``module.``) are unwrapped, so names line up with the checkpoints'."""
+    if isinstance(model, (str, os.PathLike)):
+        from freqlab.checkpoints import load_denoiser
+
+        return load_denoiser(model, trust_pickle=trust_pickle)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{role} must be a checkpoint path or a torch module, got {type(model).__name__}")
+    from freqlab.generator import Generator
+
+    while True:
+        if isinstance(model, Generator):
+            model = model.denoiser
+        elif isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        else:
+            return model
+
+
+def _check_match(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> None:
+    for name, tensor in before.items():
+        if name not in after:
+            raise ValueError(f"the architectures differ: parameter {name!r} of before is missing from after "
+                             f"({len(before)} vs {len(after)} parameter tensors)")
+        if tuple(after[name].shape) != tuple(tensor.shape):
+            raise ValueError(f"the architectures differ: parameter {name!r} has shape {tuple(tensor.shape)} in before "
+                             f"but {tuple(after[name].shape)} in after")
+    extra = [name for name in after if name not in before]
+    if extra:
+        raise ValueError(f"the architectures differ: parameter {extra[0]!r} is in after only "
+                         f"({len(extra)} such tensor(s))")
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den > 0 else math.nan
+
+
+def _metadata(path: Any) -> str:
+    """The checkpoint's freqlab metadata (step, images_seen, kind, ema) as JSON; ``{}`` for others."""
+    if not isinstance(path, (str, os.PathLike)):
+        return "{}"
+    from freqlab.checkpoints import load_checkpoint_metadata, resolve_checkpoint
+
+    try:
+        meta = load_checkpoint_metadata(resolve_checkpoint(path))
+    except (OSError, ValueError):
+        meta = {}
+    return json.dumps({k: meta[k] for k in ("kind", "step", "images_seen", "ema") if k in meta}, sort_keys=True)
+
+
+def _var(dims, values, units: str, long_name: str, **attrs) -> tuple:
+    return (dims, values, {"units": units, "long_name": long_name, **attrs})
+
+
+@torch.no_grad()
+def weight_change(before, after, *, policy: str = "conv", trust_pickle: bool = False) -> xr.Dataset:
+    """The change of every parameter tensor from ``before`` to ``after``, against the freezing ``policy``.
+
+    Parameters
+    ----------
+    before, after : checkpoint paths (anything :func:`freqlab.checkpoints.load_denoiser` loads: a pre-training
+        checkpoint, a fine-tune's exported ``checkpoints/finetune-*`` or ``RUN/final``, a diffusers folder, an EDM
+        pickle with ``trust_pickle``) or in-memory modules (see :func:`load_model`). Parameters are matched by name.
+    policy : the freezing policy whose frozen set is compared (``"conv"``: D2O-F; ``"none"``; or a regex), as
+        :func:`freqlab.freezing.freeze_policy` takes it.
+    trust_pickle : allow EDM pickles (and fine-tunes saved against one); unpickling runs the file's code.
+
+    Returns
+    -------
+    xarray.Dataset, variables as the module docstring defines them: dim ``parameter`` (the names, in the order of
+    ``before.named_parameters()``, i.e. registration order, which follows the forward pass of a UNet), dim
+    ``layer_type``, and scalars. Attrs: ``policy``, ``policy_pattern``, ``before``/``after`` (as given),
+    ``before_metadata``/``after_metadata`` (JSON), the definitions, and :func:`freqlab.results.provenance_attrs`.
+
+    Raises ValueError when the two architectures differ (the first missing name or differing shape is named) and
+    for a policy :func:`~freqlab.freezing.freeze_policy` refuses; FileNotFoundError for a missing checkpoint.
+    """
+    model_before = load_model(before, trust_pickle=trust_pickle, role="before")
+    model_after = load_model(after, trust_pickle=trust_pickle, role="after")
+    params_before = dict(model_before.named_parameters())
+    params_after = dict(model_after.named_parameters())
+    if not params_before:
+        raise ValueError(f"before ({_describe(before)}) has no parameters")
+    _check_match(params_before, params_after)
+    twin = copy.deepcopy(model_before)
+    from freqlab.denoisers import EDMNetworkDenoiser
+
+    if isinstance(twin, EDMNetworkDenoiser):  # as make_generator: EDM saves its snapshots with requires_grad off
+        twin.requires_grad_(True)
+    report = freeze_policy(twin, policy)
+    frozen_set = set(report.frozen_names)
+    del twin
+
+    names = list(params_before)
+    n = len(names)
+    abs_change, norm_before = np.zeros(n), np.zeros(n)
+    n_params = np.zeros(n, dtype=np.int64)
+    frozen = np.zeros(n, dtype=bool)
+    types = []
+    for i, name in enumerate(names):
+        w0 = params_before[name].detach().to("cpu", torch.float64)
+        w1 = params_after[name].detach().to("cpu", torch.float64)
+        abs_change[i] = float(torch.linalg.vector_norm(w1 - w0))
+        norm_before[i] = float(torch.linalg.vector_norm(w0))
+        n_params[i] = w0.numel()
+        frozen[i] = name in frozen_set
+        types.append(layer_type(name, model_before.get_submodule(name.rpartition(".")[0])))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel_change = np.where(norm_before > 0, abs_change / np.where(norm_before > 0, norm_before, 1.0), np.nan)
+    sq_change, sq_norm = abs_change**2, norm_before**2
+    total_sq = float(sq_change.sum())
+
+    type_names = list(LAYER_TYPE_NAMES)
+    t_abs, t_norm, t_share = np.zeros(len(type_names)), np.zeros(len(type_names)), np.full(len(type_names), np.nan)
+    t_n, t_frozen = np.zeros(len(type_names), dtype=np.int64), np.full(len(type_names), np.nan)
+    t_rel = np.full(len(type_names), np.nan)
+    kinds = np.array(types, dtype=object)
+    for j, kind in enumerate(type_names):
+        sel = kinds == kind
+        t_n[j] = int(n_params[sel].sum())
+        t_abs[j], t_norm[j] = math.sqrt(sq_change[sel].sum()), math.sqrt(sq_norm[sel].sum())
+        if t_n[j]:
+            t_rel[j] = _ratio(t_abs[j], t_norm[j])
+            t_frozen[j] = n_params[sel & frozen].sum() / t_n[j]
+            t_share[j] = _ratio(float(sq_change[sel].sum()), total_sq)
+
+    def aggregate(sel) -> float:
+        return _ratio(math.sqrt(sq_change[sel].sum()), math.sqrt(sq_norm[sel].sum()))
+
+    n_total = int(n_params.sum())
+    p, t = ("parameter",), ("layer_type",)
+    unit = "1"
+    data = {
+        "rel_change": _var(p, rel_change, unit, "relative change ‖W_after − W_before‖_F / ‖W_before‖_F "
+                           "(NaN where ‖W_before‖ = 0)"),
+        "abs_change": _var(p, abs_change, "weight units", "absolute change ‖W_after − W_before‖_F"),
+        "norm_before": _var(p, norm_before, "weight units", "Frobenius norm of the tensor before, ‖W_before‖_F"),
+        "n_params": _var(p, n_params, "parameters", "scalar parameters in the tensor"),
+        "share_of_change": _var(p, np.array([_ratio(v, total_sq) for v in sq_change]), unit,
+                                "share of the squared weight change, ‖ΔW‖² / Σ_all ‖ΔW‖² (NaN when nothing changed)"),
+        "frozen_by_policy": _var(p, frozen, unit, f"frozen by the freezing policy {policy!r} in a fine-tune started "
+                                 "from before (the D2O-F frozen set for policy 'conv')"),
+        "type_rel_change": _var(t, t_rel, unit, "relative change of the layer type, sqrt(Σ‖ΔW‖²) / sqrt(Σ‖W_before‖²) "
+                                "over its tensors (NaN for a type without parameters)"),
+        "type_abs_change": _var(t, t_abs, "weight units", "absolute change of the layer type, sqrt(Σ‖ΔW‖²)"),
+        "type_norm_before": _var(t, t_norm, "weight units", "norm of the layer type before, sqrt(Σ‖W_before‖²)"),
+        "type_n_params": _var(t, t_n, "parameters", "scalar parameters of the layer type"),
+        "type_share_of_change": _var(t, t_share, unit, "share of the squared weight change on the layer type, "
+                                     "Σ_type ‖ΔW‖² / Σ_all ‖ΔW‖²"),
+        "type_frozen_share": _var(t, t_frozen, unit, f"share of the layer type's parameters the policy {policy!r} "
+                                  "freezes (NaN for a type without parameters)"),
+        "frozen_share_of_change": _var((), _ratio(float(sq_change[frozen].sum()), total_sq), unit,
+                                       "share of the squared weight change on the frozen set, Σ_frozen ‖ΔW‖² / "
+                                       "Σ_all ‖ΔW‖² (NaN when nothing changed)"),
+        "frozen_share_of_params": _var((), n_params[frozen].sum() / n_total, unit,
+                                       "share of the parameters in the frozen set"),
+        "rel_change_frozen": _var((), aggregate(frozen), unit, "relative change of the frozen set, "
+                                  "sqrt(Σ_frozen ‖ΔW‖²) / sqrt(Σ_frozen ‖W_before‖²) (NaN when it is empty)"),
+        "rel_change_trainable": _var((), aggregate(~frozen), unit, "relative change of the trainable set, "
+                                     "sqrt(Σ_trainable ‖ΔW‖²) / sqrt(Σ_trainable ‖W_before‖²) (NaN when it is empty)"),
+        "rel_change_total": _var((), aggregate(np.ones(n, dtype=bool)), unit,
+                                 "relative change of all parameters, sqrt(Σ‖ΔW‖²) / sqrt(Σ‖W_before‖²)"),
+    }
+    coords = {"parameter": names, "parameter_layer_type": ("parameter", types, {"long_name": "layer type of the "
+                                                                                 "tensor (freqlab.freezing.layer_type)"}),
+              "layer_type": type_names}
+    ds = xr.Dataset(data, coords=coords)
+    ds.parameter.attrs["long_name"] = "parameter tensor name, in the order of before.named_parameters()"
+    ds.attrs.update(results.provenance_attrs(*(_resolved(x) for x in (before, after))))
+    ds.attrs.update({
+        "title": "What fine-tuning moves: weight change per parameter tensor",
+        "before": _describe(before), "after": _describe(after),
+        "before_metadata": _metadata(before), "after_metadata": _metadata(after),
+        "policy": policy, "policy_pattern": report.pattern,
+        "n_parameters": n_total, "n_tensors": n,
+        "definitions": "ΔW = W_after − W_before, norms Frobenius, sums in float64. frozen_share_of_change equals "
+                       "frozen_share_of_params when the change falls on weights in proportion to their count; "
+                       "below it the fine-tune mostly moves what the policy leaves trainable.",
+        "frozen_set": "what freqlab.gan.finetune freezes when started from before under the policy (a tensor "
+                      "already untrainable in before counts as frozen)",
+    })
+    return ds
+
+
+def _resolved(model: Any) -> Any:
+    """A path argument resolved through the run aliases (``RUN/final``), for the provenance attrs."""
+    if isinstance(model, (str, os.PathLike)):
+        from freqlab.checkpoints import resolve_checkpoint
+
+        try:
+            return resolve_checkpoint(model)
+        except (OSError, ValueError):
+            return model
+    return None
+
+
+#: A per-parameter ratio within this factor of 1 is reported as "about in proportion" by :func:`summary`.
+PROPORTIONAL = 1.25
+
+
+def change_per_parameter_ratio(ds: xr.Dataset) -> float:
+    """Mean squared change per parameter of the frozen set over that of the trainable set,
+    ``(fc / fp) / ((1 − fc) / (1 − fp))`` with ``fc = frozen_share_of_change``, ``fp = frozen_share_of_params``:
+    1 when the change falls in proportion to parameter count, below 1 when it favours the trainable set. NaN when
+    nothing changed or the policy freezes nothing or everything; inf when only the frozen set changed."""
+    fc, fp = float(ds.frozen_share_of_change), float(ds.frozen_share_of_params)
+    if not (np.isfinite(fc) and 0 < fp < 1):
+        return math.nan
+    return math.inf if fc == 1 else (fc / fp) / ((1 - fc) / (1 - fp))
+
+
+def top_layer_types(ds: xr.Dataset, k: int = 3) -> list[tuple[str, float, float, int]]:
+    """The ``k`` layer types with the largest ``type_rel_change``: ``(type, rel_change, share_of_change,
+    n_params)``, types without parameters or without a defined change left out."""
+    rows = [(str(t), float(r), float(s), int(n)) for t, r, s, n in zip(
+        ds.layer_type.values, ds.type_rel_change.values, ds.type_share_of_change.values, ds.type_n_params.values)
+        if n > 0 and np.isfinite(r)]
+    return sorted(rows, key=lambda row: -row[1])[:k]
+
+
+def summary(ds: xr.Dataset) -> str:
+    """A few lines of plain text: the share of the change on the frozen set against its share of the parameters,
+    the aggregate changes, and the three layer types that moved most."""
+    policy = ds.attrs.get("policy", "?")
+    fc, fp = float(ds.frozen_share_of_change), float(ds.frozen_share_of_params)
+    lines = [f"weight change {ds.attrs.get('before', '?')} -> {ds.attrs.get('after', '?')} "
+             f"({int(ds.attrs.get('n_tensors', ds.sizes['parameter']))} tensors, "
+             f"{int(ds.attrs.get('n_parameters', int(ds.n_params.sum()))):,} parameters)"]
+    if not np.isfinite(fc):
+        lines.append(f"no weight changed: every tensor is identical (the frozen set of policy {policy!r} holds "
+                     f"{fp:.1%} of the parameters)")
+        return "\n".join(lines)
+    lines.append(f"share of the squared change on the frozen set (policy {policy!r}): {fc:.1%}, vs its share of the "
+                 f"parameters: {fp:.1%}")
+    ratio = change_per_parameter_ratio(ds)
+    if not np.isfinite(ratio):
+        lines.append("  (the policy freezes nothing or everything: no frozen/trainable comparison)")
+    elif fc == 0:
+        lines.append("  the frozen set did not move at all (every frozen tensor identical), as in a fine-tune under "
+                     "this policy")
+    else:
+        if ratio < 1 / PROPORTIONAL:
+            how = "less than the trainable set: the change favours what the policy leaves trainable"
+        elif ratio > PROPORTIONAL:
+            how = "more than the trainable set: the change does not favour what the policy leaves trainable"
+        else:
+            how = (f"about as much as the trainable set (within {PROPORTIONAL}x): the change falls in proportion to "
+                   "parameter count, not on what the policy leaves trainable")
+        lines.append(f"  per parameter the frozen set moved {ratio:.3g}x the squared change of the trainable set, {how}"
+                     + ("; most of the change is on the trainable set" if fc < 0.5 else
+                        "; most of the change is still on the frozen set"))
+    lines.append(f"relative change ‖ΔW‖/‖W‖: frozen set {float(ds.rel_change_frozen):.3g}, trainable set "
+                 f"{float(ds.rel_change_trainable):.3g}, all {float(ds.rel_change_total):.3g}")
+    top = top_layer_types(ds)
+    if top:
+        lines.append("layer types that moved most (relative change, share of the squared change, parameters):")
+        for kind, rel, share, count in top:
+            frozen = float(ds.type_frozen_share.sel(layer_type=kind))
+            lines.append(f"  {kind:<16} {rel:.3g}  {share:6.1%}  {count:>10,}  ({frozen:.0%} frozen by the policy)")
+    return "\n".join(lines)
