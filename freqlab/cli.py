@@ -15,8 +15,8 @@ import sys
 
 from freqlab import outputs
 
-COMMANDS = ("spectra", "pretrain", "sweep", "finetune", "figures", "demo", "layers")
-LOCKS_OUT = ("spectra", "pretrain", "sweep", "finetune", "demo", "layers")  # commands whose --out is locked for the run
+COMMANDS = ("spectra", "pretrain", "sweep", "finetune", "figures", "demo", "layers", "weights")
+LOCKS_OUT = ("spectra", "pretrain", "sweep", "finetune", "demo", "layers", "weights")  # commands whose --out is locked for the run
 
 
 class _Parser(argparse.ArgumentParser):
