@@ -1,11 +1,15 @@
-"""What a fine-tune logs while it learns: spectra and band statistics of a fixed batch of outputs against the data
-(the sweep's measurement core), and PNG grids of samples."""
+"""What a training watches while it learns: a fine-tune's spectra and band statistics of a fixed batch of outputs
+against the data (the sweep's measurement core) and PNG grids of samples, pre-training's loss per σ range
+(:class:`LossBySigmaLog`), and, for both, the stop at a loss that is no longer finite (:func:`check_finite`,
+:class:`NonFiniteLossError`)."""
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 from pathlib import Path
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -14,7 +18,98 @@ import xarray as xr
 from freqlab import measure
 from freqlab.outputs import write_atomic
 
-__all__ = ["SpectralMonitor", "VARIABLE_ATTRS", "assemble_log", "log_row", "save_grid"]
+__all__ = ["LOSS_COLUMNS", "LossBySigmaLog", "NonFiniteLossError", "SpectralMonitor", "VARIABLE_ATTRS", "assemble_log",
+           "check_finite", "log_row", "save_grid"]
+
+
+class NonFiniteLossError(RuntimeError, ValueError):
+    """The training loss or gradient became NaN or infinite (a ValueError too, so the CLI prints one line)."""
+
+
+def check_finite(values: Mapping[str, float | torch.Tensor], *, step: int, detail: Callable[[str, float], str],
+                 kept: str, advice: str) -> None:
+    """Stop a training at a NaN or infinite value: :class:`NonFiniteLossError` for the first of ``values`` (name:
+    a float or a 0-d tensor) that is not finite, in one message shape for every training loop,
+
+        ``"the training {name} became non-finite at step {step} ({detail(name, value)}); {kept}; {advice}"``
+
+    which value, at which step (and ``detail``: where, e.g. σ or images seen), what stays on disk, what to do."""
+    for name, value in values.items():
+        value = float(value)
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"the training {name} became non-finite at step {step} ({detail(name, value)}); "
+                                     f"{kept}; {advice}")
+
+
+#: the columns of pre-training's ``loss_by_sigma.csv`` (:class:`LossBySigmaLog`)
+LOSS_COLUMNS = ("step", "images_seen", "sigma_lo", "sigma_hi", "count", "loss",
+                "skip_baseline", "loss_over_baseline")  # appended later: older logs end at "loss"
+
+
+class LossBySigmaLog:
+    """Pre-training's loss per σ bin, summed over an interval and appended to ``loss_by_sigma.csv`` at its end.
+
+    Next to the loss it sums the skip-only baseline (:func:`freqlab.pretrain.skip_baseline`) of the same images and σ draws, so
+    that a row's ``skip_baseline`` is the expectation over exactly what that row's ``loss`` averages: the σ mix
+    within a bin and the images of the interval both move the baseline, and a fixed reference (1, or the
+    baseline at the bin centre) would not.
+    """
+
+    def __init__(self, path: Path, edges, device):
+        self.path = path
+        self.edges = torch.tensor([0.0, *edges, math.inf], dtype=torch.float64)
+        self.inner = torch.tensor(list(edges), dtype=torch.float64, device=device)
+        self.sum = torch.zeros(len(edges) + 1, dtype=torch.float64, device=device)
+        self.baseline = torch.zeros_like(self.sum)
+        self.count = torch.zeros_like(self.sum)
+
+    def add(self, sigma: torch.Tensor, loss: torch.Tensor, baseline: torch.Tensor) -> None:
+        """Add per-image ``loss`` and ``baseline`` (both ``(N,)``) to the bins of their ``sigma``."""
+        b = torch.bucketize(sigma.detach().double(), self.inner, right=True)
+        self.sum.index_add_(0, b, loss.detach().double())
+        self.baseline.index_add_(0, b, baseline.detach().double())
+        self.count.index_add_(0, b, torch.ones_like(b, dtype=torch.float64))
+
+    def flush(self, step: int, images_seen: int) -> None:
+        s, base, c = self.sum.cpu().tolist(), self.baseline.cpu().tolist(), self.count.cpu().tolist()
+        new = not self.path.exists()
+        with open(self.path, "a", newline="") as fh:
+            w = csv.writer(fh)
+            if new:
+                w.writerow(LOSS_COLUMNS)
+            for i, (si, bi, ci) in enumerate(zip(s, base, c)):
+                if ci:  # bi > 0: every image's baseline is at least σd²/(σ² + σd²) > 0
+                    w.writerow((step, images_seen, f"{self.edges[i].item():g}", f"{self.edges[i + 1].item():g}",
+                                int(ci), f"{si / ci:.6g}", f"{bi / ci:.6g}", f"{si / bi:.6g}"))
+        self.sum.zero_()
+        self.baseline.zero_()
+        self.count.zero_()
+
+    def truncate(self, step: int) -> None:
+        """Drop rows after ``step`` (written after the training state a resume starts from).
+
+        A log written before the baseline columns existed (its header a prefix of :data:`LOSS_COLUMNS`) gets the
+        current header, and its old rows keep their values with the new columns left empty (their baseline
+        was never summed), so the file stays one table that new rows can be appended to.
+        """
+        if not self.path.exists():
+            return
+        with open(self.path, newline="") as fh:
+            rows = list(csv.reader(fh))
+        if not rows:  # an empty file (killed while creating it): flush writes the header again
+            self.path.unlink()
+            return
+        header = rows[0]
+        if tuple(header) != LOSS_COLUMNS[:len(header)]:
+            raise ValueError(f"{self.path} has columns {', '.join(header)}, not those of a pre-training loss log "
+                             f"({', '.join(LOSS_COLUMNS)}); pass --overwrite to start over")
+        width = len(LOSS_COLUMNS)
+        keep = [list(LOSS_COLUMNS)] + [r + [""] * (width - len(r)) for r in rows[1:] if r and int(r[0]) <= step]
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as fh:
+                csv.writer(fh).writerows(keep)
+
+        write_atomic(self.path, write)
 
 
 class SpectralMonitor:

@@ -50,14 +50,13 @@ Example
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
 import shutil
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -65,6 +64,7 @@ import torch
 
 from freqlab import __version__
 from freqlab.averaging import ema_beta, ema_lerp
+from freqlab.monitor import LOSS_COLUMNS, LossBySigmaLog, NonFiniteLossError, check_finite  # noqa: F401 (re-exported)
 from freqlab.pretrain_config import PRESETS, TrainConfig, make_config  # noqa: F401 (re-exported)
 from freqlab.outputs import holding, write_atomic
 from freqlab.rng import per_sample_randn, sample_seed
@@ -84,8 +84,6 @@ __all__ = [
 ]
 
 RUN_FILE, STATE_DIR, STATE_FILE, LOSS_FILE, CKPT_DIR = "run.json", "state", "state.pt", "loss_by_sigma.csv", "checkpoints"
-LOSS_COLUMNS = ("step", "images_seen", "sigma_lo", "sigma_hi", "count", "loss",
-                "skip_baseline", "loss_over_baseline")  # appended later: older logs end at "loss"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -164,10 +162,6 @@ def checkpoint_steps(steps: int, n: int) -> list[int]:
     for i in range(n - 1):
         out.add(round(steps ** (i / (n - 2))) if n > 2 else steps)
     return sorted(out)
-
-
-class NonFiniteLossError(RuntimeError, ValueError):
-    """The training loss or gradient became NaN or infinite (a ValueError too, so the CLI prints one line)."""
 
 
 @dataclass
@@ -270,72 +264,6 @@ def _lr(config: TrainConfig, step: int) -> float:
     return config.lr * warm
 
 
-class _LossLog:
-    """Training loss per σ bin, summed over an interval and appended to ``loss_by_sigma.csv`` at its end.
-
-    Next to the loss it sums the skip-only baseline (:func:`skip_baseline`) of the same images and σ draws, so
-    that a row's ``skip_baseline`` is the expectation over exactly what that row's ``loss`` averages: the σ mix
-    within a bin and the images of the interval both move the baseline, and a fixed reference (1, or the
-    baseline at the bin centre) would not.
-    """
-
-    def __init__(self, path: Path, edges, device):
-        self.path = path
-        self.edges = torch.tensor([0.0, *edges, math.inf], dtype=torch.float64)
-        self.inner = torch.tensor(list(edges), dtype=torch.float64, device=device)
-        self.sum = torch.zeros(len(edges) + 1, dtype=torch.float64, device=device)
-        self.baseline = torch.zeros_like(self.sum)
-        self.count = torch.zeros_like(self.sum)
-
-    def add(self, sigma: torch.Tensor, loss: torch.Tensor, baseline: torch.Tensor) -> None:
-        """Add per-image ``loss`` and ``baseline`` (both ``(N,)``) to the bins of their ``sigma``."""
-        b = torch.bucketize(sigma.detach().double(), self.inner, right=True)
-        self.sum.index_add_(0, b, loss.detach().double())
-        self.baseline.index_add_(0, b, baseline.detach().double())
-        self.count.index_add_(0, b, torch.ones_like(b, dtype=torch.float64))
-
-    def flush(self, step: int, images_seen: int) -> None:
-        s, base, c = self.sum.cpu().tolist(), self.baseline.cpu().tolist(), self.count.cpu().tolist()
-        new = not self.path.exists()
-        with open(self.path, "a", newline="") as fh:
-            w = csv.writer(fh)
-            if new:
-                w.writerow(LOSS_COLUMNS)
-            for i, (si, bi, ci) in enumerate(zip(s, base, c)):
-                if ci:  # bi > 0: every image's baseline is at least σd²/(σ² + σd²) > 0
-                    w.writerow((step, images_seen, f"{self.edges[i].item():g}", f"{self.edges[i + 1].item():g}",
-                                int(ci), f"{si / ci:.6g}", f"{bi / ci:.6g}", f"{si / bi:.6g}"))
-        self.sum.zero_()
-        self.baseline.zero_()
-        self.count.zero_()
-
-    def truncate(self, step: int) -> None:
-        """Drop rows after ``step`` (written after the training state a resume starts from).
-
-        A log written before the baseline columns existed (its header a prefix of :data:`LOSS_COLUMNS`) gets the
-        current header, and its old rows keep their values with the new columns left empty (their baseline
-        was never summed), so the file stays one table that new rows can be appended to.
-        """
-        if not self.path.exists():
-            return
-        with open(self.path, newline="") as fh:
-            rows = list(csv.reader(fh))
-        if not rows:  # an empty file (killed while creating it): flush writes the header again
-            self.path.unlink()
-            return
-        header = rows[0]
-        if tuple(header) != LOSS_COLUMNS[:len(header)]:
-            raise ValueError(f"{self.path} has columns {', '.join(header)}, not those of a pre-training loss log "
-                             f"({', '.join(LOSS_COLUMNS)}); pass --overwrite to start over")
-        width = len(LOSS_COLUMNS)
-        keep = [list(LOSS_COLUMNS)] + [r + [""] * (width - len(r)) for r in rows[1:] if r and int(r[0]) <= step]
-        def write(tmp: Path) -> None:
-            with open(tmp, "w", newline="") as fh:
-                csv.writer(fh).writerows(keep)
-
-        write_atomic(self.path, write)
-
-
 def _save_state(path: Path, state: dict) -> None:
     write_atomic(path, lambda tmp: torch.save(state, tmp))  # a kill leaves the previous state intact
 
@@ -386,6 +314,34 @@ def _checkpoint_name(step: int) -> str:
 # --------------------------------------------------------------------------------------------------------------
 # the loop
 # --------------------------------------------------------------------------------------------------------------
+@dataclass
+class _Run:
+    """A pre-training run in memory: networks, optimizer, data, the step reached and ``interval``, the loss sum
+    and count since the last checkpoint (its ``loss`` metadata)."""
+
+    config: TrainConfig
+    out: Path
+    dev: torch.device
+    denoiser: torch.nn.Module
+    ema: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_log: LossBySigmaLog
+    batches: _Batches
+    step: int = 0
+    interval: list = field(default_factory=lambda: [0.0, 0])
+
+    def __post_init__(self):
+        self.params, self.ema_params = list(self.denoiser.parameters()), list(self.ema.parameters())
+        self.state_path = self.out / STATE_DIR / STATE_FILE
+
+    def state_dict(self) -> dict:
+        """The resumable training state (on the CPU)."""
+        return {"step": self.step, "images_seen": self.step * self.config.batch_size,
+                "model": _cpu(self.denoiser.state_dict()), "ema": _cpu(self.ema.state_dict()),
+                "optimizer": self.optimizer.state_dict(), "interval_loss": self.interval[0],
+                "interval_count": self.interval[1]}
+
+
 @holding("out_dir")
 def pretrain(config: TrainConfig | None = None, out_dir="runs/pretrain", *, resume: bool = False,
              overwrite: bool = False, device="auto", progress: bool = True, max_steps_this_call: int | None = None,
@@ -418,12 +374,49 @@ def pretrain(config: TrainConfig | None = None, out_dir="runs/pretrain", *, resu
     """
     from tqdm.auto import tqdm
 
-    from freqlab.checkpoints import save_checkpoint
-    from freqlab.data import make_source
-    from freqlab.devices import autocast_context, resolve_device
+    from freqlab.devices import resolve_device
 
     config = (config or make_config()).validate()
     dev = resolve_device(device)
+    source, out = _training_source(config), Path(out_dir)
+    has_run = _prepare_out_dir(out, config, overwrite=overwrite)
+    run = _new_run(config, out, dev, source)
+    finished = _resume_or_start(run, has_run=has_run, resume=resume)
+    if finished is not None:
+        return finished
+    targets = checkpoint_steps(config.steps, config.n_checkpoints)
+    if run.step == 0 and not (out / CKPT_DIR / _checkpoint_name(0)).is_dir():
+        _write_checkpoint(run)
+    start_step = run.step
+    stop = config.steps if max_steps_this_call is None else min(config.steps, start_step + int(max_steps_this_call))
+    bar = tqdm(total=config.steps, initial=start_step, unit="step", file=sys.stderr, disable=not progress,
+               desc=f"pretrain {config.preset}", dynamic_ncols=True)
+    train_seconds, smooth, smooth_baseline = 0.0, None, None
+    stream = _batch_stream(run.batches, start_step, stop, prefetch=dev.type != "cpu")
+    try:
+        while run.step < stop:
+            t0 = time.perf_counter()
+            loss_value, lr, baseline = _train_step(run, next(stream))
+            train_seconds += time.perf_counter() - t0
+            smooth, smooth_baseline = _smoothed(smooth, loss_value), _smoothed(smooth_baseline, float(baseline.mean()))
+            _save_progress(run, targets, stop)
+            bar.update(1)
+            bar.set_postfix(loss=f"{smooth:.4f}", loss_over_baseline=f"{smooth / smooth_baseline:.3f}",
+                            img_s=f"{(run.step - start_step) * config.batch_size / train_seconds:.1f}", refresh=False)
+            if callback is not None:
+                callback({"step": run.step, "images_seen": run.step * config.batch_size, "loss": loss_value,
+                          "lr": lr, "denoiser": run.denoiser, "ema": run.ema})
+    finally:
+        bar.close()
+        stream.close()
+    return _result(out, run.step, config, train_seconds, run.step - start_step, smooth,
+                   None if smooth is None else smooth / smooth_baseline)
+
+
+def _training_source(config: TrainConfig):
+    """The run's data source, checked: no data option that has its own setting, some images, at least a batch."""
+    from freqlab.data import make_source
+
     reserved = sorted(set(config.data_options) & {"path", "split", "seed", "resolution", "grayscale"})
     if reserved:
         raise ValueError(f"data option(s) {', '.join(reserved)} have their own settings (--data-path, --data-seed, "
@@ -435,119 +428,120 @@ def pretrain(config: TrainConfig | None = None, out_dir="runs/pretrain", *, resu
     if source.size is not None and config.batch_size > source.size:
         raise ValueError(f"batch size {config.batch_size} is larger than the data ({source.size} images in "
                          f"{config.data!r}); use --batch-size {source.size} or less")
-    out = Path(out_dir)
-    has_run = _prepare_out_dir(out, config, overwrite=overwrite)
-    state_path = out / STATE_DIR / STATE_FILE
+    return source
 
+
+def _new_run(config: TrainConfig, out: Path, dev: torch.device, source) -> _Run:
+    """A run at step 0: the initial weights (raw and EMA alike) and a fresh optimizer."""
     denoiser = build_denoiser(config, source.shape[0]).to(dev).train()
     ema = build_denoiser(config, source.shape[0]).to(dev).eval().requires_grad_(False)
-    params, ema_params = list(denoiser.parameters()), list(ema.parameters())
-    optimizer = torch.optim.Adam(params, lr=config.lr, betas=tuple(config.betas))
-    loss_log = _LossLog(out / LOSS_FILE, config.loss_sigma_edges, dev)
-    step, interval = 0, [0.0, 0]  # loss sum and count since the last checkpoint (its "loss" metadata)
-    if has_run and state_path.is_file():
+    optimizer = torch.optim.Adam(list(denoiser.parameters()), lr=config.lr, betas=tuple(config.betas))
+    loss_log = LossBySigmaLog(out / LOSS_FILE, config.loss_sigma_edges, dev)
+    return _Run(config, out, dev, denoiser, ema, optimizer, loss_log, _Batches(config, source))
+
+
+def _resume_or_start(run: _Run, *, has_run: bool, resume: bool) -> PretrainResult | None:
+    """Load the saved training state of a run there is one of (``resume`` needed for an unfinished one) and drop
+    the loss log's rows after it; the result, with nothing to do, of a run that had already finished."""
+    if has_run and run.state_path.is_file():
         try:
-            state = torch.load(state_path, map_location="cpu", weights_only=True)
+            state = torch.load(run.state_path, map_location="cpu", weights_only=True)
             saved_step = int(state["step"])
         except Exception as err:  # noqa: BLE001 - torch raises many kinds for a truncated or foreign file
-            raise ValueError(f"the resume state {state_path} is unreadable (truncated or corrupt: "
+            raise ValueError(f"the resume state {run.state_path} is unreadable (truncated or corrupt: "
                              f"{type(err).__name__}); pass --overwrite to start over") from None
-        if saved_step >= config.steps:  # finished: reruns skip finished work
-            return _result(out, saved_step, config, 0.0, 0, None)
+        if saved_step >= run.config.steps:  # finished: reruns skip finished work
+            return _result(run.out, saved_step, run.config, 0.0, 0, None)
         if not resume:
-            raise ValueError(f"{out} holds an unfinished run (step {saved_step} of {config.steps}); pass --resume "
-                             "to continue it or --overwrite to start over")
-        denoiser.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, interval = saved_step, [float(state["interval_loss"]), int(state["interval_count"])]
-        del state
-    loss_log.truncate(step)
+            raise ValueError(f"{run.out} holds an unfinished run (step {saved_step} of {run.config.steps}); pass "
+                             "--resume to continue it or --overwrite to start over")
+        run.denoiser.load_state_dict(state["model"])
+        run.ema.load_state_dict(state["ema"])
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.step, run.interval = saved_step, [float(state["interval_loss"]), int(state["interval_count"])]
+    run.loss_log.truncate(run.step)
+    return None
 
-    targets = checkpoint_steps(config.steps, config.n_checkpoints)
-    batches = _Batches(config, source)
-    meta = {"kind": "pretrain", "ema": True, "preset": config.preset, "data": config.data, "seed": config.seed,
-            "batch_size": config.batch_size}
 
-    def state_dict() -> dict:
-        return {"step": step, "images_seen": step * config.batch_size, "model": _cpu(denoiser.state_dict()),
-                "ema": _cpu(ema.state_dict()), "optimizer": optimizer.state_dict(),
-                "interval_loss": interval[0], "interval_count": interval[1]}
+def _train_step(run: _Run, batch) -> tuple[float, float, torch.Tensor]:
+    """One optimisation step on ``batch`` (x0, σ, noise): Adam at the step's learning rate, then the EMA; the loss
+    is added to the σ log and the checkpoint interval. Returns the loss, the learning rate and the skip-only
+    baseline of these very images and σ (per image: what the loss must get below to have learned)."""
+    from freqlab.devices import autocast_context
 
-    def write_checkpoint() -> None:
-        loss = interval[0] / interval[1] if interval[1] else None
-        if step == 0 and loss is None:  # the control's loss: the initial weights on the first batch
-            with torch.no_grad(), autocast_context(dev, config.amp), _step_rng(config, 0, dev):
-                x0, sigma, noise = (t.to(dev) for t in batches(0))
-                loss = float(edm_loss(denoiser, x0, sigma, noise).mean())
-        save_checkpoint(out / CKPT_DIR / _checkpoint_name(step), ema,
-                        metadata={**meta, "step": step, "images_seen": step * config.batch_size, "loss": loss})
-        interval[:] = [0.0, 0]
-
-    if step == 0 and not (out / CKPT_DIR / _checkpoint_name(0)).is_dir():
-        write_checkpoint()
-    start_step, stop = step, config.steps if max_steps_this_call is None else min(config.steps,
-                                                                                 step + int(max_steps_this_call))
-    bar = tqdm(total=config.steps, initial=step, unit="step", file=sys.stderr, disable=not progress,
-               desc=f"pretrain {config.preset}", dynamic_ncols=True)
-    train_seconds, smooth, smooth_baseline = 0.0, None, None
-    stream = _batch_stream(batches, step, stop, prefetch=dev.type != "cpu")
-    try:
-        while step < stop:
-            t0 = time.perf_counter()
-            x0, sigma, noise = (t.to(dev, non_blocking=True) for t in next(stream))
-            lr = _lr(config, step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with autocast_context(dev, config.amp), _step_rng(config, step, dev):
-                per_image = edm_loss(denoiser, x0, sigma, noise)
-            loss = per_image.mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip if config.grad_clip > 0 else math.inf)
-            loss_value = float(loss.detach())
-            if not (math.isfinite(loss_value) and math.isfinite(float(grad_norm))):
-                bad = ~torch.isfinite(per_image.detach())
-                where = sigma[bad] if bool(bad.any()) else sigma
-                what = "loss" if bool(bad.any()) else "gradient"
-                raise NonFiniteLossError(
-                    f"the training {what} became non-finite at step {step} (σ = "
-                    f"{', '.join(f'{s:.3g}' for s in where[:4].tolist())}{', ...' if len(where) > 4 else ''}); "
-                    f"the last good training state and checkpoints in {out} are kept; lower --lr (now {config.lr:g}) "
-                    "or --grad-clip")
-            optimizer.step()
-            step += 1
-            ema_lerp(ema_params, params, ema_beta(step * config.batch_size, config.batch_size,
+    config, dev = run.config, run.dev
+    x0, sigma, noise = (t.to(dev, non_blocking=True) for t in batch)
+    lr = _lr(config, run.step)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    with autocast_context(dev, config.amp), _step_rng(config, run.step, dev):
+        per_image = edm_loss(run.denoiser, x0, sigma, noise)
+    loss = per_image.mean()
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.params, config.grad_clip if config.grad_clip > 0 else math.inf)
+    loss_value = float(loss.detach())
+    _check_finite(run, loss_value, grad_norm, per_image, sigma)
+    run.optimizer.step()
+    run.step += 1
+    ema_lerp(run.ema_params, run.params, ema_beta(run.step * config.batch_size, config.batch_size,
                                                   config.ema_halflife_images, config.ema_rampup_ratio,
                                                   config.ema_decay))
-            # the skip-only loss of these very images and σ: what the loss must get below to have learned
-            baseline = skip_baseline(sigma.double(), x0.float().square().mean(dim=(1, 2, 3)).double(),
-                                     config.sigma_data)
-            loss_log.add(sigma, per_image, baseline)
-            interval[0] += loss_value
-            interval[1] += 1
-            train_seconds += time.perf_counter() - t0
-            baseline_value = float(baseline.mean())
-            smooth = loss_value if smooth is None else 0.9 * smooth + 0.1 * loss_value
-            smooth_baseline = (baseline_value if smooth_baseline is None
-                               else 0.9 * smooth_baseline + 0.1 * baseline_value)
-            if step % config.log_every == 0 or step % config.state_every == 0 or step in targets or step == stop:
-                loss_log.flush(step, step * config.batch_size)
-            if step in targets:
-                write_checkpoint()
-            if step % config.state_every == 0 or step in targets or step == stop:
-                _save_state(state_path, state_dict())
-            bar.update(1)
-            bar.set_postfix(loss=f"{smooth:.4f}", loss_over_baseline=f"{smooth / smooth_baseline:.3f}",
-                            img_s=f"{(step - start_step) * config.batch_size / train_seconds:.1f}", refresh=False)
-            if callback is not None:
-                callback({"step": step, "images_seen": step * config.batch_size, "loss": loss_value, "lr": lr,
-                          "denoiser": denoiser, "ema": ema})
-    finally:
-        bar.close()
-        stream.close()
-    return _result(out, step, config, train_seconds, step - start_step, smooth,
-                   None if smooth is None else smooth / smooth_baseline)
+    baseline = skip_baseline(sigma.double(), x0.float().square().mean(dim=(1, 2, 3)).double(), config.sigma_data)
+    run.loss_log.add(sigma, per_image, baseline)
+    run.interval[0] += loss_value
+    run.interval[1] += 1
+    return loss_value, lr, baseline
+
+
+def _check_finite(run: _Run, loss: float, grad_norm: torch.Tensor, per_image: torch.Tensor,
+                  sigma: torch.Tensor) -> None:
+    """Stop before the optimizer step at a non-finite loss or gradient (:func:`freqlab.monitor.check_finite`),
+    naming the σ of the images whose loss is not finite (of the whole batch for the gradient)."""
+
+    def sigmas(name: str, value: float) -> str:
+        bad = ~torch.isfinite(per_image.detach())
+        where = sigma[bad] if bool(bad.any()) else sigma
+        return f"σ = {', '.join(f'{s:.3g}' for s in where[:4].tolist())}{', ...' if len(where) > 4 else ''}"
+
+    check_finite({"loss": loss, "gradient": grad_norm}, step=run.step, detail=sigmas,
+                 kept=f"the last good training state and checkpoints in {run.out} are kept",
+                 advice=f"lower --lr (now {run.config.lr:g}) or --grad-clip")
+
+
+def _smoothed(smooth: float | None, value: float) -> float:
+    """The progress bar's running mean: ``value`` at first, then 0.9·``smooth`` + 0.1·``value``."""
+    return value if smooth is None else 0.9 * smooth + 0.1 * value
+
+
+def _save_progress(run: _Run, targets: list[int], stop: int) -> None:
+    """After a step: the loss log every ``log_every`` steps, a checkpoint at the target steps, the training state
+    every ``state_every`` steps (each also at the checkpoints, the state and the log at the call's last step)."""
+    step, config = run.step, run.config
+    if step % config.log_every == 0 or step % config.state_every == 0 or step in targets or step == stop:
+        run.loss_log.flush(step, step * config.batch_size)
+    if step in targets:
+        _write_checkpoint(run)
+    if step % config.state_every == 0 or step in targets or step == stop:
+        _save_state(run.state_path, run.state_dict())
+
+
+def _write_checkpoint(run: _Run) -> None:
+    """The EMA weights at ``run.step``, with the mean loss since the last checkpoint as ``loss`` (at step 0, the
+    control's: the initial weights on the first batch); the interval starts again."""
+    from freqlab.checkpoints import save_checkpoint
+    from freqlab.devices import autocast_context
+
+    config, step = run.config, run.step
+    loss = run.interval[0] / run.interval[1] if run.interval[1] else None
+    if step == 0 and loss is None:
+        with torch.no_grad(), autocast_context(run.dev, config.amp), _step_rng(config, 0, run.dev):
+            x0, sigma, noise = (t.to(run.dev) for t in run.batches(0))
+            loss = float(edm_loss(run.denoiser, x0, sigma, noise).mean())
+    save_checkpoint(run.out / CKPT_DIR / _checkpoint_name(step), run.ema, metadata={
+        "kind": "pretrain", "ema": True, "preset": config.preset, "data": config.data, "seed": config.seed,
+        "batch_size": config.batch_size, "step": step, "images_seen": step * config.batch_size, "loss": loss})
+    run.interval[:] = [0.0, 0]
 
 
 def _result(out: Path, step: int, config: TrainConfig, seconds: float, done: int, loss,
