@@ -59,8 +59,13 @@ def load_model(model: Any, *, trust_pickle: bool = False, role: str = "model") -
     :class:`~freqlab.generator.Generator` (parameters prefixed ``denoiser.``) and a ``DataParallel`` /
     ``DistributedDataParallel`` wrapper (``module.``) are unwrapped, so names line up with the checkpoints'."""
     if isinstance(model, (str, os.PathLike)):
+        from pathlib import Path
+
         from freqlab.checkpoints import load_denoiser
 
+        if Path(model).is_dir() and (Path(model) / "checkpoints").is_dir():
+            raise ValueError(f"{role} {os.fspath(model)} is a run directory; name one of its checkpoints, e.g. "
+                             f"{Path(model) / 'final'} (its last one)")
         return load_denoiser(model, trust_pickle=trust_pickle)
     if not isinstance(model, nn.Module):
         raise ValueError(f"{role} must be a checkpoint path or a torch module, got {type(model).__name__}")
@@ -298,15 +303,13 @@ def summary(ds: xr.Dataset) -> str:
                      "this policy")
     else:
         if ratio < 1 / PROPORTIONAL:
-            how = "less than the trainable set: the change favours what the policy leaves trainable"
+            how = "the change favours what the policy leaves trainable"
         elif ratio > PROPORTIONAL:
-            how = "more than the trainable set: the change does not favour what the policy leaves trainable"
+            how = "the change favours the frozen set"
         else:
-            how = (f"about as much as the trainable set (within {PROPORTIONAL}x): the change falls in proportion to "
-                   "parameter count, not on what the policy leaves trainable")
-        lines.append(f"  per parameter the frozen set moved {ratio:.3g}x the squared change of the trainable set, {how}"
-                     + ("; most of the change is on the trainable set" if fc < 0.5 else
-                        "; most of the change is still on the frozen set"))
+            how = f"about in proportion to parameter count (within {PROPORTIONAL}x): no preference for either set"
+        lines.append(f"  per parameter, the frozen set moved {ratio:.3g}x the squared change of the trainable set: {how}")
+        lines.append(f"  most of the squared change is on the {'trainable' if fc < 0.5 else 'frozen'} set")
     lines.append(f"relative change ‖ΔW‖/‖W‖: frozen set {float(ds.rel_change_frozen):.3g}, trainable set "
                  f"{float(ds.rel_change_trainable):.3g}, all {float(ds.rel_change_total):.3g}")
     top = top_layer_types(ds)

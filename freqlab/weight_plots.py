@@ -103,11 +103,15 @@ def _tensors_panel(ax: plt.Axes, ds: xr.Dataset) -> None:
     if positive.size:
         ax.set_yscale("log")
         floor = positive.min() / 10
-        ax.axhline(floor, color="0.5", lw=0.8, ls=":")
-        ax.text(0.005, floor / 1.3, " exactly 0 (drawn at this line)", transform=ax.get_yaxis_transform(),
-                va="top", fontsize=7, color="0.35")
+        if (rel == 0).any():  # exact zeros have no place on a log axis: drawn on a floor line, said so
+            ax.axhline(floor, color="0.5", lw=0.8, ls=":")
+            ax.text(0.005, floor / 1.3, " exactly 0 (drawn at this line)", transform=ax.get_yaxis_transform(),
+                    va="top", fontsize=7, color="0.35")
+            bottom = floor / 8
+        else:
+            bottom = positive.min() / 3
         shown = np.where(rel > 0, rel, floor)
-        ax.set_ylim(floor / 8, floor * (positive.max() / floor) ** 1.45)  # headroom for the legend and text
+        ax.set_ylim(bottom, bottom * (positive.max() / bottom) ** 1.45)  # headroom for the text box
     else:
         shown = np.where(np.isfinite(rel), rel, 0.0)
         ax.set_ylim(-0.5, 1)

@@ -232,6 +232,8 @@ def test_cli_writes_the_files_and_prints_a_summary(checkpoint, finetunes, tmp_pa
     assert main(["weights", str(checkpoint), str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("freqlab weights: error:") and "\n" not in err
+    assert main(["weights", str(checkpoint.parents[1]), str(checkpoint), "--out", str(tmp_path / "z")]) == 2
+    assert "is a run directory" in capsys.readouterr().err
     assert main(["weights", str(checkpoint), str(checkpoint), "--policy", "(", "--out", str(tmp_path / "y")]) == 2
     assert "not a valid regular expression" in capsys.readouterr().err
 
