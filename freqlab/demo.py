@@ -1,4 +1,5 @@
-"""The end-to-end demo: pre-training → sweep → D2O-F fine-tuning and its random-init control → figures → report.
+"""The end-to-end demo: pre-training → sweep → D2O-F fine-tuning and its random-init control → inside the network
+→ figures → report.
 
 Every stage writes into one results directory and resumes: rerunning the demo reuses finished stages (a finished
 pre-training run, the sweep's finished checkpoints, a finished fine-tune) and continues an interrupted one.
@@ -6,10 +7,14 @@ pre-training run, the sweep's finished checkpoints, a finished fine-tune) and co
 Layout of the results directory::
 
     pretrain/                 the pre-training run (checkpoints/step-*/ at log-spaced steps, loss per σ range)
-    sweep.nc                  one-step spectra across σ × checkpoints (freqlab.sweep)
+    sweep.nc                  one-step spectra across σ × checkpoints, and EDM's N-step sampler from the same
+                              noise with its band trajectory (freqlab.sweep, modes denoise, generate, sample)
     finetune-pretrained/      D2O-F (conv-frozen) GAN fine-tune from the final pre-training checkpoint (first seed)
     finetune-random/          the same fine-tune from a random initialisation (the control; first seed)
     finetune-*-seed<k>/       the same two fine-tunes repeated with seed + k (the spread over seeds)
+    finetune-unfrozen/        one D2O fine-tune with nothing frozen (what it moves)
+    layer_spectra.nc          feature spectra of every UNet block: pre-trained, random init, D2O-F fine-tuned
+    weight_change.nc          ‖ΔW‖/‖W‖ per parameter and layer type of the D2O run, beside the D2O-F frozen set
     data_spectra.nc           spectra of the default data beside dead leaves, a GRF and white noise
     figures/                  every figure (PNG and PDF), see freqlab.figures
     report.md                 what the numbers say, in plain words
@@ -28,7 +33,10 @@ from pathlib import Path
 from freqlab.devices import resolve_device
 from freqlab.outputs import holding
 
-__all__ = ["DemoSettings", "demo_settings", "run_demo"]
+__all__ = ["DemoSettings", "demo_settings", "run_demo", "UNFROZEN"]
+
+#: The D2O fine-tune (nothing frozen) whose weight change the demo measures.
+UNFROZEN = "finetune-unfrozen"
 
 
 @dataclass
@@ -51,7 +59,11 @@ class DemoSettings:
     finetune_workers: int | None = None  # parallel fine-tunes (one torch thread each); None: one per CPU core on a
     #                                      CPU (small models use two threads poorly), one on a GPU
     spectra_images: int = 512
-    finetune_early: bool = False  # also fine-tune from an early checkpoint (slower; the GAN measurements do)
+    finetune_unfrozen: bool = True  # one D2O fine-tune with nothing frozen (what it moves: weight_change.nc)
+    sample_images: int = 32  # the sweep's sample mode (EDM's Heun sampler): images, and steps (2N-1 model calls)
+    sample_steps: int = 18
+    layer_images: int = 32  # per-layer feature spectra: images and noise levels (freqlab.layer_spectra)
+    layer_sigmas: int = 4
 
 
 # the GPU demo's departures from the cifar preset (EDM's 400k-step CIFAR-10 schedule) for an 800-step run: in so
@@ -67,13 +79,14 @@ def demo_settings(*, quick: bool = False, device: str = "cpu") -> DemoSettings:
     """Stage sizes: the CPU default fits 12 minutes on two cores; ``quick`` is a smoke test (< 2 minutes)."""
     if quick:
         return DemoSettings(preset="tiny", sweep_images=16, sweep_batch=16, n_sigmas=5, finetune_images=96,
-                            finetune_batch=8, finetune_log_every=32, spectra_images=64, finetune_seeds=2)
+                            finetune_batch=8, finetune_log_every=32, spectra_images=64, finetune_seeds=2,
+                            sample_images=8, sample_steps=4, layer_images=8, layer_sigmas=2)
     if resolve_device(device).type == "cuda":
         # measured end to end on one H200: 2.7 min (figures/gpu-h200/). Fine-tunes of 2,000 images with a log row
         # every 1,000: each row saves the resumable state, several hundred MB for this model
         return DemoSettings(preset="cifar", pretrain_overrides=GPU_PRETRAIN, sweep_images=256, sweep_batch=256,
                             finetune_images=2_000, finetune_batch=32, finetune_log_every=1_000, spectra_images=4096,
-                            finetune_seeds=3)
+                            finetune_seeds=3, sample_images=256, layer_images=64)
     return DemoSettings()
 
 
@@ -121,54 +134,104 @@ def run_finetunes(jobs: list[dict], workers: int) -> None:
 def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str = "auto", seed: int = 0,
              settings: DemoSettings | None = None, progress: bool = True) -> Path:
     """Run (or resume) every stage of the demo into ``out``; returns the path of ``report.md``."""
-    from freqlab import dataspectra, figures, pretrain, report, results, sweep
-    from freqlab.checkpoints import discover_checkpoints
+    from freqlab import figures, report
 
     out = Path(out)
     dev = resolve_device(device)
     s = settings or demo_settings(quick=quick, device=str(dev))
     start = time.monotonic()
-    n = 6
+    stages = _Stages(start)
     out.mkdir(parents=True, exist_ok=True)
-
-    _stage(1, n, f"pre-training ({s.preset})", start)
-    config = pretrain.make_config(s.preset, seed=seed, **s.pretrain_overrides)
-    run = pretrain.pretrain(config, out / "pretrain", resume=True, device=dev, progress=progress)
-    if not run.finished or run.final is None:
-        raise ValueError(f"pre-training in {out / 'pretrain'} did not finish; rerun the demo to resume it")
-    checkpoints = discover_checkpoints(out / "pretrain")
-
-    _stage(2, n, f"sweep over {len(checkpoints)} checkpoints x {s.n_sigmas} noise levels", start)
-    ds = sweep.sweep(out / "pretrain", "natural", s.n_sigmas, n_images=s.sweep_images, batch_size=s.sweep_batch,
-                     seed=seed, device=dev, out=out / "sweep.nc", resume=True, progress=progress)
-    print(sweep.summarize(ds), file=sys.stderr)
-
-    _stage(3, n, f"GAN fine-tuning, {s.finetune_seeds} seed(s) each: D2O-F from the final checkpoint, and from a "
-              "random init (control)", start)
-    runs = {"pretrained": (checkpoints[-1].path, "checkpoint"), "random": (checkpoints[-1].path, "random")}
-    if s.finetune_early:
-        early = checkpoints[min(2, len(checkpoints) - 1)]
-        runs["early"] = (early.path, "checkpoint")
-    jobs = [dict(init=path, out_dir=out / figures.run_dir(name, k), init_kind=kind, freeze="conv", loss=s.finetune_loss,
-                 n_images=s.finetune_images, batch_size=s.finetune_batch, log_every=s.finetune_log_every,
-                 seed=seed + k, device=str(dev), resume=True, progress=progress)
-            for k in range(s.finetune_seeds) for name, (path, kind) in runs.items()]
-    workers = s.finetune_workers or (1 if dev.type != "cpu" else min(len(jobs), os.cpu_count() or 1))
-    run_finetunes(jobs, workers)
-
-    _stage(4, n, "data spectra", start)
-    spectra_path = out / "data_spectra.nc"
-    if not spectra_path.exists():
-        res = 16 if quick else 32
-        results.save(dataspectra.data_spectra(n_images=s.spectra_images, resolution=res, seed=seed, device=dev,
-                                              progress=progress), spectra_path)
-
-    _stage(5, n, "figures", start)
+    checkpoints = _pretrain_stage(out, s, seed, dev, progress, stages)
+    _sweep_stage(out, s, seed, dev, progress, stages, len(checkpoints))
+    _finetune_stage(out, s, seed, dev, progress, stages, checkpoints[-1].path)
+    _inside_stage(out, s, seed, dev, progress, stages, checkpoints[-1].path)
+    _data_spectra_stage(out, s, seed, dev, progress, stages, quick)
+    stages.next("figures")
     written = figures.make_figures(out, out / "figures")
-
-    _stage(6, n, "report", start)
+    stages.next("report")
     path = report.write_report(out)
     minutes = (time.monotonic() - start) / 60
     print(f"demo finished in {minutes:.1f} min: {len(written)} figure files in {out / 'figures'}, report {path}",
           file=sys.stderr)
     return path
+
+
+class _Stages:
+    """Numbered stage lines on stderr with the elapsed time (the README's timings come from these)."""
+
+    N = 7
+
+    def __init__(self, start: float):
+        self.start, self.i = start, 0
+
+    def next(self, name: str) -> None:
+        self.i += 1
+        _stage(self.i, self.N, name, self.start)
+
+
+def _pretrain_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, stages: _Stages) -> list:
+    from freqlab import pretrain
+    from freqlab.checkpoints import discover_checkpoints
+
+    stages.next(f"pre-training ({s.preset})")
+    config = pretrain.make_config(s.preset, seed=seed, **s.pretrain_overrides)
+    run = pretrain.pretrain(config, out / "pretrain", resume=True, device=dev, progress=progress)
+    if not run.finished or run.final is None:
+        raise ValueError(f"pre-training in {out / 'pretrain'} did not finish; rerun the demo to resume it")
+    return discover_checkpoints(out / "pretrain")
+
+
+def _sweep_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, stages: _Stages, n: int) -> None:
+    from freqlab import sweep
+
+    stages.next(f"sweep over {n} checkpoints x {s.n_sigmas} noise levels, and {s.sample_steps}-step Heun samples "
+                f"of {s.sample_images} images from the same noise")
+    ds = sweep.sweep(out / "pretrain", "natural", s.n_sigmas, modes=sweep.MODES, n_images=s.sweep_images,
+                     batch_size=s.sweep_batch, seed=seed, device=dev, out=out / "sweep.nc", resume=True,
+                     progress=progress, sample_steps=s.sample_steps, sample_images=s.sample_images)
+    print(sweep.summarize(ds), file=sys.stderr)
+
+
+def _finetune_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, stages: _Stages, final) -> None:
+    from freqlab import figures
+
+    stages.next(f"GAN fine-tuning, {s.finetune_seeds} seed(s) each: D2O-F from the final checkpoint, and from a "
+                "random init (control); one D2O (nothing frozen)")
+    runs = {"pretrained": (final, "checkpoint"), "random": (final, "random")}
+    common = dict(loss=s.finetune_loss, n_images=s.finetune_images, batch_size=s.finetune_batch,
+                  log_every=s.finetune_log_every, device=str(dev), resume=True, progress=progress)
+    jobs = [dict(init=path, out_dir=out / figures.run_dir(name, k), init_kind=kind, freeze="conv", seed=seed + k,
+                 **common) for k in range(s.finetune_seeds) for name, (path, kind) in runs.items()]
+    if s.finetune_unfrozen:  # what an unfrozen fine-tune moves (freqlab.weight_change)
+        jobs.insert(0, dict(init=final, out_dir=out / UNFROZEN, init_kind="checkpoint", freeze="none", seed=seed,
+                            **common))
+    workers = s.finetune_workers or (1 if dev.type != "cpu" else min(len(jobs), os.cpu_count() or 1))
+    run_finetunes(jobs, workers)
+
+
+def _inside_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, stages: _Stages, final) -> None:
+    """Per-layer feature spectra (pre-trained, random init, D2O-F fine-tuned) and what the unfrozen D2O moved."""
+    from freqlab import layer_spectra, results, weight_change
+
+    stages.next("inside the network: per-layer feature spectra and the weight change of D2O")
+    if not (out / "layer_spectra.nc").exists():
+        models = {"pretrained": final, "d2o-f": out / "finetune-pretrained" / "final"}
+        layer_spectra.layer_spectra(models, "natural", s.layer_sigmas, n_images=s.layer_images,
+                                    batch_size=s.layer_images, seed=seed, device=dev, random_init=True,
+                                    progress=progress, out=out / "layer_spectra.nc")
+    if s.finetune_unfrozen and not (out / "weight_change.nc").exists():
+        results.save(weight_change.weight_change(final, out / UNFROZEN / "final", policy="conv"),
+                     out / "weight_change.nc")
+
+
+def _data_spectra_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, stages: _Stages,
+                        quick: bool) -> None:
+    from freqlab import dataspectra, results
+
+    stages.next("data spectra")
+    path = out / "data_spectra.nc"
+    if not path.exists():
+        res = 16 if quick else 32
+        results.save(dataspectra.data_spectra(n_images=s.spectra_images, resolution=res, seed=seed, device=dev,
+                                              progress=progress), path)

@@ -26,10 +26,11 @@ def _plots():
     return plots
 
 
-def _sampler_plots():
-    from freqlab import sampler_plots
+def _module(name: str):
+    """A plotting module, imported when a figure is drawn (``freqlab.<name>``)."""
+    import importlib
 
-    return sampler_plots
+    return importlib.import_module(f"freqlab.{name}")
 
 
 def _load(path: Path) -> "xr.Dataset":
@@ -109,11 +110,17 @@ FIGURES: dict[str, Callable[[Path], plt.Figure]] = {
     "cutoff_vs_sigma": lambda root: _plots().cutoff_figure(load_sweep(root, "denoise")),
     "transfer_coherence": lambda root: _plots().transfer_figure(load_sweep(root, "denoise")),
     "band_statistics": lambda root: _plots().band_statistics_figure(load_sweep(root, "generate")),
-    "sampler": lambda root: _sampler_plots().sampler_figure(load_sweep(root, "sample")),
+    "sampler": lambda root: _module("sampler_plots").sampler_figure(load_sweep(root, "sample")),
     "finetune_statistics": lambda root: _plots().finetune_figure(finetune_logs(root), seeds=seed_logs(root)),
     "finetune_samples": lambda root: _plots().samples_figure(sample_grids(root)),
     "frozen_parameters": lambda root: _plots().frozen_parameters_figure(_first_log(finetune_logs(root))),
+    "layer_spectra": lambda root: _module("layer_plots").layer_spectra_figure(_load(root / "layer_spectra.nc")),
+    "weight_change": lambda root: _module("weight_plots").weight_change_figure(_load(root / "weight_change.nc")),
 }
+
+
+#: The results files of a results directory besides the fine-tuning logs (what export_results copies).
+RESULT_FILES = ("sweep.nc", "data_spectra.nc", "layer_spectra.nc", "weight_change.nc")
 
 
 def make_figure(name: str, results_dir: str | Path, out_dir: str | Path = "figures", draw=None) -> list[Path]:
@@ -177,14 +184,14 @@ def make_figures(results_dir: str | Path, out_dir: str | Path = "figures", names
 def export_results(root: str | Path, dest: str | Path) -> list[Path]:
     """Copy the small files every figure is drawn from into ``dest``, so ``make_figures(dest)`` redraws them all.
 
-    That is ``sweep.nc``, ``data_spectra.nc``, each fine-tune's ``finetune.nc`` and the sample grids the samples
+    That is :data:`RESULT_FILES`, each fine-tune's ``finetune.nc`` and the sample grids the samples
     figure shows (no checkpoints, no training state): the demo commits them beside ``figures/``. Returns the files
     written; files of an earlier export that the new one does not have are removed.
     """
     import shutil
 
     root, dest = Path(root), Path(dest)
-    wanted = [Path(n) for n in ("sweep.nc", "data_spectra.nc") if (root / n).exists()]
+    wanted = [Path(n) for n in RESULT_FILES if (root / n).exists()]
     wanted += sorted(p.relative_to(root) for p in root.glob("finetune-*/finetune.nc"))
     try:
         grids = sample_grids(root)

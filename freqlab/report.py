@@ -308,6 +308,26 @@ def _trajectory_sentence(ds: xr.Dataset) -> str:
             f"comes within {MATCH_DB:g} dB of the data's: {text} ({order}).")
 
 
+def inside_section(root: Path) -> list[str]:
+    """Inside the network: which blocks carry the high band (per-layer feature spectra) and what an unfrozen D2O
+    fine-tune moved against the D2O-F frozen set (weight change); empty when neither file is there."""
+    lines = []
+    if (root / "layer_spectra.nc").exists():
+        from freqlab import layer_spectra
+
+        text = layer_spectra.summarize(results.load(root / "layer_spectra.nc")).splitlines()
+        lines += ["", text[0], ""] + [f"- {line.strip()}" for line in text[1:]] + [
+            "", "A block whose feature maps hold a larger share of their power above 1/4 cycle per image pixel carries "
+            "more of the fine detail; `figures/layer_spectra.png` shows every block at every noise level."]
+    if (root / "weight_change.nc").exists():
+        from freqlab import weight_change
+
+        text = weight_change.summary(results.load(root / "weight_change.nc")).splitlines()
+        lines += ["", "What an unfrozen fine-tune (D2O, nothing frozen) moved, against the set D2O-F freezes:", "",
+                  "```", *text, "```"]
+    return ["", "## 6. Inside the network", *lines, ""] if lines else []
+
+
 def build_report(root: str | Path) -> str:
     """The report of the results directory ``root`` as markdown."""
     from freqlab.figures import finetune_logs, seed_logs
@@ -329,7 +349,7 @@ def build_report(root: str | Path) -> str:
         "",
     ]
     return "\n".join(head + sweep_section(ds) + sampler_section(ds) + finetune_section(logs) + seeds_section(seeds)
-                     ) + "\n"
+                     + inside_section(root)) + "\n"
 
 
 def write_report(root: str | Path) -> Path:
