@@ -13,7 +13,7 @@ from typing import Mapping
 import torch
 import xarray as xr
 
-from freqlab import results
+from freqlab import distributed, results
 from freqlab.averaging import EMA, Lookahead
 from freqlab.finetune_config import FinetuneConfig
 from freqlab.generator import Generator
@@ -145,3 +145,22 @@ def _remove_run(out: Path) -> None:
     for path in (out / "state", out / "samples", *(out / "checkpoints").glob("finetune-*")):
         shutil.rmtree(path, ignore_errors=True)
     (out / LOG_NAME).unlink(missing_ok=True)
+
+
+def _open_run(out: Path, config: FinetuneConfig, *, resume: bool, overwrite: bool) -> dict | None:
+    """Check the batch against the processes, clear ``out`` for ``overwrite`` (rank 0, before any rank reads it) and
+    return the state a run there left (None: a fresh start); a run there needs ``resume`` and a matching config."""
+    n_ranks = distributed.world_size()
+    if config.batch_size % n_ranks:
+        raise ValueError(f"batch_size {config.batch_size} (the global batch) is not divisible by the "
+                         f"{n_ranks} processes; choose a multiple of {n_ranks}")
+    if overwrite and distributed.is_main():
+        _remove_run(out)
+    distributed.barrier()  # every rank reads the run directory only after rank 0 cleared it
+    previous = _read_latest(out)
+    if previous is not None and not resume:
+        raise FileExistsError(f"{out} already holds a fine-tuning run; resume it (resume=True, the command line's "
+                              f"default) or start over (--overwrite)")
+    if previous is not None:
+        _check_resumable(previous["config"], config, out)
+    return previous

@@ -38,7 +38,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -50,20 +50,11 @@ from freqlab import distributed, measure, results
 from freqlab.averaging import EMA, Lookahead
 from freqlab.discriminator import Discriminator, HighPassView, MinibatchStd
 from freqlab.finetune_config import FinetuneConfig
-from freqlab.finetune_state import (
-    LOG_FORMAT_VERSION,
-    LOG_NAME,
-    _check_resumable,
-    _export,
-    _load_rows,
-    _load_state,
-    _read_latest,
-    _remove_run,
-    _save_state,
-)
+from freqlab.finetune_state import (LOG_FORMAT_VERSION, LOG_NAME, _export, _load_rows, _load_state, _open_run,
+                                    _save_state)
 from freqlab.freezing import CONV_POLICY_PATTERN, FreezeReport, freeze_policy, layer_type, parameter_breakdown
 from freqlab.generator import Generator, make_generator, random_init
-from freqlab.monitor import SpectralMonitor, assemble_log, log_row, save_grid
+from freqlab.monitor import NonFiniteLossError, SpectralMonitor, assemble_log, check_finite, log_row, save_grid
 from freqlab.objectives import LOSSES, discriminator_loss, generator_loss, r1_penalty
 from freqlab.outputs import holding
 from freqlab.rng import per_sample_randn, sample_seed
@@ -94,6 +85,7 @@ __all__ = [
     "run_finetune",
     "gan_step",
     "GanNets",
+    "NonFiniteLossError",
 ]
 
 
@@ -230,47 +222,114 @@ def run_finetune(
     """
     from tqdm.auto import tqdm
 
-    from freqlab.data import make_source
-
     device = distributed.setup(device)
-    main, n_ranks = distributed.is_main(), distributed.world_size()
-    if config.batch_size % n_ranks:
-        raise ValueError(f"batch_size {config.batch_size} (the global batch) is not divisible by the "
-                         f"{n_ranks} processes; choose a multiple of {n_ranks}")
-    local = config.batch_size // n_ranks  # images per rank and step
-    progress = progress and main
+    progress = progress and distributed.is_main()
     out = Path(out_dir)
-    if overwrite and main:
-        _remove_run(out)
-    distributed.barrier()  # every rank reads the run directory only after rank 0 cleared it
-    previous = _read_latest(out)
-    if previous is not None and not resume:
-        raise FileExistsError(f"{out} already holds a fine-tuning run; resume it (resume=True, the command line's "
-                              f"default) or start over (--overwrite)")
-    if previous is not None:
-        _check_resumable(previous["config"], config, out)
+    previous = _open_run(out, config, resume=resume, overwrite=overwrite)
+    nets = _build_networks(init, config, device, discriminator_factory, trust_pickle=trust_pickle, progress=progress)
+    run = _start(out, config, device, nets, previous)
+    bar = tqdm(total=config.n_images, initial=min(run.images_seen, config.n_images), unit="img", file=sys.stderr,
+               disable=not progress, desc="finetune", dynamic_ncols=True)
+    try:
+        while True:
+            if _log_due(run):
+                _log_moment(run)
+            if run.images_seen >= config.n_images:
+                break
+            scalars, seconds = _train_step(run)
+            bar.update(min(run.images_seen, config.n_images) - bar.n)
+            bar.set_postfix(loss_d=f"{float(scalars['loss_d']):.3f}", loss_g=f"{float(scalars['loss_g']):.3f}",
+                            img_s=f"{config.batch_size / seconds:.0f}", refresh=False)
+    finally:
+        bar.close()
+    log = assemble_log(run.rows, run.watch.static) if run.watch is not None else None
+    if distributed.is_distributed():  # every rank returns rank 0's log (and waits for its last files)
+        log = distributed.all_gather_objects(log)[0]
+    return FinetuneRun(out, log, nets.gen, nets.ema.model, nets.disc, nets.freeze, run.images_seen)
 
-    # -- networks -------------------------------------------------------------------------------------------
+
+@dataclass
+class _Networks:
+    """What a fine-tune trains, as plain modules (the EMA, logging, export and resume state use these): G with its
+    freezing report, D, their optimizers, G's EMA, the lookahead over both, and D's trainable parameters."""
+
+    gen: Generator
+    freeze: FreezeReport
+    disc: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    ema: EMA
+    lookahead: Lookahead
+    d_params: list
+
+
+@dataclass
+class _Watch:
+    """Rank 0's measuring kit: the spectral monitor on the reference images, the fixed z of the logged outputs and
+    the static part of the log (data side, parameter breakdown, attrs)."""
+
+    monitor: SpectralMonitor
+    z_eval: torch.Tensor
+    static: xr.Dataset
+
+
+def _zero_sums() -> dict[str, float]:
+    """The training scalars summed since the previous log row (:func:`freqlab.monitor.log_row`), at zero."""
+    return dict.fromkeys(("loss_d", "loss_g", "r1_penalty", "d_real", "d_fake", "n_steps", "n_r1", "images",
+                          "seconds"), 0.0)
+
+
+@dataclass
+class _Run:
+    """A fine-tune in progress: its networks (``train``: as trained, DDP-wrapped under torchrun), data, rank 0's
+    ``watch`` (None on the other ranks), the log rows, and where it stands: images seen, steps, the next log moment,
+    the last row logged and the last state saved (``last_good``, None before the first)."""
+
+    out: Path
+    config: FinetuneConfig
+    device: torch.device
+    nets: _Networks
+    stream: _DataStream
+    watch: _Watch | None
+    train: GanNets | None = None
+    rows: list = field(default_factory=list)
+    images_seen: int = 0
+    step: int = 0
+    next_log: int = 0
+    logged_at: int = -1
+    last_good: int | None = None
+    sums: dict = field(default_factory=_zero_sums)
+
+
+def _build_networks(init, config: FinetuneConfig, device: torch.device, discriminator_factory, *,
+                    trust_pickle: bool, progress: bool) -> _Networks:
+    """G from ``init`` with the freezing policy applied (its summary printed with ``progress``), D from a seeded
+    RNG, Adam for each (β = (0, 0.99), trainable parameters only), G's EMA and the lookahead over both."""
     gen = make_generator(init, init_kind=config.init_kind, seed=config.seed, device=device, trust_pickle=trust_pickle)
     gen.train()
     freeze = freeze_policy(gen.denoiser, config.freeze)
     if progress:
         print(freeze.summary(), file=sys.stderr)
-    shape = gen.image_shape
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(sample_seed(config.seed, "discriminator-init", 0))
         factory = discriminator_factory or (lambda s: Discriminator(
             s, channels=config.d_channels, highpass_gain=config.d_highpass, patch_logits=config.d_patch,
             minibatch_std=config.d_mbstd))
-        disc = factory(tuple(shape)).to(device)
+        disc = factory(tuple(gen.image_shape)).to(device)
     g_params = [p for p in gen.parameters() if p.requires_grad]
     d_params = [p for p in disc.parameters() if p.requires_grad]
     opt_g = torch.optim.Adam(g_params, lr=config.lr_g, betas=(0.0, 0.99))
     opt_d = torch.optim.Adam(d_params, lr=config.lr_d, betas=(0.0, 0.99))
-    ema = EMA(gen, config.ema)
-    lookahead = Lookahead(g_params + d_params, config.lookahead)
+    return _Networks(gen, freeze, disc, opt_g, opt_d, EMA(gen, config.ema), Lookahead(g_params + d_params,
+                                                                                       config.lookahead), d_params)
 
-    # -- data and the fixed evaluation batch (measured on rank 0 only) -----------------------------------------
+
+def _start(out: Path, config: FinetuneConfig, device: torch.device, nets: _Networks, previous: dict | None) -> _Run:
+    """The run before its first step: the data, rank 0's watch, and for a resumed run its saved state (every rank
+    reads the same files) and log rows; no rank goes on before all have read the state."""
+    from freqlab.data import make_source
+
+    shape = nets.gen.image_shape
     c, h, w = shape
     source = make_source(config.data, resolution=h if h == w else (h, w), grayscale=(c == 1), path=config.data_path)
     if tuple(source.shape) != tuple(shape):
@@ -278,83 +337,90 @@ def run_finetune(
                          f"expects {tuple(shape)}")
     n_data = config.n_data if source.size is None else min(config.n_data, source.size)
     stream = _DataStream(source, config.seed, skip=n_data)
-    if main:
-        reference = source.images(range(n_data))
-        monitor = SpectralMonitor(reference, config.bands)
-        z_eval = per_sample_randn(config.seed, measure.GENERATE_STREAM, range(config.n_eval), shape, device=device)
-        static = monitor.reference_dataset().merge(parameter_breakdown(gen.denoiser))
-        static.attrs.update(_attrs(config, freeze, gen))
-    rows: list[xr.Dataset] = []
-    images_seen, step, next_log = 0, 0, 0
+    watch = _watch(out, config, device, nets, source.images(range(n_data)), fresh=previous is None) \
+        if distributed.is_main() else None
+    run = _Run(out, config, device, nets, stream, watch)
     if previous is not None:  # every rank resumes from the same files, so all hold the same state
-        images_seen, step, next_log = _load_state(out, previous, gen, ema, disc, opt_g, opt_d, lookahead, device)
-        rows, created = _load_rows(out / LOG_NAME, images_seen)
-        if main:  # a resumed log keeps its creation date and history
-            static.attrs.update(created)
-    elif main:
-        save_grid(reference[: config.n_eval], out / "samples" / "data.png")
-    logged_at = int(rows[-1].images_seen[-1]) if rows else -1
-    last_good = images_seen if previous is not None else None
+        run.images_seen, run.step, run.next_log = _load_state(out, previous, nets.gen, nets.ema, nets.disc,
+                                                              nets.opt_g, nets.opt_d, nets.lookahead, device)
+        run.rows, created = _load_rows(out / LOG_NAME, run.images_seen)
+        if watch is not None:  # a resumed log keeps its creation date and history
+            watch.static.attrs.update(created)
+        run.logged_at = int(run.rows[-1].images_seen[-1]) if run.rows else -1
+        run.last_good = run.images_seen
     distributed.barrier()  # no rank reads the state any more when rank 0 starts replacing it
     # The modules that train: DDP averages the gradients of the trainable parameters (frozen ones are left out
     # by DDP and the optimizers alike); gen and disc stay the plain modules for the EMA, logging, export, state.
-    nets = GanNets(_data_parallel(gen, device), disc, _data_parallel(disc, device), opt_g, opt_d, d_params)
+    run.train = GanNets(_data_parallel(nets.gen, device), nets.disc, _data_parallel(nets.disc, device), nets.opt_g,
+                        nets.opt_d, nets.d_params)
+    return run
 
-    # -- loop ------------------------------------------------------------------------------------------------
-    sums = dict.fromkeys(("loss_d", "loss_g", "r1_penalty", "d_real", "d_fake", "n_steps", "n_r1", "images",
-                          "seconds"), 0.0)
-    bar = tqdm(total=config.n_images, initial=min(images_seen, config.n_images), unit="img", file=sys.stderr,
-               disable=not progress, desc="finetune", dynamic_ncols=True)
-    checkpoint_every = config.checkpoint_every or config.log_every
-    try:
-        while True:
-            if (images_seen >= next_log or images_seen >= config.n_images) and logged_at != images_seen:
-                next_log = (images_seen // config.log_every + 1) * config.log_every
-                if main:
-                    outputs = _generate(ema.model, z_eval, config.batch_size)
-                    rows.append(log_row(images_seen, monitor.measure(outputs), sums))
-                    results.save(assemble_log(rows, static), out / LOG_NAME)
-                    save_grid(outputs, out / "samples" / f"images_seen-{images_seen:07d}.png")
-                    crossed = images_seen // checkpoint_every > logged_at // checkpoint_every
-                    if images_seen == 0 or images_seen >= config.n_images or crossed:
-                        _export(out, gen, ema, images_seen, step, rows[-1])
-                    _save_state(out, images_seen, step, next_log, config, freeze, gen, ema, disc, opt_g, opt_d,
-                                lookahead)
-                distributed.barrier()  # the state is complete on disk before any rank goes on
-                last_good, logged_at = images_seen, images_seen
-                sums = dict.fromkeys(sums, 0.0)
-            if images_seen >= config.n_images:
-                break
-            t0 = time.perf_counter()
-            b = config.batch_size
-            # this rank's contiguous slice of the global batch: images and z by global index, so the union over
-            # ranks is the single-process batch and DDP's gradient average is the gradient of its mean loss
-            first = images_seen + distributed.rank() * local
-            real = stream.batch(first, local).to(device)
-            z = per_sample_randn(config.seed, "finetune-z", range(first, first + local), shape, device=device)
-            do_r1 = config.r1_gamma > 0 and step % config.r1_every == 0
-            scalars = gan_step(nets, real, z, config, r1_now=do_r1,
-                               check=lambda **losses: _check_finite(out, images_seen, step, last_good, **losses))
-            images_seen += b
-            step += 1
-            lookahead.step(step)
-            ema.update(gen, images_seen, b)
-            dt = time.perf_counter() - t0
-            for key, value in scalars.items():
-                sums[key] += float(value)
-            sums["n_r1"] += float(do_r1)
-            sums["n_steps"] += 1
-            sums["images"] += b
-            sums["seconds"] += dt
-            bar.update(min(images_seen, config.n_images) - bar.n)
-            bar.set_postfix(loss_d=f"{float(scalars['loss_d']):.3f}", loss_g=f"{float(scalars['loss_g']):.3f}",
-                            img_s=f"{b / dt:.0f}", refresh=False)
-    finally:
-        bar.close()
-    log = assemble_log(rows, static) if main else None
-    if distributed.is_distributed():  # every rank returns rank 0's log (and waits for its last files)
-        log = distributed.all_gather_objects(log)[0]
-    return FinetuneRun(out, log, gen, ema.model, disc, freeze, images_seen)
+
+def _watch(out: Path, config: FinetuneConfig, device: torch.device, nets: _Networks, reference: torch.Tensor, *,
+           fresh: bool) -> _Watch:
+    """Rank 0's measuring kit from the ``reference`` data images (their grid saved as samples/data.png when the run
+    is ``fresh``)."""
+    monitor = SpectralMonitor(reference, config.bands)
+    z_eval = per_sample_randn(config.seed, measure.GENERATE_STREAM, range(config.n_eval), nets.gen.image_shape,
+                              device=device)
+    static = monitor.reference_dataset().merge(parameter_breakdown(nets.gen.denoiser))
+    static.attrs.update(_attrs(config, nets.freeze, nets.gen))
+    if fresh:
+        save_grid(reference[: config.n_eval], out / "samples" / "data.png")
+    return _Watch(monitor, z_eval, static)
+
+
+def _log_due(run: _Run) -> bool:
+    """Whether the run is at a log moment it has not logged yet: the next ``log_every`` mark, or the budget's end."""
+    seen = run.images_seen
+    return (seen >= run.next_log or seen >= run.config.n_images) and run.logged_at != seen
+
+
+def _log_moment(run: _Run) -> None:
+    """A log moment (rank 0 writes, every rank waits until the state is on disk): a row of the log measured on the
+    EMA's outputs for the fixed z, their sample grid, G and its EMA when a checkpoint is due, the resume state; the
+    sums start again."""
+    config, nets, images_seen = run.config, run.nets, run.images_seen
+    run.next_log = (images_seen // config.log_every + 1) * config.log_every
+    if run.watch is not None:
+        outputs = _generate(nets.ema.model, run.watch.z_eval, config.batch_size)
+        run.rows.append(log_row(images_seen, run.watch.monitor.measure(outputs), run.sums))
+        results.save(assemble_log(run.rows, run.watch.static), run.out / LOG_NAME)
+        save_grid(outputs, run.out / "samples" / f"images_seen-{images_seen:07d}.png")
+        every = config.checkpoint_every or config.log_every
+        if images_seen == 0 or images_seen >= config.n_images or images_seen // every > run.logged_at // every:
+            _export(run.out, nets.gen, nets.ema, images_seen, run.step, run.rows[-1])
+        _save_state(run.out, images_seen, run.step, run.next_log, config, nets.freeze, nets.gen, nets.ema, nets.disc,
+                    nets.opt_g, nets.opt_d, nets.lookahead)
+    distributed.barrier()  # the state is complete on disk before any rank goes on
+    run.last_good = run.logged_at = images_seen
+    run.sums = _zero_sums()
+
+
+def _train_step(run: _Run) -> tuple[dict[str, torch.Tensor], float]:
+    """One step of the game on this rank's slice of the next global batch, then the lookahead and the EMA; its
+    scalars are added to the sums of the next log row. Returns them and the seconds the step took."""
+    t0 = time.perf_counter()
+    config, nets, b = run.config, run.nets, run.config.batch_size
+    local = b // distributed.world_size()  # images per rank and step
+    # this rank's contiguous slice of the global batch: images and z by global index, so the union over ranks is
+    # the single-process batch and DDP's gradient average is the gradient of its mean loss
+    first = run.images_seen + distributed.rank() * local
+    real = run.stream.batch(first, local).to(run.device)
+    z = per_sample_randn(config.seed, "finetune-z", range(first, first + local), nets.gen.image_shape,
+                         device=run.device)
+    do_r1 = config.r1_gamma > 0 and run.step % config.r1_every == 0
+    out, images_seen, step, last_good = run.out, run.images_seen, run.step, run.last_good
+    scalars = gan_step(run.train, real, z, config, r1_now=do_r1,
+                       check=lambda **losses: _check_finite(out, images_seen, step, last_good, **losses))
+    run.images_seen += b
+    run.step += 1
+    nets.lookahead.step(run.step)
+    nets.ema.update(nets.gen, run.images_seen, b)
+    dt = time.perf_counter() - t0
+    for key, value in {**scalars, "n_r1": do_r1, "n_steps": 1, "images": b, "seconds": dt}.items():
+        run.sums[key] += float(value)
+    return scalars, dt
 
 
 @dataclass
@@ -428,12 +494,12 @@ def _generate(net: nn.Module, z: torch.Tensor, chunk: int) -> torch.Tensor:
 
 
 def _check_finite(out: Path, images_seen: int, step: int, last_good: int | None, **losses: torch.Tensor) -> None:
-    for name, value in losses.items():
-        if not bool(torch.isfinite(value)):
-            kept = (f"the last good state (images_seen={last_good}) is kept in {out / 'state'}"
-                    if last_good is not None else "nothing was saved")
-            raise ValueError(f"fine-tuning stopped: {name} is {float(value.detach())} at images_seen={images_seen} "
-                             f"(step {step}); {kept}; lower the learning rates or raise r1_gamma and start over")
+    """Stop at a non-finite loss before its backward pass (:func:`freqlab.monitor.check_finite`): which loss, at
+    which step and images_seen, the last good state kept, what to do."""
+    kept = (f"the last good state (images_seen={last_good}) is kept in {out / 'state'}"
+            if last_good is not None else "nothing was saved")
+    check_finite(losses, step=step, detail=lambda name, value: f"{value} at images_seen={images_seen}", kept=kept,
+                 advice="lower the learning rates or raise r1_gamma and start over")
 
 
 def _attrs(config: FinetuneConfig, freeze: FreezeReport, gen: Generator) -> dict:

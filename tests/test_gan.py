@@ -13,6 +13,7 @@ from torch import nn
 
 from freqlab import freezing, gan, results
 from freqlab.denoisers import EDMDenoiser, build_unet
+from freqlab.pretrain import NonFiniteLossError
 
 SHAPE = (3, 16, 16)
 TINY = dict(n_images=8, batch_size=4, log_every=4, n_eval=4, n_data=8, r1_every=2, ema=8.0, device="cpu",
@@ -375,8 +376,12 @@ class NaNAfter(nn.Module):
 
 def test_non_finite_loss_stops_and_keeps_last_good_state(tmp_path, denoiser):
     out = tmp_path / "nan"
-    with pytest.raises(ValueError, match=r"loss_d is nan at images_seen=8 \(step 2\); the last good state \(images_seen=8\)"):
+    with pytest.raises(gan.NonFiniteLossError, match=r"the training loss_d became non-finite at step 2 \(nan at "
+                       r"images_seen=8\); the last good state \(images_seen=8\) is kept in .*; lower the learning "
+                       r"rates") as err:
         gan.finetune(denoiser, out, **{**TINY, "n_images": 16}, discriminator_factory=lambda s: NaNAfter(s, 6))
+    # one error type for pre-training and fine-tuning, a ValueError (the CLI's one-line errors)
+    assert err.type is NonFiniteLossError and isinstance(err.value, ValueError) and "\n" not in str(err.value)
     latest = json.loads((out / "state" / "latest.json").read_text())
     assert latest["images_seen"] == 8
     assert (out / "checkpoints" / "finetune-0000008").is_dir()
