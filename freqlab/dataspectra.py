@@ -64,6 +64,43 @@ def data_spectra(
         raise ValueError(f"n_images must be at least 2 to estimate confidence bands, got {n_images}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    made, labels = _open_sources(sources, resolution=resolution, grayscale=grayscale, split=split, seed=seed)
+    c, h, w = made[0].shape
+    an = measure.Analysis(made[0].shape, bands, window, device)
+    fmin, fmax = fit_range if fit_range is not None else (2.0 / max(h, w), 0.4)
+    per_source, counts, slopes = [], [], []
+    for src, label in zip(made, labels):
+        n = n_images if src.size is None else min(n_images, src.size)
+        stats, own = _measure_source(src, label, n, an, batch_size=batch_size, device=device, fit_range=(fmin, fmax),
+                                     progress=progress)
+        per_source.append(measure.data_variables(stats))
+        counts.append(n)
+        slopes.append(own)
+    variables = {name: measure.variable(name, ("source",) + dims, torch.stack([v[name][1] for v in per_source]))
+                 for name, (dims, _) in per_source[0].items()}
+    variables.update(_slope_variables(an, torch.as_tensor(variables["data_power"][1]), (fmin, fmax), counts, slopes))
+    attrs = {
+        "title": "radially averaged power spectra of data sources",
+        "spectrum_normalisation": measure.NORMALISATION,
+        "spectrum_window": measure.window_text(window),
+        "band_statistics": measure.BAND_STATISTICS,
+        "window": str(window),
+        "height": h,
+        "width": w,
+        "split": split,
+        "seed": seed,
+        "fit_fmin": fmin,
+        "fit_fmax": fmax,
+        "confidence": 0.95,
+        "image_range": "[-1, 1] (grf and white are Gaussian, unclipped)",
+        **results.provenance_attrs(),
+    }
+    return xr.Dataset(variables, coords={"source": labels, **measure.coords(an)}, attrs=attrs)
+
+
+def _open_sources(sources, *, resolution, grayscale: bool, split: str, seed: int) -> tuple[list[DataSource], list[str]]:
+    """The sources made (names through :func:`freqlab.data.make_source`) and their labels (repeats numbered); at
+    least one, all of one image shape (they share a frequency axis)."""
     made = [s if isinstance(s, DataSource) else make_source(s, resolution=resolution, grayscale=grayscale,
                                                              split=split, seed=seed) for s in sources]
     if not made:
@@ -72,29 +109,31 @@ def data_spectra(
     shapes = {src.shape for src in made}
     if len(shapes) != 1:
         raise ValueError(f"all sources must have the same image shape to share a frequency axis, got {sorted(shapes)}")
-    c, h, w = made[0].shape
-    an = measure.Analysis(made[0].shape, bands, window, device)
-    fmin, fmax = fit_range if fit_range is not None else (2.0 / max(h, w), 0.4)
-    per_source, counts, slopes = [], [], []
-    for src, label in zip(made, labels):
-        n = n_images if src.size is None else min(n_images, src.size)
-        stats = measure.ImageStats(an, keep=0)
-        own = []
-        bar = tqdm(total=n, desc=f"spectra {label}", unit="img", disable=not progress, leave=False)
-        for start in range(0, n, batch_size):
-            batch = src.sample(min(batch_size, n - start), start).to(device)
-            fx = stats.update(an, batch, slice(start, start + batch.shape[0]), what=f"{label} images")
-            own.append(image_slopes(an, fx, fmin, fmax))
-            bar.update(batch.shape[0])
-        bar.close()
-        per_source.append(measure.data_variables(stats))
-        counts.append(n)
-        slopes.append(torch.cat(own))
-    variables = {name: measure.variable(name, ("source",) + dims, torch.stack([v[name][1] for v in per_source]))
-                 for name, (dims, _) in per_source[0].items()}
-    mean = torch.as_tensor(variables["data_power"][1])
-    fit = spectral.spectral_slope(an.freq, mean.mean(1), fmin, fmax)
-    variables.update({
+    return made, labels
+
+
+def _measure_source(src: DataSource, label: str, n: int, an: measure.Analysis, *, batch_size: int, device,
+                    fit_range: tuple[float, float], progress: bool) -> tuple[measure.ImageStats, torch.Tensor]:
+    """The first ``n`` images of ``src``, streamed in batches: their spectra and band statistics, and the slope of
+    each image's own spectrum (:func:`image_slopes`) ``(n,)``."""
+    stats = measure.ImageStats(an, keep=0)
+    own = []
+    bar = tqdm(total=n, desc=f"spectra {label}", unit="img", disable=not progress, leave=False)
+    for start in range(0, n, batch_size):
+        batch = src.sample(min(batch_size, n - start), start).to(device)
+        fx = stats.update(an, batch, slice(start, start + batch.shape[0]), what=f"{label} images")
+        own.append(image_slopes(an, fx, *fit_range))
+        bar.update(batch.shape[0])
+    bar.close()
+    return stats, torch.cat(own)
+
+
+def _slope_variables(an: measure.Analysis, power: torch.Tensor, fit_range: tuple[float, float], counts: list[int],
+                     slopes: list[torch.Tensor]) -> dict[str, tuple]:
+    """The power-law fit of each source's channel-mean spectrum (``power`` ``(source, channel, freq)``) with its
+    95 % CI, the images per source and each image's own slope (NaN-padded)."""
+    fit = spectral.spectral_slope(an.freq, power.mean(1), *fit_range)
+    return {
         "slope": (("source",), fit.slope.numpy(), {"long_name": "power-law exponent of P(f)", "units": "1"}),
         "slope_ci_low": (("source",), fit.ci_low.numpy(), {"long_name": "lower end of the slope's 95% CI",
                                                           "units": "1"}),
@@ -105,28 +144,7 @@ def data_spectra(
         "image_slope": (("source", "image"), _padded(slopes), {
             "long_name": "power-law exponent of each image's own spectrum (channel mean, same window and fit range; "
                          "NaN past a source's images, or where a bin in the range had no power)", "units": "1"}),
-    })
-    ds = xr.Dataset(
-        variables,
-        coords={"source": labels, **measure.coords(an)},
-        attrs={
-            "title": "radially averaged power spectra of data sources",
-            "spectrum_normalisation": measure.NORMALISATION,
-            "spectrum_window": measure.window_text(window),
-            "band_statistics": measure.BAND_STATISTICS,
-            "window": str(window),
-            "height": h,
-            "width": w,
-            "split": split,
-            "seed": seed,
-            "fit_fmin": fmin,
-            "fit_fmax": fmax,
-            "confidence": 0.95,
-            "image_range": "[-1, 1] (grf and white are Gaussian, unclipped)",
-            **results.provenance_attrs(),
-        },
-    )
-    return ds
+    }
 
 
 def image_slopes(an: measure.Analysis, fx: torch.Tensor, fmin: float, fmax: float) -> torch.Tensor:
