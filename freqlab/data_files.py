@@ -179,6 +179,17 @@ def load_array(path: Path, key: str | None, layout: str, value_range) -> torch.T
     Range (override with ``value_range=(lo, hi)``): uint8 is 0..255; other arrays by their values: within [0, 1]
     → [0, 1], within [-1, 1] → [-1, 1], within [0, 255] → 0..255, anything else is an error.
     """
+    arr = _to_nchw(_read_numpy(path, key), layout, path)
+    if arr.shape[0] == 0:
+        raise ValueError(f"{str(path)!r} holds no images (shape {arr.shape})")
+    if value_range is None and arr.dtype == np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(arr))
+    return _rescaled(arr, value_range, path)
+
+
+def _read_numpy(path: Path, key: str | None) -> np.ndarray:
+    """The array in a ``.npy`` file, or the member ``key`` of a ``.npz`` (default: its only array, else ``images``,
+    ``x`` or ``arr_0``), read without unpickling; a file that cannot be read is a ValueError that names it."""
     if not path.is_file():
         raise FileNotFoundError(f"array file {str(path)!r} does not exist")
     with open(path, "rb") as fh:
@@ -211,25 +222,31 @@ def load_array(path: Path, key: str | None, layout: str, value_range) -> torch.T
     if not isinstance(arr, np.ndarray):
         raise ValueError(f"{str(path)!r}: member {key!r} is not a NumPy array (a zip of other files?); save images with "
                          "numpy.savez")
+    return arr
+
+
+def _to_nchw(arr: np.ndarray, layout: str, path: Path) -> np.ndarray:
+    """Images ``(N, C, H, W)`` with C = 1 or 3 from ``(N, H, W)``, ``(N, H, W, C)`` or ``(N, C, H, W)`` (``layout``
+    ``"auto"``: the axis with 1, 3 or 4 entries, the last one first); an alpha channel is dropped."""
     if arr.ndim == 3:
-        arr = arr[:, None]
-    elif arr.ndim == 4:
-        if layout == "auto":
-            layout = "NHWC" if arr.shape[-1] in (1, 3, 4) else "NCHW" if arr.shape[1] in (1, 3, 4) else None
-        if layout not in ("NHWC", "NCHW"):
-            raise ValueError(f"cannot tell the channel axis of {str(path)!r} with shape {arr.shape}: pass "
-                             "layout='NHWC' or 'NCHW' (channels must be 1, 3 or 4)")
-        arr = arr.transpose(0, 3, 1, 2) if layout == "NHWC" else arr
-        if arr.shape[1] not in (1, 3, 4):
-            raise ValueError(f"{str(path)!r} with shape {arr.shape} has {arr.shape[1]} channels; expected 1, 3 or 4")
-        arr = arr[:, :3]
-    else:
+        return arr[:, None]
+    if arr.ndim != 4:
         raise ValueError(f"{str(path)!r} holds an array of shape {arr.shape}; images must be (N, H, W, C), "
                          "(N, C, H, W) or (N, H, W)")
-    if arr.shape[0] == 0:
-        raise ValueError(f"{str(path)!r} holds no images (shape {arr.shape})")
-    if value_range is None and arr.dtype == np.uint8:
-        return torch.from_numpy(np.ascontiguousarray(arr))
+    if layout == "auto":
+        layout = "NHWC" if arr.shape[-1] in (1, 3, 4) else "NCHW" if arr.shape[1] in (1, 3, 4) else None
+    if layout not in ("NHWC", "NCHW"):
+        raise ValueError(f"cannot tell the channel axis of {str(path)!r} with shape {arr.shape}: pass "
+                         "layout='NHWC' or 'NCHW' (channels must be 1, 3 or 4)")
+    arr = arr.transpose(0, 3, 1, 2) if layout == "NHWC" else arr
+    if arr.shape[1] not in (1, 3, 4):
+        raise ValueError(f"{str(path)!r} with shape {arr.shape} has {arr.shape[1]} channels; expected 1, 3 or 4")
+    return arr[:, :3]
+
+
+def _rescaled(arr: np.ndarray, value_range, path: Path) -> torch.Tensor:
+    """Numeric images as float32 in [-1, 1]: ``value_range`` ``(lo, hi)`` maps to [-1, 1] (clamped); None: the
+    first of [0, 1], [-1, 1], [0, 255] that holds every value."""
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise ValueError(f"{str(path)!r} has dtype {arr.dtype}; expected uint8 or floating-point images")
     x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
