@@ -146,10 +146,6 @@ def save_checkpoint(path, denoiser: Denoiser, *, metadata: Mapping) -> Path:
     -------
     Path of the checkpoint directory.
     """
-    from safetensors.torch import save_file
-
-    from freqlab.outputs import write_atomic
-
     source = getattr(denoiser, "source_pickle", None) if isinstance(denoiser, EDMNetworkDenoiser) else None
     if not isinstance(denoiser, (EDMDenoiser, DiffusersDenoiser)) and source is None:
         raise ValueError(f"save_checkpoint saves an EDMDenoiser, a DiffusersDenoiser or an EDM network loaded from "
@@ -173,6 +169,17 @@ def save_checkpoint(path, denoiser: Denoiser, *, metadata: Mapping) -> Path:
             config["scheduler"] = _jsonable(dict(denoiser.scheduler_config), "scheduler")
     config["metadata"] = meta
     state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+    _write_checkpoint_dir(path, config, state)
+    return path
+
+
+def _write_checkpoint_dir(path: Path, config: dict, state: dict) -> None:
+    """``config.json`` and ``model.safetensors`` written under a temporary name beside ``path`` and renamed into
+    place (an older checkpoint there moved aside first, then deleted): a crash never leaves half a checkpoint."""
+    from safetensors.torch import save_file
+
+    from freqlab.outputs import write_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -190,7 +197,6 @@ def save_checkpoint(path, denoiser: Denoiser, *, metadata: Mapping) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return path
 
 
 def _freqlab_config(path: Path) -> dict:
@@ -356,33 +362,9 @@ def load_denoiser(path, *, device=None, dtype=None, trust_pickle: bool = False, 
         raise ValueError(f"dtype must be a floating torch.dtype such as torch.float32, got {dtype!r}")
     kind, root = _detect(path)
     if kind == "freqlab":
-        config_data = _freqlab_config(root)
-        weights = root / WEIGHTS_NAME
-        if _denoiser_class(config_data) == "EDMNetworkDenoiser":
-            denoiser = _edm_network_from_freqlab(root, config_data, trust_pickle)
-        elif _denoiser_class(config_data) == "DiffusersDenoiser":
-            denoiser = _diffusers_denoiser_from_config(config_data, read_safetensors(weights), weights=weights,
-                                                       config_path=root / CONFIG_NAME, clamp=clamp)
-        else:
-            denoiser = _edm_denoiser_from_config(config_data, read_safetensors(weights), weights=weights,
-                                                 config_path=root / CONFIG_NAME)
-    elif kind == "diffusers-model":
-        if (root.parent / "model_index.json").is_file():  # the unet/ folder of a pipeline
-            _refuse_latent(root.parent, read_json(root.parent / "model_index.json"))
-        unet = load_diffusers_unet(root, None)
-        sched = scheduler_from(scheduler, root / "scheduler_config.json",
-                                root.parent / "scheduler" / "scheduler_config.json")
-        denoiser = DiffusersDenoiser(unet, sched, clamp=clamp)
-    elif kind == "diffusers-pipeline":
-        index = read_json(root / "model_index.json")
-        _refuse_latent(root, index)
-        if not (root / "unet").is_dir():
-            components = listing(k for k in index if not k.startswith("_"))
-            raise ValueError(f"pipeline {root} has no unet/ folder (components: {components}); freqlab's diffusers "
-                             "adapter takes pixel-space DDPM/DDIM pipelines")
-        unet = load_diffusers_unet(root, "unet")
-        denoiser = DiffusersDenoiser(unet, scheduler_from(scheduler, root / "scheduler" / "scheduler_config.json"),
-                                     clamp=clamp)
+        denoiser = _from_freqlab_dir(root, trust_pickle, clamp)
+    elif kind in ("diffusers-model", "diffusers-pipeline"):
+        denoiser = _from_diffusers_dir(root, kind, scheduler, clamp)
     elif kind == "state-dict":
         denoiser = _denoiser_from_state_dict(root, config, scheduler, clamp)
     else:  # edm-pickle
@@ -392,6 +374,40 @@ def load_denoiser(path, *, device=None, dtype=None, trust_pickle: bool = False, 
         denoiser = denoiser_from_pickle(root, trust_pickle)
         dtype = None
     return denoiser.to(device=_device(device), dtype=dtype).eval()
+
+
+def _from_freqlab_dir(root: Path, trust_pickle: bool, clamp: bool) -> Denoiser:
+    """A checkpoint written by :func:`save_checkpoint`, as the denoiser class its config names."""
+    config_data = _freqlab_config(root)
+    weights = root / WEIGHTS_NAME
+    if _denoiser_class(config_data) == "EDMNetworkDenoiser":
+        return _edm_network_from_freqlab(root, config_data, trust_pickle)
+    if _denoiser_class(config_data) == "DiffusersDenoiser":
+        return _diffusers_denoiser_from_config(config_data, read_safetensors(weights), weights=weights,
+                                               config_path=root / CONFIG_NAME, clamp=clamp)
+    return _edm_denoiser_from_config(config_data, read_safetensors(weights), weights=weights,
+                                     config_path=root / CONFIG_NAME)
+
+
+def _from_diffusers_dir(root: Path, kind: str, scheduler, clamp: bool) -> DiffusersDenoiser:
+    """A diffusers UNet2DModel folder (its schedule from ``scheduler``, else beside it or in ../scheduler) or a
+    pixel-space pipeline (its unet/ and scheduler/); a latent pipeline is refused."""
+    if kind == "diffusers-model":
+        if (root.parent / "model_index.json").is_file():  # the unet/ folder of a pipeline
+            _refuse_latent(root.parent, read_json(root.parent / "model_index.json"))
+        unet = load_diffusers_unet(root, None)
+        sched = scheduler_from(scheduler, root / "scheduler_config.json",
+                                root.parent / "scheduler" / "scheduler_config.json")
+        return DiffusersDenoiser(unet, sched, clamp=clamp)
+    index = read_json(root / "model_index.json")
+    _refuse_latent(root, index)
+    if not (root / "unet").is_dir():
+        components = listing(k for k in index if not k.startswith("_"))
+        raise ValueError(f"pipeline {root} has no unet/ folder (components: {components}); freqlab's diffusers "
+                         "adapter takes pixel-space DDPM/DDIM pipelines")
+    unet = load_diffusers_unet(root, "unet")
+    return DiffusersDenoiser(unet, scheduler_from(scheduler, root / "scheduler" / "scheduler_config.json"),
+                             clamp=clamp)
 
 
 LATENT_COMPONENTS = ("vae", "vqvae", "vq_vae", "movq")
