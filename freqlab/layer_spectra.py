@@ -280,14 +280,8 @@ def layer_spectra(models: Any, data: Any = "natural", sigmas=None, *, mode: str 
     xarray.Dataset: ``layer_power`` (checkpoint, sigma, layer, freq), ``band_share`` (checkpoint, sigma, layer,
     band), ``layer_total_power`` (checkpoint, sigma, layer); see the module docstring.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    n_images, batch_size = int(n_images), int(batch_size)
-    if n_images < MIN_IMAGES:
-        raise ValueError(f"n_images must be at least {MIN_IMAGES}, got {n_images}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    from freqlab.sweep import check_sigmas, default_sigmas
+    n_images, batch_size = _check_settings(mode, n_images, batch_size)
+    from freqlab.sweep import check_sigmas
 
     if sigmas is not None and not isinstance(sigmas, (int, np.integer)):
         sigmas = check_sigmas(sigmas)
@@ -295,24 +289,9 @@ def layer_spectra(models: Any, data: Any = "natural", sigmas=None, *, mode: str 
     entries = resolve_models(models, device=dev, trust_pickle=trust_pickle)
     first = entries[0].get()
     if random_init:
-        from freqlab.generator import random_init as fresh_weights
-
-        if RANDOM_INIT in {e.name for e in entries}:
-            raise ValueError(f"a checkpoint is already named {RANDOM_INIT!r}; rename it or drop random_init")
-        entries.append(Entry(RANDOM_INIT, lambda: fresh_weights(entries[0].get(), int(seed))))
-    if sigmas is None or isinstance(sigmas, (int, np.integer)):
-        lo, hi = getattr(first, "sigma_min", None), getattr(first, "sigma_max", None)
-        if lo is None or hi is None:
-            raise ValueError("the model has no sigma_min/sigma_max; pass the noise levels with sigmas=[...]")
-        sigmas = default_sigmas(float(lo), float(hi), DEFAULT_N_SIGMAS if sigmas is None else int(sigmas))
-    model_shape = getattr(first, "image_shape", None)
-    source = None
-    if mode == "denoise" or model_shape is None:
-        source = make_data(data, tuple(model_shape) if model_shape is not None else None, split, data_options)
-        size = getattr(source, "size", None)
-        if size is not None and n_images > size:
-            raise ValueError(f"data source {source.name!r} has {size} images, fewer than n_images={n_images}")
-    shape = tuple(int(s) for s in (source.shape if source is not None else model_shape))
+        _add_random_init(entries, int(seed))
+    sigmas = _sigma_grid(first, sigmas)
+    source, shape = _source_and_shape(first, data, mode, n_images, split, data_options)
     batches = [range(i, min(i + batch_size, n_images)) for i in range(0, n_images, batch_size)]
 
     def inputs():  # (base, scale): the input is base + σ·scale (denoise) or σ·base (generate)
@@ -324,23 +303,9 @@ def layer_spectra(models: Any, data: Any = "natural", sigmas=None, *, mode: str 
                        per_sample_randn(int(seed), "sweep/denoise", idx, shape, device=dev))
 
     bar = _progress(len(entries) * len(sigmas), progress)
-    infos, skipped, power = None, [], []
     try:
-        for entry in entries:
-            bar.set_postfix_str(entry.name, refresh=False)
-            model = first if entry is entries[0] else entry.get()
-            first = None  # one model in memory at a time
-            check_shape(entry.name, model, shape, False)
-            model.to(dev)
-            found, left_out = describe_blocks(model, shape, float(sigmas[-1]), dev)
-            if infos is None:
-                infos, skipped = found, left_out
-            elif found != infos:
-                raise ValueError(f"checkpoint {entry.name!r} has other blocks than {entries[0].name!r}; measure "
-                                 "different architectures separately")
-            hooks = _measure_checkpoint(entry, model, infos, inputs, len(batches), sigmas, window, dev, bar)
-            power.append([h.mean_power() for h in hooks])
-            del model, hooks
+        infos, skipped, power = _measure_all(entries, {entries[0].name: first}, shape, sigmas, inputs, len(batches),
+                                             window, dev, bar)
     finally:
         bar.close()
     ds = _assemble(entries, infos, power, np.asarray(sigmas, dtype=float), shape)
@@ -348,6 +313,71 @@ def layer_spectra(models: Any, data: Any = "natural", sigmas=None, *, mode: str 
     if out is not None:
         results.save(ds, out)
     return ds
+
+
+def _check_settings(mode: str, n_images, batch_size) -> tuple[int, int]:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    n_images, batch_size = int(n_images), int(batch_size)
+    if n_images < MIN_IMAGES:
+        raise ValueError(f"n_images must be at least {MIN_IMAGES}, got {n_images}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    return n_images, batch_size
+
+
+def _add_random_init(entries: list[Entry], seed: int) -> None:
+    """The control: the first model's architecture with fresh weights, as a checkpoint named RANDOM_INIT."""
+    from freqlab.generator import random_init as fresh_weights
+
+    if RANDOM_INIT in {e.name for e in entries}:
+        raise ValueError(f"a checkpoint is already named {RANDOM_INIT!r}; rename it or drop random_init")
+    entries.append(Entry(RANDOM_INIT, lambda: fresh_weights(entries[0].get(), seed)))
+
+
+def _sigma_grid(first, sigmas) -> np.ndarray:
+    """The given σ, or ``n`` (default DEFAULT_N_SIGMAS) log-spaced from the first model's range."""
+    from freqlab.sweep import default_sigmas
+
+    if sigmas is not None and not isinstance(sigmas, (int, np.integer)):
+        return sigmas
+    lo, hi = getattr(first, "sigma_min", None), getattr(first, "sigma_max", None)
+    if lo is None or hi is None:
+        raise ValueError("the model has no sigma_min/sigma_max; pass the noise levels with sigmas=[...]")
+    return default_sigmas(float(lo), float(hi), DEFAULT_N_SIGMAS if sigmas is None else int(sigmas))
+
+
+def _source_and_shape(first, data, mode: str, n_images: int, split: str, data_options):
+    """The data source (denoise mode, or a model that declares no shape) and the image shape ``(C, H, W)``."""
+    model_shape = getattr(first, "image_shape", None)
+    source = None
+    if mode == "denoise" or model_shape is None:
+        source = make_data(data, tuple(model_shape) if model_shape is not None else None, split, data_options)
+        size = getattr(source, "size", None)
+        if size is not None and n_images > size:
+            raise ValueError(f"data source {source.name!r} has {size} images, fewer than n_images={n_images}")
+    return source, tuple(int(s) for s in (source.shape if source is not None else model_shape))
+
+
+def _measure_all(entries: list[Entry], loaded: dict, shape, sigmas, inputs, n_batches: int, window, dev, bar):
+    """Every checkpoint in turn (one model in memory at a time): ``(blocks, skipped, power per checkpoint)``."""
+    infos, skipped, power = None, [], []
+    for entry in entries:
+        bar.set_postfix_str(entry.name, refresh=False)
+        model = loaded.pop(entry.name) if entry.name in loaded else entry.get()
+        loaded.clear()
+        check_shape(entry.name, model, shape, False)
+        model.to(dev)
+        found, left_out = describe_blocks(model, shape, float(sigmas[-1]), dev)
+        if infos is None:
+            infos, skipped = found, left_out
+        elif found != infos:
+            raise ValueError(f"checkpoint {entry.name!r} has other blocks than {entries[0].name!r}; measure "
+                             "different architectures separately")
+        hooks = _measure_checkpoint(entry, model, infos, inputs, n_batches, sigmas, window, dev, bar)
+        power.append([h.mean_power() for h in hooks])
+        del model, hooks
+    return infos, skipped, power
 
 
 def _progress(total: int, enabled: bool):
@@ -392,11 +422,32 @@ def _assemble(entries, infos: list[BlockInfo], power: list, sigmas: np.ndarray, 
     img_bins = spectral.radial_binning(h_img, w_img, dtype=torch.float64)
     freq_img = img_bins.freq.numpy()
     bands = spectral.resolve_bands(None)
-    n_c, n_s, n_l, n_f, n_b = len(entries), len(sigmas), len(infos), freq_img.size, len(bands)
+    scales = np.array([max(i.height, i.width) / max(h_img, w_img) for i in infos])
+    layer_power, share, total = _normalised(infos, power, len(sigmas), freq_img, scales, bands)
+    dims = ("checkpoint", "sigma", "layer")
+    data_vars = {
+        "layer_power": (dims + ("freq",), layer_power, _attrs_of(
+            "radial power of the block's output per mode as a fraction of its non-DC power, on the image's bins",
+            "1/mode")),
+        "band_share": (dims + ("band",), share, _attrs_of("fraction of the block's non-DC power in the band (NaN: the "
+                                                          "band is above the block's Nyquist)")),
+        "layer_total_power": (dims, total, _attrs_of("mean over channels of the block's non-DC power, "
+                                                     "sum_b counts_b*P_b (the normaliser of layer_power)",
+                                                     "feature units²")),
+    }
+    return xr.Dataset(data_vars, coords=_coords(entries, infos, sigmas, img_bins, scales, bands))
+
+
+def _attrs_of(long_name, unit="1"):
+    return {"long_name": long_name, "units": "1", "freqlab_units": unit}
+
+
+def _normalised(infos: list[BlockInfo], power: list, n_s: int, freq_img: np.ndarray, scales: np.ndarray, bands):
+    """Each block's spectrum as a fraction of its non-DC power, on the image's bins, its band shares and totals."""
+    n_c, n_l, n_f, n_b = len(power), len(infos), freq_img.size, len(bands)
     layer_power = np.full((n_c, n_s, n_l, n_f), np.nan)
     share = np.full((n_c, n_s, n_l, n_b), np.nan)
     total = np.full((n_c, n_s, n_l), np.nan)
-    scales = np.array([max(i.height, i.width) / max(h_img, w_img) for i in infos])
     for li, info in enumerate(infos):
         bins = spectral.radial_binning(info.height, info.width, dtype=torch.float64)
         f_layer, counts = bins.freq.numpy() * scales[li], bins.counts.numpy().astype(float)
@@ -409,13 +460,15 @@ def _assemble(entries, infos: list[BlockInfo], power: list, sigmas: np.ndarray, 
                 total[ci, si, li] = tot
                 layer_power[ci, si, li] = _on_image_bins(freq_img, f_layer, norm, nyquist)
                 share[ci, si, li] = _band_share(f_layer, counts, norm, nyquist, bands)
+    return layer_power, share, total
+
+
+def _coords(entries, infos: list[BlockInfo], sigmas: np.ndarray, img_bins, scales: np.ndarray, bands) -> dict:
+    freq_img = img_bins.freq.numpy()
     freq_layer = freq_img[None, :] / scales[:, None]
     freq_layer[freq_img[None, :] > 0.5 * scales[:, None] * (1 + 1e-9)] = np.nan
-
-    def attrs(long_name, unit="1"):
-        return {"long_name": long_name, "units": "1", "freqlab_units": unit}
-
-    coords = {
+    attrs = _attrs_of
+    return {
         "checkpoint": [e.name for e in entries],
         "step": ("checkpoint", np.array([e.step if e.step >= 0 else math.nan for e in entries], dtype=float),
                  attrs("training step (NaN: unknown)")),
@@ -444,17 +497,6 @@ def _assemble(entries, infos: list[BlockInfo], power: list, sigmas: np.ndarray, 
         "band_lo": ("band", [lo for lo, _ in bands.values()], attrs("lower band edge (image)", measure.CPP)),
         "band_hi": ("band", [hi for _, hi in bands.values()], attrs("upper band edge (image)", measure.CPP)),
     }
-    dims = ("checkpoint", "sigma", "layer")
-    data_vars = {
-        "layer_power": (dims + ("freq",), layer_power, attrs(
-            "radial power of the block's output per mode as a fraction of its non-DC power, on the image's bins",
-            "1/mode")),
-        "band_share": (dims + ("band",), share, attrs("fraction of the block's non-DC power in the band (NaN: the "
-                                                      "band is above the block's Nyquist)")),
-        "layer_total_power": (dims, total, attrs("mean over channels of the block's non-DC power, sum_b counts_b*P_b "
-                                                 "(the normaliser of layer_power)", "feature units²")),
-    }
-    return xr.Dataset(data_vars, coords=coords)
 
 
 def _attrs(mode, n_images, seed, window, source, skipped, shape, entries) -> dict:

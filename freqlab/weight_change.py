@@ -145,15 +145,42 @@ def weight_change(before, after, *, policy: str = "conv", trust_pickle: bool = F
     if not params_before:
         raise ValueError(f"before ({_describe(before)}) has no parameters")
     _check_match(params_before, params_after)
-    twin = copy.deepcopy(model_before)
+    report = _frozen_set(model_before, policy)
+    t = _per_tensor(model_before, params_before, params_after, set(report.frozen_names))
+    data = {**_tensor_variables(t, policy), **_type_variables(_per_type(t), policy), **_set_variables(t)}
+    coords = {"parameter": t["names"], "parameter_layer_type": (
+                  "parameter", t["types"], {"long_name": "layer type of the tensor (freqlab.freezing.layer_type)"}),
+              "layer_type": list(LAYER_TYPE_NAMES)}
+    ds = xr.Dataset(data, coords=coords)
+    ds.parameter.attrs["long_name"] = "parameter tensor name, in the order of before.named_parameters()"
+    ds.attrs.update(results.provenance_attrs(*(_resolved(x) for x in (before, after))))
+    ds.attrs.update({
+        "title": "What fine-tuning moves: weight change per parameter tensor",
+        "before": _describe(before), "after": _describe(after),
+        "before_metadata": _metadata(before), "after_metadata": _metadata(after),
+        "policy": policy, "policy_pattern": report.pattern,
+        "n_parameters": int(t["n_params"].sum()), "n_tensors": len(t["names"]),
+        "definitions": "ΔW = W_after − W_before, norms Frobenius, sums in float64. frozen_share_of_change equals "
+                       "frozen_share_of_params when the change falls on weights in proportion to their count; "
+                       "below it the fine-tune mostly moves what the policy leaves trainable.",
+        "frozen_set": "what freqlab.gan.finetune freezes when started from before under the policy (a tensor "
+                      "already untrainable in before counts as frozen)",
+    })
+    return ds
+
+
+def _frozen_set(model_before: nn.Module, policy: str):
+    """The policy's report on a copy of ``before`` prepared as :func:`freqlab.generator.make_generator` prepares it."""
     from freqlab.denoisers import EDMNetworkDenoiser
 
+    twin = copy.deepcopy(model_before)
     if isinstance(twin, EDMNetworkDenoiser):  # as make_generator: EDM saves its snapshots with requires_grad off
         twin.requires_grad_(True)
-    report = freeze_policy(twin, policy)
-    frozen_set = set(report.frozen_names)
-    del twin
+    return freeze_policy(twin, policy)
 
+
+def _per_tensor(model_before: nn.Module, params_before: dict, params_after: dict, frozen_set: set) -> dict:
+    """Per tensor, in float64: the change, the norm before, the size, whether frozen, the layer type."""
     names = list(params_before)
     n = len(names)
     abs_change, norm_before = np.zeros(n), np.zeros(n)
@@ -170,79 +197,78 @@ def weight_change(before, after, *, policy: str = "conv", trust_pickle: bool = F
         types.append(layer_type(name, model_before.get_submodule(name.rpartition(".")[0])))
     with np.errstate(divide="ignore", invalid="ignore"):
         rel_change = np.where(norm_before > 0, abs_change / np.where(norm_before > 0, norm_before, 1.0), np.nan)
-    sq_change, sq_norm = abs_change**2, norm_before**2
-    total_sq = float(sq_change.sum())
+    return {"names": names, "types": types, "abs_change": abs_change, "norm_before": norm_before,
+            "n_params": n_params, "frozen": frozen, "rel_change": rel_change, "sq_change": abs_change**2,
+            "sq_norm": norm_before**2, "total_sq": float((abs_change**2).sum())}
 
-    type_names = list(LAYER_TYPE_NAMES)
-    t_abs, t_norm, t_share = np.zeros(len(type_names)), np.zeros(len(type_names)), np.full(len(type_names), np.nan)
-    t_n, t_frozen = np.zeros(len(type_names), dtype=np.int64), np.full(len(type_names), np.nan)
-    t_rel = np.full(len(type_names), np.nan)
-    kinds = np.array(types, dtype=object)
-    for j, kind in enumerate(type_names):
+
+def _per_type(t: dict) -> dict:
+    """The per-tensor numbers summed by layer type (every type of LAYER_TYPE_NAMES, NaN where it has none)."""
+    k = len(LAYER_TYPE_NAMES)
+    out = {"abs": np.zeros(k), "norm": np.zeros(k), "share": np.full(k, np.nan), "n": np.zeros(k, dtype=np.int64),
+           "frozen": np.full(k, np.nan), "rel": np.full(k, np.nan)}
+    kinds = np.array(t["types"], dtype=object)
+    for j, kind in enumerate(LAYER_TYPE_NAMES):
         sel = kinds == kind
-        t_n[j] = int(n_params[sel].sum())
-        t_abs[j], t_norm[j] = math.sqrt(sq_change[sel].sum()), math.sqrt(sq_norm[sel].sum())
-        if t_n[j]:
-            t_rel[j] = _ratio(t_abs[j], t_norm[j])
-            t_frozen[j] = n_params[sel & frozen].sum() / t_n[j]
-            t_share[j] = _ratio(float(sq_change[sel].sum()), total_sq)
+        out["n"][j] = int(t["n_params"][sel].sum())
+        out["abs"][j], out["norm"][j] = math.sqrt(t["sq_change"][sel].sum()), math.sqrt(t["sq_norm"][sel].sum())
+        if out["n"][j]:
+            out["rel"][j] = _ratio(out["abs"][j], out["norm"][j])
+            out["frozen"][j] = t["n_params"][sel & t["frozen"]].sum() / out["n"][j]
+            out["share"][j] = _ratio(float(t["sq_change"][sel].sum()), t["total_sq"])
+    return out
+
+
+def _tensor_variables(t: dict, policy: str) -> dict:
+    p = ("parameter",)
+    return {
+        "rel_change": _var(p, t["rel_change"], "1", "relative change ‖W_after − W_before‖_F / ‖W_before‖_F "
+                           "(NaN where ‖W_before‖ = 0)"),
+        "abs_change": _var(p, t["abs_change"], "weight units", "absolute change ‖W_after − W_before‖_F"),
+        "norm_before": _var(p, t["norm_before"], "weight units", "Frobenius norm of the tensor before, ‖W_before‖_F"),
+        "n_params": _var(p, t["n_params"], "parameters", "scalar parameters in the tensor"),
+        "share_of_change": _var(p, np.array([_ratio(v, t["total_sq"]) for v in t["sq_change"]]), "1",
+                                "share of the squared weight change, ‖ΔW‖² / Σ_all ‖ΔW‖² (NaN when nothing changed)"),
+        "frozen_by_policy": _var(p, t["frozen"], "1", f"frozen by the freezing policy {policy!r} in a fine-tune "
+                                 "started from before (the D2O-F frozen set for policy 'conv')"),
+    }
+
+
+def _type_variables(ty: dict, policy: str) -> dict:
+    t = ("layer_type",)
+    return {
+        "type_rel_change": _var(t, ty["rel"], "1", "relative change of the layer type, sqrt(Σ‖ΔW‖²) / "
+                                "sqrt(Σ‖W_before‖²) over its tensors (NaN for a type without parameters)"),
+        "type_abs_change": _var(t, ty["abs"], "weight units", "absolute change of the layer type, sqrt(Σ‖ΔW‖²)"),
+        "type_norm_before": _var(t, ty["norm"], "weight units", "norm of the layer type before, sqrt(Σ‖W_before‖²)"),
+        "type_n_params": _var(t, ty["n"], "parameters", "scalar parameters of the layer type"),
+        "type_share_of_change": _var(t, ty["share"], "1", "share of the squared weight change on the layer type, "
+                                     "Σ_type ‖ΔW‖² / Σ_all ‖ΔW‖²"),
+        "type_frozen_share": _var(t, ty["frozen"], "1", f"share of the layer type's parameters the policy {policy!r} "
+                                  "freezes (NaN for a type without parameters)"),
+    }
+
+
+def _set_variables(t: dict) -> dict:
+    """Scalars: the frozen set's share of the change and of the parameters, and each set's relative change."""
+    frozen, sq_change, sq_norm = t["frozen"], t["sq_change"], t["sq_norm"]
 
     def aggregate(sel) -> float:
         return _ratio(math.sqrt(sq_change[sel].sum()), math.sqrt(sq_norm[sel].sum()))
 
-    n_total = int(n_params.sum())
-    p, t = ("parameter",), ("layer_type",)
-    unit = "1"
-    data = {
-        "rel_change": _var(p, rel_change, unit, "relative change ‖W_after − W_before‖_F / ‖W_before‖_F "
-                           "(NaN where ‖W_before‖ = 0)"),
-        "abs_change": _var(p, abs_change, "weight units", "absolute change ‖W_after − W_before‖_F"),
-        "norm_before": _var(p, norm_before, "weight units", "Frobenius norm of the tensor before, ‖W_before‖_F"),
-        "n_params": _var(p, n_params, "parameters", "scalar parameters in the tensor"),
-        "share_of_change": _var(p, np.array([_ratio(v, total_sq) for v in sq_change]), unit,
-                                "share of the squared weight change, ‖ΔW‖² / Σ_all ‖ΔW‖² (NaN when nothing changed)"),
-        "frozen_by_policy": _var(p, frozen, unit, f"frozen by the freezing policy {policy!r} in a fine-tune started "
-                                 "from before (the D2O-F frozen set for policy 'conv')"),
-        "type_rel_change": _var(t, t_rel, unit, "relative change of the layer type, sqrt(Σ‖ΔW‖²) / sqrt(Σ‖W_before‖²) "
-                                "over its tensors (NaN for a type without parameters)"),
-        "type_abs_change": _var(t, t_abs, "weight units", "absolute change of the layer type, sqrt(Σ‖ΔW‖²)"),
-        "type_norm_before": _var(t, t_norm, "weight units", "norm of the layer type before, sqrt(Σ‖W_before‖²)"),
-        "type_n_params": _var(t, t_n, "parameters", "scalar parameters of the layer type"),
-        "type_share_of_change": _var(t, t_share, unit, "share of the squared weight change on the layer type, "
-                                     "Σ_type ‖ΔW‖² / Σ_all ‖ΔW‖²"),
-        "type_frozen_share": _var(t, t_frozen, unit, f"share of the layer type's parameters the policy {policy!r} "
-                                  "freezes (NaN for a type without parameters)"),
-        "frozen_share_of_change": _var((), _ratio(float(sq_change[frozen].sum()), total_sq), unit,
+    return {
+        "frozen_share_of_change": _var((), _ratio(float(sq_change[frozen].sum()), t["total_sq"]), "1",
                                        "share of the squared weight change on the frozen set, Σ_frozen ‖ΔW‖² / "
                                        "Σ_all ‖ΔW‖² (NaN when nothing changed)"),
-        "frozen_share_of_params": _var((), n_params[frozen].sum() / n_total, unit,
+        "frozen_share_of_params": _var((), t["n_params"][frozen].sum() / int(t["n_params"].sum()), "1",
                                        "share of the parameters in the frozen set"),
-        "rel_change_frozen": _var((), aggregate(frozen), unit, "relative change of the frozen set, "
+        "rel_change_frozen": _var((), aggregate(frozen), "1", "relative change of the frozen set, "
                                   "sqrt(Σ_frozen ‖ΔW‖²) / sqrt(Σ_frozen ‖W_before‖²) (NaN when it is empty)"),
-        "rel_change_trainable": _var((), aggregate(~frozen), unit, "relative change of the trainable set, "
+        "rel_change_trainable": _var((), aggregate(~frozen), "1", "relative change of the trainable set, "
                                      "sqrt(Σ_trainable ‖ΔW‖²) / sqrt(Σ_trainable ‖W_before‖²) (NaN when it is empty)"),
-        "rel_change_total": _var((), aggregate(np.ones(n, dtype=bool)), unit,
+        "rel_change_total": _var((), aggregate(np.ones(len(frozen), dtype=bool)), "1",
                                  "relative change of all parameters, sqrt(Σ‖ΔW‖²) / sqrt(Σ‖W_before‖²)"),
     }
-    coords = {"parameter": names, "parameter_layer_type": ("parameter", types, {"long_name": "layer type of the "
-                                                                                 "tensor (freqlab.freezing.layer_type)"}),
-              "layer_type": type_names}
-    ds = xr.Dataset(data, coords=coords)
-    ds.parameter.attrs["long_name"] = "parameter tensor name, in the order of before.named_parameters()"
-    ds.attrs.update(results.provenance_attrs(*(_resolved(x) for x in (before, after))))
-    ds.attrs.update({
-        "title": "What fine-tuning moves: weight change per parameter tensor",
-        "before": _describe(before), "after": _describe(after),
-        "before_metadata": _metadata(before), "after_metadata": _metadata(after),
-        "policy": policy, "policy_pattern": report.pattern,
-        "n_parameters": n_total, "n_tensors": n,
-        "definitions": "ΔW = W_after − W_before, norms Frobenius, sums in float64. frozen_share_of_change equals "
-                       "frozen_share_of_params when the change falls on weights in proportion to their count; "
-                       "below it the fine-tune mostly moves what the policy leaves trainable.",
-        "frozen_set": "what freqlab.gan.finetune freezes when started from before under the policy (a tensor "
-                      "already untrainable in before counts as frozen)",
-    })
-    return ds
 
 
 def _resolved(model: Any) -> Any:

@@ -292,7 +292,7 @@ CASES = [
           sigmas.startswith("=") else " " + sigmas), expect)
       for name, sigmas, expect in (("zero", "0,1", "positive"), ("negative", "=-1,1", "positive"),
                                    ("nan", "nan,1", "finite"), ("duplicate", "1,1", "distinct"))],
-    Case("sweep-unknown-mode", "a mode that does not exist", SWEEP + " --modes sample", "modes"),
+    Case("sweep-unknown-mode", "a mode that does not exist", SWEEP + " --modes nonsense", "modes"),
     Case("sweep-one-image", "one image per noise level", SWEEP.replace("--n-images 8", "--n-images 1"), "n_images"),
     Case("sweep-bad-bands", "band edges out of order", SWEEP + " --bands 0.3,0.1", "band"),
     Case("sweep-unknown-data", "a data source that does not exist", SWEEP + " --data photos", "photos"),
