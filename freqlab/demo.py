@@ -60,7 +60,7 @@ class DemoSettings:
     #                                      CPU (small models use two threads poorly), one on a GPU
     spectra_images: int = 512
     finetune_unfrozen: bool = True  # one D2O fine-tune with nothing frozen (what it moves: weight_change.nc)
-    sample_images: int = 32  # the sweep's sample mode (EDM's Heun sampler): images, and steps (2N-1 model calls)
+    sample_images: int = 16  # the sweep's sample mode (EDM's Heun sampler): images, and steps (2N-1 model calls)
     sample_steps: int = 18
     layer_images: int = 32  # per-layer feature spectra: images and noise levels (freqlab.layer_spectra)
     layer_sigmas: int = 4
