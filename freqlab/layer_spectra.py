@@ -90,6 +90,16 @@ def _edm_model(module) -> torch.nn.Module | None:
     return None
 
 
+def _stage_blocks(stage, prefix: str, resamplers: str) -> dict[str, torch.nn.Module]:
+    """The residual blocks and resamplers of a diffusers UNet's down or up blocks, named as named_modules does."""
+    blocks = {}
+    for i, block in enumerate(stage):
+        blocks.update({f"{prefix}.{i}.resnets.{j}": r for j, r in enumerate(getattr(block, "resnets", []))})
+        if getattr(block, resamplers, None) is not None:
+            blocks.update({f"{prefix}.{i}.{resamplers}.{j}": m for j, m in enumerate(getattr(block, resamplers))})
+    return blocks
+
+
 def unet_blocks(denoiser: torch.nn.Module) -> dict[str, torch.nn.Module]:
     """The blocks to hook, in forward order, by readable name.
 
@@ -105,17 +115,10 @@ def unet_blocks(denoiser: torch.nn.Module) -> dict[str, torch.nn.Module]:
         denoiser = inner
     unet = _diffusers_unet(denoiser)
     if unet is not None:
-        blocks = {"conv_in": unet.conv_in}
-        for i, block in enumerate(unet.down_blocks):
-            blocks.update({f"down_blocks.{i}.resnets.{j}": r for j, r in enumerate(getattr(block, "resnets", []))})
-            if getattr(block, "downsamplers", None) is not None:
-                blocks.update({f"down_blocks.{i}.downsamplers.{j}": d for j, d in enumerate(block.downsamplers)})
+        blocks = {"conv_in": unet.conv_in, **_stage_blocks(unet.down_blocks, "down_blocks", "downsamplers")}
         if getattr(unet, "mid_block", None) is not None:
             blocks["mid_block"] = unet.mid_block
-        for i, block in enumerate(unet.up_blocks):
-            blocks.update({f"up_blocks.{i}.resnets.{j}": r for j, r in enumerate(getattr(block, "resnets", []))})
-            if getattr(block, "upsamplers", None) is not None:
-                blocks.update({f"up_blocks.{i}.upsamplers.{j}": u for j, u in enumerate(block.upsamplers)})
+        blocks.update(_stage_blocks(unet.up_blocks, "up_blocks", "upsamplers"))
         if getattr(unet, "conv_out", None) is not None:
             blocks["conv_out"] = unet.conv_out
         return blocks

@@ -2,16 +2,11 @@
 answer and against radial_power_spectrum, the mapping of coarse grids onto image frequencies, the inputs (the
 sweep's), no hook left behind, the command and the figure."""
 
-import pickle
-import sys
-import types
-
 import matplotlib
 import numpy as np
 import pytest
 import torch
-from test_checkpoints import _writer_modules
-from test_edm_finetune import EDM_SHAPED
+from test_edm_finetune import edm_pickle  # noqa: F401 (a fixture: the EDM-shaped network, pickled as EDM does)
 
 from freqlab import checkpoints, layer_plots, layer_spectra, measure
 from freqlab.cli import main
@@ -75,21 +70,9 @@ def test_diffusers_blocks_in_forward_order_with_their_resolutions(make_tiny_run)
 
 
 @pytest.fixture(scope="module")
-def edm_network(tmp_path_factory):
+def edm_network(edm_pickle):  # noqa: F811 (the imported fixture)
     """The EDM-shaped network of test_edm_finetune, pickled as EDM does and loaded through load_denoiser."""
-    path = tmp_path_factory.mktemp("edm") / "network-snapshot-000100.pkl"
-    saved = dict(sys.modules)
-    try:
-        sys.modules.update(_writer_modules(EDM_SHAPED))
-        networks = types.ModuleType("training.networks")
-        exec(EDM_SHAPED, networks.__dict__)
-        torch.manual_seed(0)
-        with open(path, "wb") as f:
-            pickle.dump({"ema": networks.Precond().eval().requires_grad_(False)}, f)
-    finally:
-        for name in set(sys.modules) - set(saved):
-            del sys.modules[name]
-    return checkpoints.load_denoiser(path, trust_pickle=True)
+    return checkpoints.load_denoiser(edm_pickle, trust_pickle=True)
 
 
 def test_edm_network_blocks_and_a_measurement(edm_network):

@@ -12,3 +12,26 @@ def add_common(parser: argparse.ArgumentParser, *, out_default: str | None = Non
     parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars")
     if out_default is not None:
         parser.add_argument("--out", default=out_default, help=f"output path (default: {out_default})")
+
+
+def add_trust_pickle(parser: argparse.ArgumentParser, what: str = "EDM .pkl checkpoints") -> None:
+    """``--trust-pickle``: unpickling runs code from the file, so it is opt-in, with the same warning everywhere."""
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help=f"allow {what} (unpickling runs code from the file: only for files you trust)")
+
+
+def floats(text: str) -> list[float]:
+    """An argparse type: comma-separated numbers (``0.02,0.1,80``)."""
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def add_models_and_data(parser: argparse.ArgumentParser, *, data_help: str, split: str = "test") -> None:
+    """The checkpoints to measure (a run directory or paths) and the data source they are measured on."""
+    parser.add_argument("models", nargs="+", metavar="RUN_DIR_OR_CHECKPOINT",
+                        help="a run directory (all its checkpoints, in training order) or checkpoint paths")
+    parser.add_argument("--data", default="natural", help=data_help)
+    parser.add_argument("--split", default=split, choices=("train", "test"), help=f"data split (default: {split})")
+    parser.add_argument("--data-path", default=None, help="folder / cifar10 / array sources: where the images are")

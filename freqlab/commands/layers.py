@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from freqlab.commands.common import add_common
+from freqlab.commands.common import add_common, add_models_and_data, add_trust_pickle, floats
 
 EXAMPLES = """examples:
   freqlab layers runs/demo/pretrain/checkpoints/final --random-init      # the model and its random-init control
@@ -24,25 +24,14 @@ EXAMPLES = """examples:
 """
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
 def register(sub) -> None:
     p = sub.add_parser("layers", help="per-layer feature spectra: which UNet blocks carry which frequency bands",
                        description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("models", nargs="+", metavar="RUN_DIR_OR_CHECKPOINT",
-                   help="a run directory (all its checkpoints, in training order) or checkpoint paths")
-    p.add_argument("--data", default="natural", help="data source of denoise mode (default: natural)")
-    p.add_argument("--split", default="test", choices=("train", "test"), help="data split (default: test)")
-    p.add_argument("--data-path", default=None, help="folder / cifar10 / array sources: where the images are")
+    add_models_and_data(p, data_help="data source of denoise mode (default: natural)")
     p.add_argument("--mode", default="generate", choices=("generate", "denoise"),
                    help="generate: input σ·z (default; at σ_max the D2O generator); denoise: input x0 + σ·n")
     grid = p.add_mutually_exclusive_group()
-    grid.add_argument("--sigmas", type=_floats, default=None, help="comma-separated noise levels, e.g. 80,20,2")
+    grid.add_argument("--sigmas", type=floats, default=None, help="comma-separated noise levels, e.g. 80,20,2")
     grid.add_argument("--n-sigmas", type=int, default=None,
                       help="log-spaced levels from the model's sigma_min to sigma_max (default 4)")
     p.add_argument("--n-images", type=int, default=64, help="images per (checkpoint, σ) (default 64)")
@@ -51,8 +40,7 @@ def register(sub) -> None:
                    "first: hann (default, freqlab's convention), none, kaiser, hamming, blackman")
     p.add_argument("--random-init", action="store_true",
                    help="also measure the first model's architecture with fresh weights (the control)")
-    p.add_argument("--trust-pickle", action="store_true",
-                   help="allow EDM .pkl checkpoints (unpickling runs code from the file: only for files you trust)")
+    add_trust_pickle(p)
     add_common(p, out_default="runs/layers")
     p.set_defaults(func=run)
 

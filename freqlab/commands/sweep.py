@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from freqlab.commands.common import add_common
+from freqlab.commands.common import add_common, add_models_and_data, add_trust_pickle, floats
 from freqlab.sweep_config import DEFAULT_MODES, MODES, SAMPLERS, SweepConfig
 
 D = SweepConfig()  # the defaults, defined once
@@ -26,15 +26,8 @@ EXAMPLES = """examples:
 """
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
 def _bands(text: str) -> list[float]:
-    edges = _floats(text)
+    edges = floats(text)
     if len(edges) < 2:
         raise argparse.ArgumentTypeError("--bands needs at least two edges, e.g. 0,0.125,0.25,0.5")
     return edges
@@ -43,16 +36,12 @@ def _bands(text: str) -> list[float]:
 def register(sub) -> None:
     p = sub.add_parser("sweep", help="one-step output spectra across noise levels and checkpoints",
                        description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("models", nargs="+", metavar="RUN_DIR_OR_CHECKPOINT",
-                   help="a run directory (all its checkpoints, in training order) or checkpoint paths")
-    p.add_argument("--data", default="natural", help="data source name (default: natural, the embedded photographs)")
-    p.add_argument("--split", default=D.split, choices=("train", "test"), help="data split (default: test)")
-    p.add_argument("--data-path", default=None, help="folder / cifar10 / array sources: where the images are")
+    add_models_and_data(p, data_help="data source name (default: natural, the embedded photographs)", split=D.split)
     p.add_argument("--n-images", type=int, default=D.n_images, help=f"images per (checkpoint, σ) (default {D.n_images})")
     p.add_argument("--batch-size", type=int, default=D.batch_size,
                    help=f"images per forward pass (default {D.batch_size})")
     grid = p.add_mutually_exclusive_group()
-    grid.add_argument("--sigmas", type=_floats, default=None, help="comma-separated noise levels, e.g. 0.02,0.1,1,80")
+    grid.add_argument("--sigmas", type=floats, default=None, help="comma-separated noise levels, e.g. 0.02,0.1,1,80")
     grid.add_argument("--n-sigmas", type=int, default=None,
                       help="log-spaced levels from the model's sigma_min to sigma_max (default 13)")
     p.add_argument("--modes", default="both", help=f"comma-separated modes of {', '.join(MODES)}; both (default) = "
@@ -70,8 +59,7 @@ def register(sub) -> None:
                    help="continue an existing results file written with the same settings (default: yes)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing results file, whatever its settings")
     p.add_argument("--autocast", action="store_true", help="bf16 autocast for the models (GPU only; ignored on CPU)")
-    p.add_argument("--trust-pickle", action="store_true",
-                   help="allow EDM .pkl checkpoints (unpickling runs code from the file: only for files you trust)")
+    add_trust_pickle(p)
     p.add_argument("--wasserstein-images", type=int, default=D.wasserstein_images,
                    help=f"images whose band powers are kept for the Wasserstein distance (default "
                         f"{D.wasserstein_images}; memory)")

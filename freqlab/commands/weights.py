@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from freqlab.commands.common import add_common
+from freqlab.commands.common import add_common, add_trust_pickle
 
 EXAMPLES = """examples:
   freqlab weights runs/pretrain/checkpoints/final runs/d2o/final           # a D2O fine-tune against its start
@@ -32,8 +32,7 @@ def register(sub) -> None:
     p.add_argument("--policy", default="conv",
                    help="the freezing policy whose frozen set is compared: conv (D2O-F, default), none, or a regex "
                         "over parameter names, as `freqlab finetune --freeze` takes it")
-    p.add_argument("--trust-pickle", action="store_true",
-                   help="allow EDM .pkl checkpoints (unpickling runs code from the file: only for files you trust)")
+    add_trust_pickle(p)
     add_common(p, out_default="runs/weights")
     p.set_defaults(func=run)
 
