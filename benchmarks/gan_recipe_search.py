@@ -30,7 +30,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-# discriminator variants, as options of freqlab.gan.Discriminator
+# discriminator variants, as options of freqlab.gan.Discriminator; freqlab finetune --discriminator offers
+# highpass-patch-c16 (as "highpass", the default), pixel-patch and pixel (with --d-channels, 16 by default)
 DISCRIMINATORS = {
     "pixel": dict(channels=32, highpass_gain=0.0, patch_logits=False, minibatch_std=0),
     "pixel-patch": dict(channels=32, highpass_gain=0.0, patch_logits=True, minibatch_std=4),

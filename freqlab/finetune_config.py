@@ -7,10 +7,35 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Mapping
 
-__all__ = ["LOSSES", "FinetuneConfig"]
+__all__ = ["DISCRIMINATORS", "LOSSES", "FinetuneConfig", "describe_discriminator"]
 
 LOSSES = ("ns", "hinge")
+
+#: the discriminators of a fine-tune (``discriminator``, ``--discriminator``): the arguments of
+#: freqlab.discriminator.Discriminator besides ``channels`` (the ``d_channels`` setting). Measured in
+#: benchmarks/README.md, "GAN recipe", where benchmarks/gan_recipe_search.py names its variants (32 channels there).
+#: Anything else: freqlab.gan.finetune(discriminator_factory=...).
+DISCRIMINATORS = {
+    # the default: image beside 4x its high-pass detail, per-scale logits, minibatch-std 4 (search: highpass-patch-c16)
+    "highpass": dict(highpass_gain=4.0, patch_logits=True, minibatch_std=4),
+    # pixels with per-scale logits and minibatch-std 4 (search: pixel-patch): mean spectrum matched, no edges
+    "pixel-patch": dict(highpass_gain=0.0, patch_logits=True, minibatch_std=4),
+    # pixels, one global logit, no minibatch-std (search: pixel; freqlab's earlier default): grain, no edges
+    "pixel": dict(highpass_gain=0.0, patch_logits=False, minibatch_std=0),
+}
+# the discriminator fields of runs saved before they became one choice, in the order of the Discriminator arguments
+_FOLDED_INTO_DISCRIMINATOR = ("d_highpass", "d_patch", "d_mbstd")
+
+
+def describe_discriminator(name: str) -> str:
+    """What ``DISCRIMINATORS[name]`` is, in a few words (the command line's help)."""
+    kw = DISCRIMINATORS[name]
+    view = f"image + {kw['highpass_gain']:g}x high-pass detail" if kw["highpass_gain"] else "pixels"
+    logits = "per-scale logits" if kw["patch_logits"] else "one global logit"
+    mbstd = f"minibatch-std {kw['minibatch_std']}" if kw["minibatch_std"] else "no minibatch-std"
+    return f"{view}, {logits}, {mbstd}"
 
 
 @dataclass
@@ -40,12 +65,9 @@ class FinetuneConfig:
     n_eval: int = 64                    # fixed-z outputs logged at each row (spectra, band statistics, grid)
     n_data: int = 256                   # data images of the reference statistics
     bands: tuple[float, ...] | None = None  # band edges in cycles/pixel; None: low/mid/high of DEFAULT_BANDS
-    # the default discriminator (see Discriminator): base channels, high-pass view gain (0: pixels only),
-    # per-scale patch logits, minibatch-std group size (0: off); another one: finetune(discriminator_factory=...)
+    # the discriminator: a name in DISCRIMINATORS and its base channels; another one: finetune(discriminator_factory=...)
+    discriminator: str = "highpass"
     d_channels: int = 16
-    d_highpass: float = 4.0
-    d_patch: bool = True
-    d_mbstd: int = 4
     lookahead: int = 5                  # lookahead-minmax: every k steps G and D move halfway back to their slow
     #                                     weights (0: off); see freqlab.averaging.Lookahead
     seed: int = 0
@@ -55,6 +77,8 @@ class FinetuneConfig:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.init_kind not in ("checkpoint", "random"):
             raise ValueError(f"init_kind must be 'checkpoint' or 'random', got {self.init_kind!r}")
+        if self.discriminator not in DISCRIMINATORS:
+            raise ValueError(f"discriminator must be one of {', '.join(DISCRIMINATORS)}, got {self.discriminator!r}")
         for name in ("batch_size", "n_images", "log_every", "r1_every", "n_eval", "n_data", "d_channels"):
             if int(getattr(self, name)) < (2 if name in ("n_eval", "n_data") else 1):
                 raise ValueError(f"{name} must be a positive integer (n_eval, n_data >= 2), got {getattr(self, name)}")
@@ -64,8 +88,8 @@ class FinetuneConfig:
         if not (float(self.lookahead).is_integer() and self.lookahead >= 0):
             raise ValueError(f"lookahead must be a whole number of steps >= 0 (0: off), got {self.lookahead}")
         self.lookahead = int(self.lookahead)
-        if not (self.r1_gamma >= 0 and self.ema >= 0 and self.d_highpass >= 0 and self.d_mbstd >= 0):
-            raise ValueError("r1_gamma, ema, d_highpass and d_mbstd must be >= 0")
+        if not (self.r1_gamma >= 0 and self.ema >= 0):
+            raise ValueError("r1_gamma and ema must be >= 0")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1 image or None, got {self.checkpoint_every}")
         if self.bands is not None:
@@ -78,6 +102,23 @@ class FinetuneConfig:
     RESUMABLE_CHANGES = ("n_images", "checkpoint_every")
     # fields added after runs were first saved, with the value that reproduces those runs (not today's default)
     ADDED_LATER = {"lookahead": 0}
+
+    @classmethod
+    def upgrade(cls, saved: Mapping) -> dict:
+        """A config dict saved by an earlier freqlab (``to_dict``), in today's fields, to compare with today's config.
+
+        A field added later gets the value that reproduces those runs (``ADDED_LATER``). The discriminator fields
+        ``d_highpass``, ``d_patch`` and ``d_mbstd`` of runs saved before ``discriminator`` existed become the name in
+        ``DISCRIMINATORS`` they match; values that match none give a ``discriminator`` that names them and no choice,
+        so the comparison reports a run with other settings.
+        """
+        saved = {**cls.ADDED_LATER, **saved}
+        if "discriminator" not in saved:
+            old = tuple(saved.pop(k, None) for k in _FOLDED_INTO_DISCRIMINATOR)
+            match = [name for name, kw in DISCRIMINATORS.items() if old == tuple(kw.values())]
+            saved["discriminator"] = match[0] if match else (
+                ", ".join(f"{k}={v!r}" for k, v in zip(_FOLDED_INTO_DISCRIMINATOR, old)) + " (no named choice)")
+        return saved
 
     @classmethod
     def settings(cls) -> tuple[str, ...]:

@@ -94,7 +94,7 @@ def _read_latest(out: Path) -> dict | None:
 
 def _check_resumable(saved: Mapping, config: FinetuneConfig, out: Path) -> None:
     now = config.to_dict()
-    saved = {**config.ADDED_LATER, **saved}  # a run saved before a field existed ran as if it had this value
+    saved = config.upgrade(saved)  # a run saved by an earlier freqlab, in today's fields
     diff = [k for k in now if k not in config.RESUMABLE_CHANGES and saved.get(k) != now[k]]
     if diff:
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff)

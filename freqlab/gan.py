@@ -49,7 +49,7 @@ from torch import nn
 from freqlab import distributed, measure, results
 from freqlab.averaging import EMA, Lookahead
 from freqlab.discriminator import Discriminator, HighPassView, MinibatchStd
-from freqlab.finetune_config import FinetuneConfig
+from freqlab.finetune_config import DISCRIMINATORS, FinetuneConfig
 from freqlab.finetune_state import (LOG_FORMAT_VERSION, LOG_NAME, _export, _load_rows, _load_state, _open_run,
                                     _save_state)
 from freqlab.freezing import CONV_POLICY_PATTERN, FreezeReport, freeze_policy, layer_type, parameter_breakdown
@@ -164,8 +164,8 @@ def finetune(
     discriminator_factory : the hook for another discriminator (e.g. a projected discriminator on frozen features,
         or :class:`Discriminator` with other ``max_channels`` or ``spectral_norm``): called with the image shape
         ``(C, H, W)`` under a seeded RNG, returns the module (logits ``(N,)`` or ``(N, K)`` for images
-        ``(N, C, H, W)``). Default: :class:`Discriminator` built from ``d_channels``, ``d_highpass``, ``d_patch``
-        and ``d_mbstd``.
+        ``(N, C, H, W)``). Default: :class:`Discriminator` with ``d_channels`` base channels and the arguments of
+        the named ``discriminator`` (:data:`freqlab.finetune_config.DISCRIMINATORS`).
 
     Returns
     -------
@@ -313,8 +313,7 @@ def _build_networks(init, config: FinetuneConfig, device: torch.device, discrimi
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(sample_seed(config.seed, "discriminator-init", 0))
         factory = discriminator_factory or (lambda s: Discriminator(
-            s, channels=config.d_channels, highpass_gain=config.d_highpass, patch_logits=config.d_patch,
-            minibatch_std=config.d_mbstd))
+            s, channels=config.d_channels, **DISCRIMINATORS[config.discriminator]))
         disc = factory(tuple(gen.image_shape)).to(device)
     g_params = [p for p in gen.parameters() if p.requires_grad]
     d_params = [p for p in disc.parameters() if p.requires_grad]

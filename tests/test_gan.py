@@ -443,6 +443,43 @@ def test_a_run_saved_before_lookahead_existed_resumes_without_it(tmp_path, check
     assert list(gan.finetune(checkpoint, out, **old).log.images_seen.values) == [0, 4, 8]
 
 
+def test_the_discriminator_is_one_of_the_named_choices():
+    from freqlab.finetune_config import DISCRIMINATORS
+
+    assert gan.FinetuneConfig().discriminator == "highpass"
+    assert DISCRIMINATORS["highpass"] == dict(highpass_gain=4.0, patch_logits=True, minibatch_std=4)  # as before
+    with pytest.raises(ValueError, match="discriminator must be one of highpass, pixel-patch, pixel, got 'patch'"):
+        gan.FinetuneConfig(discriminator="patch")
+
+
+@pytest.mark.parametrize("old, name", [((4.0, True, 4), "highpass"), ((0.0, True, 4), "pixel-patch"),
+                                       ((0, False, 0), "pixel"), ((2.0, True, 4), None)])
+def test_a_run_saved_with_the_discriminator_knobs_resumes_as_the_choice_they_match(tmp_path, checkpoint, old, name):
+    from freqlab.finetune_config import DISCRIMINATORS
+
+    out = tmp_path / "old"
+    first = {**TINY, "n_images": 4, "discriminator": name or "highpass"}
+    gan.finetune(checkpoint, out, **first)
+    latest = json.loads((out / "state" / "latest.json").read_text())
+    del latest["config"]["discriminator"]  # the state as written before the knobs became one choice
+    latest["config"].update(d_highpass=old[0], d_patch=old[1], d_mbstd=old[2])
+    (out / "state" / "latest.json").write_text(json.dumps(latest))
+    if name is None:  # no named choice: other settings, whichever is asked for now
+        for now in ("highpass", "pixel"):
+            with pytest.raises(ValueError, match=r"other settings \(discriminator: 'd_highpass=2.0, d_patch=True, "
+                                                 rf"d_mbstd=4 \(no named choice\)' -> '{now}'\)"):
+                gan.finetune(checkpoint, out, **{**TINY, "discriminator": now})
+        return
+    other = next(k for k in ("pixel", "highpass") if k != name)
+    with pytest.raises(ValueError, match=rf"other settings \(discriminator: '{name}' -> '{other}'\)"):
+        gan.finetune(checkpoint, out, **{**TINY, "discriminator": other})
+    run = gan.finetune(checkpoint, out, **{**TINY, "discriminator": name})
+    assert list(run.log.images_seen.values) == [0, 4, 8] and run.log.attrs["config_discriminator"] == name
+    disc, kw = run.discriminator, DISCRIMINATORS[name]  # the run's D is the one the name stands for
+    assert (disc.view is not None, disc.mbstd is not None) == (bool(kw["highpass_gain"]), bool(kw["minibatch_std"]))
+    assert (disc(torch.randn(4, *SHAPE)).dim() == 2) == kw["patch_logits"]  # per-scale logits: (N, K)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # command line
 # ----------------------------------------------------------------------------------------------------------------
@@ -467,12 +504,11 @@ def test_cli_runs_and_reports_bad_input_in_one_line(tmp_path, checkpoint, capsys
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "parameters frozen" in out and "high band: log-spectral distance" in out and "kurtosis gap" in out
-    plain = ["--d-channels", "8", "--d-highpass", "0", "--d-mbstd", "0", "--no-d-patch", "--lookahead", "3",
-             "--lr-g", "3e-4"]
+    plain = ["--d-channels", "8", "--discriminator", "pixel", "--lookahead", "3", "--lr-g", "3e-4"]
     assert main(args[:-1] + [str(tmp_path / "plain")] + plain) == 0   # the discriminator and lr options reach the run
     attrs = results.load(tmp_path / "plain" / "finetune.nc").attrs
-    options = ("config_d_channels", "config_d_highpass", "config_d_patch", "config_d_mbstd")
-    assert tuple(attrs[k] for k in options) == (8, 0.0, 0, 0)
+    assert (attrs["config_discriminator"], attrs["config_d_channels"]) == ("pixel", 8)
+    assert not any(k in attrs for k in ("config_d_highpass", "config_d_patch", "config_d_mbstd"))
     assert (attrs["config_lookahead"], attrs["config_lr_g"]) == (3, 3e-4)
     capsys.readouterr()
     assert main(args[:2] + ["--freeze", "nothing_matches"] + args[2:] + ["--overwrite"]) == 2

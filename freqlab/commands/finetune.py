@@ -32,7 +32,8 @@ OPTION_FIELDS = {"init": "init_kind", "images": "n_images"}
 
 
 def register(sub) -> None:
-    from freqlab.finetune_config import LOSSES, FinetuneConfig  # no torch: the parser builds fast
+    # no torch: the parser builds fast
+    from freqlab.finetune_config import DISCRIMINATORS, LOSSES, FinetuneConfig, describe_discriminator
 
     C = FinetuneConfig()
     p = sub.add_parser("finetune", help="GAN fine-tuning of a denoiser into a one-step generator (D2O / D2O-F)",
@@ -64,15 +65,11 @@ def register(sub) -> None:
     p.add_argument("--ema", type=float, default=C.ema, help=f"EMA half-life in images (default {C.ema}; 0: off)")
     p.add_argument("--n-eval", type=int, default=C.n_eval, help=f"fixed-z outputs logged (default {C.n_eval})")
     p.add_argument("--n-data", type=int, default=C.n_data, help=f"data images of the reference (default {C.n_data})")
+    p.add_argument("--discriminator", default=C.discriminator, choices=tuple(DISCRIMINATORS),
+                   help=f"the discriminator (default {C.discriminator}; chosen in benchmarks/README.md, 'GAN recipe'): "
+                        + "; ".join(f"{k}: {describe_discriminator(k)}" for k in DISCRIMINATORS))
     p.add_argument("--d-channels", type=int, default=C.d_channels,
                    help=f"discriminator base channels (default {C.d_channels})")
-    p.add_argument("--d-highpass", type=float, default=C.d_highpass, metavar="GAIN",
-                   help=f"the discriminator also sees GAIN x (image - 3x3 blur) (default {C.d_highpass}; "
-                        "0: pixels only)")
-    p.add_argument("--d-mbstd", type=int, default=C.d_mbstd, metavar="GROUP",
-                   help=f"minibatch-std group size in the discriminator (default {C.d_mbstd}; 0: off)")
-    p.add_argument("--no-d-patch", dest="d_patch", action="store_false",
-                   help="one global logit per image instead of local verdicts at every scale")
     p.add_argument("--overwrite", action="store_true", help="delete a previous fine-tuning run in --out and start over")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow an EDM network pickle (edm-*.pkl, network-snapshot-*.pkl) as CHECKPOINT: unpickling "
