@@ -16,18 +16,23 @@ def demo_dir(quick_demo):
     return quick_demo  # the session's one quick demo (tests/conftest.py)
 
 
+# The quick demo (about 75 s) is shared by these tests and notebook 01's; in CI's full run (make test-slow).
+@pytest.mark.slow
 def test_demo_writes_every_stage(demo_dir):
     for path in ("pretrain", "sweep.nc", "finetune-pretrained/finetune.nc", "finetune-random/finetune.nc",
-                 "data_spectra.nc", "report.md"):
+                 "finetune-unfrozen/finetune.nc", "layer_spectra.nc", "weight_change.nc", "data_spectra.nc",
+                 "report.md"):
         assert (demo_dir / path).exists(), path
     pngs = sorted(p.stem for p in (demo_dir / "figures").glob("*.png"))
     assert pngs == sorted(figures.FIGURES)
     text = (demo_dir / "report.md").read_text()
-    for heading in ("One step at σ_max", "Lower noise levels", "Over pre-training", "What GAN fine-tuning added"):
+    for heading in ("One step at σ_max", "Lower noise levels", "Over pre-training", "Many steps against one",
+                    "What GAN fine-tuning added", "Inside the network"):
         assert heading in text
     assert "nan |" not in text.split("## 2.")[0]  # section 1 numbers are all defined
 
 
+@pytest.mark.slow
 def test_each_fine_tune_runs_with_several_seeds_and_the_report_counts_them(demo_dir):
     seeds = figures.seed_logs(demo_dir)
     assert sorted(seeds) == ["pretrained", "random"]

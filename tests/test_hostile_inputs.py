@@ -469,9 +469,22 @@ def test_bad_input_to_the_api_is_a_value_error_that_says_what(case: ApiCase):
 
 
 @pytest.mark.parametrize("script", sorted((ROOT / "analyses").glob("fig_*.py")), ids=lambda p: p.stem)
-def test_an_analysis_script_on_a_missing_folder_says_so_in_one_line(script, tmp_path):
+def test_an_analysis_script_on_a_missing_folder_says_so_in_one_line(script, tmp_path, monkeypatch, capsys):
+    import runpy
+
+    # run as `python analyses/fig_x.py MISSING OUT` runs it, in this process (one interpreter start per script would
+    # cost most of the test; the subprocess path is checked once below)
+    monkeypatch.setattr(sys, "argv", [str(script), str(tmp_path / "nothing"), str(tmp_path / "f")])
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(script), run_name="__main__")
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.strip().count("\n") == 0 and "does not exist" in err
+
+
+def test_an_analysis_script_run_by_python_says_so_in_one_line(tmp_path):
     import subprocess
 
+    script = ROOT / "analyses" / "fig_cutoff_vs_sigma.py"
     run = subprocess.run([sys.executable, str(script), str(tmp_path / "nothing"), str(tmp_path / "f")],
                          capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"})
     assert run.returncode == 2 and run.stderr.strip().count("\n") == 0 and "does not exist" in run.stderr

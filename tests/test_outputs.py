@@ -88,16 +88,10 @@ def test_a_results_files_temporaries_are_removed_but_not_its_neighbours(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.nc.abc123.tmp"]
 
 
-def _tiny_pretrain(out: Path) -> None:
-    subprocess.run(FREQLAB + ["pretrain", "--preset", "tiny", "--out", str(out), "--quiet"], check=True, env=ENV,
-                   capture_output=True)
-
-
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("lock") / "pretrain"
-    _tiny_pretrain(out)
-    return out
+def tiny_run(make_tiny_run) -> Path:
+    """A run directory with two checkpoints of other weights, step-000005 and step-000012 (in-process: fast)."""
+    return Path(make_tiny_run([(5, 1), (12, 0)]))
 
 
 @pytest.mark.slow
