@@ -183,13 +183,18 @@ def _pretrain_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, 
 
 
 def _sweep_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, stages: _Stages, n: int) -> None:
-    from freqlab import sweep
+    from freqlab import results, sweep
 
     stages.next(f"sweep over {n} checkpoints x {s.n_sigmas} noise levels, and {s.sample_steps}-step Heun samples "
                 f"of {s.sample_images} images from the same noise")
-    ds = sweep.sweep(out / "pretrain", "natural", s.n_sigmas, modes=sweep.MODES, n_images=s.sweep_images,
-                     batch_size=s.sweep_batch, seed=seed, device=dev, out=out / "sweep.nc", resume=True,
-                     progress=progress, sample_steps=s.sample_steps, sample_images=s.sample_images)
+    settings = dict(modes=sweep.MODES, n_images=s.sweep_images, batch_size=s.sweep_batch, seed=seed, device=dev,
+                    out=out / "sweep.nc", progress=progress, sample_steps=s.sample_steps, sample_images=s.sample_images)
+    try:
+        ds = sweep.sweep(out / "pretrain", "natural", s.n_sigmas, resume=True, **settings)
+    except results.SettingsDiffer:  # e.g. a sweep.nc of an older freqlab, without the sample mode
+        print(f"  {out / 'sweep.nc'} was made with other settings (an older version?); measuring again",
+              file=sys.stderr, flush=True)
+        ds = sweep.sweep(out / "pretrain", "natural", s.n_sigmas, overwrite=True, **settings)
     print(sweep.summarize(ds), file=sys.stderr)
 
 

@@ -21,7 +21,7 @@ Per block, checkpoint and σ
   at full resolution because its power is spread over 4× fewer modes.
 * frequencies in **image** cycles/pixel: ``freq_image = freq_layer·s`` with ``s = max(h, w)/max(H, W)``; every
   layer is put on the image's bins (``freq``) by linear interpolation in log power between its own bin centres
-  (exact for power-of-two grids, whose bin centres coincide with the image's), NaN above its Nyquist ``0.5·s``.
+  (exact: a coarser grid's bin centres k/h map to k/H, the image's own), NaN above its Nyquist ``0.5·s``.
   ``freq_layer`` (layer, freq) gives the same bins in the layer's own cycles/pixel.
 * ``band_share``: the fraction of the layer's non-DC power in each band of
   :func:`freqlab.spectral.resolve_bands` (image cycles/pixel; bins assigned by centre as the sweep does). A band
@@ -67,7 +67,7 @@ NORMALISATION = ("layer_power = mean radial power of the block's channels (each 
                  "sum of counts*layer_power over the layer's non-DC bins is 1 (fraction of the layer's power per mode)")
 MAPPING = ("freq is in cycles/pixel of the image; a layer on an h x w grid has freq_image = freq_layer*s with "
            "s = max(h, w)/max(H, W), put on the image bins by linear interpolation in log power between its own bin "
-           "centres (exact for power-of-two grids), NaN above its Nyquist 0.5*s")
+           "centres (exact: they map onto image bin centres), NaN above its Nyquist 0.5*s")
 BAND_SHARE = ("fraction of the layer's non-DC power in each band (image cycles/pixel, bins by centre); NaN for a "
               "band whose lower edge is at or above the layer's Nyquist (the Nyquist bin counts in the band below)")
 

@@ -102,7 +102,9 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "sample_trajectory_power": ("mean radial power of the sampler's estimate x̂0 = D(x_i, t_i) before step i",
                                 POWER),
     "sample_trajectory_db": ("band power of the sampler's estimate before step i relative to the data's, "
-                             "10·log10 of the band means of the radial spectra", DB),
+                             "10·log10 of the band means of the radial spectra (DC excluded)", DB),
+    "sample_trajectory_lsd": ("log-spectral distance of the sampler's estimate before step i to the data per band "
+                              "(non-DC bins; step 0: the one-step output of the same images)", DB),
     # outputs paired with their clean images (denoise mode)
     "error_power": ("mean radial power of the denoising error x̂0 − x0", POWER),
     "error_power_sem": ("standard error of error_power", POWER),

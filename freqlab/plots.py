@@ -200,6 +200,8 @@ def output_spectra_figure(ds: xr.Dataset, checkpoint=None, *, n_sigmas: int = 6)
     checkpoint = ds.checkpoint.values[-1] if checkpoint is None else checkpoint
     sigmas = _pick(ds.sigma.values, n_sigmas)
     modes = [m for m in ("denoise", "generate") if m in ds.mode.values]
+    if not modes:
+        raise FileNotFoundError("the sweep has neither a denoise nor a generate mode: no one-step spectra to draw")
     fig, axes = plt.subplots(1, len(modes), figsize=(5.2 * len(modes), 4.3), sharey=True, squeeze=False)
     for ax, mode in zip(axes[0], modes):
         output_spectra_panel(ax, ds, checkpoint, mode, sigmas)

@@ -1,8 +1,9 @@
 """A short plain-words report of a demo results directory (``report.md``), with the numbers behind each claim.
 
 It answers, from saved results only: which bands the pre-trained model produces in one step at σ_max, which it
-produces at lower σ, how that changed over pre-training, and what GAN fine-tuning added (and what the random-init
-control did). A band counts as "produced" when its log-spectral distance to the data is within ``MATCH_DB``.
+produces at lower σ, how that changed over pre-training, which bands EDM's N-step sampler reaches from the same
+noise that one step does not, what GAN fine-tuning added (and what the random-init control did) over seeds, and,
+inside the network, which blocks carry the high band and what an unfrozen fine-tune moved. A band counts as "produced" when its log-spectral distance to the data is within ``MATCH_DB``.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def _sigma_max_lines(ds: xr.Dataset) -> list[str]:
     low_db = float(rel.sel(freq=rel.freq[(rel.freq > 0) & (rel.freq < 0.125)]).mean())
     high_db = float(rel.sel(freq=rel.freq[rel.freq >= 0.25]).mean())
     return [
-        f"## 1. One step at σ_max = {smax:g}: what pre-training already generates",
+        f"## One step at σ_max = {smax:g}: what pre-training already generates",
         "",
         f"The final pre-trained model ({_step(ds, last)}) fed pure noise σ_max·z, i.e. the D2O generator before any "
         f"fine-tuning, {_produces_text(lsd_max)}. "
@@ -107,7 +108,7 @@ def _sigma_max_lines(ds: xr.Dataset) -> list[str]:
 def _lower_sigma_lines(ds: xr.Dataset) -> list[str]:
     last = ds.checkpoint.values[-1]
     lines = [
-        "## 2. Lower noise levels: which bands one denoising step recovers",
+        "## Lower noise levels: which bands one denoising step recovers",
         "",
         "In `denoise` mode the input is a real image plus noise x0 + σ·n. Below, f_c is the lowest frequency where "
         "the one-step output's power departs from the data's by more than 3 dB; the coherence cutoff is where the "
@@ -144,7 +145,7 @@ def _pretraining_lines(ds: xr.Dataset) -> list[str]:
     last = ds.checkpoint.values[-1]
     smax = float(ds.sigma.max())
     lsd_max = ds.sel(checkpoint=last, mode="generate", sigma=smax).lsd.mean("channel")
-    lines = ["", "## 3. Over pre-training", "",
+    lines = ["", "## Over pre-training", "",
               "How the one-step generator at σ_max and the denoiser at σ = 0.5 changed from the random initialisation "
               "(step 0, the control for \"what does pre-training add\") to the end of pre-training:", "",
               f"| checkpoint | f_c at σ_max (cycles/px) | LSD at σ_max: {' / '.join(bands)} (dB) | diversity ratio at σ_max, high | "
@@ -170,7 +171,7 @@ def finetune_section(logs: dict[str, xr.Dataset]) -> list[str]:
         return []
     first = next(iter(logs.values()))
     bands = [str(b) for b in first.band.values]
-    lines = ["", "## 5. What GAN fine-tuning added", "",
+    lines = ["", "## What GAN fine-tuning added", "",
              "D2O-F: the one-step generator G(z) = D(σ_max·z, σ_max) fine-tuned with a plain GAN loss (no distillation), "
              f"with the `conv` policy freezing {100 * float(first.attrs.get('frozen_share', np.nan)):.0f}% of the parameters. "
              "Diversity ratio: spread of per-image log band power relative to the data's (about 1: as varied as the "
@@ -261,22 +262,24 @@ def seeds_section(seeds: dict[str, list[xr.Dataset]]) -> list[str]:
 
 
 def sampler_section(ds: xr.Dataset) -> list[str]:
-    """Many steps against one: per checkpoint, the bands EDM's N-step sampler reaches from the same σ_max·z that
-    the one-step output does not, and along the sampler, when each band comes within ``MATCH_DB`` of the data."""
-    if "sample" not in [str(m) for m in ds.mode.values]:
+    """Many steps against one: per checkpoint, the bands EDM's N-step sampler reaches from σ_max·z that the one-step
+    output of the same images does not (both from the sampler's trajectory: its first estimate is the one-step
+    output, its last the sample), and from which step on each band stays within ``MATCH_DB`` of the data."""
+    if "sample_trajectory_lsd" not in ds:
         return []
     how = str(ds.attrs.get("sample_mode", "EDM's deterministic sampler")).split(" from ")[0]
-    smax = float(ds.sigma.max())
-    lines = ["## 4. Many steps against one: what the weights can already generate", "",
-             f"From the same noise σ_max·z (σ_max = {smax:g}), {how} gives each checkpoint's multi-step sample; the "
-             "one-step output is D2O's starting point. A band is *reached* when its log-spectral distance to the data "
-             f"is at most {MATCH_DB:g} dB. Bands the sampler reaches and one step does not are what GAN fine-tuning "
-             "must teach the one-step generator.", "",
-             f"| checkpoint | N-step LSD (dB; {' / '.join(_bands(ds))}) | one-step LSD (dB) | N-step reaches | one step reaches | sampler only |",
+    n = int(ds.attrs.get("sample_images", 0)) or "the first"
+    lines = ["## Many steps against one: what the weights can already generate", "",
+             f"From the same noise σ_max·z (σ_max = {float(ds.sigma.max()):g}), {how} gives each checkpoint's "
+             f"multi-step sample of {n} images; the one-step output of the same images is D2O's starting point. A "
+             f"band is *reached* when its log-spectral distance to the data is at most {MATCH_DB:g} dB. Bands the "
+             "sampler reaches and one step does not are what GAN fine-tuning must teach the one-step generator.", "",
+             f"| checkpoint | N-step LSD (dB; {' / '.join(_bands(ds))}) | one-step LSD (dB) | N-step reaches | "
+             "one step reaches | sampler only |",
              "|---|---|---|---|---|---|"]
     for ck in ds.checkpoint.values:
-        cell = ds.sel(checkpoint=ck, sigma=smax)
-        many, one = cell.lsd.sel(mode="sample").mean("channel"), cell.lsd.sel(mode="generate").mean("channel")
+        lsd = ds.sample_trajectory_lsd.sel(checkpoint=ck).mean("channel")
+        many, one = lsd.isel(sampler_step=-1), lsd.isel(sampler_step=0)
         reach_many, reach_one = _produced(many), _produced(one)
         extra = [b for b in reach_many.split(", ") if b != "none" and b not in reach_one.split(", ")]
         lines.append(f"| {_step(ds, ck)} | {_slash_row(many)} | {_slash_row(one)} | {reach_many} | {reach_one} | "
@@ -289,23 +292,28 @@ def _slash_row(lsd: xr.DataArray) -> str:
 
 
 def _trajectory_sentence(ds: xr.Dataset) -> str:
-    """When each band of the final checkpoint's sampler estimate first comes within MATCH_DB of the data, and
-    whether that happens coarse to fine."""
-    traj = ds.sample_trajectory_db.isel(checkpoint=-1).mean("channel")
+    """From which sampler step each band of the final checkpoint's estimate stays within MATCH_DB (LSD) of the data
+    to the end, and whether the bands settle coarse before fine."""
+    lsd = ds.sample_trajectory_lsd.isel(checkpoint=-1).mean("channel")
     t = ds.sampler_sigma.values
-    first = {b: np.flatnonzero(np.abs(traj.sel(band=b).values) <= MATCH_DB) for b in _bands(ds)}
-    first = {b: int(i[0]) if i.size else None for b, i in first.items()}
-    text = "; ".join(f"{b} at t = {t[i]:.3g} (step {i})" if i is not None else f"{b} never"
-                     for b, i in first.items())
-    steps = list(first.values())
-    if None in steps:
-        order = "a band that never gets there leaves the order open"
-    elif steps == sorted(steps) and len(set(steps)) > 1:
+    settled = {}
+    for b in _bands(ds):
+        inside = np.abs(lsd.sel(band=b).values) <= MATCH_DB
+        out = np.flatnonzero(~inside)
+        settled[b] = None if not inside[-1] else (int(out[-1]) + 1 if out.size else 0)
+    text = "; ".join(f"{b} from t = {t[i]:.3g} (step {i})" if i is not None else f"{b} never"
+                     for b, i in settled.items())
+    arrived = [i for i in settled.values() if i is not None]
+    if arrived != sorted(arrived):
+        order = "not coarse before fine"
+    elif len(arrived) < len(settled):
+        order = "a band that never settles leaves the order open"
+    elif len(set(arrived)) > 1:
         order = "coarse before fine, the order in which a diffusion model is expected to build an image"
     else:
-        order = "not coarse before fine" if steps != sorted(steps) else "all bands at the same step"
-    return (f"Along the sampler of the final checkpoint, the band power of its estimate x̂0 = D(x_i, t_i) first "
-            f"comes within {MATCH_DB:g} dB of the data's: {text} ({order}).")
+        order = "all bands at the same step"
+    return (f"Along the sampler of the final checkpoint, the estimate x̂0 = D(x_i, t_i) stays within {MATCH_DB:g} dB "
+            f"(log-spectral distance) of the data's spectrum to the end: {text} ({order}).")
 
 
 def inside_section(root: Path) -> list[str]:
@@ -325,7 +333,7 @@ def inside_section(root: Path) -> list[str]:
         text = weight_change.summary(results.load(root / "weight_change.nc")).splitlines()
         lines += ["", "What an unfrozen fine-tune (D2O, nothing frozen) moved, against the set D2O-F freezes:", "",
                   "```", *text, "```"]
-    return ["", "## 6. Inside the network", *lines, ""] if lines else []
+    return ["", "## Inside the network", *lines, ""] if lines else []
 
 
 def build_report(root: str | Path) -> str:
@@ -348,8 +356,20 @@ def build_report(root: str | Path) -> str:
         f"the data is at most {MATCH_DB:g} dB. Figures: `figures/`.",
         "",
     ]
-    return "\n".join(head + sweep_section(ds) + sampler_section(ds) + finetune_section(logs) + seeds_section(seeds)
-                     + inside_section(root)) + "\n"
+    body = _numbered(sweep_section(ds) + sampler_section(ds) + finetune_section(logs) + seeds_section(seeds)
+                     + inside_section(root))
+    return "\n".join(head + body) + "\n"
+
+
+def _numbered(lines: list[str]) -> list[str]:
+    """Number the sections (``## ``) in the order they appear: a report without a section skips no number."""
+    out, k = [], 0
+    for line in lines:
+        if line.startswith("## "):
+            k += 1
+            line = f"## {k}. {line[3:]}"
+        out.append(line)
+    return out
 
 
 def write_report(root: str | Path) -> Path:

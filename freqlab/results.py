@@ -248,18 +248,23 @@ def fingerprint_differences(stored: Mapping[str, Any], expected: Mapping[str, An
     return diffs
 
 
+class SettingsDiffer(ValueError):
+    """A results file was written with other settings (or by a version that recorded none): it is not resumed."""
+
+
 def check_fingerprint(ds: xr.Dataset, fingerprint: str, path: str | os.PathLike) -> None:
-    """Raise ValueError if ``ds`` (read from ``path``) was written by a run with another fingerprint."""
+    """Raise :class:`SettingsDiffer` (a ValueError) if ``ds`` (read from ``path``) was written by a run with another
+    fingerprint."""
     stored = read_fingerprint(ds)
     expected = json.loads(fingerprint)
     if stored is None:
-        raise ValueError(
+        raise SettingsDiffer(
             f"results file {path} has no run fingerprint, so it cannot be resumed safely; "
             "pass overwrite=True (--overwrite) to replace it or choose another output path"
         )
     diffs = fingerprint_differences(stored, expected)
     if diffs:
-        raise ValueError(
+        raise SettingsDiffer(
             f"results file {path} was written with different settings ({'; '.join(diffs)}); refusing to mix them: "
             "pass overwrite=True (--overwrite) to replace it, or choose another output path"
         )

@@ -42,36 +42,47 @@ class Trajectory:
 
 def sampler_sigmas(n_steps: int, sigma_top: float, model) -> torch.Tensor:
     """EDM's discretisation from the grid's top σ down to the model's ``sigma_min`` (then 0)."""
-    lo = float(getattr(model, "sigma_min", None) or sigma_top)
-    return sampler.edm_sigma_steps(n_steps, min(lo, float(sigma_top)), float(sigma_top))
+    lo = getattr(model, "sigma_min", None)
+    if n_steps > 1 and not (lo is not None and 0 < float(lo) < float(sigma_top)):
+        raise ValueError(f"the sample mode runs the sampler from the grid's largest σ ({float(sigma_top):g}) down to the "
+                         f"model's sigma_min ({lo}), which must lie below it; give --sigmas up to the model's sigma_max")
+    return sampler.edm_sigma_steps(n_steps, float(lo) if lo is not None else float(sigma_top), float(sigma_top))
 
 
 def run_sampler(forward: Callable[[torch.Tensor, float], torch.Tensor], z: torch.Tensor, sigmas: torch.Tensor,
-                method: str, an: Analysis | None, trajectory: Trajectory | None) -> torch.Tensor:
+                method: str, an: Analysis | None, trajectory: Trajectory | None, what: str = "the model") -> torch.Tensor:
     """The N-step sample from ``sigmas[0]·z``; ``forward(x, σ)`` is the model's one step. Adds the spectrum of each
-    step's ``x̂0`` to ``trajectory`` (when given)."""
+    step's ``x̂0`` to ``trajectory`` (when given); ``what`` names the model in errors."""
 
     def denoise(x, s):
         return forward(x, float(s[0]))
 
     def record(i, t_i, x, denoised):
         if trajectory is not None:
+            if not bool(torch.isfinite(denoised).all()):
+                raise ValueError(f"{what}: the sampler's estimate at step {i} (t = {t_i:.4g}) contains NaN or Inf")
             trajectory.update(i, an.radial(an.fft(denoised)))
 
     return sampler.sample(denoise, float(sigmas[0]) * z, sigmas, sampler=method, callback=record)
 
 
 def trajectory_variables(trajectory: Trajectory, data_power: torch.Tensor, an: Analysis) -> dict:
-    """Variables of one checkpoint's trajectory (dims ``checkpoint`` of length 1, ``sampler_step``, ...)."""
+    """Variables of one checkpoint's trajectory (dims ``checkpoint`` of length 1, ``sampler_step``, ...): the radial
+    power of each step's estimate, its band power relative to the data's and its log-spectral distance to the data
+    per band (DC excluded, as every band metric). Step 0's estimate is the one-step output ``D(σ_max·z)`` of the
+    same images, the last step's the sample."""
     power = trajectory.power
-    band = spectral.band_power(an.freq, power, an.counts, an.bands)
-    data_band = spectral.band_power(an.freq, data_power, an.counts, an.bands)
-    db = 10 * torch.log10(band / data_band)
+    nondc = an.freq > 0
+    freq, counts = an.freq[nondc], an.counts[nondc]
+    band = spectral.band_power(freq, power[..., nondc], counts, an.bands)
+    data_band = spectral.band_power(freq, data_power[..., nondc], counts, an.bands)
+    lsd = spectral.log_spectral_distance(power[..., nondc], data_power[..., nondc], freq, an.bands)
+    dims = ("checkpoint", "sampler_step", "channel")
     return {
-        "sample_trajectory_power": measure.variable(
-            "sample_trajectory_power", ("checkpoint", "sampler_step", "channel", "freq"), power[None]),
-        "sample_trajectory_db": measure.variable(
-            "sample_trajectory_db", ("checkpoint", "sampler_step", "channel", "band"), db[None]),
+        "sample_trajectory_power": measure.variable("sample_trajectory_power", dims + ("freq",), power[None]),
+        "sample_trajectory_db": measure.variable("sample_trajectory_db", dims + ("band",),
+                                                 (10 * torch.log10(band / data_band))[None]),
+        "sample_trajectory_lsd": measure.variable("sample_trajectory_lsd", dims + ("band",), lsd[None]),
     }
 
 

@@ -38,7 +38,8 @@ Callback = Callable[[int, float, torch.Tensor, torch.Tensor], None]
 
 
 def edm_sigma_steps(n_steps: int, sigma_min: float, sigma_max: float, rho: float = RHO) -> torch.Tensor:
-    """EDM's noise levels ``t_0 = σ_max > … > t_{N−1} = σ_min`` and ``t_N = 0``: a float64 tensor ``(N + 1,)``."""
+    """EDM's noise levels ``t_0 = σ_max > … > t_{N−1} = σ_min`` and ``t_N = 0``: a float64 tensor ``(N + 1,)``
+    (one step: ``[σ_max, 0]``)."""
     n_steps, sigma_min, sigma_max = int(n_steps), float(sigma_min), float(sigma_max)
     if n_steps < 1:
         raise ValueError(f"the sampler needs at least 1 step, got {n_steps}")

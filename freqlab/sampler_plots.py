@@ -18,10 +18,9 @@ from freqlab.plots import (
     palette,
     theme,
 )
+from freqlab.report import MATCH_DB
 
 __all__ = ["many_vs_one_panel", "trajectory_panel", "sampler_figure"]
-
-MATCH_DB = 3.0
 
 
 def many_vs_one_panel(ax: plt.Axes, ds: xr.Dataset, checkpoints) -> None:

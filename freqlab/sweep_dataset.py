@@ -168,7 +168,7 @@ def order_checkpoints(ds: xr.Dataset, entries: list[Entry]) -> xr.Dataset:
 
 def summarize(ds: xr.Dataset, *, lsd_match_db: float = 3.0) -> str:
     """A one-paragraph text summary of a sweep: f_c at σ_max for the first and last checkpoint, bands matched,
-    MSE against Wiener's."""
+    what the N-step sampler reaches (sample mode), MSE against Wiener's."""
     if "checkpoint" not in ds.dims or ds.sizes["checkpoint"] == 0 or "cutoff_freq" not in ds:
         return "The sweep holds no results."
     names = [str(c) for c in ds.checkpoint.values]
@@ -203,8 +203,8 @@ def summarize(ds: xr.Dataset, *, lsd_match_db: float = 3.0) -> str:
     parts.append(f"At σ_max the last checkpoint matches the data's spectrum within {lsd_match_db:g} dB (LSD) in "
                  f"band(s): {', '.join(matched) or 'none'}" + (f"; not in {', '.join(unmatched)}." if unmatched
                                                                   else "."))
-    if "sample" in ds.mode.values:
-        parts.append(sample_sentence(ds, last, lsd_match_db))
+    if "sample_trajectory_lsd" in ds:
+        parts.append(f"For {label(last)}: " + sample_sentence(ds, last, lsd_match_db))
     if "mse" in ds:
         ratio = (ds.mse.isel(checkpoint=last) / ds.wiener_mse).mean("channel").values
         i_best = int(np.nanargmin(ratio))
@@ -225,12 +225,15 @@ def matched_bands(ds: xr.Dataset, checkpoint: int, mode: str, lsd_match_db: floa
 
 
 def sample_sentence(ds: xr.Dataset, checkpoint: int, lsd_match_db: float = 3.0) -> str:
-    """What the N-step sampler reaches that the one-step output does not, for one checkpoint."""
-    many = matched_bands(ds, checkpoint, "sample", lsd_match_db)
-    one = matched_bands(ds, checkpoint, "generate", lsd_match_db) if "generate" in ds.mode.values else []
-    extra = [b for b in many if b not in one]
+    """What the N-step sampler reaches that the one-step output of the same images does not, for one checkpoint
+    (both from the trajectory: its first step's estimate is the one-step output, its last the sample)."""
+    lsd = ds.sample_trajectory_lsd.isel(checkpoint=checkpoint).mean("channel")
+    bands = [str(b) for b in ds.band.values]
+    one, many = lsd.isel(sampler_step=0).values, lsd.isel(sampler_step=-1).values
+    reached = [b for b, v in zip(bands, many) if v <= lsd_match_db]
+    extra = [b for b, v1, vn in zip(bands, one, many) if vn <= lsd_match_db < v1]
     how = str(ds.attrs.get("sample_mode", "the N-step sampler")).split(" from ")[0]
-    lsd = ds.lsd.isel(checkpoint=checkpoint, sigma=-1).sel(mode="sample").mean("channel").values
-    return (f"From the same σ_max·z, {how} matches the data within {lsd_match_db:g} dB in "
-            f"band(s): {', '.join(many) or 'none'} (LSD {', '.join(f'{v:.1f}' for v in lsd)} dB); bands it reaches "
-            f"that the one-step output does not: {', '.join(extra) or 'none'}.")
+    return (f"From the same σ_max·z, {how} matches the data within {lsd_match_db:g} dB in band(s): "
+            f"{', '.join(reached) or 'none'} (LSD {', '.join(f'{b} {v:.1f}' for b, v in zip(bands, many))} dB; "
+            f"one step: {', '.join(f'{b} {v:.1f}' for b, v in zip(bands, one))} dB); bands it reaches that the "
+            f"one-step output does not: {', '.join(extra) or 'none'}.")

@@ -461,6 +461,10 @@ def test_sample_mode_on_gaussian_fields_reaches_the_data_spectrum():
     first_within = {b: int(np.argmax(np.abs(traj.sel(band=b).values) < 3.0)) for b in ("low", "high")}
     assert first_within["low"] < first_within["high"]
     assert abs(float(traj.sel(band="high").isel(sampler_step=-1))) < 1.5
+    # the trajectory's LSD: its first step is the one-step output, its last the sample (the same images here)
+    lsd = ds.sample_trajectory_lsd.sel(checkpoint="wiener", channel=0)
+    np.testing.assert_allclose(lsd.isel(sampler_step=-1).values, d.lsd.sel(mode="sample").values, rtol=1e-6)
+    np.testing.assert_allclose(lsd.isel(sampler_step=0).values, d.lsd.sel(mode="generate").values, rtol=1e-6)
     assert p.shape == sample_db.shape
 
 
