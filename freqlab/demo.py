@@ -12,9 +12,10 @@ Layout of the results directory::
     finetune-pretrained/      D2O-F (conv-frozen) GAN fine-tune from the final pre-training checkpoint (first seed)
     finetune-random/          the same fine-tune from a random initialisation (the control; first seed)
     finetune-*-seed<k>/       the same two fine-tunes repeated with seed + k (the spread over seeds)
-    finetune-unfrozen/        one D2O fine-tune with nothing frozen (what it moves)
+    finetune-unfrozen/        one D2O fine-tune with nothing frozen (what it moves; GPU and --quick only)
     layer_spectra.nc          feature spectra of every UNet block: pre-trained, random init, D2O-F fine-tuned
     weight_change.nc          ‖ΔW‖/‖W‖ per parameter and layer type of the D2O run, beside the D2O-F frozen set
+                              (with finetune-unfrozen/)
     data_spectra.nc           spectra of the default data beside dead leaves, a GRF and white noise
     figures/                  every figure (PNG and PDF), see freqlab.figures
     report.md                 what the numbers say, in plain words
@@ -59,7 +60,9 @@ class DemoSettings:
     finetune_workers: int | None = None  # parallel fine-tunes (one torch thread each); None: one per CPU core on a
     #                                      CPU (small models use two threads poorly), one on a GPU
     spectra_images: int = 512
-    finetune_unfrozen: bool = True  # one D2O fine-tune with nothing frozen (what it moves: weight_change.nc)
+    finetune_unfrozen: bool = False  # one D2O fine-tune with nothing frozen (what it moves: weight_change.nc); off
+    #                                  on the CPU, where an eleventh fine-tune would take make demo past 12 minutes
+    #                                  (`freqlab weights` measures it on any pair of checkpoints, docs/INSIDE.md)
     sample_images: int = 16  # the sweep's sample mode (EDM's Heun sampler): images, and steps (2N-1 model calls)
     sample_steps: int = 18
     layer_images: int = 32  # per-layer feature spectra: images and noise levels (freqlab.layer_spectra)
@@ -80,13 +83,13 @@ def demo_settings(*, quick: bool = False, device: str = "cpu") -> DemoSettings:
     if quick:
         return DemoSettings(preset="tiny", sweep_images=16, sweep_batch=16, n_sigmas=5, finetune_images=96,
                             finetune_batch=8, finetune_log_every=32, spectra_images=64, finetune_seeds=2,
-                            sample_images=8, sample_steps=4, layer_images=8, layer_sigmas=2)
+                            sample_images=8, sample_steps=4, layer_images=8, layer_sigmas=2, finetune_unfrozen=True)
     if resolve_device(device).type == "cuda":
         # measured end to end on one H200: 2.7 min (figures/gpu-h200/). Fine-tunes of 2,000 images with a log row
         # every 1,000: each row saves the resumable state, several hundred MB for this model
         return DemoSettings(preset="cifar", pretrain_overrides=GPU_PRETRAIN, sweep_images=256, sweep_batch=256,
                             finetune_images=2_000, finetune_batch=32, finetune_log_every=1_000, spectra_images=4096,
-                            finetune_seeds=3, sample_images=256, layer_images=64)
+                            finetune_seeds=3, sample_images=256, layer_images=64, finetune_unfrozen=True)
     return DemoSettings()
 
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -17,7 +18,7 @@ if TYPE_CHECKING:  # imported lazily: the command line lists the figures without
 
 
 __all__ = ["FIGURES", "make_figure", "make_figures", "script_main", "load_sweep", "finetune_logs", "seed_logs",
-           "run_dir", "export_results", "sample_grids"]
+           "run_dir", "export_results", "sample_grids", "copy_figures"]
 
 
 def _plots():
@@ -161,24 +162,43 @@ def script_main(name: str, doc: str | None = None, argv: list[str] | None = None
     return 0
 
 
-def make_figures(results_dir: str | Path, out_dir: str | Path = "figures", names=None) -> list[Path]:
-    """Every figure of :data:`FIGURES` (or ``names``) whose inputs exist; says on stderr which were skipped."""
+def make_figures(results_dir: str | Path, out_dir: str | Path = "figures", names=None, *,
+                 workers: int | None = None) -> list[Path]:
+    """Every figure of :data:`FIGURES` (or ``names``) whose inputs exist; says on stderr which were skipped.
+
+    ``workers`` processes draw them (default: one per CPU core, at most 4; matplotlib draws on one core), each
+    figure the same bytes whatever the number of workers.
+    """
     if not Path(results_dir).is_dir():  # one error, not one "skipped" line per figure
         raise FileNotFoundError(f"results directory {results_dir} does not exist")
     from freqlab.outputs import check_writable_under
 
     check_writable_under(out_dir, include_self=True)
-    written, skipped = [], []
-    for name in names or FIGURES:
-        try:
-            written += make_figure(name, results_dir, out_dir)
-        except FileNotFoundError as err:  # its inputs are not there; said once the others are drawn
-            skipped.append(f"figure {name}: skipped ({err})")
+    names = list(names or FIGURES)
+    workers = min(len(names), workers or min(os.cpu_count() or 1, 4))
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            drawn = list(pool.map(_draw_one, names, [results_dir] * len(names), [out_dir] * len(names)))
+    else:
+        drawn = [_draw_one(name, results_dir, out_dir) for name in names]
+    written = [path for paths, _ in drawn for path in paths]
     if not written:
         raise FileNotFoundError(f"no results to draw under {results_dir} (expected sweep.nc, finetune-*/, data_spectra.nc)")
-    for line in skipped:
-        print(line, file=sys.stderr)
+    for _, skipped in drawn:
+        if skipped:
+            print(skipped, file=sys.stderr)
     return written
+
+
+def _draw_one(name: str, results_dir, out_dir) -> tuple[list[Path], str | None]:
+    """One figure: ``(files written, None)``, or ``([], why it was skipped)`` when its inputs are not there."""
+    try:
+        return make_figure(name, results_dir, out_dir), None
+    except FileNotFoundError as err:  # its inputs are not there; said once the others are drawn
+        return [], f"figure {name}: skipped ({err})"
 
 
 def export_results(root: str | Path, dest: str | Path) -> list[Path]:
@@ -210,4 +230,24 @@ def export_results(root: str | Path, dest: str | Path) -> list[Path]:
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(root / rel, dest / rel)
         written.append(dest / rel)
+    return written
+
+
+def copy_figures(src: str | Path, dest: str | Path, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
+    """Copy the figures of :data:`FIGURES` drawn in ``src`` into ``dest`` (drawing them once is enough: a redraw from
+    the exported results gives the same files, which tests/test_committed_figures.py checks). A figure ``src`` lacks
+    is removed from ``dest``, so no figure of older results stays beside newer ones."""
+    import shutil
+
+    src, dest = Path(src), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in FIGURES:
+        for fmt in formats:
+            source, target = src / f"{name}.{fmt}", dest / f"{name}.{fmt}"
+            if source.is_file():
+                shutil.copyfile(source, target)
+                written.append(target)
+            elif target.is_file():
+                target.unlink()
     return written

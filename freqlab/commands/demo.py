@@ -6,12 +6,13 @@ import argparse
 
 from freqlab.commands.common import add_common
 
-EXAMPLES = """stages: pre-training (cpu-small) -> sweep over checkpoints x sigma -> D2O-F fine-tuning from the final
-checkpoint and from a random init, five seeds each -> data spectra -> figures -> report.md. Rerunning reuses
-finished stages.
+EXAMPLES = """stages: pre-training (cpu-small) -> sweep over checkpoints x sigma (one step, and EDM's 18-step sampler)
+-> D2O-F fine-tuning from the final checkpoint and from a random init, five seeds each -> inside the network
+(per-layer feature spectra; on a GPU also what an unfrozen D2O run moved) -> data spectra -> figures -> report.md.
+Rerunning reuses finished stages.
 
 examples:
-  freqlab demo                       # about 10.5 minutes on two CPU cores, into runs/demo
+  freqlab demo                       # about 12 minutes on two CPU cores, into runs/demo
   freqlab demo --quick --out /tmp/d  # tiny everything, a smoke test (under 2 minutes)
   freqlab demo --device cuda         # a 35.7 M-parameter model on a GPU (2.7 min on one H200)
 """
@@ -32,11 +33,11 @@ def run(args) -> int:
     from freqlab.demo import run_demo
     from pathlib import Path
 
-    from freqlab.figures import export_results, make_figures
+    from freqlab.figures import copy_figures, export_results
 
     report = run_demo(args.out, quick=args.quick, device=args.device, seed=args.seed, progress=not args.quiet)
     if args.figures:
         export_results(args.out, Path(args.figures) / "results")
-        make_figures(Path(args.figures) / "results", args.figures)
+        copy_figures(Path(args.out) / "figures", args.figures)
     print(report.read_text(encoding="utf-8"))
     return 0
