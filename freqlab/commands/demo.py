@@ -13,7 +13,7 @@ Rerunning reuses finished stages.
 
 examples:
   freqlab demo                       # about 12 minutes on two CPU cores, into runs/demo
-  freqlab demo --quick --out /tmp/d  # tiny everything, a smoke test (under 2 minutes)
+  freqlab demo --quick --out /tmp/d  # tiny everything, a smoke test (about 70 s)
   freqlab demo --device cuda         # a 35.7 M-parameter model on a GPU (2.7 min on one H200)
 """
 
