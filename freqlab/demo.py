@@ -205,7 +205,7 @@ def _finetune_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, 
     from freqlab import figures
 
     stages.next(f"GAN fine-tuning, {s.finetune_seeds} seed(s) each: D2O-F from the final checkpoint, and from a "
-                "random init (control); one D2O (nothing frozen)")
+                "random init (control)" + ("; one D2O (nothing frozen)" if s.finetune_unfrozen else ""))
     runs = {"pretrained": (final, "checkpoint"), "random": (final, "random")}
     common = dict(loss=s.finetune_loss, n_images=s.finetune_images, batch_size=s.finetune_batch,
                   log_every=s.finetune_log_every, device=str(dev), resume=True, progress=progress)
@@ -222,7 +222,8 @@ def _inside_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, st
     """Per-layer feature spectra (pre-trained, random init, D2O-F fine-tuned) and what the unfrozen D2O moved."""
     from freqlab import layer_spectra, results, weight_change
 
-    stages.next("inside the network: per-layer feature spectra and the weight change of D2O")
+    stages.next("inside the network: per-layer feature spectra" + (" and the weight change of D2O"
+                                                                     if s.finetune_unfrozen else ""))
     if not (out / "layer_spectra.nc").exists():
         models = {"pretrained": final, "d2o-f": out / "finetune-pretrained" / "final"}
         layer_spectra.layer_spectra(models, "natural", s.layer_sigmas, n_images=s.layer_images,
