@@ -14,8 +14,8 @@ Layout of the results directory::
     finetune-*-seed<k>/       the same two fine-tunes repeated with seed + k (the spread over seeds)
     finetune-unfrozen/        one D2O fine-tune with nothing frozen (what it moves; GPU and --quick only)
     layer_spectra.nc          feature spectra of every UNet block: pre-trained, random init, D2O-F fine-tuned
-    weight_change.nc          ‖ΔW‖/‖W‖ per parameter and layer type of the D2O run, beside the D2O-F frozen set
-                              (with finetune-unfrozen/)
+    weight_change.nc          ‖ΔW‖/‖W‖ per parameter and layer type of the D2O run (without it: of the D2O-F
+                              run, whose frozen set must not move), beside the D2O-F frozen set
     data_spectra.nc           spectra of the default data beside dead leaves, a GRF and white noise
     figures/                  every figure (PNG and PDF), see freqlab.figures
     report.md                 what the numbers say, in plain words
@@ -222,15 +222,15 @@ def _inside_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, st
     """Per-layer feature spectra (pre-trained, random init, D2O-F fine-tuned) and what the unfrozen D2O moved."""
     from freqlab import layer_spectra, results, weight_change
 
-    stages.next("inside the network: per-layer feature spectra" + (" and the weight change of D2O"
-                                                                     if s.finetune_unfrozen else ""))
+    moved = UNFROZEN if s.finetune_unfrozen else "finetune-pretrained"
+    stages.next(f"inside the network: per-layer feature spectra, and what {moved} moved")
     if not (out / "layer_spectra.nc").exists():
         models = {"pretrained": final, "d2o-f": out / "finetune-pretrained" / "final"}
         layer_spectra.layer_spectra(models, "natural", s.layer_sigmas, n_images=s.layer_images,
                                     batch_size=s.layer_images, seed=seed, device=dev, random_init=True,
                                     progress=progress, out=out / "layer_spectra.nc")
-    if s.finetune_unfrozen and not (out / "weight_change.nc").exists():
-        results.save(weight_change.weight_change(final, out / UNFROZEN / "final", policy="conv"),
+    if not (out / "weight_change.nc").exists():  # D2O's change when it ran, else D2O-F's (its frozen set: exactly 0)
+        results.save(weight_change.weight_change(final, out / moved / "final", policy="conv"),
                      out / "weight_change.nc")
 
 

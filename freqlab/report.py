@@ -330,8 +330,12 @@ def inside_section(root: Path) -> list[str]:
     if (root / "weight_change.nc").exists():
         from freqlab import weight_change
 
-        text = weight_change.summary(results.load(root / "weight_change.nc")).splitlines()
-        lines += ["", "What an unfrozen fine-tune (D2O, nothing frozen) moved, against the set D2O-F freezes:", "",
+        ds = results.load(root / "weight_change.nc")
+        text = weight_change.summary(ds).splitlines()
+        unfrozen = "unfrozen" in str(ds.attrs.get("after", ""))
+        lines += ["", ("What an unfrozen fine-tune (D2O, nothing frozen) moved, against the set D2O-F freezes:"
+                       if unfrozen else "What the D2O-F fine-tune moved (its frozen set must not move at all; the "
+                       "unfrozen comparison runs with the GPU demo or `freqlab weights`):"), "",
                   "```", *text, "```"]
     return ["", "## Inside the network", *lines, ""] if lines else []
 
