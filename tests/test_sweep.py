@@ -13,6 +13,7 @@ from freqlab.data import grf_power, make_source
 from freqlab.denoisers import Denoiser
 from freqlab.linear_denoisers import WienerDenoiser
 from freqlab.rng import per_sample_randn
+from test_edm_finetune import edm_pickle  # noqa: F401 (a fixture: an EDM-shaped network pickled as EDM does)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -506,3 +507,26 @@ def test_sweep_settings_are_defined_once():
     for name in ("modes", "n_images", "batch_size", "seed", "window", "wasserstein_images", "sample_steps", "sampler"):
         assert params[name].default == getattr(defaults, name), name
     assert defaults.window == measure.WINDOW
+
+
+def test_sample_mode_runs_on_a_diffusers_vp_model_and_an_edm_network(white16, edm_pickle):  # noqa: F811
+    """The sampler takes every denoiser freqlab loads: a DDPM-family model through the σ adapter (its σ range is the
+    schedule's) and an EDM network pickle."""
+    from diffusers import DDPMScheduler
+
+    from freqlab.checkpoints import load_denoiser
+    from freqlab.denoisers import DiffusersDenoiser, build_unet
+
+    unet = build_unet(sample_size=16, in_channels=1, block_out_channels=(8, 16), norm_num_groups=4)
+    vp = DiffusersDenoiser(unet, DDPMScheduler(num_train_timesteps=100))
+    edm = load_denoiser(edm_pickle, trust_pickle=True)
+    for name, model, data in (("ddpm", vp, white16), ("edm", edm, "white")):
+        ds = sw.sweep({name: model}, data, 3, modes=("generate", "sample"), sample_steps=3, **SMALL)
+        assert float(ds.sampler_sigma[0]) == pytest.approx(model.sigma_max)
+        assert float(ds.sampler_sigma[-1]) == pytest.approx(model.sigma_min)
+        # finite wherever the band has bins (an 8x8 image has no non-DC bin in the low band: NaN in both)
+        first = ds.sample_trajectory_lsd.isel(checkpoint=0, sampler_step=0).values
+        one_step = ds.lsd.sel(mode="generate").isel(checkpoint=0, sigma=-1).values
+        assert (np.isfinite(first) == np.isfinite(one_step)).all() and np.isfinite(one_step[..., 1:]).all()
+        np.testing.assert_allclose(first, one_step, rtol=1e-4)  # the sampler's first estimate is the one step
+        assert np.isfinite(ds.output_power.sel(mode="sample").isel(sigma=-1).values).all()
