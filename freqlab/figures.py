@@ -41,7 +41,7 @@ def _load(path: Path) -> "xr.Dataset":
 
 
 #: Fine-tuning runs of a results directory, in the order figures show them.
-FINETUNE_RUNS = ("pretrained", "random", "early")
+FINETUNE_RUNS = ("pretrained", "random")
 
 
 def run_dir(name: str, replicate: int = 0) -> str:

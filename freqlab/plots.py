@@ -375,8 +375,7 @@ def band_statistics_figure(ds: xr.Dataset, *, mode: str = "generate") -> plt.Fig
 # --------------------------------------------------------------------------------------------------------------
 # fine-tuning figures (input: the logs of freqlab.gan.finetune)
 # --------------------------------------------------------------------------------------------------------------
-RUN_LABELS = {"pretrained": "from pre-trained (D2O-F)", "random": "from random init (control)",
-              "early": "from an early checkpoint"}
+RUN_LABELS = {"pretrained": "from pre-trained (D2O-F)", "random": "from random init (control)"}
 
 
 def finetune_figure(logs: dict[str, xr.Dataset], *, seeds: dict[str, list[xr.Dataset]] | None = None) -> plt.Figure:
