@@ -2,10 +2,10 @@
 
 D2O-F fine-tunes a pre-trained diffusion model into a one-step generator with ~85 % of its weights frozen; this
 module shows which blocks of the UNet carry which frequency bands. Forward hooks on the blocks of
-:func:`unet_blocks` take each block's output ``(N, C, h, w)`` and, **inside the hook**, compute its radial power
-spectrum with freqlab's convention (:mod:`freqlab.measure`: Hann window after removing each channel-image's mean;
-the ``C`` channels are ``C`` images), summed over images and channels in one batched FFT, and add it to a float64
-accumulator: no activation outlives its batch, and the hooks are removed whatever happens.
+:func:`freqlab.unet_blocks.unet_blocks` take each block's output ``(N, C, h, w)`` and, **inside the hook**, compute
+its radial power spectrum with freqlab's convention (:mod:`freqlab.measure`: Hann window after removing each
+channel-image's mean; the ``C`` channels are ``C`` images), summed over images and channels in one batched FFT, and
+add it to a float64 accumulator: no activation outlives its batch, and the hooks are removed whatever happens.
 
 Inputs are the sweep's (:mod:`freqlab.sweep`), so a layer measurement pairs with a sweep cell of the same seed:
 ``generate`` feeds ``σ·z`` with ``z`` from :data:`freqlab.measure.GENERATE_STREAM`, ``denoise`` feeds ``x0 + σ·n``
@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -50,9 +49,9 @@ from freqlab.devices import resolve_device
 from freqlab.outputs import holding
 from freqlab.rng import per_sample_randn
 from freqlab.sweep_inputs import Entry, check_shape, make_data, resolve_models
+from freqlab.unet_blocks import BlockInfo, describe_blocks, feature_map, unet_blocks
 
-__all__ = ["unet_blocks", "block_stage", "BlockInfo", "describe_blocks", "layer_spectra", "summarize", "MODES",
-           "DEFAULT_N_SIGMAS", "RANDOM_INIT", "FILE_NAME"]
+__all__ = ["layer_spectra", "summarize", "MODES", "DEFAULT_N_SIGMAS", "RANDOM_INIT", "FILE_NAME"]
 
 MODES = ("generate", "denoise")
 DEFAULT_N_SIGMAS = 4
@@ -60,8 +59,6 @@ RANDOM_INIT = "random-init"
 FILE_NAME = "layer_spectra.nc"
 MIN_IMAGES = 2
 LOG_FLOOR = 1e-30
-SUPPORTED = ("EDMDenoiser and DiffusersDenoiser (a diffusers UNet2DModel at .unet), EDMNetworkDenoiser (an EDM "
-             "SongUNet or DhariwalUNet at .net.model, with enc/dec ModuleDicts), or those networks themselves")
 NORMALISATION = ("layer_power = mean radial power of the block's channels (each channel-image a separate image) "
                  "divided by the layer's total power over its non-DC modes, sum_b counts_b*P_b over bins b > 0: "
                  "sum of counts*layer_power over the layer's non-DC bins is 1 (fraction of the layer's power per mode)")
@@ -70,126 +67,6 @@ MAPPING = ("freq is in cycles/pixel of the image; a layer on an h x w grid has f
            "centres (exact: they map onto image bin centres), NaN above its Nyquist 0.5*s")
 BAND_SHARE = ("fraction of the layer's non-DC power in each band (image cycles/pixel, bins by centre); NaN for a "
               "band whose lower edge is at or above the layer's Nyquist (the Nyquist bin counts in the band below)")
-
-
-# --------------------------------------------------------------------------------------------------------------
-# the blocks
-# --------------------------------------------------------------------------------------------------------------
-def _diffusers_unet(module) -> torch.nn.Module | None:
-    for m in (module, getattr(module, "unet", None)):
-        if m is not None and all(hasattr(m, a) for a in ("conv_in", "down_blocks", "up_blocks")):
-            return m
-    return None
-
-
-def _edm_model(module) -> torch.nn.Module | None:
-    net = getattr(module, "net", None)
-    for m in (module, getattr(module, "model", None), net, getattr(net, "model", None)):
-        if m is not None and all(isinstance(getattr(m, a, None), torch.nn.ModuleDict) for a in ("enc", "dec")):
-            return m
-    return None
-
-
-def _stage_blocks(stage, prefix: str, resamplers: str) -> dict[str, torch.nn.Module]:
-    """The residual blocks and resamplers of a diffusers UNet's down or up blocks, named as named_modules does."""
-    blocks = {}
-    for i, block in enumerate(stage):
-        blocks.update({f"{prefix}.{i}.resnets.{j}": r for j, r in enumerate(getattr(block, "resnets", []))})
-        if getattr(block, resamplers, None) is not None:
-            blocks.update({f"{prefix}.{i}.{resamplers}.{j}": m for j, m in enumerate(getattr(block, resamplers))})
-    return blocks
-
-
-def unet_blocks(denoiser: torch.nn.Module) -> dict[str, torch.nn.Module]:
-    """The blocks to hook, in forward order, by readable name.
-
-    A diffusers UNet: ``conv_in``, every ``down_blocks.i.resnets.j`` and ``down_blocks.i.downsamplers.0``,
-    ``mid_block``, every ``up_blocks.i.resnets.j`` and ``up_blocks.i.upsamplers.0``, ``conv_out`` (names as in its
-    ``named_modules``). An EDM network (SongUNet, DhariwalUNet): every entry of ``enc`` and ``dec`` as
-    ``enc.<key>``/``dec.<key>`` (e.g. ``enc.32x32_block0``, ``dec.16x16_up``). A fine-tuning generator (a module
-    holding its denoiser at ``.denoiser``) is looked through. Which of them output a 4-D feature map is found by
-    :func:`describe_blocks`. ValueError for any other architecture.
-    """
-    inner = getattr(denoiser, "denoiser", None)
-    if isinstance(inner, torch.nn.Module):
-        denoiser = inner
-    unet = _diffusers_unet(denoiser)
-    if unet is not None:
-        blocks = {"conv_in": unet.conv_in, **_stage_blocks(unet.down_blocks, "down_blocks", "downsamplers")}
-        if getattr(unet, "mid_block", None) is not None:
-            blocks["mid_block"] = unet.mid_block
-        blocks.update(_stage_blocks(unet.up_blocks, "up_blocks", "upsamplers"))
-        if getattr(unet, "conv_out", None) is not None:
-            blocks["conv_out"] = unet.conv_out
-        return blocks
-    model = _edm_model(denoiser)
-    if model is not None:
-        return {f"{side}.{key}": m for side in ("enc", "dec") for key, m in getattr(model, side).items()}
-    raise ValueError(f"cannot find the UNet blocks of a {type(denoiser).__name__}; supported: {SUPPORTED}")
-
-
-def block_stage(name: str) -> str:
-    """Short stage label of a block name: in, down, mid, up, out (diffusers) or enc, dec (EDM)."""
-    head = name.split(".", 1)[0]
-    return {"conv_in": "in", "down_blocks": "down", "mid_block": "mid", "up_blocks": "up", "conv_out": "out",
-            "enc": "enc", "dec": "dec"}.get(head, head)
-
-
-@dataclass(frozen=True)
-class BlockInfo:
-    """A hookable block: its name, stage, and the shape of its output feature map."""
-
-    name: str
-    stage: str
-    channels: int
-    height: int
-    width: int
-
-    @property
-    def resolution(self) -> str:
-        return f"{self.height}x{self.width}"
-
-
-def _feature_map(output) -> torch.Tensor | None:
-    out = getattr(output, "sample", output)
-    if isinstance(out, torch.Tensor) and out.ndim == 4 and out.is_floating_point():
-        return out
-    return None
-
-
-def describe_blocks(denoiser: torch.nn.Module, image_shape=None, sigma: float | None = None,
-                    device=None) -> tuple[list[BlockInfo], list[str]]:
-    """Run one image through ``denoiser`` (at ``sigma``, default its ``sigma_max``) and return the blocks of
-    :func:`unet_blocks` whose output is a 4-D float feature map at least ``4 × 4`` (what a radial spectrum needs),
-    in the order they run, and the names of the blocks left out."""
-    blocks = unet_blocks(denoiser)
-    shape = tuple(int(s) for s in (image_shape if image_shape is not None else getattr(denoiser, "image_shape")))
-    sigma = float(sigma if sigma is not None else getattr(denoiser, "sigma_max", 1.0))
-    device = device if device is not None else next((p.device for p in denoiser.parameters()), torch.device("cpu"))
-    seen: dict[str, tuple[int, ...] | None] = {}
-
-    def recorder(name):
-        def hook(_module, _inputs, output):
-            fm = _feature_map(output)
-            if name not in seen:
-                seen[name] = tuple(fm.shape[1:]) if fm is not None else None
-        return hook
-
-    handles = [m.register_forward_hook(recorder(n)) for n, m in blocks.items()]
-    try:
-        with torch.inference_mode():
-            x = torch.zeros((1, *shape), device=device)
-            denoiser(x, torch.full((1,), sigma, device=device))
-    finally:
-        for h in handles:
-            h.remove()
-    found = [BlockInfo(n, block_stage(n), *seen[n]) for n in seen
-             if seen[n] is not None and min(seen[n][1:]) >= spectral.spectra.MIN_SIZE]
-    skipped = [n for n in blocks if n not in {b.name for b in found}]
-    if not found:
-        raise ValueError(f"no hookable blocks in {type(denoiser).__name__}: none of its {len(blocks)} blocks output "
-                         f"a 4-D feature map of at least {spectral.spectra.MIN_SIZE}x{spectral.spectra.MIN_SIZE}")
-    return found, skipped
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -206,7 +83,7 @@ class _LayerHook:
         self.state, self.info = state, info
 
     def __call__(self, _module, _inputs, output) -> None:
-        fm = _feature_map(output)
+        fm = feature_map(output)
         if fm is None or tuple(fm.shape[1:]) != (self.info.channels, self.info.height, self.info.width):
             raise ValueError(f"block {self.info.name} returned {None if fm is None else tuple(fm.shape)}, not the "
                              f"(N, {self.info.channels}, {self.info.height}, {self.info.width}) feature map it "

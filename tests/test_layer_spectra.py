@@ -8,7 +8,7 @@ import pytest
 import torch
 from test_edm_finetune import edm_pickle  # noqa: F401 (a fixture: the EDM-shaped network, pickled as EDM does)
 
-from freqlab import checkpoints, layer_plots, layer_spectra, measure
+from freqlab import checkpoints, layer_plots, layer_spectra, measure, unet_blocks
 from freqlab.cli import main
 from freqlab.data import make_source
 from freqlab.denoisers import Denoiser
@@ -56,9 +56,9 @@ def run(model, **kw):
 # ------------------------------------------------------------------------------------------------------ blocks
 def test_diffusers_blocks_in_forward_order_with_their_resolutions(make_tiny_run):
     d = checkpoints.load_denoiser(make_tiny_run([(0, 0)]) / "checkpoints" / "step-000000")
-    assert list(layer_spectra.unet_blocks(d))[:3] == ["conv_in", "down_blocks.0.resnets.0",
+    assert list(unet_blocks.unet_blocks(d))[:3] == ["conv_in", "down_blocks.0.resnets.0",
                                                      "down_blocks.0.downsamplers.0"]
-    infos, skipped = layer_spectra.describe_blocks(d)
+    infos, skipped = unet_blocks.describe_blocks(d)
     assert skipped == []
     got = [(i.name, i.stage, i.height, i.channels) for i in infos]
     assert got == [("conv_in", "in", 16, 8), ("down_blocks.0.resnets.0", "down", 16, 8),
@@ -76,7 +76,7 @@ def edm_network(edm_pickle):  # noqa: F811 (the imported fixture)
 
 
 def test_edm_network_blocks_and_a_measurement(edm_network):
-    infos, _ = layer_spectra.describe_blocks(edm_network)
+    infos, _ = unet_blocks.describe_blocks(edm_network)
     assert [(i.name, i.stage, i.height, i.width, i.channels) for i in infos] == [
         ("enc.8x8_conv", "enc", 8, 8, 8), ("enc.8x8_block0", "enc", 8, 8, 8), ("dec.8x8_block0", "dec", 8, 8, 8),
         ("dec.8x8_block1", "dec", 8, 8, 8), ("dec.8x8_aux_norm", "dec", 8, 8, 8), ("dec.8x8_aux_conv", "dec", 8, 8, 3)]
@@ -87,7 +87,7 @@ def test_edm_network_blocks_and_a_measurement(edm_network):
 
 def test_unknown_architectures_and_bad_input_are_one_line_errors():
     with pytest.raises(ValueError, match="supported: EDMDenoiser"):
-        layer_spectra.unet_blocks(torch.nn.Linear(2, 2))
+        unet_blocks.unet_blocks(torch.nn.Linear(2, 2))
     flat = Probe({"vector": torch.nn.Flatten()})
     with pytest.raises(ValueError, match="no hookable blocks"):
         run(flat, n_images=2)
