@@ -49,7 +49,7 @@ LOSS_COLUMNS = ("step", "images_seen", "sigma_lo", "sigma_hi", "count", "loss",
 class LossBySigmaLog:
     """Pre-training's loss per σ bin, summed over an interval and appended to ``loss_by_sigma.csv`` at its end.
 
-    Next to the loss it sums the skip-only baseline (:func:`freqlab.pretrain.skip_baseline`) of the same images
+    Next to the loss it sums the skip-only baseline (:func:`freqlab.denoising_loss.skip_baseline`) of the same images
     and σ draws, so that a row's ``skip_baseline`` is the expectation over exactly what that row's ``loss``
     averages: the σ mix within a bin and the images of the interval both move the baseline, and a fixed reference
     (1, or the baseline at the bin centre) would not.

@@ -1,16 +1,7 @@
 """EDM pre-training of a small ``UNet2DModel`` with a checkpoint trajectory at log-spaced steps.
 
-The loss is EDM's (Karras et al. 2022, eq. 2 and Table 1): ``σ = exp(P_mean + P_std·ξ)`` with ``ξ ~ N(0, 1)``,
-``x_σ = x0 + σ·n``, and per image ``λ(σ)·mean((D(x_σ, σ) − x0)²)`` with ``λ(σ) = (σ² + σd²)/(σ·σd)²``.
-
-The yardstick is the loss of the skip connection alone (network output ``F = 0``, ``D = c_skip·x``): in
-expectation over the noise it is ``(σ²·m/σd² + σd²)/(σ² + σd²)`` for an image with ``m = mean(x0²)``
-(:func:`skip_baseline`). That is 1 only when ``m = σd²``; otherwise it goes from 1 at small σ to ``m/σd²`` at
-large σ (on average about 0.85 at σ ≥ 10 for the default ``natural`` crops, mean ``m ≈ 0.21`` against
-``σd² = 0.25``, though ``m`` varies from crop to crop), so a raw loss below 1 does not by itself mean anything
-was learned. ``loss_by_sigma.csv`` therefore logs, per σ range, this skip-only baseline over the same σ draws
-and images as the loss, and ``loss_over_baseline``: below the baseline (``loss_over_baseline < 1``) = the
-network has learned something at those noise levels.
+The loss (EDM's) and its yardstick, the loss of the skip connection alone (``loss_by_sigma.csv`` logs both per σ
+range), are in :mod:`freqlab.denoising_loss`.
 
 A run is deterministic: image ``k`` of the run (``k = step·batch_size + row``) takes its data index, its σ and its
 noise from :mod:`freqlab.rng` streams keyed by ``(seed, k)``, and the initial weights come from ``seed``. So a run
@@ -64,9 +55,10 @@ import torch
 
 from freqlab import __version__
 from freqlab.averaging import ema_beta, ema_lerp
+from freqlab.denoising_loss import edm_loss, edm_loss_weight, skip_baseline, training_sigma  # noqa: F401 (re-exported)
 from freqlab.monitor import LOSS_COLUMNS, LossBySigmaLog, NonFiniteLossError, check_finite  # noqa: F401 (re-exported)
-from freqlab.pretrain_config import PRESETS, TrainConfig, make_config  # noqa: F401 (re-exported)
 from freqlab.outputs import holding, write_atomic
+from freqlab.pretrain_config import PRESETS, TrainConfig, make_config  # noqa: F401 (re-exported)
 from freqlab.rng import per_sample_randn, sample_seed
 
 __all__ = [
@@ -84,74 +76,6 @@ __all__ = [
 ]
 
 RUN_FILE, STATE_DIR, STATE_FILE, LOSS_FILE, CKPT_DIR = "run.json", "state", "state.pt", "loss_by_sigma.csv", "checkpoints"
-
-
-# --------------------------------------------------------------------------------------------------------------
-# the loss
-# --------------------------------------------------------------------------------------------------------------
-def training_sigma(xi: torch.Tensor, pick: torch.Tensor, config: "TrainConfig") -> torch.Tensor:
-    """Training noise levels from two standard normal draws per image, ``xi`` and ``pick`` (both ``(N,)``).
-
-    An image takes EDM's log-normal ``σ = exp(p_mean + p_std·ξ)``, or, with probability ``loguniform_share``
-    (``Φ(pick) < share``), a log-uniform ``σ = σ_min·(σ_max/σ_min)^u`` with ``u = Φ(ξ)`` uniform on (0, 1): every
-    decade of ``[σ_min, σ_max]`` equally. ``loguniform_share = 0`` is EDM's sampling exactly.
-    """
-    lognormal = torch.exp(config.p_mean + config.p_std * xi)
-    if not config.loguniform_share:
-        return lognormal
-    lo, hi = math.log(config.sigma_min), math.log(config.sigma_max)
-    loguniform = torch.exp(lo + (hi - lo) * _normal_cdf(xi)).to(xi.dtype)
-    return torch.where(_normal_cdf(pick) < config.loguniform_share, loguniform, lognormal)
-
-
-def _normal_cdf(x: torch.Tensor) -> torch.Tensor:
-    """Φ(x), the standard normal CDF, in float64."""
-    return 0.5 * (1.0 + torch.erf(x.double() / math.sqrt(2.0)))
-
-
-def edm_loss_weight(sigma: torch.Tensor, sigma_data: float = 0.5) -> torch.Tensor:
-    """EDM's loss weight ``λ(σ) = (σ² + σd²)/(σ·σd)²`` (elementwise); ``1/c_out²`` of the preconditioning."""
-    return (sigma * sigma + sigma_data**2) / (sigma * sigma_data) ** 2
-
-
-def edm_loss(denoiser, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """Per-image EDM loss ``λ(σ)·mean_{c,h,w}((D(x0 + σ·n, σ) − x0)²)``, shape ``(N,)``.
-
-    ``x0`` ``(N, C, H, W)`` clean images, ``sigma`` ``(N,)``, ``noise`` ``(N, C, H, W)`` standard normal.
-    """
-    s = sigma.view(-1, 1, 1, 1)
-    err = (denoiser(x0 + s * noise, sigma).float() - x0).square().mean(dim=(1, 2, 3))
-    return edm_loss_weight(sigma.float(), denoiser.sigma_data) * err
-
-
-def skip_baseline(sigma, mean_square, sigma_data: float = 0.5):
-    """EDM loss of the skip connection alone (network output ``F = 0``), in expectation over the noise.
-
-    With ``D = c_skip·x``, ``x = x0 + σ·n`` and ``c_skip = σd²/(σ² + σd²)``, the error is
-    ``D − x0 = (σd²·σ·n − σ²·x0)/(σ² + σd²)``. The noise has mean 0 and variance 1 and is independent of ``x0``,
-    so per pixel ``E[(D − x0)²] = (σ⁴·x0² + σd⁴·σ²)/(σ² + σd²)²``; times ``λ(σ) = (σ² + σd²)/(σ·σd)²`` and
-    averaged over the pixels this is
-
-        ``baseline(σ) = (σ²·m/σd² + σd²)/(σ² + σd²)``,  ``m = mean over pixels of x0²``.
-
-    It equals 1 at every σ only when ``m = σd²``; in general it moves from 1 (σ → 0) to ``m/σd²`` (σ → ∞),
-    so it always lies between ``min(1, m/σd²)`` and ``max(1, m/σd²)``. A loss below it means learned.
-
-    Parameters
-    ----------
-    sigma : float or tensor
-        Noise level(s) σ > 0.
-    mean_square : float or tensor
-        ``m``, the mean over the pixels of ``x0²`` of each image (broadcast against ``sigma``).
-    sigma_data : float
-        EDM's ``σd``.
-
-    Returns
-    -------
-    float or tensor (elementwise, the broadcast shape): the expected per-image loss of ``F = 0``.
-    """
-    s2, sd2 = sigma * sigma, sigma_data**2
-    return (s2 * mean_square / sd2 + sd2) / (s2 + sd2)
 
 
 def checkpoint_steps(steps: int, n: int) -> list[int]:

@@ -30,8 +30,9 @@ class TrainConfig:
         ``sigma_max``.
     Loss and optimisation
         ``p_mean``, ``p_std`` (log-normal σ), ``loguniform_share`` (share of images whose σ is log-uniform over
-        ``[sigma_min, sigma_max]`` instead, :func:`training_sigma`), ``steps``, ``batch_size``, ``lr`` (Adam, ``betas``), ``warmup_steps``
-        (linear warm-up), ``lr_schedule`` (``"constant"`` or ``"cosine"`` decay to 0 after the warm-up),
+        ``[sigma_min, sigma_max]`` instead, :func:`freqlab.denoising_loss.training_sigma`), ``steps``,
+        ``batch_size``, ``lr`` (Adam, ``betas``), ``warmup_steps`` (linear warm-up), ``lr_schedule`` (``"constant"``
+        or ``"cosine"`` decay to 0 after the warm-up),
         ``grad_clip`` (max global gradient norm, 0 = off), ``ema_halflife_images`` with EDM's
         ``ema_rampup_ratio`` (half-life at most ``ratio × images seen``; ``None`` = no ramp), or a fixed per-step
         ``ema_decay`` that overrides both; ``amp`` (bf16 autocast on accelerators; ignored on CPU).
