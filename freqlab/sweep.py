@@ -32,8 +32,9 @@ settings. While it runs, the output is locked (:func:`freqlab.outputs.hold`): a 
 ``torchrun`` the work is split across processes (images or whole checkpoints, see ``distribute``), the
 accumulators are merged and rank 0 writes: the numbers are those of one process to float tolerance.
 
-The loop lives here; :mod:`freqlab.sweep_inputs` resolves the checkpoints and data, :mod:`freqlab.references`
-holds the Wiener and linear references, :mod:`freqlab.sweep_dataset` the xarray layer and :func:`summarize`.
+The run lives here and one checkpoint's pass over the images in :mod:`freqlab.sweep_pass`;
+:mod:`freqlab.sweep_inputs` resolves the checkpoints and data, :mod:`freqlab.references` holds the Wiener and linear
+references, :mod:`freqlab.sweep_dataset` the xarray layer and :func:`summarize`.
 
 Dataset layout (long names and units of every variable in :data:`VARIABLES` and in each variable's attrs)
 ------------------------------------------------------------------------------------------------------------
@@ -66,20 +67,19 @@ dims                                                   variables
 =====================================================  ================================================
 
 Loop order and cost: checkpoint → batch → σ (then the sample mode's sampler on the batch's images, 2N − 1 model
-calls, analysed once per step: 0.3 % of its time, ``benchmarks/bench_sample_mode.py``). Each batch of images and noise is drawn and Fourier-transformed once
-per checkpoint and reused for every σ; per (batch, σ) the analysis is two forward FFTs of the output (windowed for
-the radial spectra, plain for the band statistics), one inverse FFT per band (kurtosis of the band-pass image) and
-small matmuls (binning). Nothing image-sized outlives a
-batch; every statistic is a streaming sum, except the Wasserstein distance, which keeps the per-image log band
-powers (``C × n_bands`` floats per σ and mode) of the first ``wasserstein_images`` images (default 1024), so
-memory does not grow with the number of images.
+calls, analysed once per step: 0.3 % of its time, ``benchmarks/bench_sample_mode.py``). Each batch of images and
+noise is drawn and Fourier-transformed once per checkpoint and reused for every σ; per (batch, σ) the analysis is
+two forward FFTs of the output (windowed for the radial spectra, plain for the band statistics), one inverse FFT per
+band (kurtosis of the band-pass image) and small matmuls (binning). Nothing image-sized outlives a batch; every
+statistic is a streaming sum, except the Wasserstein distance, which keeps the per-image log band powers (``C ×
+n_bands`` floats per σ and mode) of the first ``wasserstein_images`` images (default 1024), so memory does not grow
+with the number of images.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -88,15 +88,12 @@ import xarray as xr
 
 from freqlab import distributed, measure, references, results, sample_mode, spectral
 from freqlab import sampler as sampler_module
-from freqlab.devices import autocast_context
 from freqlab.measure import Analysis, ImageStats
 from freqlab.outputs import holding
 from freqlab.references import snr_crossover, wiener_reference  # noqa: F401 (re-exported)
-from freqlab.rng import per_sample_randn
-from freqlab.stats import SpectrumAccumulator
 from freqlab.sweep_config import (  # noqa: F401 (re-exported)
-    DEFAULT_N_SIGMAS,
     DEFAULT_MODES,
+    DEFAULT_N_SIGMAS,
     DISTRIBUTE,
     MIN_IMAGES,
     MODES,
@@ -114,6 +111,7 @@ from freqlab.sweep_dataset import (
     summarize,
 )
 from freqlab.sweep_inputs import Entry, check_shape, data_fingerprint, make_data, resolve_models
+from freqlab.sweep_pass import SweepJob, sweep_checkpoint, units
 
 __all__ = ["sweep", "summarize", "default_sigmas", "check_sigmas", "wiener_reference", "snr_crossover",
            "MODES", "DEFAULT_MODES", "DEFAULT_N_SIGMAS", "VARIABLES", "FORMAT_VERSION", "SweepConfig"]
@@ -248,23 +246,7 @@ def sweep(
     return order_checkpoints(assemble(shared, parts, attrs), entries)
 
 
-@dataclass
-class _Job:
-    """What a sweep measures, fixed for the whole run (the settings, the data, the σ grid, the device)."""
-
-    cfg: SweepConfig
-    dev: torch.device
-    source: Any
-    shape: tuple[int, int, int]
-    sigmas: np.ndarray
-    use_autocast: bool
-    an: Analysis | None
-    n_linear: int
-    sample_sigmas: torch.Tensor | None
-    linear: Any = None  # the linear reference, fitted when the first checkpoint is measured
-
-
-def _prepare(cfg: SweepConfig, name: str, first, data, sigmas, dev, spectra: bool) -> _Job:
+def _prepare(cfg: SweepConfig, name: str, first, data, sigmas, dev, spectra: bool) -> SweepJob:
     """The σ grid (the first model's range by default), the data source at the model's shape, the analysis."""
     if sigmas is None or isinstance(sigmas, (int, np.integer)):
         lo, hi = getattr(first, "sigma_min", None), getattr(first, "sigma_max", None)
@@ -283,11 +265,11 @@ def _prepare(cfg: SweepConfig, name: str, first, data, sigmas, dev, spectra: boo
         if "denoise" in cfg.modes else 0
     steps = sample_mode.sampler_sigmas(cfg.sample_steps, float(sigmas[-1]), first) if "sample" in cfg.modes \
         else None
-    return _Job(cfg, dev, source, shape, np.asarray(sigmas), bool(cfg.autocast) and dev.type != "cpu",
+    return SweepJob(cfg, dev, source, shape, np.asarray(sigmas), bool(cfg.autocast) and dev.type != "cpu",
                 Analysis(shape, band_dict, cfg.window, dev) if spectra else None, n_linear, steps)
 
 
-def _describe(job: _Job, entries: list[Entry]) -> tuple[str, dict]:
+def _describe(job: SweepJob, entries: list[Entry]) -> tuple[str, dict]:
     """The settings fingerprint (a resumed file must match it) and the file's attributes."""
     cfg, source, n_linear = job.cfg, job.source, job.n_linear
     window = cfg.window if cfg.window is None or isinstance(cfg.window, (str, tuple)) else "tensor"
@@ -332,7 +314,7 @@ def _describe(job: _Job, entries: list[Entry]) -> tuple[str, dict]:
     return attrs["fingerprint"], attrs
 
 
-def _measure(job: _Job, entries: list[Entry], todo: list[Entry], loaded: dict, shared, parts: list, attrs: dict,
+def _measure(job: SweepJob, entries: list[Entry], todo: list[Entry], loaded: dict, shared, parts: list, attrs: dict,
              out, progress: bool):
     """Measure the checkpoints ``todo`` (one at a time, or one per rank), appending their parts to ``parts`` and
     saving the file after each round; returns the shared (data and reference) part."""
@@ -345,7 +327,7 @@ def _measure(job: _Job, entries: list[Entry], todo: list[Entry], loaded: dict, s
     mine = batches if by_checkpoint else distributed.shard(batches)
     if job.an is not None:
         job.linear = references.linear_reference(job.source, n, job.n_linear, job.dev)
-    bar = _progress(len(rounds) * _units(job), progress and distributed.is_main())
+    bar = _progress(len(rounds) * units(job), progress and distributed.is_main())
     data_stats: ImageStats | None = None
     try:
         for group in rounds:
@@ -362,7 +344,7 @@ def _measure(job: _Job, entries: list[Entry], todo: list[Entry], loaded: dict, s
     return shared
 
 
-def _measure_entry(job: _Job, entry: Entry | None, loaded: dict, batches, need_data: bool, bar):
+def _measure_entry(job: SweepJob, entry: Entry | None, loaded: dict, batches, need_data: bool, bar):
     """One checkpoint's accumulators (None for a rank without a checkpoint this round); an error on any rank is
     raised on every rank."""
     stats, error = None, None
@@ -372,7 +354,7 @@ def _measure_entry(job: _Job, entry: Entry | None, loaded: dict, batches, need_d
             entry.fingerprint  # noqa: B018 - taken before the measurement: what is about to be measured
             model = loaded.pop(entry.name) if entry.name in loaded else entry.get()
             loaded.clear()  # a loaded checkpoint is dropped once swept: one model in memory at a time
-            stats = _sweep_checkpoint(entry, model, job, batches, need_data=need_data, bar=bar)
+            stats = sweep_checkpoint(entry, model, job, batches, need_data=need_data, bar=bar)
             del model
         except Exception as err:  # noqa: BLE001 - re-raised below, on every rank
             error = err
@@ -380,7 +362,7 @@ def _measure_entry(job: _Job, entry: Entry | None, loaded: dict, batches, need_d
     return stats
 
 
-def _collect(job: _Job, entry, stats, by_checkpoint: bool, shared, data_stats, parts: list):
+def _collect(job: SweepJob, entry, stats, by_checkpoint: bool, shared, data_stats, parts: list):
     """Turn one round's accumulators into Dataset parts (every rank gets all of them); returns the shared part
     and the data's accumulators."""
     local = None
@@ -417,15 +399,6 @@ def _merge_ranks(outs: dict, data: tuple | None) -> tuple[dict, tuple | None]:
     return merged_outs, merged_data
 
 
-def _units(job: _Job) -> int:
-    """Progress units per checkpoint: one per σ, and the sampler's share of model calls in σ units."""
-    if job.sample_sigmas is None:
-        return len(job.sigmas)
-    per_sigma = len([m for m in job.cfg.modes if m != "sample"]) or 1
-    calls = sampler_module.model_calls(job.cfg.sample_steps, job.cfg.sampler) * job.cfg.n_sample / job.cfg.n_images
-    return len(job.sigmas) + max(1, round(calls / per_sigma))
-
-
 def _progress(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
@@ -434,122 +407,3 @@ def _progress(total: int, enabled: bool):
                            "[{elapsed}<{remaining}{postfix}]")
 
 
-def _advance(bar, amount: float) -> None:
-    """Move the bar on, never past its total (fractions of a batch add up to a hair more than 1)."""
-    bar.update(min(amount, max(float(bar.total or 0) - float(bar.n), 0.0)))
-
-
-def _forward(entry: Entry, model, x: torch.Tensor, sigma: float, dev, use_autocast: bool) -> torch.Tensor:
-    s = torch.full((x.shape[0],), float(sigma), device=dev, dtype=torch.float32)
-    try:
-        with autocast_context(dev, use_autocast):
-            y = model(x, s)
-    except ValueError as err:  # e.g. a σ outside a diffusers schedule: say which checkpoint and σ
-        raise ValueError(f"checkpoint {entry.name!r} at σ={sigma:g}: {err}") from err
-    y = getattr(y, "sample", y)
-    if y.shape != x.shape:
-        raise ValueError(f"checkpoint {entry.name!r} returned shape {tuple(y.shape)} for input {tuple(x.shape)}")
-    return y.float()
-
-
-def _accumulators(job: _Job) -> dict:
-    """``{(σ index, mode): ImageStats}`` of one checkpoint; the sample mode at σ_max only, and its trajectory."""
-    cfg, an, ns = job.cfg, job.an, len(job.sigmas)
-    outs: dict = {(s, m): ImageStats(an, cfg.keep, paired=m == "denoise") for s in range(ns) for m in cfg.modes
-                  if m != "sample"}
-    if "sample" in cfg.modes:
-        outs[(ns - 1, "sample")] = ImageStats(an, cfg.keep)
-        outs["trajectory"] = sample_mode.Trajectory(cfg.sample_steps)
-    return outs
-
-
-def _probe(entry: Entry, model, job: _Job) -> None:
-    """Every σ on one image first: a σ the model refuses fails now, before the pass."""
-    probe = job.source.images([0]).to(job.dev).expand(len(job.sigmas), *job.shape)
-    s = torch.as_tensor(np.asarray(job.sigmas), dtype=torch.float32, device=job.dev)
-    try:
-        with autocast_context(job.dev, job.use_autocast):
-            model(probe, s)
-    except ValueError as err:
-        lo, hi = getattr(model, "sigma_min", None), getattr(model, "sigma_max", None)
-        known = lo is not None and hi is not None and f"{lo:.6g}, {hi:.6g}" not in str(err)
-        hint = f" (this model's σ range is [{lo:g}, {hi:g}])" if known else ""
-        raise ValueError(f"checkpoint {entry.name!r}: {err}{hint}") from err
-
-
-def _sweep_checkpoint(entry: Entry, model, job: _Job, batches, *, need_data: bool, bar):
-    """One pass over the images for one checkpoint, every σ and mode.
-
-    Returns ``({(σ index, mode): stats, ...}, data)`` where ``data`` (with ``need_data``) is ``(data stats,
-    linear)`` and ``linear`` the per-σ MSE accumulators of the linear reference (or None); None without analysis.
-    """
-    check_shape(entry.name, model, job.shape, job.cfg.any_resolution)
-    was_training = getattr(model, "training", False)
-    if hasattr(model, "to"):
-        model.to(job.dev)
-    if hasattr(model, "eval"):
-        model.eval()
-    an = job.an
-    outs = _accumulators(job) if an is not None else {}
-    data = ImageStats(an, job.cfg.keep, modes=True) if (need_data and an is not None) else None
-    linear_mse = [SpectrumAccumulator(device="cpu") for _ in job.sigmas] \
-        if data is not None and job.linear is not None else None
-    step = 1.0 / max(len(batches), 1)  # a rank may have no batch when there are more ranks than batches
-    try:
-        with torch.inference_mode():
-            _probe(entry, model, job)
-            for idx in batches:
-                _sweep_batch(entry, model, job, idx, outs, data, linear_mse, lambda units: _advance(bar, step * units),
-                             len(batches))
-    finally:
-        if hasattr(model, "train"):
-            model.train(was_training)
-    return None if an is None else (outs, None if data is None else (data, linear_mse))
-
-
-def _sweep_batch(entry: Entry, model, job: _Job, idx: range, outs: dict, data, linear_mse, advance,
-                 n_batches: int) -> None:
-    """One batch of images through every σ and mode (the images and noise drawn and transformed once)."""
-    cfg, an, dev, modes = job.cfg, job.an, job.dev, job.cfg.modes
-    rows = slice(idx.start, idx.stop)
-    x0 = job.source.images(list(idx)).to(dev)
-    noise = per_sample_randn(cfg.seed, "sweep/denoise", idx, job.shape, device=dev) if "denoise" in modes else None
-    z = per_sample_randn(cfg.seed, measure.GENERATE_STREAM, idx, job.shape, device=dev) \
-        if "generate" in modes or "sample" in modes else None
-    f0 = None
-    if an is not None:
-        f0 = data.update(an, x0, rows, what="data images") if data is not None else an.fft(x0)
-    if linear_mse is not None:  # the reference sees exactly the models' noisy inputs
-        for si, sigma in enumerate(job.sigmas):
-            err = job.linear(x0 + sigma * noise, torch.full((x0.shape[0],), float(sigma), device=dev)) - x0
-            linear_mse[si].update(err.double().square().mean((-2, -1)))
-    for si, sigma in enumerate(job.sigmas):
-        for m in modes:
-            if m == "sample":
-                continue
-            x_in = x0 + sigma * noise if m == "denoise" else sigma * z
-            y = _forward(entry, model, x_in, sigma, dev, job.use_autocast)
-            if an is not None:
-                outs[(si, m)].update(an, y, rows, clean=(x0, f0) if m == "denoise" else None,
-                                     what=f"checkpoint {entry.name!r} at σ={sigma:g} ({m} mode): outputs")
-        advance(1)
-    if "sample" in modes:
-        k = _sample_batch(entry, model, job, idx, z, outs)
-        # the sampler's units spread over the images it samples: advance(u) moves the bar u / (batches) units
-        advance((_units(job) - len(job.sigmas)) * k * n_batches / job.cfg.n_sample)
-
-
-def _sample_batch(entry: Entry, model, job: _Job, idx: range, z: torch.Tensor, outs: dict) -> int:
-    """The N-step samples of the batch's first ``sample_images`` images, measured as the sample mode at σ_max;
-    returns how many it sampled."""
-    k = max(0, min(idx.stop, job.cfg.n_sample) - idx.start)
-    if k == 0:
-        return 0
-    y = sample_mode.run_sampler(lambda x, s: _forward(entry, model, x, s, job.dev, job.use_autocast), z[:k],
-                                job.sample_sigmas, job.cfg.sampler, job.an, outs.get("trajectory"),
-                                what=f"checkpoint {entry.name!r}")
-    if job.an is not None:
-        outs[(len(job.sigmas) - 1, "sample")].update(
-            job.an, y, slice(idx.start, idx.start + k),
-            what=f"checkpoint {entry.name!r} ({job.cfg.sampler} sampler, {job.cfg.sample_steps} steps): samples")
-    return k
