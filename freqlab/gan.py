@@ -19,8 +19,8 @@ spectra, writes the files below and prints.
 The parts live in their own modules: :mod:`freqlab.generator` (G and the random-init control),
 :mod:`freqlab.discriminator`, :mod:`freqlab.objectives` (losses, R1), :mod:`freqlab.averaging` (EMA, lookahead),
 :mod:`freqlab.freezing` (policies), :mod:`freqlab.monitor` (what a log row measures), :mod:`freqlab.finetune_config`
-and :mod:`freqlab.finetune_state` (checkpoints, resume state); this module holds the loop (:func:`gan_step` is one
-step of the game) and re-exports their public names.
+and :mod:`freqlab.finetune_state` (checkpoints, resume state), :mod:`freqlab.game` (:func:`gan_step`, one step
+of the game); this module holds the loop around it and re-exports their public names.
 
 Layout of a run directory ``out_dir``::
 
@@ -50,9 +50,17 @@ from freqlab import distributed, measure, results
 from freqlab.averaging import EMA, Lookahead
 from freqlab.discriminator import Discriminator, HighPassView, MinibatchStd
 from freqlab.finetune_config import DISCRIMINATORS, FinetuneConfig
-from freqlab.finetune_state import (LOG_FORMAT_VERSION, LOG_NAME, _export, _load_rows, _load_state, _open_run,
-                                    _save_state)
+from freqlab.finetune_state import (
+    LOG_FORMAT_VERSION,
+    LOG_NAME,
+    _export,
+    _load_rows,
+    _load_state,
+    _open_run,
+    _save_state,
+)
 from freqlab.freezing import CONV_POLICY_PATTERN, FreezeReport, freeze_policy, layer_type, parameter_breakdown
+from freqlab.game import GanNets, gan_step
 from freqlab.generator import Generator, make_generator, random_init
 from freqlab.monitor import NonFiniteLossError, SpectralMonitor, assemble_log, check_finite, log_row, save_grid
 from freqlab.objectives import LOSSES, discriminator_loss, generator_loss, r1_penalty
@@ -422,50 +430,9 @@ def _train_step(run: _Run) -> tuple[dict[str, torch.Tensor], float]:
     return scalars, dt
 
 
-@dataclass
-class GanNets:
-    """What one GAN step updates: G as trained (DDP-wrapped under torchrun), D plain (for G's step) and as trained,
-    their optimizers and D's trainable parameters."""
-
-    g_train: nn.Module
-    disc: nn.Module
-    d_train: nn.Module
-    opt_g: torch.optim.Optimizer
-    opt_d: torch.optim.Optimizer
-    d_params: list
-
-
-def gan_step(nets: GanNets, real: torch.Tensor, z: torch.Tensor, config: FinetuneConfig, *, r1_now: bool,
-             check: Callable[..., None] = lambda **losses: None) -> dict[str, torch.Tensor]:
-    """One step of the game on a batch: a discriminator step (with lazy R1 on ``real`` when ``r1_now``, gain
-    ``r1_every``), then a generator step against the updated discriminator. Returns the global means (over ranks)
-    of ``loss_d``, ``r1_penalty``, ``d_real``, ``d_fake`` and ``loss_g``; ``check(**losses)`` sees each loss before
-    its backward pass (the non-finite check)."""
-    fake = nets.g_train(z)
-    real.requires_grad_(r1_now)
-    real_logits, fake_logits = nets.d_train(real), nets.d_train(fake.detach())
-    loss_d = discriminator_loss(real_logits, fake_logits, config.loss)
-    r1 = r1_penalty(real_logits, real, config.r1_gamma, config.r1_every) if r1_now else loss_d.new_zeros(())
-    # global means, so that every rank takes the same decision (one rank raising alone would hang the rest)
-    scalars = _global_mean(loss_d=loss_d, r1_penalty=r1, d_real=real_logits.mean(), d_fake=fake_logits.mean())
-    check(loss_d=scalars["loss_d"], r1_penalty=scalars["r1_penalty"])
-    nets.opt_d.zero_grad(set_to_none=True)
-    (loss_d + r1).backward()
-    nets.opt_d.step()
-
-    # the generator step runs D unwrapped: D's parameters get no gradient here, and under DDP it would wait for
-    # gradients that never come
-    for p in nets.d_params:
-        p.requires_grad_(False)
-    loss_g = generator_loss(nets.disc(fake), config.loss)
-    scalars.update(_global_mean(loss_g=loss_g))
-    check(loss_g=scalars["loss_g"])
-    nets.opt_g.zero_grad(set_to_none=True)
-    loss_g.backward()
-    nets.opt_g.step()
-    for p in nets.d_params:
-        p.requires_grad_(True)
-    return scalars
+@torch.no_grad()
+def _generate(net: nn.Module, z: torch.Tensor, chunk: int) -> torch.Tensor:
+    return torch.cat([net(z[i : i + chunk]) for i in range(0, z.shape[0], chunk)])
 
 
 def _data_parallel(module: nn.Module, device: torch.device) -> nn.Module:
@@ -473,23 +440,6 @@ def _data_parallel(module: nn.Module, device: torch.device) -> nn.Module:
     if not distributed.is_distributed():
         return module
     return nn.parallel.DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None)
-
-
-def _global_mean(**values: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Detached scalars averaged over ranks (one all-reduce); unchanged in one process.
-
-    Every rank holds the same share of the global batch, so the mean of the ranks' batch means is the global mean.
-    """
-    values = {k: v.detach() for k, v in values.items()}
-    if not distributed.is_distributed():
-        return values
-    stacked = distributed.all_reduce_sum(torch.stack(list(values.values()))) / distributed.world_size()
-    return dict(zip(values, stacked))
-
-
-@torch.no_grad()
-def _generate(net: nn.Module, z: torch.Tensor, chunk: int) -> torch.Tensor:
-    return torch.cat([net(z[i : i + chunk]) for i in range(0, z.shape[0], chunk)])
 
 
 def _check_finite(out: Path, images_seen: int, step: int, last_good: int | None, **losses: torch.Tensor) -> None:
