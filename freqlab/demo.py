@@ -224,14 +224,26 @@ def _inside_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, st
 
     moved = UNFROZEN if s.finetune_unfrozen else "finetune-pretrained"
     stages.next(f"inside the network: per-layer feature spectra, and what {moved} moved")
-    if not (out / "layer_spectra.nc").exists():
-        models = {"pretrained": final, "d2o-f": out / "finetune-pretrained" / "final"}
+    d2o_f, changed = out / "finetune-pretrained" / "final", out / moved / "final"
+    if _stale(out / "layer_spectra.nc", final, d2o_f):
+        models = {"pretrained": final, "d2o-f": d2o_f}
         layer_spectra.layer_spectra(models, "natural", s.layer_sigmas, n_images=s.layer_images,
                                     batch_size=s.layer_images, seed=seed, device=dev, random_init=True,
                                     progress=progress, out=out / "layer_spectra.nc")
-    if not (out / "weight_change.nc").exists():  # D2O's change when it ran, else D2O-F's (its frozen set: exactly 0)
-        results.save(weight_change.weight_change(final, out / moved / "final", policy="conv"),
+    if _stale(out / "weight_change.nc", final, changed):  # D2O's change when it ran, else D2O-F's (frozen set: 0)
+        results.save(weight_change.weight_change(final, changed, policy="conv"),
                      out / "weight_change.nc")
+
+
+def _stale(result: Path, *checkpoints) -> bool:
+    """Whether ``result`` must be measured (again): missing, or older than a checkpoint it was measured from (a
+    stage rerun since, e.g. with ``--overwrite``)."""
+    from freqlab.checkpoints import resolve_checkpoint
+
+    if not result.exists():
+        return True
+    newest = max(resolve_checkpoint(c).stat().st_mtime for c in checkpoints)
+    return result.stat().st_mtime < newest
 
 
 def _data_spectra_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, stages: _Stages,

@@ -1,5 +1,6 @@
 """The quick demo end to end: every stage, figures from saved results, the report, and resume."""
 
+import os
 import time
 
 import numpy as np
@@ -91,3 +92,20 @@ def test_figures_command_errors_are_one_line(tmp_path, capsys):
     assert "unknown figure" in capsys.readouterr().err
     assert main(["figures", str(tmp_path)]) == 2  # exists but holds no results
     assert "no results" in capsys.readouterr().err
+
+
+def test_a_result_older_than_its_checkpoints_is_measured_again(tmp_path):
+    from freqlab.demo import _stale
+
+    ckpt = tmp_path / "run" / "checkpoints" / "step-000010"
+    ckpt.mkdir(parents=True)
+    (ckpt / "model.safetensors").write_bytes(b"")
+    result = tmp_path / "layer_spectra.nc"
+    assert _stale(result, ckpt)  # missing
+    result.write_bytes(b"")
+    now = time.time()
+    os.utime(ckpt, (now - 60, now - 60))
+    os.utime(result, (now, now))
+    assert not _stale(result, ckpt)
+    os.utime(ckpt, (now + 60, now + 60))  # the checkpoint was written again after the result
+    assert _stale(result, ckpt)
