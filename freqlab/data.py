@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from .data_base import SPLITS, DataIndexError, DataSource, fit_to, to_channels  # noqa: F401 (re-exported)
 from .data_files import IMAGE_SUFFIXES, ArraySource, load_array, load_cifar10, load_folder  # noqa: F401
+from .data_native import NativeImages, native_source
 from .rng import per_sample_rand, per_sample_randn
 from .spectral import radial_binning, radial_frequency
 
@@ -412,10 +413,10 @@ def _resolution(resolution) -> tuple[int, int]:
     return int(hw[0]), int(hw[1])
 
 
-def source_for_path(path: str | Path, **kwargs) -> DataSource:
+def source_for_path(path: str | Path, **kwargs) -> DataSource | NativeImages:
     """The data source of a path, labelled by its name: a CIFAR-10 python folder (``data_batch_1``/``test_batch``)
     is ``cifar10``, another folder ``folder``, a ``.npy``/``.npz`` file ``array``. ``kwargs`` as :func:`make_source`
-    (``tiles=True``: folders only)."""
+    (``tiles=True``: folders only; ``native=True``: every image at its own size, :mod:`freqlab.data_native`)."""
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"data path {str(path)!r} does not exist")
@@ -425,10 +426,16 @@ def source_for_path(path: str | Path, **kwargs) -> DataSource:
         kind = "array"
     else:
         raise ValueError(f"data path {str(path)!r} is neither a folder of images nor a .npy/.npz array")
-    tiles = bool(kwargs.pop("tiles", False))
+    tiles, native = bool(kwargs.pop("tiles", False)), bool(kwargs.pop("native", False))
+    if tiles and native:
+        raise ValueError("native and tiles exclude each other: native measures each whole image at its own size, "
+                         "tiles cut images into tiles of the resolution")
     if tiles and kind != "folder":
         raise ValueError(f"tiles apply to folders of images, not to the {kind} data at {str(path)!r}")
-    source = make_source(kind, path=str(path), **({"tiles": True} if tiles else {}), **kwargs)
+    if native:
+        source = native_source(kind, path, **kwargs)
+    else:
+        source = make_source(kind, path=str(path), **({"tiles": True} if tiles else {}), **kwargs)
     source.name = path.stem if path.is_file() else path.resolve().name
     return source
 

@@ -6,6 +6,7 @@ Gaussian random field follows the law it was made with, white noise is flat.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -15,6 +16,8 @@ from tqdm.auto import tqdm
 
 from freqlab import measure, results, spectral
 from freqlab.data import DataSource, make_source
+from freqlab.data_native import NativeImages
+from freqlab.native_spectra import OnAxis, channels_of, common_axis, native_attrs, native_batches, sizes_of
 
 __all__ = ["DEFAULT_SOURCES", "data_spectra"]
 
@@ -23,7 +26,7 @@ DEFAULT_SOURCES: tuple[str, ...] = ("natural", "deadleaves", "grf", "white")
 
 
 def data_spectra(
-    sources: Sequence[str | DataSource] = DEFAULT_SOURCES,
+    sources: Sequence[str | DataSource | NativeImages] = DEFAULT_SOURCES,
     *,
     n_images: int = 1024,
     batch_size: int = 256,
@@ -33,6 +36,7 @@ def data_spectra(
     window: spectral.WindowSpec = measure.WINDOW,
     bands=None,
     fit_range: tuple[float, float] | None = None,
+    native: bool = False,
     seed: int = 0,
     device: torch.device | str = "cpu",
     progress: bool = True,
@@ -44,13 +48,20 @@ def data_spectra(
 
     Parameters
     ----------
-    sources : names for :func:`freqlab.data.make_source` or DataSource objects
+    sources : names for :func:`freqlab.data.make_source`, DataSource objects, or
+        :class:`freqlab.data_native.NativeImages` (``source_for_path(path, native=True)``: images of any sizes)
     n_images : images per source (capped at a finite source's size)
     window : window of the spectra (freqlab's Hann by default, each image's mean removed first: crops are not
         periodic, and the edge discontinuity of an unwindowed crop leaks power along the axes)
     bands : frequency bands of the per-image statistics, as :func:`freqlab.spectral.resolve_bands`
-    fit_range : (fmin, fmax) in cycles/pixel of the slope fit; default ``(2/max(H, W), 0.4)``, which leaves out
-        the DC bin and the band near Nyquist where downsampling filters act.
+    fit_range : (fmin, fmax) in cycles/pixel of the slope fit; default ``(2/N, 0.4)`` with ``N = max(H, W)``
+        (native: the common axis's ``N``), which leaves out the DC bin and the band near Nyquist where downsampling
+        filters act.
+    native : measure every image at its own size (no crop, no resize) and average each image's modes onto one
+        common frequency axis: bins of width ``1/N`` centred on ``k/N`` cycles/pixel, ``N`` the smallest longer
+        side ``max(H, W)`` of any image in the run (:func:`freqlab.native_spectra.common_axis`). Sources of
+        different sizes then share one file; implied when a source is a ``NativeImages``. Images are read one
+        shape at a time, in batches.
 
     Returns
     -------
@@ -58,23 +69,33 @@ def data_spectra(
     :func:`freqlab.measure.data_variables` (``data_power``, ``data_power_sem``, ``data_band_log_power``, ...),
     ``slope``, ``slope_ci_low``, ``slope_ci_high`` and ``intercept`` (per source, fitted on the channel-mean
     spectrum), ``n_images`` (per source), and ``image_slope`` (source, image): the slope of each image's own spectrum, the
-    spread of slopes that one mean spectrum hides (NaN-padded past a source's images).
+    spread of slopes that one mean spectrum hides (NaN-padded past a source's images). Native runs say so in the
+    attributes ``image_size``, ``image_sizes``, ``axis_size`` and ``frequency_axis`` (instead of ``height``,
+    ``width``).
     """
     if n_images < 2:
         raise ValueError(f"n_images must be at least 2 to estimate confidence bands, got {n_images}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    made, labels = _open_sources(sources, resolution=resolution, grayscale=grayscale, split=split, seed=seed)
-    c, h, w = made[0].shape
-    an = measure.Analysis(made[0].shape, bands, window, device)
-    fmin, fmax = fit_range if fit_range is not None else (2.0 / max(h, w), 0.4)
-    per_source, counts, slopes = [], [], []
-    for src, label in zip(made, labels):
-        n = n_images if src.size is None else min(n_images, src.size)
-        stats, own = _measure_source(src, label, n, an, batch_size=batch_size, device=device, fit_range=(fmin, fmax),
-                                     progress=progress)
+    sources = list(sources)
+    native = native or any(isinstance(s, NativeImages) for s in sources)
+    made, labels = _open_sources(sources, resolution=resolution, grayscale=grayscale, split=split, seed=seed,
+                                 native=native)
+    counts = [n_images if src.size is None else min(n_images, src.size) for src in made]
+    if native:
+        axis = common_axis(min(max(size) for src, n in zip(made, counts) for size in sizes_of(src, n)))
+        an = OnAxis((channels_of(made[0]), axis.size, axis.size), axis, bands, window, device)
+        size_attrs = native_attrs(made, counts, labels, axis)
+    else:
+        an = measure.Analysis(made[0].shape, bands, window, device)
+        size_attrs = {"height": made[0].shape[1], "width": made[0].shape[2]}
+    fmin, fmax = fit_range if fit_range is not None else (2.0 / (axis.size if native else max(an.shape[1:])), 0.4)
+    per_source, slopes = [], []
+    for src, label, n in zip(made, labels, counts):
+        batches = (native_batches(src, n, axis, bands, window, batch_size, device) if native
+                   else _batches(src, n, an, batch_size, device))
+        stats, own = _measure_source(batches, label, n, an, fit_range=(fmin, fmax), progress=progress)
         per_source.append(measure.data_variables(stats))
-        counts.append(n)
         slopes.append(own)
     variables = {name: measure.variable(name, ("source",) + dims, torch.stack([v[name][1] for v in per_source]))
                  for name, (dims, _) in per_source[0].items()}
@@ -85,8 +106,7 @@ def data_spectra(
         "spectrum_window": measure.window_text(window),
         "band_statistics": measure.BAND_STATISTICS,
         "window": str(window),
-        "height": h,
-        "width": w,
+        **size_attrs,
         "split": split,
         "seed": seed,
         "fit_fmin": fmin,
@@ -98,34 +118,46 @@ def data_spectra(
     return xr.Dataset(variables, coords={"source": labels, **measure.coords(an)}, attrs=attrs)
 
 
-def _open_sources(sources, *, resolution, grayscale: bool, split: str, seed: int) -> tuple[list[DataSource], list[str]]:
+def _open_sources(sources, *, resolution, grayscale: bool, split: str, seed: int,
+                  native: bool = False) -> tuple[list[DataSource | NativeImages], list[str]]:
     """The sources made (names through :func:`freqlab.data.make_source`) and their labels (repeats numbered); at
-    least one, all of one image shape (they share a frequency axis)."""
-    made = [s if isinstance(s, DataSource) else make_source(s, resolution=resolution, grayscale=grayscale,
-                                                             split=split, seed=seed) for s in sources]
+    least one, all of one image shape (they share a frequency axis), or with ``native`` of one channel count."""
+    made = [s if isinstance(s, (DataSource, NativeImages)) else make_source(
+        s, resolution=resolution, grayscale=grayscale, split=split, seed=seed) for s in sources]
     if not made:
         raise ValueError("no data sources given")
     labels = _unique_labels([str(src.name) for src in made])
-    shapes = {src.shape for src in made}
+    shapes = {channels_of(src) if native else src.shape for src in made}
     if len(shapes) != 1:
-        raise ValueError(f"all sources must have the same image shape to share a frequency axis, got {sorted(shapes)}")
+        what = "channel count" if native else "image shape"
+        hint = "" if native else " (native=True, --native: each image at its own size, on one frequency axis)"
+        raise ValueError(f"all sources must have the same {what} to share a frequency axis, got {sorted(shapes)}"
+                         + hint)
     return made, labels
 
 
-def _measure_source(src: DataSource, label: str, n: int, an: measure.Analysis, *, batch_size: int, device,
-                    fit_range: tuple[float, float], progress: bool) -> tuple[measure.ImageStats, torch.Tensor]:
-    """The first ``n`` images of ``src``, streamed in batches: their spectra and band statistics, and the slope of
-    each image's own spectrum (:func:`image_slopes`) ``(n,)``."""
-    stats = measure.ImageStats(an, keep=0)
-    own = []
-    bar = tqdm(total=n, desc=f"spectra {label}", unit="img", disable=not progress, leave=False)
+def _batches(src: DataSource, n: int, an: measure.Analysis, batch_size: int, device):
+    """The first ``n`` images of a fixed-size source: ``(analysis, indices, images)`` per batch."""
     for start in range(0, n, batch_size):
-        batch = src.sample(min(batch_size, n - start), start).to(device)
-        fx = stats.update(an, batch, slice(start, start + batch.shape[0]), what=f"{label} images")
-        own.append(image_slopes(an, fx, *fit_range))
-        bar.update(batch.shape[0])
+        k = min(batch_size, n - start)
+        yield an, torch.arange(start, start + k), src.sample(k, start).to(device)
+
+
+def _measure_source(batches, label: str, n: int, an: measure.Analysis, *, fit_range: tuple[float, float],
+                    progress: bool) -> tuple[measure.ImageStats, torch.Tensor]:
+    """The ``n`` images of one source, streamed as ``(analysis, indices, images)`` batches: their spectra and band
+    statistics, and the slope of each image's own spectrum (:func:`image_slopes`) ``(n,)`` in image order."""
+    stats = measure.ImageStats(an, keep=0)
+    own = torch.full((n,), math.nan, dtype=torch.float64)
+    bar = tqdm(total=n, desc=f"spectra {label}", unit="img", disable=not progress, leave=False)
+    done = 0
+    for an_batch, idx, batch in batches:
+        fx = stats.update(an_batch, batch, slice(done, done + len(idx)), what=f"{label} images")
+        own[idx] = image_slopes(an_batch, fx, *fit_range)
+        done += len(idx)
+        bar.update(len(idx))
     bar.close()
-    return stats, torch.cat(own)
+    return stats, own
 
 
 def _slope_variables(an: measure.Analysis, power: torch.Tensor, fit_range: tuple[float, float], counts: list[int],
@@ -185,6 +217,10 @@ def slope_label(ds: xr.Dataset, source: str) -> str:
 def summary(ds: xr.Dataset) -> str:
     """One line per source with its fitted slope and the fit range."""
     lines = [f"power-law fits over {ds.attrs['fit_fmin']:.3g}-{ds.attrs['fit_fmax']:.3g} cycles/pixel (95% CI):"]
+    if "axis_size" in ds.attrs:  # native: say what the one axis is
+        n = int(ds.attrs["axis_size"])
+        lines.insert(0, f"images at their {ds.attrs['image_size']}, on common bins of width 1/{n} cycles/pixel "
+                        "(the smallest longer side)")
     for s in ds.source.values:
         line = "  " + slope_label(ds, str(s)) + f"  ({int(ds.n_images.sel(source=s))} images)"
         if "image_slope" in ds:

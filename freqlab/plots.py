@@ -104,11 +104,11 @@ def data_spectra_figure(ds: xr.Dataset, *, confidence: float = 0.95) -> plt.Figu
                         color=colour, alpha=0.25, lw=0)
         ff = f[(f >= fmin) & (f <= fmax)]
         ax.plot(ff, 10 ** float(row.intercept) * ff ** float(row.slope), color=colour, lw=1.0, ls="--")
-    frequency_axis(ax, max(int(ds.attrs["height"]), int(ds.attrs["width"])))
-    ax.set_yscale("log")
-    ax.set_ylabel(POWER_LABEL)
+    frequency_axis(ax, int(ds.attrs.get("axis_size") or max(int(ds.attrs["height"]), int(ds.attrs["width"]))))
+    ax.set(yscale="log", ylabel=POWER_LABEL)
     window = ds.attrs.get("window", "none")
-    ax.set_title(f"Data spectra, {int(ds.attrs['height'])}×{int(ds.attrs['width'])} px, {window} window "
+    pixels = ds.attrs.get("image_size") or f"{int(ds.attrs['height'])}×{int(ds.attrs['width'])} px"  # native: sizes
+    ax.set_title(f"Data spectra, {pixels}, {window} window "
                  f"(bands: {int(confidence * 100)}% CI; dashed: power-law fit)", fontsize=9)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
