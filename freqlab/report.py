@@ -14,6 +14,7 @@ import numpy as np
 import xarray as xr
 
 from freqlab import measure, results
+from freqlab.sweep_dataset import bands_within
 
 __all__ = ["MATCH_DB", "build_report", "write_report"]
 
@@ -43,7 +44,7 @@ def _cutoff(row: xr.Dataset, name: str = "cutoff_freq", short: bool = False) -> 
 
 
 def _produced(lsd: xr.DataArray) -> str:
-    names = [str(b) for b in lsd.band.values if float(lsd.sel(band=b)) <= MATCH_DB]
+    names = bands_within(lsd, MATCH_DB)
     return ", ".join(names) if names else "none"
 
 
