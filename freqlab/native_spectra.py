@@ -42,8 +42,11 @@ def common_axis(size: int) -> Axis:
     holds at least one mode of every image (the modes along an image's longer side are at most ``1/size`` apart)."""
     if size < 4:
         raise ValueError(f"the common frequency axis needs images of at least 4 pixels on a side, got {size}")
-    k = torch.arange(size // 2 + 2, dtype=torch.float64)
-    return Axis(int(size), ((k - 0.5) / size).clamp_min(0.0), k[:-1] / size)
+    edges = (torch.arange(size // 2 + 2, dtype=torch.float64) - 0.5) / size
+    # the centres as the fixed-size analysis reports them (float32 bins): the same freq coordinate, and the same bins
+    # in a fit range, as a run at size x size
+    centres = (0.5 * (edges[:-1] + edges[1:])).float().double()
+    return Axis(int(size), edges.clamp_min(0.0), centres)
 
 
 class OnAxis(measure.Analysis):
