@@ -89,6 +89,18 @@ def _read_image(path: Path, hw, channels, tiles: bool = False) -> np.ndarray:
         return fitted if channels == 1 else np.repeat(fitted[..., None], 3, axis=-1)
 
 
+def report_failures(root: Path, files: list, failed: list, *, any_read: bool, what: str = "unreadable") -> None:
+    """A folder's image files that could not be read (``failed``: ``(path, reason)`` pairs): an error when none
+    was read, else one warning that names the first."""
+    if not failed:
+        return
+    first = f"(first: {failed[0][0].name}: {failed[0][1]})"
+    if not any_read:
+        raise ValueError(f"none of the {len(files)} image files in {str(root)!r} could be read {first}")
+    warnings.warn(f"skipped {len(failed)} {what} image file(s) of {len(files)} in {str(root)!r} {first}",
+                  stacklevel=4)
+
+
 def load_folder(root: Path, hw, channels, tiles: bool = False) -> torch.Tensor:
     """Every image file under ``root`` (recursively, sorted by relative path) as ``(N, C, H, W)``: uint8, or float32
     in [-1, 1] when a file has more than 8 bits per sample (16-bit grayscale PNG or TIFF, scaled by its bit depth). With
@@ -105,12 +117,7 @@ def load_folder(root: Path, hw, channels, tiles: bool = False) -> torch.Tensor:
             arrays.extend(read if tiles else [read])
         except Exception as err:  # PIL raises many kinds for broken files; each one is reported below
             failed.append((f, err))
-    if not arrays:
-        raise ValueError(f"none of the {len(files)} image files in {str(root)!r} could be read "
-                         f"(first: {failed[0][0].name}: {failed[0][1]})")
-    if failed:
-        warnings.warn(f"skipped {len(failed)} unreadable image file(s) of {len(files)} in {str(root)!r} "
-                      f"(first: {failed[0][0].name}: {failed[0][1]})", stacklevel=3)
+    report_failures(root, files, failed, any_read=bool(arrays))
     if any(a.dtype != np.uint8 for a in arrays):  # one 16-bit file: keep every image's precision, as float
         arrays = [a.astype(np.float32) * 2.0 - 1.0 if a.dtype != np.uint8 else a.astype(np.float32) / 127.5 - 1.0
                   for a in arrays]

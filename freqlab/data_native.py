@@ -10,7 +10,6 @@ scale, and pixels are read exactly as :func:`freqlab.data_files.load_folder` rea
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from freqlab.data_base import DataSource, to_channels
-from freqlab.data_files import IMAGE_SUFFIXES, ArraySource, _read_image, load_array, load_cifar10
+from freqlab.data_files import IMAGE_SUFFIXES, ArraySource, _read_image, load_array, load_cifar10, report_failures
 
 __all__ = ["NativeImages", "native_source", "shape_groups", "sizes_text"]
 
@@ -132,12 +131,7 @@ def native_folder(root: Path, channels: int) -> NativeImages:
             continue
         kept.append(f)
         sizes.append(hw)
-    if not kept:
-        raise ValueError(f"none of the {len(files)} image files in {str(root)!r} could be read "
-                         f"(first: {failed[0][0].name}: {failed[0][1]})")
-    if failed:
-        warnings.warn(f"skipped {len(failed)} unreadable or too small image file(s) of {len(files)} in "
-                      f"{str(root)!r} (first: {failed[0][0].name}: {failed[0][1]})", stacklevel=3)
+    report_failures(root, files, failed, any_read=bool(kept), what="unreadable or too small")
     return NativeImages("folder", sizes, channels, lambda i: _read_whole(kept[i], sizes[i], channels),
                         {"path": str(root), "native": "each image at its own size"})
 
