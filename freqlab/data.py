@@ -20,6 +20,9 @@ name            what                                                            
 ``array``       a ``.npy`` / ``.npz`` file of images                                                    N
 ==============  =====================================================================================  ========
 
+A folder's images at their own sizes, none cropped or resized: ``source_for_path(path, native=True)``
+(:mod:`freqlab.data_native`, for ``freqlab spectra --native``).
+
 Ranges: every source is in [-1, 1] except ``grf`` and ``white``, which are Gaussian and not clipped (clipping
 would change their spectrum, which is the point of having them): ``white`` (std 0.5) leaves [-1, 1] at about 5 %
 of pixels, ``grf`` (std 0.25) at about 6e-5 of pixels. ``split`` selects photographs for ``natural`` and batches
