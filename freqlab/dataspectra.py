@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from freqlab import measure, results, spectral
 from freqlab.data import DataSource, make_source
 from freqlab.data_native import NativeImages
-from freqlab.native_spectra import OnAxis, channels_of, common_axis, native_attrs, native_batches, sizes_of
+from freqlab.native_spectra import OnAxis, channels_of, native_attrs, native_batches, run_axis
 
 __all__ = ["DEFAULT_SOURCES", "data_spectra"]
 
@@ -83,7 +83,7 @@ def data_spectra(
                                  native=native)
     counts = [n_images if src.size is None else min(n_images, src.size) for src in made]
     if native:
-        axis = common_axis(min(max(size) for src, n in zip(made, counts) for size in sizes_of(src, n)))
+        axis = run_axis(made, counts, labels, fit_range)
         an = OnAxis((channels_of(made[0]), axis.size, axis.size), axis, bands, window, device)
         size_attrs = native_attrs(made, counts, labels, axis)
     else:

@@ -164,7 +164,6 @@ class Analysis:
         matrix = binning.matrix[0::2]  # real and imaginary rows carry the same weight: one row per mode
         self.freq = binning.freq.detach().cpu().double()
         self.counts = binning.counts.detach().cpu()
-        self.window_name = "none" if window is None else str(window[0] if isinstance(window, tuple) else window)
         self.window = spectral.make_window(window, h, w, device=device, dtype=torch.float32)
         self.norm = float(h * w) * (float(self.window.double().square().mean()) if self.window is not None else 1.0)
         self.bin_matrix = (matrix / self.norm).to(torch.float32)  # (H·Wr, n_bins)

@@ -13,16 +13,17 @@ per batch), so a folder of photographs never sits in memory at full size.
 
 from __future__ import annotations
 
-import functools
+import warnings
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from freqlab import measure, spectral
 from freqlab.data_base import DataSource
 from freqlab.data_native import NativeImages, shape_groups, sizes_text
 
-__all__ = ["BATCH_VALUES", "Axis", "OnAxis", "common_axis", "native_attrs", "native_batches"]
+__all__ = ["BATCH_VALUES", "Axis", "OnAxis", "common_axis", "native_attrs", "native_batches", "run_axis"]
 
 #: A batch of the native mode holds at most this many values ``N·C·H·W`` (a larger image is read alone).
 BATCH_VALUES = 2**24
@@ -49,25 +50,47 @@ def common_axis(size: int) -> Axis:
     return Axis(int(size), edges.clamp_min(0.0), centres)
 
 
+def run_axis(made, counts: list[int], labels: list[str], fit_range) -> Axis:
+    """The common axis of a native run (the smallest longer side of any image), checked: the fit range must keep at
+    least 3 of its bins (an error naming the image that sets it), and a few small images that coarsen it for
+    every other image are named in a warning."""
+    longer = {label: [max(s) for s in sizes_of(src, n)] for src, n, label in zip(made, counts, labels)}
+    every = np.concatenate([np.asarray(v) for v in longer.values()])
+    axis = common_axis(int(every.min()))
+    fmin, fmax = fit_range if fit_range is not None else (2.0 / axis.size, 0.4)
+    smallest = next(label for label, v in longer.items() if min(v) == axis.size)
+    if int(((axis.freq > 0) & (axis.freq >= fmin) & (axis.freq <= fmax)).sum()) < 3:
+        raise ValueError(f"an image of {smallest!r} with a longer side of {axis.size} px sets the common frequency "
+                         f"axis (bins of 1/{axis.size} cycles/pixel), which leaves fewer than 3 bins in the slope's "
+                         f"fit range [{fmin:.3g}, {fmax:.3g}]; leave out the smallest images")
+    small = int((every < 0.5 * np.median(every)).sum())
+    if small:
+        warnings.warn(f"{small} of {every.size} images have a longer side under half the median "
+                      f"({np.median(every):.0f} px); the smallest, in {smallest!r} ({axis.size} px), sets the common "
+                      f"axis for every image (bins of 1/{axis.size} cycles/pixel)", stacklevel=3)
+    return axis
+
+
 class OnAxis(measure.Analysis):
     """:class:`freqlab.measure.Analysis` of one image shape whose radial spectra fall on the bins of an
     :class:`Axis`. The binning is a scatter-add over the modes, not the fixed-size analysis's dense bin matrix
-    (``H·(W/2+1) × n_bins`` values: tens of GB for a photograph). Corners beyond 0.5 cycles/pixel are left out."""
+    (``H·(W/2+1) × n_bins`` values: tens of GB for a photograph). Left out: corners beyond 0.5 cycles/pixel, and a
+    larger image's non-DC modes below the axis's first bin (bin 0 is the DC mode alone, as at a fixed size)."""
 
     def __init__(self, shape, axis: Axis, bands=None, window=measure.WINDOW, device="cpu"):
         c, h, w = (int(s) for s in shape)
         self.shape, self.bands = (c, h, w), spectral.resolve_bands(bands)
-        self.window_name = "none" if window is None else str(window[0] if isinstance(window, tuple) else window)
         self.window = spectral.make_window(window, h, w, device=device, dtype=torch.float32)
         self.norm = float(h * w) * (float(self.window.double().square().mean()) if self.window is not None else 1.0)
         f = spectral.radial_frequency(h, w).flatten()
         n = axis.freq.numel()
         index = (torch.bucketize(f, axis.edges, right=True) - 1).clamp(0, n - 1)  # the last bin is closed
-        index[f > 0.5] = n  # a spare bin, dropped
+        # a spare bin, dropped: corners beyond Nyquist, and the modes of a larger image below the axis's first
+        # non-DC bin (bin 0 holds the DC mode alone, as at a fixed size)
+        index[(f > 0.5) | ((f > 0) & (index == 0))] = n
         weights = spectral.halfplane_weights(h, w).flatten()
         counts = torch.zeros(n + 1, dtype=torch.float64).index_add_(0, index, weights)
         self.freq, self.counts = axis.freq, counts[:n].round().to(torch.int64)
-        self.weights = spectral.halfplane_weights(h, w)
         self.index = index.to(device)
         self.scale = (weights / (counts[index].clamp_min(1.0) * self.norm)).to(device, torch.float32)
 
@@ -96,13 +119,12 @@ def sizes_of(src: DataSource | NativeImages, n: int) -> list[tuple[int, int]]:
 def native_batches(src: DataSource | NativeImages, n: int, axis: Axis, bands, window, batch_size: int, device):
     """The first ``n`` images of ``src`` one shape at a time: ``(OnAxis of the shape, indices, images)`` per batch
     of at most ``batch_size`` images and :data:`BATCH_VALUES` values (at least one image)."""
-    analysis = functools.lru_cache(maxsize=None)(lambda h, w: OnAxis((channels_of(src), h, w), axis, bands, window,
-                                                                     device))
     for (h, w), idx in shape_groups(src, n):
+        analysis = OnAxis((channels_of(src), h, w), axis, bands, window, device)  # one shape's tables at a time
         step = max(1, min(batch_size, BATCH_VALUES // (channels_of(src) * h * w)))
         for k in range(0, len(idx), step):
             chunk = idx[k:k + step]
-            yield analysis(h, w), torch.tensor(chunk), src.images(chunk).to(device)
+            yield analysis, torch.tensor(chunk), src.images(chunk).to(device)
 
 
 def native_attrs(made, counts: list[int], labels: list[str], axis: Axis) -> dict:

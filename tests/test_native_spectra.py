@@ -141,3 +141,24 @@ def test_bad_native_input_is_one_line(argv, says, tmp_path, capsys):
     assert err.startswith("freqlab spectra: error:") and says in err and "\n" not in err
     with pytest.raises(ValueError, match="exclude each other"):
         source_for_path(tmp_path, native=True, tiles=True)
+
+
+def _noise_images(sizes, seed: int = 0) -> NativeImages:
+    g = torch.Generator().manual_seed(seed)
+    return NativeImages.from_tensors("noise", [0.2 * torch.randn(1, h, w, generator=g) for h, w in sizes])
+
+
+def test_a_few_small_images_are_named_and_too_small_ones_refused():
+    with pytest.warns(UserWarning, match=r"1 of 5 images .* sets the common axis .* 1/16"):
+        ds = dataspectra.data_spectra([_noise_images([(64, 64)] * 4 + [(16, 16)])], n_images=5, progress=False)
+    assert ds.attrs["axis_size"] == 16
+    with pytest.raises(ValueError, match=r"longer side of 8 px sets the common frequency axis .* fewer than 3 bins"):
+        dataspectra.data_spectra([_noise_images([(64, 64)] * 3 + [(8, 8)])], n_images=4, progress=False)
+
+
+def test_bin_0_holds_the_dc_mode_alone_whatever_the_image_size():
+    from freqlab.native_spectra import OnAxis, common_axis
+
+    for shape in ((1, 16, 16), (1, 64, 64), (1, 40, 120)):  # a 64x64 image has non-DC modes below 1/32 on a 1/16 axis
+        an = OnAxis(shape, common_axis(16))
+        assert int((an.index == 0).sum()) == 1 and int(an.counts[0]) == 1
