@@ -111,8 +111,18 @@ def test_structure_lines_tell_coloured_noise_from_structure():
     assert "| pretrained | 0 |" in text and "| 3.20 → 4.60 |" in text
     closed = (np.array([4.6, 4.2]) - 3.2) / (8.0 - 3.2)
     assert f"gap closed: median {round(100 * np.median(closed))} %, range {round(100 * closed.min())} % to " \
-           f"{round(100 * closed.max())} %" in text
+           f"{round(100 * closed.max())} % over 2 of 2 seed(s)" in text
     assert "**random**: high-band kurtosis 3.20 → 3.15 (medians); gap closed: median -1 %, range -2 % to 0 %" in text
+
+
+def test_structure_lines_read_right_for_overshoot_no_gap_and_nan():
+    def line(kurtosis):
+        seeds = {"pretrained": [_log_with_kurtosis(0, [16, 16, 10], [4, 3, 4], kurtosis)]}
+        return "\n".join(report.seeds_section(seeds)).splitlines()[-1]
+
+    assert "gap closed: median -20 %" in line((3.0, 14.0, 8.0))  # overshot: 6 from the data, 5 at the start
+    assert "no seed started measurably away" in line((8.0, 7.0, 8.0))  # nothing to close: no division by zero
+    assert "no seed started measurably away" in line((np.nan, 4.0, 8.0))
 
 
 def test_no_band_statistics_no_structure_lines():
