@@ -20,8 +20,8 @@ name            what                                                            
 ``array``       a ``.npy`` / ``.npz`` file of images                                                    N
 ==============  =====================================================================================  ========
 
-A folder's images at their own sizes, none cropped or resized: ``source_for_path(path, native=True)``
-(:mod:`freqlab.data_native`, for ``freqlab spectra --native``).
+Images at their own sizes, none cropped or resized (a folder's of any sizes; an array's or CIFAR-10's at theirs):
+``source_for_path(path, native=True)`` (:mod:`freqlab.data_native`, for ``freqlab spectra --native``).
 
 Ranges: every source is in [-1, 1] except ``grf`` and ``white``, which are Gaussian and not clipped (clipping
 would change their spectrum, which is the point of having them): ``white`` (std 0.5) leaves [-1, 1] at about 5 %

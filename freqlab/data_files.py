@@ -15,7 +15,7 @@ import torch
 
 from freqlab.data_base import DataSource, fit_to, to_channels
 
-__all__ = ["IMAGE_SUFFIXES", "ArraySource", "load_array", "load_cifar10", "load_folder"]
+__all__ = ["IMAGE_SUFFIXES", "ArraySource", "load_array", "load_cifar10", "load_folder", "read_image", "report_failures"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -56,7 +56,7 @@ def _tile(image: np.ndarray, hw) -> np.ndarray:
                      for i in range(rows) for j in range(cols)])
 
 
-def _read_image(path: Path, hw, channels, tiles: bool = False) -> np.ndarray:
+def read_image(path: Path, hw, channels, tiles: bool = False) -> np.ndarray:
     """One image file fitted to ``hw`` (centre crop to its aspect, then downsampling): uint8 ``(H, W[, 3])``, or
     float32 in [0, 1] for 16-bit grayscale images (scaled by their bit depth, never clipped to 8 bits). With ``tiles``, its
     ``hw`` tiles at the file's own scale instead, ``(k, H, W[, 3])``: nothing resampled."""
@@ -113,7 +113,7 @@ def load_folder(root: Path, hw, channels, tiles: bool = False) -> torch.Tensor:
     arrays, failed = [], []
     for f in files:
         try:
-            read = _read_image(f, hw, channels, tiles)
+            read = read_image(f, hw, channels, tiles)
             arrays.extend(read if tiles else [read])
         except Exception as err:  # PIL raises many kinds for broken files; each one is reported below
             failed.append((f, err))

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from freqlab.data_base import DataSource, to_channels
-from freqlab.data_files import IMAGE_SUFFIXES, ArraySource, _read_image, load_array, load_cifar10, report_failures
+from freqlab.data_files import IMAGE_SUFFIXES, ArraySource, load_array, load_cifar10, read_image, report_failures
 
 __all__ = ["NativeImages", "native_source", "shape_groups", "sizes_text"]
 
@@ -101,7 +101,7 @@ def _read_whole(path: Path, hw: tuple[int, int], channels: int) -> torch.Tensor:
     """One image file at its own size ``hw`` as ``(C, H, W)`` float32 in [-1, 1] (one tile the size of the image:
     nothing cropped or resampled)."""
     try:
-        a = _read_image(path, hw, channels, tiles=True)[0]
+        a = read_image(path, hw, channels, tiles=True)[0]
     except Exception as err:  # PIL raises many kinds for a file broken past its header
         raise ValueError(f"cannot read image {str(path)!r}: {err}") from None
     if a.shape[:2] != hw:

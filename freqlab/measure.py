@@ -442,3 +442,9 @@ def cutoff_text(value, flag, *, short: bool = False) -> str:
     why = {-1: " (an upper bound: off already at the lowest frequency in some channel)",
            1: " (a lower bound: never off in some channel)"}.get(flag, "")
     return f"{mark}{value:.3f} cycles/px{why}"
+
+
+def bands_within(lsd, lsd_match_db: float = 3.0) -> list[str]:
+    """The bands of a per-band log-spectral distance ``lsd`` (an xarray DataArray with dim ``band``) at most
+    ``lsd_match_db`` from the data."""
+    return [str(b) for b, v in zip(lsd.band.values, lsd.values) if v <= lsd_match_db]

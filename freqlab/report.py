@@ -14,7 +14,6 @@ import numpy as np
 import xarray as xr
 
 from freqlab import measure, results
-from freqlab.sweep_dataset import bands_within
 
 __all__ = ["MATCH_DB", "build_report", "write_report"]
 
@@ -44,7 +43,7 @@ def _cutoff(row: xr.Dataset, name: str = "cutoff_freq", short: bool = False) -> 
 
 
 def _produced(lsd: xr.DataArray) -> str:
-    names = bands_within(lsd, MATCH_DB)
+    names = measure.bands_within(lsd, MATCH_DB)
     return ", ".join(names) if names else "none"
 
 

@@ -220,12 +220,8 @@ def summarize(ds: xr.Dataset, *, lsd_match_db: float = 3.0) -> str:
 
 def matched_bands(ds: xr.Dataset, checkpoint: int, mode: str, lsd_match_db: float = 3.0) -> list[str]:
     """Bands where the checkpoint's output at σ_max in ``mode`` is within ``lsd_match_db`` (LSD) of the data."""
-    return bands_within(ds.lsd.isel(checkpoint=checkpoint, sigma=-1).sel(mode=mode).mean("channel"), lsd_match_db)
+    return measure.bands_within(ds.lsd.isel(checkpoint=checkpoint, sigma=-1).sel(mode=mode).mean("channel"), lsd_match_db)
 
-
-def bands_within(lsd: xr.DataArray, lsd_match_db: float = 3.0) -> list[str]:
-    """The bands of a per-band log-spectral distance ``lsd`` (dim ``band``) at most ``lsd_match_db`` from the data."""
-    return [str(b) for b, v in zip(lsd.band.values, lsd.values) if v <= lsd_match_db]
 
 
 def sample_sentence(ds: xr.Dataset, checkpoint: int, lsd_match_db: float = 3.0) -> str:
