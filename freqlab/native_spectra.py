@@ -75,7 +75,10 @@ class OnAxis(measure.Analysis):
     """:class:`freqlab.measure.Analysis` of one image shape whose radial spectra fall on the bins of an
     :class:`Axis`. The binning is a scatter-add over the modes, not the fixed-size analysis's dense bin matrix
     (``H·(W/2+1) × n_bins`` values: tens of GB for a photograph). Left out: corners beyond 0.5 cycles/pixel, and a
-    larger image's non-DC modes below the axis's first bin (bin 0 is the DC mode alone, as at a fixed size)."""
+    larger image's non-DC modes below the axis's first bin (bin 0 is the DC mode alone, as at a fixed size).
+
+    It sets up its own tables instead of calling ``Analysis.__init__`` and has no ``bin_matrix``: it serves what the
+    data spectra use (``fft``, ``radial``, ``radial_cross``, ``band_statistics``), not the sweep's references."""
 
     def __init__(self, shape, axis: Axis, bands=None, window=measure.WINDOW, device="cpu"):
         c, h, w = (int(s) for s in shape)
