@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from freqlab import measure, results, spectral
 from freqlab.data import DataSource, make_source
 from freqlab.data_native import NativeImages
-from freqlab.native_spectra import OnAxis, channels_of, native_attrs, native_batches, run_axis
+from freqlab.native_spectra import OnAxis, channels_of, default_fit_range, native_attrs, native_batches, run_axis
 
 __all__ = ["DEFAULT_SOURCES", "data_spectra"]
 
@@ -89,7 +89,7 @@ def data_spectra(
     else:
         an = measure.Analysis(made[0].shape, bands, window, device)
         size_attrs = {"height": made[0].shape[1], "width": made[0].shape[2]}
-    fmin, fmax = fit_range if fit_range is not None else (2.0 / (axis.size if native else max(an.shape[1:])), 0.4)
+    fmin, fmax = fit_range if fit_range is not None else default_fit_range(axis.size if native else max(an.shape[1:]))
     per_source, slopes = [], []
     for src, label, n in zip(made, labels, counts):
         batches = (native_batches(src, n, axis, bands, window, batch_size, device) if native

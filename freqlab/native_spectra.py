@@ -23,7 +23,8 @@ from freqlab import measure, spectral
 from freqlab.data_base import DataSource
 from freqlab.data_native import NativeImages, shape_groups, sizes_text
 
-__all__ = ["BATCH_VALUES", "Axis", "OnAxis", "common_axis", "native_attrs", "native_batches", "run_axis"]
+__all__ = ["BATCH_VALUES", "Axis", "OnAxis", "common_axis", "default_fit_range", "native_attrs", "native_batches",
+           "run_axis"]
 
 #: A batch of the native mode holds at most this many values ``N·C·H·W`` (a larger image is read alone).
 BATCH_VALUES = 2**24
@@ -50,6 +51,12 @@ def common_axis(size: int) -> Axis:
     return Axis(int(size), edges.clamp_min(0.0), centres)
 
 
+def default_fit_range(size: int) -> tuple[float, float]:
+    """The slope's default fit range for bins of width ``1/size``: from ``2/size`` (past the DC bin and the first
+    one) to 0.4 cycles/pixel (below the band near Nyquist where downsampling filters act)."""
+    return 2.0 / size, 0.4
+
+
 def run_axis(made, counts: list[int], labels: list[str], fit_range) -> Axis:
     """The common axis of a native run (the smallest longer side of any image), checked: the fit range must keep at
     least 3 of its bins (an error naming the image that sets it), and a few small images that coarsen it for
@@ -57,7 +64,7 @@ def run_axis(made, counts: list[int], labels: list[str], fit_range) -> Axis:
     longer = {label: [max(s) for s in sizes_of(src, n)] for src, n, label in zip(made, counts, labels)}
     every = np.concatenate([np.asarray(v) for v in longer.values()])
     axis = common_axis(int(every.min()))
-    fmin, fmax = fit_range if fit_range is not None else (2.0 / axis.size, 0.4)
+    fmin, fmax = fit_range if fit_range is not None else default_fit_range(axis.size)
     smallest = next(label for label, v in longer.items() if min(v) == axis.size)
     if int(((axis.freq > 0) & (axis.freq >= fmin) & (axis.freq <= fmax)).sum()) < 3:
         raise ValueError(f"an image of {smallest!r} with a longer side of {axis.size} px sets the common frequency "
