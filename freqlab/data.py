@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from .data_base import SPLITS, DataIndexError, DataSource, fit_to, to_channels  # noqa: F401 (re-exported)
-from .data_files import IMAGE_SUFFIXES, ArraySource, load_array, load_cifar10, load_folder  # noqa: F401
+from .data_files import FILE_OPTIONS, IMAGE_SUFFIXES, ArraySource, load_array, load_cifar10, load_folder  # noqa: F401
 from .data_native import NativeImages, native_source
 from .rng import per_sample_rand, per_sample_randn
 from .spectral import radial_binning, radial_frequency
@@ -382,8 +382,6 @@ class WhiteNoise(DataSource):
 # the factory
 # --------------------------------------------------------------------------------------------------------------
 _PROCEDURAL = {"natural": NaturalPatches, "deadleaves": DeadLeaves, "grf": GaussianRandomField, "white": WhiteNoise}
-_FILE_OPTIONS = {"folder": {"tiles": False}, "cifar10": {},
-                 "array": {"key": None, "layout": "auto", "value_range": None}}
 
 
 def _typed_option(source: str, key: str, value, default):
@@ -474,7 +472,7 @@ def make_source(name: str, *, resolution: int | tuple[int, int] = 32, grayscale:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     hw, channels = _resolution(resolution), 1 if grayscale else 3
-    defaults = _PROCEDURAL[name].OPTIONS if name in _PROCEDURAL else _FILE_OPTIONS[name]
+    defaults = _PROCEDURAL[name].OPTIONS if name in _PROCEDURAL else FILE_OPTIONS[name]
     unknown = sorted(set(options) - set(defaults))
     if unknown:
         accepted = ", ".join(defaults) or "none"

@@ -15,9 +15,11 @@ import torch
 
 from freqlab.data_base import DataSource, fit_to, to_channels
 
-__all__ = ["IMAGE_SUFFIXES", "ArraySource", "load_array", "load_cifar10", "load_folder", "read_image", "report_failures"]
+__all__ = ["FILE_OPTIONS", "IMAGE_SUFFIXES", "ArraySource", "load_array", "load_cifar10", "load_folder", "read_image", "report_failures"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+#: The options of each file source (``make_source(name, **options)``) with their defaults.
+FILE_OPTIONS = {"folder": {"tiles": False}, "cifar10": {}, "array": {"key": None, "layout": "auto", "value_range": None}}
 
 
 class ArraySource(DataSource):

@@ -18,7 +18,15 @@ import numpy as np
 import torch
 
 from freqlab.data_base import DataSource, to_channels
-from freqlab.data_files import IMAGE_SUFFIXES, ArraySource, load_array, load_cifar10, read_image, report_failures
+from freqlab.data_files import (
+    FILE_OPTIONS,
+    IMAGE_SUFFIXES,
+    ArraySource,
+    load_array,
+    load_cifar10,
+    read_image,
+    report_failures,
+)
 
 __all__ = ["NativeImages", "native_source", "shape_groups", "sizes_text"]
 
@@ -151,10 +159,11 @@ def native_source(kind: str, path: Path, *, grayscale: bool = False, split: str 
     if kind == "cifar10":
         data, attrs = load_cifar10(path, split), {"path": str(path), "split": split}
     else:
-        unknown = sorted(set(options) - {"key", "layout", "value_range"})
+        defaults = FILE_OPTIONS["array"]
+        unknown = sorted(set(options) - set(defaults))
         if unknown:
-            raise ValueError(f"unknown option(s) {', '.join(unknown)} for data source 'array'")
-        opts = {"key": None, "layout": "auto", "value_range": None, **options}
-        data, attrs = load_array(path, **opts), {"path": str(path)}
+            raise ValueError(f"unknown option(s) {', '.join(unknown)} for data source 'array'; accepted: "
+                             f"{', '.join(defaults)}")
+        data, attrs = load_array(path, **{**defaults, **options}), {"path": str(path)}
     h, w = data.shape[-2:]
     return ArraySource(kind, data, (h, w), channels, {**attrs, "native": "at its own size"})
