@@ -3,7 +3,8 @@
 It answers, from saved results only: which bands the pre-trained model produces in one step at σ_max, which it
 produces at lower σ, how that changed over pre-training, which bands EDM's N-step sampler reaches from the same
 noise that one step does not, what GAN fine-tuning added (and what the random-init control did) over seeds, and,
-inside the network, which blocks carry the high band and what an unfrozen fine-tune moved. A band counts as "produced" when its log-spectral distance to the data is within ``MATCH_DB``.
+inside the network, which blocks carry the high band and what an unfrozen fine-tune moved. A band counts as
+"produced" when its log-spectral distance to the data is within ``MATCH_DB``.
 """
 
 from __future__ import annotations
