@@ -1,6 +1,7 @@
 """The report's verdicts on fine-tuning seeds: the criterion can say no, and reads right for any outcome."""
 
 import numpy as np
+import pytest
 import xarray as xr
 
 from freqlab import report
@@ -106,26 +107,58 @@ def test_structure_lines_tell_coloured_noise_from_structure():
              "random": [_log_with_kurtosis(0, [16, 6, 6], [4, 3, 3], (3.2, 3.1, 8.0)),
                         _log_with_kurtosis(1, [16, 6, 6], [4, 3, 3], (3.2, 3.2, 8.0))]}
     table = report.effect_table(seeds)
-    assert all(r["effect"] for rows in table.values() for r in rows)  # the spectral criterion cannot say no here
+    assert all(r["spectrum"] for rows in table.values() for r in rows)  # the spectral criterion cannot say no here
+    assert [r["effect"] for r in table["pretrained"]] == [True, True]
+    assert [r["effect"] for r in table["random"]] == [False, False]  # the structure criterion does
     text = "\n".join(report.seeds_section(seeds))
-    assert "| pretrained | 0 |" in text and "| 3.20 → 4.60 |" in text
-    closed = (np.array([4.6, 4.2]) - 3.2) / (8.0 - 3.2)
-    assert f"gap closed: median {round(100 * np.median(closed))} %, range {round(100 * closed.min())} % to " \
-           f"{round(100 * closed.max())} % over 2 of 2 seed(s)" in text
-    assert "**random**: high-band kurtosis 3.20 → 3.15 (medians); gap closed: median -1 %, range -2 % to 0 %" in text
+    assert "| pretrained | 0 |" in text and "| 3.20 → 4.60 | 4 % → 32 % | yes | yes |" in text
+    assert "| random | 1 |" in text and "| 3.20 → 3.20 | 4 % → 4 % | no | no |" in text
+    assert "**pretrained**: the effect on **2 of 2** seed(s) (spectrum on 2, structure on 2 of 2)" in text
+    assert "**random**: the effect on **0 of 2** seed(s) (spectrum on 2, structure on 0 of 2)" in text
+    assert "**pretrained**: high-band kurtosis 3.20 → 4.40 (medians); of the way to the data's: 4 % → 28 % " \
+           "(medians; end range 24 % to 32 % over 2 of 2 seed(s))" in text
+    assert "**random**: high-band kurtosis 3.20 → 3.15 (medians); of the way to the data's: 4 % → 3 % " in text
 
 
-def test_structure_lines_read_right_for_overshoot_no_gap_and_nan():
+def test_structure_share_reads_right_for_overshoot_gaussian_data_and_nan():
+    assert report.structure_share(3.0, 8.0) == 0.0 and report.structure_share(8.0, 8.0) == 1.0
+    assert report.structure_share(14.0, 8.0) == pytest.approx(-0.2)  # overshot: 6 from the data, Gaussian noise is 5
+    assert np.isnan(report.structure_share(4.0, 3.02))  # Gaussian data: kurtosis cannot tell structure
+    assert np.isnan(report.structure_share(np.nan, 8.0))
+
     def line(kurtosis):
         seeds = {"pretrained": [_log_with_kurtosis(0, [16, 16, 10], [4, 3, 4], kurtosis)]}
-        return "\n".join(report.seeds_section(seeds)).splitlines()[-1]
+        return report.effect_table(seeds)["pretrained"][0], "\n".join(report.seeds_section(seeds)).splitlines()[-1]
 
-    assert "gap closed: median -20 %" in line((3.0, 14.0, 8.0))  # overshot: 6 from the data, 5 at the start
-    assert "no seed started measurably away" in line((8.0, 7.0, 8.0))  # nothing to close: no division by zero
-    assert "no seed started measurably away" in line((np.nan, 4.0, 8.0))
+    row, text = line((3.0, 14.0, 8.0))
+    assert row["structure"] is False and "-20 %" in text
+    row, text = line((3.5, 3.6, 3.01))
+    assert row["structure"] is None and row["effect"] and "not measurable" in text
+    row, text = line((3.2, np.nan, 8.0))  # a broken output's kurtosis does not count as structure
+    assert row["structure"] is False and not row["effect"] and "not measurable" in text
+
+
+def test_the_structure_verdict_needs_the_stated_share_of_the_way():
+    share = report.STRUCTURE_SHARE
+    below = _log_with_kurtosis(0, [16, 16, 10], [4, 3, 4], (3.2, 3.0 + 0.8 * share * 5.0, 8.0))
+    above = _log_with_kurtosis(1, [16, 16, 10], [4, 3, 4], (3.2, 3.0 + 1.2 * share * 5.0, 8.0))
+    overshoot = _log_with_kurtosis(2, [16, 16, 10], [4, 3, 4], (3.2, 8.0 + 0.95 * 5.0, 8.0))  # 5 % of the way
+    table = report.effect_table({"pretrained": [below, above, overshoot]})
+    assert [r["structure"] for r in table["pretrained"]] == [False, True, False]
+    assert [r["effect"] for r in table["pretrained"]] == [False, True, False]
+    np.testing.assert_allclose([r["share"][1] for r in table["pretrained"]], [0.8 * share, 1.2 * share, 0.05])
+    spectrum_fails = _log_with_kurtosis(3, [16, 16, 10], [9, 3, 4], (3.2, 7.9, 8.0))  # structure alone is not enough
+    row = report.effect_table({"pretrained": [spectrum_fails]})["pretrained"][0]
+    assert row["structure"] and not row["spectrum"] and not row["effect"]
+    started_structured = _log_with_kurtosis(4, [16, 16, 10], [4, 3, 4], (6.0, 4.0, 8.0))  # less than at the start
+    row = report.effect_table({"pretrained": [started_structured]})["pretrained"][0]
+    assert row["structure"] and row["effect"]  # judged by where it ends, not by where it started
 
 
 def test_no_band_statistics_no_structure_lines():
     seeds = {"pretrained": [_log(0, [16, 16, 10], [4, 3, 4])]}
+    row = report.effect_table(seeds)["pretrained"][0]
+    assert row["structure"] is None and row["effect"]  # the spectrum alone decides, and the text says so
     text = "\n".join(report.seeds_section(seeds))
     assert "Power is not structure" not in text and "| – |" in text
+    assert "the structure was not checked: no band statistics" in text
