@@ -49,7 +49,8 @@ def test_each_fine_tune_runs_with_several_seeds_and_the_report_counts_them(demo_
         for entry, log in zip(entries, seeds[name]):
             end = log.lsd.isel(images_seen=-1).mean("channel").values
             np.testing.assert_allclose(entry["ratio"], end / yardstick)
-            assert entry["spectrum"] == bool((end / yardstick <= report.EFFECT_RATIO).all())
+            ratio = end / yardstick
+            assert entry["spectrum"] == bool(ratio[-1] <= report.EFFECT_RATIO and (ratio <= report.HOLD_RATIO).all())
             assert entry["effect"] == (entry["spectrum"] and entry["share"][1] >= report.STRUCTURE_SHARE)
         hits = sum(e["effect"] for e in entries)
         assert f"**{name}**: the effect on **{hits} of 2** seed(s)" in text

@@ -15,18 +15,29 @@ def _log(seed: int, start, end) -> xr.Dataset:
                       attrs={"config_seed": seed})
 
 
-def test_a_control_that_only_matches_the_high_band_does_not_show_the_effect():
-    seeds = {"pretrained": [_log(0, [16, 16, 10], [4, 3.5, 4]), _log(1, [16, 16, 10], [9, 3, 4])],
-             "random": [_log(0, [16, 6, 6], [12, 7, 3]), _log(1, [16, 5, 7], [20, 10, 3])]}
-    table = report.effect_table(seeds)
-    assert [r["effect"] for r in table["pretrained"]] == [True, False]  # seed 1: low band 9/16 > 0.5
-    assert [r["effect"] for r in table["random"]] == [False, False]
-    np.testing.assert_allclose(table["random"][0]["ratio"], [12 / 16, 7 / 16, 3 / 10])
+def test_the_spectrum_verdict_wants_the_high_band_halved_and_no_band_lost():
+    seeds = {"pretrained": [_log_with_kurtosis(0, [16, 16, 10], [4, 3.5, 4], (3.2, 5, 8)),    # all within 0.5x
+                            _log_with_kurtosis(1, [16, 16, 10], [9, 3, 4], (3.2, 5, 8)),      # low 0.56x: still yes
+                            _log_with_kurtosis(2, [16, 16, 10], [4, 3, 6], (3.2, 5, 8)),      # high 0.6x: no
+                            _log_with_kurtosis(3, [16, 16, 10], [17, 3, 4], (3.2, 5, 8))]}    # low worse than start
+    table = report.effect_table(seeds)["pretrained"]
+    assert [r["spectrum"] for r in table] == [True, True, False, False]
+    assert [r["every_band"] for r in table] == [True, False, False, False]
+    assert [r["effect"] for r in table] == [True, True, False, False]
+    np.testing.assert_allclose(table[1]["ratio"], [9 / 16, 3 / 16, 4 / 10])
     text = "\n".join(report.seeds_section(seeds))
-    assert "**pretrained**: the effect on **1 of 2** seed(s)" in text
-    assert "**random**: the effect on **0 of 2** seed(s)" in text
-    # the high band alone would have counted both control seeds (3/6, 3/7 of their own start)
-    assert "2 of 2 random seed(s)" in text
+    assert "**pretrained**: the effect on **2 of 4** seed(s) (spectrum on 2, structure on 4 of 4). High band's end / " \
+           "yardstick: median 0.40; every band at most 0.5×, a stricter reading, on 1 (worst band: median 0.58" in text
+
+
+def test_power_alone_never_decides():
+    # a control that matched every band's power, in logs without band statistics: undecided, not a yes
+    seeds = {"pretrained": [_log(0, [16, 16, 10], [4, 3, 4])], "random": [_log(0, [16, 6, 6], [6, 7, 3])]}
+    table = report.effect_table(seeds)
+    assert table["random"][0]["spectrum"] and table["random"][0]["effect"] is None
+    text = "\n".join(report.seeds_section(seeds))
+    assert "**random**: the effect on **0 of 1** seed(s) (spectrum on 1, structure on 0 of 0; undecided on 1" in text
+    assert "ended at most 0.5× the yardstick on 1 of 1 pretrained seed(s), 1 of 1 random seed(s)" in text
 
 
 def test_no_logs_no_section():
@@ -133,7 +144,7 @@ def test_structure_share_reads_right_for_overshoot_gaussian_data_and_nan():
     row, text = line((3.0, 14.0, 8.0))
     assert row["structure"] is False and "-20 %" in text
     row, text = line((3.5, 3.6, 3.01))
-    assert row["structure"] is None and row["effect"] and "not measurable" in text
+    assert row["structure"] is None and row["effect"] is None and "not measurable" in text
     row, text = line((3.2, np.nan, 8.0))  # a broken output's kurtosis does not count as structure
     assert row["structure"] is False and not row["effect"] and "not measurable" in text
 
@@ -147,7 +158,7 @@ def test_the_structure_verdict_needs_the_stated_share_of_the_way():
     assert [r["structure"] for r in table["pretrained"]] == [False, True, False]
     assert [r["effect"] for r in table["pretrained"]] == [False, True, False]
     np.testing.assert_allclose([r["share"][1] for r in table["pretrained"]], [0.8 * share, 1.2 * share, 0.05])
-    spectrum_fails = _log_with_kurtosis(3, [16, 16, 10], [9, 3, 4], (3.2, 7.9, 8.0))  # structure alone is not enough
+    spectrum_fails = _log_with_kurtosis(3, [16, 16, 10], [4, 3, 6], (3.2, 7.9, 8.0))  # structure alone is not enough
     row = report.effect_table({"pretrained": [spectrum_fails]})["pretrained"][0]
     assert row["structure"] and not row["spectrum"] and not row["effect"]
     started_structured = _log_with_kurtosis(4, [16, 16, 10], [4, 3, 4], (6.0, 4.0, 8.0))  # less than at the start
@@ -158,7 +169,7 @@ def test_the_structure_verdict_needs_the_stated_share_of_the_way():
 def test_no_band_statistics_no_structure_lines():
     seeds = {"pretrained": [_log(0, [16, 16, 10], [4, 3, 4])]}
     row = report.effect_table(seeds)["pretrained"][0]
-    assert row["structure"] is None and row["effect"]  # the spectrum alone decides, and the text says so
+    assert row["structure"] is None and row["effect"] is None  # undecided, and the text says why
     text = "\n".join(report.seeds_section(seeds))
     assert "Power is not structure" not in text and "| – |" in text
-    assert "the structure was not checked: no band statistics" in text
+    assert "undecided on 1: the structure could not be measured (no band statistics" in text
