@@ -54,7 +54,7 @@ class DemoSettings:
     # lost and structure on all (benchmarks/README.md, "Ten seeds, and what says no to the control")
     finetune_images: int = 2_000
     finetune_batch: int = 32
-    finetune_log_every: int = 250
+    finetune_log_every: int = 500  # a log row costs about 1 s of a 50 s run (EMA outputs, statistics, netCDF, state)
     # hinge: within 1,500 images, D2O-F from cpu-small with the paper's non-saturating loss brought every band under
     # 0.5x on 1 of 5 seeds, with the hinge loss on 4 of 4 measured (benchmarks/README.md, "The demo's fine-tunes
     # from this model")
@@ -210,8 +210,11 @@ def _finetune_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, 
     stages.next(f"GAN fine-tuning, {s.finetune_seeds} seed(s) each: D2O-F from the final checkpoint, and from a "
                 "random init (control)" + ("; one D2O (nothing frozen)" if s.finetune_unfrozen else ""))
     runs = {"pretrained": (final, "checkpoint"), "random": (final, "random")}
+    # checkpoints of G and its EMA at the start and the end only (the resume state is saved at every log row): the
+    # demo reads only `final`, and a row's pair is 8.4 MB for cpu-small (the whole demo held 982 MB with one per row)
     common = dict(loss=s.finetune_loss, n_images=s.finetune_images, batch_size=s.finetune_batch,
-                  log_every=s.finetune_log_every, device=str(dev), resume=True, progress=progress)
+                  log_every=s.finetune_log_every, checkpoint_every=s.finetune_images, device=str(dev), resume=True,
+                  progress=progress)
     jobs = [dict(init=path, out_dir=out / figures.run_dir(name, k), init_kind=kind, freeze="conv", seed=seed + k,
                  **common) for k in range(s.finetune_seeds) for name, (path, kind) in runs.items()]
     if s.finetune_unfrozen:  # what an unfrozen fine-tune moves (freqlab.weight_change)
