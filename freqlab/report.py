@@ -25,7 +25,8 @@ MATCH_DB = 3.0
 #: distance of the pre-trained model's one-step output (the D2O-F starting point; the same yardstick for the D2O-F
 #: runs and for the random-init control): (1) the highest band's distance is at most this share of the yardstick's,
 EFFECT_RATIO = 0.5
-#: (2) no band's distance is above this share of the yardstick's (fine-tuning did not trade one band for another),
+#: (2) no band's distance is above this share of the run's own distance at its start (fine-tuning did not trade one
+#: band for another),
 HOLD_RATIO = 1.0
 #: and (3) structure: the highest band's per-image kurtosis is at least this share of the way from Gaussian noise
 #: (kurtosis 3) to the data's (``structure_share``). Power alone cannot say no to coloured noise: Gaussian noise of
@@ -238,9 +239,9 @@ def effect_table(seeds: dict[str, list[xr.Dataset]]) -> dict[str, list[dict]]:
 
     The yardstick is the pre-trained one-step output's distance per band (the mean over the ``pretrained`` runs'
     first rows; a run's own first row when there is no ``pretrained`` run). ``spectrum``: the high band at most
-    ``EFFECT_RATIO`` of it and every band at most ``HOLD_RATIO``; ``every_band``: every band at most
-    ``EFFECT_RATIO`` (a stricter reading, shown beside it); ``structure``: the high band's ``structure_share`` at
-    the end at least ``STRUCTURE_SHARE``; ``effect``: spectrum and structure. ``structure`` and ``effect`` are None
+    ``EFFECT_RATIO`` of it and every band at most ``HOLD_RATIO`` of the run's own start; ``every_band``: every band
+    at most ``EFFECT_RATIO`` of the yardstick (another reading, shown beside it); ``structure``: the high band's
+    ``structure_share`` at the end at least ``STRUCTURE_SHARE``; ``effect``: spectrum and structure. ``structure`` and ``effect`` are None
     (undecided) when the structure cannot be measured: a log without band statistics, or data whose high band has
     Gaussian kurtosis. Power alone would say yes to coloured noise, so it does not decide on its own.
     """
@@ -258,7 +259,7 @@ def effect_table(seeds: dict[str, list[xr.Dataset]]) -> dict[str, list[dict]]:
             share = (np.nan, np.nan) if kurtosis is None else tuple(structure_share(k, kurtosis[2])
                                                                     for k in kurtosis[:2])
             measurable = kurtosis is not None and np.isfinite(structure_share(3.0, kurtosis[2]))
-            spectrum = bool(ratio[-1] <= EFFECT_RATIO and np.all(ratio <= HOLD_RATIO))
+            spectrum = bool(ratio[-1] <= EFFECT_RATIO and np.all(end <= HOLD_RATIO * start))
             structure = bool(share[1] >= STRUCTURE_SHARE) if measurable else None
             effect = False if not spectrum or structure is False else (None if structure is None else True)
             rows.append({"seed": int(log.attrs.get("config_seed", 0)), "start": start, "end": end, "ratio": ratio,
@@ -290,8 +291,8 @@ def seeds_section(seeds: dict[str, list[xr.Dataset]]) -> list[str]:
              "control, the random initial weights). Yardstick: the log-spectral distance of the pre-trained model's "
              "one-step output at σ_max, per band (the D2O-F starting point). A run **shows the effect** when at the "
              f"end (1) its {high} band's distance is at most {EFFECT_RATIO:g}× the yardstick's and no band's is above "
-             f"{HOLD_RATIO:g}× (spectrum), and (2) its {high} band's per-image kurtosis is at least "
-             f"{100 * STRUCTURE_SHARE:g} % of the way from Gaussian noise's (3) to the data's (structure: Gaussian "
+             f"{HOLD_RATIO:g}× its own at the start (spectrum), and (2) its {high} band's per-image kurtosis is at "
+             f"least {100 * STRUCTURE_SHARE:g} % of the way from Gaussian noise's (3) to the data's (structure: Gaussian "
              "noise of any spectrum has kurtosis 3, so power alone cannot tell coloured noise from detail). Neither "
              "says the samples look like the data; the samples figure does.", "",
              f"| run | seed | LSD start → end, {' / '.join(bands)} (dB) | end / yardstick, {' / '.join(bands)} | "
@@ -316,11 +317,11 @@ def seeds_section(seeds: dict[str, list[xr.Dataset]]) -> list[str]:
                     "data's kurtosis is Gaussian)")
         worst = np.array([r["ratio"].max() for r in rows])
         lines.append(f"- **{name}**: the effect on **{hits} of {len(rows)}** seed(s) ({why}). {high.capitalize()} "
-                     f"band's end / yardstick: median {np.median([r['ratio'][-1] for r in rows]):.2f}; every band at "
-                     f"most {EFFECT_RATIO:g}×, a stricter reading, on {sum(r['every_band'] for r in rows)} (worst "
-                     f"band: median {np.median(worst):.2f}, range {worst.min():.2f}–{worst.max():.2f}).")
+                     f"band's end / yardstick: median {np.median([r['ratio'][-1] for r in rows]):.2f}. Every band at "
+                     f"most {EFFECT_RATIO:g}× the yardstick: {sum(r['every_band'] for r in rows)} (worst band's end / "
+                     f"yardstick: median {np.median(worst):.2f}, range {worst.min():.2f}–{worst.max():.2f}).")
     matched = {name: sum(r["ratio"][-1] <= EFFECT_RATIO for r in rows) for name, rows in table.items()}
-    lines += ["", f"Power alone does not tell the runs apart: the {high} band's distance ended at most "
+    lines += ["", f"The {high} band's power alone does not tell the runs apart: its distance ended at most "
               f"{EFFECT_RATIO:g}× the yardstick on " + ", ".join(f"{k} of {len(table[n])} {n} seed(s)"
                                                              for n, k in matched.items())
               + ". A freshly initialised network's output is already noise with roughly the data's high-band power; "
