@@ -241,12 +241,14 @@ def effect_table(seeds: dict[str, list[xr.Dataset]]) -> dict[str, list[dict]]:
     first rows; a run's own first row when there is no ``pretrained`` run). ``spectrum``: the high band at most
     ``EFFECT_RATIO`` of it and every band at most ``HOLD_RATIO`` of the run's own start; ``every_band``: every band
     at most ``EFFECT_RATIO`` of the yardstick (another reading, shown beside it); ``structure``: the high band's
-    ``structure_share`` at the end at least ``STRUCTURE_SHARE``; ``effect``: spectrum and structure. ``structure`` and ``effect`` are None
-    (undecided) when the structure cannot be measured: a log without band statistics, or data whose high band has
-    Gaussian kurtosis. Power alone would say yes to coloured noise, so it does not decide on its own.
+    ``structure_share`` at the end at least ``STRUCTURE_SHARE`` (an end kurtosis that is not finite, a broken
+    output, counts as no); ``effect``: spectrum and structure. ``structure`` is None when the structure cannot be
+    measured (a log without band statistics, or data whose high band has Gaussian kurtosis); ``effect`` is then None
+    (undecided) unless the spectrum already says no: power alone would say yes to coloured noise, so it never decides
+    a yes on its own. Distances that are not finite, or a zero yardstick, make the spectrum say no.
     """
     if "pretrained" in seeds:
-        yardstick = np.mean([_band_lsd(log, 0) for log in seeds["pretrained"]], axis=0)
+        yardstick = np.nanmean([_band_lsd(log, 0) for log in seeds["pretrained"]], axis=0)
     else:
         yardstick = None
     table = {}
@@ -254,7 +256,8 @@ def effect_table(seeds: dict[str, list[xr.Dataset]]) -> dict[str, list[dict]]:
         rows = []
         for log in logs:
             start, end = _band_lsd(log, 0), _band_lsd(log, -1)
-            ratio = end / (yardstick if yardstick is not None else start)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = end / (yardstick if yardstick is not None else start)
             kurtosis = _high_kurtosis(log)
             share = (np.nan, np.nan) if kurtosis is None else tuple(structure_share(k, kurtosis[2])
                                                                     for k in kurtosis[:2])
@@ -292,9 +295,9 @@ def seeds_section(seeds: dict[str, list[xr.Dataset]]) -> list[str]:
              "one-step output at σ_max, per band (the D2O-F starting point). A run **shows the effect** when at the "
              f"end (1) its {high} band's distance is at most {EFFECT_RATIO:g}× the yardstick's and no band's is above "
              f"{HOLD_RATIO:g}× its own at the start (spectrum), and (2) its {high} band's per-image kurtosis is at "
-             f"least {100 * STRUCTURE_SHARE:g} % of the way from Gaussian noise's (3) to the data's (structure: Gaussian "
-             "noise of any spectrum has kurtosis 3, so power alone cannot tell coloured noise from detail). Neither "
-             "says the samples look like the data; the samples figure does.", "",
+             f"least {100 * STRUCTURE_SHARE:g} % of the way from Gaussian noise's (3) to the data's (structure: "
+             "Gaussian noise of any spectrum has kurtosis 3, so power alone cannot tell coloured noise from detail). "
+             "Neither says the samples look like the data; the samples figure does.", "",
              f"| run | seed | LSD start → end, {' / '.join(bands)} (dB) | end / yardstick, {' / '.join(bands)} | "
              f"spectrum | {high}-band kurtosis start → end | of the way to the data's | structure | effect |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -316,16 +319,20 @@ def seeds_section(seeds: dict[str, list[xr.Dataset]]) -> list[str]:
             why += (f"; undecided on {undecided}: the structure could not be measured (no band statistics, or the "
                     "data's kurtosis is Gaussian)")
         worst = np.array([r["ratio"].max() for r in rows])
-        lines.append(f"- **{name}**: the effect on **{hits} of {len(rows)}** seed(s) ({why}). {high.capitalize()} "
-                     f"band's end / yardstick: median {np.median([r['ratio'][-1] for r in rows]):.2f}. Every band at "
-                     f"most {EFFECT_RATIO:g}× the yardstick: {sum(r['every_band'] for r in rows)} (worst band's end / "
+        verdict = f"**{hits} of {len(rows)}** seed(s)" + (f", **{undecided} undecided**" if undecided else "")
+        lines.append(f"- **{name}**: the effect on {verdict} ({why}). {high.capitalize()} band's end / yardstick: "
+                     f"median {np.median([r['ratio'][-1] for r in rows]):.2f}. Every band at most {EFFECT_RATIO:g}× "
+                     f"the yardstick: {sum(r['every_band'] for r in rows)} of {len(rows)} (worst band's end / "
                      f"yardstick: median {np.median(worst):.2f}, range {worst.min():.2f}–{worst.max():.2f}).")
     matched = {name: sum(r["ratio"][-1] <= EFFECT_RATIO for r in rows) for name, rows in table.items()}
-    lines += ["", f"The {high} band's power alone does not tell the runs apart: its distance ended at most "
-              f"{EFFECT_RATIO:g}× the yardstick on " + ", ".join(f"{k} of {len(table[n])} {n} seed(s)"
-                                                             for n, k in matched.items())
-              + ". A freshly initialised network's output is already noise with roughly the data's high-band power; "
-              "what tells a detail from that noise is its structure."]
+    counts = ", ".join(f"{k} of {len(table[n])} {n} seed(s)" for n, k in matched.items())
+    if "random" in matched and matched["random"]:  # a control that reached the high band's power, with what?
+        lines += ["", f"The {high} band's power alone does not tell the runs apart: its distance ended at most "
+                  f"{EFFECT_RATIO:g}× the yardstick on {counts}. A freshly initialised network's output is already "
+                  "noise with roughly the data's high-band power; what tells a detail from that noise is its "
+                  "structure."]
+    else:
+        lines += ["", f"The {high} band's distance ended at most {EFFECT_RATIO:g}× the yardstick on {counts}."]
     return lines + _structure_lines(table, high)
 
 
@@ -350,13 +357,15 @@ def _structure_lines(table: dict[str, list[dict]], band: str) -> list[str]:
 
 
 def _share_text(share: np.ndarray) -> str:
-    """The spread over seeds of ``structure_share`` at the start and end (rows: seeds; NaN: left out), as text."""
-    usable = np.isfinite(share).all(1)
-    if not usable.any():
-        return "not measurable: the data's kurtosis is that of Gaussian noise, or a value is not finite."
-    start, end = share[usable, 0], share[usable, 1]
-    return (f"of the way to the data's: {_percent(np.median(start))} → {_percent(np.median(end))} (medians; end "
-            f"range {_percent(end.min())} to {_percent(end.max())} over {int(usable.sum())} of {len(share)} seed(s)).")
+    """The spread over seeds of ``structure_share`` at the start and end (rows: seeds; NaN: left out of its column),
+    as text."""
+    start, end = (col[np.isfinite(col)] for col in share.T)
+    if not end.size:
+        return ("not measurable at the end: the data's kurtosis is that of Gaussian noise, or the outputs' is not "
+                "finite.")
+    first = _percent(np.median(start)) if start.size else "–"
+    return (f"of the way to the data's: {first} → {_percent(np.median(end))} (medians; end range "
+            f"{_percent(end.min())} to {_percent(end.max())} over {end.size} of {len(share)} seed(s)).")
 
 
 def sampler_section(ds: xr.Dataset) -> list[str]:

@@ -32,7 +32,7 @@ def test_the_spectrum_verdict_wants_the_high_band_halved_and_no_band_lost():
     assert (row["ratio"] <= 1).all() and not row["spectrum"] and not row["effect"]
     text = "\n".join(report.seeds_section(seeds))
     assert "**pretrained**: the effect on **2 of 4** seed(s) (spectrum on 2, structure on 4 of 4). High band's end / " \
-           "yardstick: median 0.40. Every band at most 0.5× the yardstick: 1 (worst band's end / yardstick: " \
+           "yardstick: median 0.40. Every band at most 0.5× the yardstick: 1 of 4 (worst band's end / yardstick: " \
            "median 0.58" in text
 
 
@@ -42,8 +42,32 @@ def test_power_alone_never_decides():
     table = report.effect_table(seeds)
     assert table["random"][0]["spectrum"] and table["random"][0]["effect"] is None
     text = "\n".join(report.seeds_section(seeds))
-    assert "**random**: the effect on **0 of 1** seed(s) (spectrum on 1, structure on 0 of 0; undecided on 1" in text
+    assert "**random**: the effect on **0 of 1** seed(s), **1 undecided** (spectrum on 1, structure on 0 of 0; " \
+           "undecided on 1" in text
     assert "ended at most 0.5× the yardstick on 1 of 1 pretrained seed(s), 1 of 1 random seed(s)" in text
+    # without band statistics a spectrum that already says no is a no, not undecided
+    lost = report.effect_table({"random": [_log(0, [16, 6, 6], [6, 9, 3])]})["random"][0]
+    assert lost["structure"] is None and lost["effect"] is False
+
+
+def test_the_high_band_sentence_reads_right_for_any_outcome():
+    seeds = {"pretrained": [_log_with_kurtosis(0, [16, 16, 10], [4, 3, 4], (3.2, 5, 8))],
+             "random": [_log_with_kurtosis(0, [16, 6, 6], [12, 5, 6], (3.2, 3.1, 8))]}  # high band 0.6x: no match
+    text = "\n".join(report.seeds_section(seeds))
+    assert "does not tell the runs apart" not in text
+    assert "The high band's distance ended at most 0.5× the yardstick on 1 of 1 pretrained seed(s), 0 of 1 " \
+           "random" in text
+    seeds["random"] = [_log_with_kurtosis(0, [16, 6, 6], [12, 5, 3], (3.2, 3.1, 8))]  # now it matches, with noise
+    assert "does not tell the runs apart" in "\n".join(report.seeds_section(seeds))
+
+
+def test_without_a_pretrained_run_each_run_is_its_own_yardstick_and_bad_numbers_say_no():
+    table = report.effect_table({"random": [_log_with_kurtosis(0, [16, 6, 8], [12, 5, 3], (3.2, 6, 8))]})
+    np.testing.assert_allclose(table["random"][0]["ratio"], [12 / 16, 5 / 6, 3 / 8])
+    assert table["random"][0]["effect"]
+    for start, end in (([16, 6, 0], [12, 5, 0]), ([16, 6, 8], [12, np.nan, 3])):  # a zero start, a NaN distance
+        row = report.effect_table({"random": [_log_with_kurtosis(0, start, end, (3.2, 6, 8))]})["random"][0]
+        assert not row["spectrum"] and row["effect"] is False
 
 
 def test_no_logs_no_section():
