@@ -261,6 +261,8 @@ def effect_table(seeds: dict[str, list[xr.Dataset]]) -> dict[str, list[dict]]:
             kurtosis = _high_kurtosis(log)
             share = (np.nan, np.nan) if kurtosis is None else tuple(structure_share(k, kurtosis[2])
                                                                     for k in kurtosis[:2])
+            # the data's own kurtosis decides whether kurtosis can tell structure at all (Gaussian noise's share
+            # is finite exactly when it can); a non-finite end then counts as no, not as undecided
             measurable = kurtosis is not None and np.isfinite(structure_share(3.0, kurtosis[2]))
             spectrum = bool(ratio[-1] <= EFFECT_RATIO and np.all(end <= HOLD_RATIO * start))
             structure = bool(share[1] >= STRUCTURE_SHARE) if measurable else None

@@ -223,7 +223,6 @@ def matched_bands(ds: xr.Dataset, checkpoint: int, mode: str, lsd_match_db: floa
     return measure.bands_within(ds.lsd.isel(checkpoint=checkpoint, sigma=-1).sel(mode=mode).mean("channel"), lsd_match_db)
 
 
-
 def sample_sentence(ds: xr.Dataset, checkpoint: int, lsd_match_db: float = 3.0) -> str:
     """What the N-step sampler reaches that the one-step output of the same images does not, for one checkpoint
     (both from the trajectory: its first step's estimate is the one-step output, its last the sample)."""
