@@ -7,8 +7,9 @@ your own layout from plots.cutoff_panel(ax, ds, 'cutoff_freq' or 'coherence_cuto
 
 import sys
 
-from freqlab import plots
-from freqlab.figures import load_sweep, script_main
+from freqlab.plots import sweep as plots
+from freqlab.plots.registry import script_main
+from freqlab.plots.results_dir import load_sweep
 
 MODE = "denoise"     # or "generate" (then only f_c: the coherence needs the clean image)
 CHECKPOINTS = None   # e.g. ["step-000000", "step-000800"]: a subset of the sweep's checkpoints, in this order

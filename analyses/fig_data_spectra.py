@@ -6,8 +6,9 @@ Reads saved results only; writes OUT_DIR/data_spectra.png and .pdf. Copy it and 
 
 import sys
 
-from freqlab import plots, results
-from freqlab.figures import script_main
+from freqlab.plots import data as data_plots
+from freqlab.plots.registry import script_main
+from freqlab.runtime import results
 
 SOURCES = None       # e.g. ["natural", "deadleaves"]: a subset of the sources
 CONFIDENCE = 0.95    # of the shaded band around each spectrum
@@ -17,7 +18,7 @@ def draw(results_dir):
     ds = results.load(results_dir / "data_spectra.nc")
     if SOURCES:
         ds = ds.sel(source=SOURCES)
-    return plots.data_spectra_figure(ds, confidence=CONFIDENCE)
+    return data_plots.data_spectra_figure(ds, confidence=CONFIDENCE)
 
 
 if __name__ == "__main__":

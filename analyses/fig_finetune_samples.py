@@ -6,14 +6,15 @@ Reads saved results only; writes OUT_DIR/finetune_samples.png and .pdf. Copy it 
 
 import sys
 
-from freqlab import plots
-from freqlab.figures import sample_grids, script_main
+from freqlab.plots import finetune as finetune_plots
+from freqlab.plots.registry import script_main
+from freqlab.plots.results_dir import sample_grids
 
 N_MOMENTS = 3        # moments (images seen) shown per run
 
 
 def draw(results_dir):
-    return plots.samples_figure(sample_grids(results_dir), n_moments=N_MOMENTS)
+    return finetune_plots.samples_figure(sample_grids(results_dir), n_moments=N_MOMENTS)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ Reads saved results only; writes OUT_DIR/finetune_statistics.png and .pdf. Copy 
 
 import sys
 
-from freqlab import plots
-from freqlab.figures import finetune_logs, script_main, seed_logs
+from freqlab.plots import finetune as finetune_plots
+from freqlab.plots.registry import script_main
+from freqlab.plots.results_dir import finetune_logs, seed_logs
 
 RUNS = None          # e.g. ["pretrained"]: which fine-tuning runs (pretrained, random, early)
 SHOW_SEEDS = True    # the other seeds of each run as thin lines
@@ -18,7 +19,7 @@ def draw(results_dir):
     seeds = seed_logs(results_dir) if SHOW_SEEDS else None
     if RUNS:
         logs = {name: log for name, log in logs.items() if name in RUNS}
-    return plots.finetune_figure(logs, seeds=seeds)
+    return finetune_plots.finetune_figure(logs, seeds=seeds)
 
 
 if __name__ == "__main__":

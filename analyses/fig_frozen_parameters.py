@@ -6,15 +6,16 @@ Reads saved results only; writes OUT_DIR/frozen_parameters.png and .pdf. Copy it
 
 import sys
 
-from freqlab import plots
-from freqlab.figures import finetune_logs, script_main
+from freqlab.plots import finetune as finetune_plots
+from freqlab.plots.registry import script_main
+from freqlab.plots.results_dir import finetune_logs
 
 RUN = "pretrained"   # the fine-tuning run whose policy is drawn (pretrained, random, early)
 
 
 def draw(results_dir):
     logs = finetune_logs(results_dir)
-    return plots.frozen_parameters_figure(logs.get(RUN, next(iter(logs.values()))))
+    return finetune_plots.frozen_parameters_figure(logs.get(RUN, next(iter(logs.values()))))
 
 
 if __name__ == "__main__":

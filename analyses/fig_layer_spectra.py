@@ -7,8 +7,9 @@ OUT_DIR/layer_spectra.png and .pdf. Copy it and edit the settings below.
 
 import sys
 
-from freqlab import layer_plots, results
-from freqlab.figures import script_main
+from freqlab.plots import layers as layer_plots
+from freqlab.plots.registry import script_main
+from freqlab.runtime import results
 
 CHECKPOINT = None          # a checkpoint name of the file, e.g. "random-init"; None: up to 3 of them
 SIGMAS = None              # noise levels to draw, e.g. [2.0, 80.0] (the nearest in the file); None: up to 4

@@ -7,8 +7,9 @@ your own layout from plots.output_spectra_panel(ax, ds, checkpoint, mode, sigmas
 
 import sys
 
-from freqlab import plots
-from freqlab.figures import load_sweep, script_main
+from freqlab.plots import sweep as plots
+from freqlab.plots.registry import script_main
+from freqlab.plots.results_dir import load_sweep
 
 CHECKPOINT = None    # a checkpoint name, e.g. "step-000000"; None: the last
 N_SIGMAS = 6         # noise levels drawn, spread over the sweep's grid

@@ -7,8 +7,9 @@ your own layout from plots.relative_power_panel(ax, ds, checkpoint, mode=..., vl
 
 import sys
 
-from freqlab import plots
-from freqlab.figures import load_sweep, script_main
+from freqlab.plots import sweep as plots
+from freqlab.plots.registry import script_main
+from freqlab.plots.results_dir import load_sweep
 
 MODE = "generate"    # or "denoise"
 CHECKPOINTS = None   # e.g. ["step-000000", "step-000800"]; None: four spread over training

@@ -8,8 +8,9 @@ own layout from sampler_plots.many_vs_one_panel(ax, ds, checkpoints) and sampler
 
 import sys
 
-from freqlab import sampler_plots
-from freqlab.figures import load_sweep, script_main
+from freqlab.plots import sampler as sampler_plots
+from freqlab.plots.registry import script_main
+from freqlab.plots.results_dir import load_sweep
 
 CHECKPOINTS = None   # e.g. ["step-000000", "step-000800"]: the checkpoints on the left, the last one on the right
 N_CHECKPOINTS = 3    # when CHECKPOINTS is None: this many, spread over the run (first and last included)

@@ -7,8 +7,9 @@ your own layout from plots.transfer_panel(ax, ds, checkpoint, 'transfer' or 'coh
 
 import sys
 
-from freqlab import plots
-from freqlab.figures import load_sweep, script_main
+from freqlab.plots import sweep as plots
+from freqlab.plots.registry import script_main
+from freqlab.plots.results_dir import load_sweep
 
 CHECKPOINT = None    # a checkpoint name; None: the last
 N_SIGMAS = 5

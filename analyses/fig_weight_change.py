@@ -8,9 +8,9 @@ Reads RESULTS_DIR/weight_change.nc only; writes OUT_DIR/weight_change.png and .p
 import sys
 from pathlib import Path
 
-from freqlab import results
-from freqlab.figures import script_main
-from freqlab.weight_plots import weight_change_figure
+from freqlab.plots.registry import script_main
+from freqlab.plots.weights import weight_change_figure
+from freqlab.runtime import results
 
 FILE = "weight_change.nc"   # the results file inside RESULTS_DIR (`freqlab weights ... --out RESULTS_DIR`)
 

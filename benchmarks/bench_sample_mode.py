@@ -9,10 +9,10 @@ import time
 
 import torch
 
-from freqlab import sampler
-from freqlab.checkpoints import discover_checkpoints, load_denoiser
-from freqlab.measure import Analysis, ImageStats
-from freqlab.sample_mode import Trajectory
+from freqlab.checkpoints.store import discover_checkpoints, load_denoiser
+from freqlab.measure.core import Analysis, ImageStats
+from freqlab.models import sampler
+from freqlab.sweep.sample_mode import Trajectory
 
 
 def best_of(fn, repeats: int = 5) -> float:

@@ -14,7 +14,7 @@ Measures, in one run:
     glibc's mmap threshold fixed (``MALLOC_MMAP_THRESHOLD_=65536``) so that the resident set tracks live memory.
   * the time of one atomic save of the results file.
 
-The model is freqlab's ``cpu-small`` UNet (from the pre-training preset when ``freqlab.pretrain`` has it, else
+The model is freqlab's ``cpu-small`` UNet (from the pre-training preset when ``freqlab.pretrain.loop`` has it, else
 ``build_unet()`` defaults) with random weights inside EDM preconditioning; timing does not depend on the weights.
 
 Usage: ``python benchmarks/bench_sweep.py [--device cpu|cuda] [--n-images 256] [--repeats 2]``
@@ -40,10 +40,10 @@ import torch  # noqa: E402
 
 def cpu_small_unet(resolution: int, channels: int):
     """The cpu-small architecture with random weights, and where it came from."""
-    from freqlab.denoisers import build_unet
+    from freqlab.models.denoisers import build_unet
 
     try:
-        from freqlab.pretrain import make_config
+        from freqlab.pretrain.config import make_config
 
         config = make_config("cpu-small", resolution=resolution).unet_config(channels)
         source = "the cpu-small pre-training preset"
@@ -54,8 +54,8 @@ def cpu_small_unet(resolution: int, channels: int):
 
 
 def make_model(kind: str, data, device):
-    from freqlab.denoisers import EDMDenoiser
-    from freqlab.linear_denoisers import WienerDenoiser
+    from freqlab.models.denoisers import EDMDenoiser
+    from freqlab.models.linear import WienerDenoiser
 
     c, h, w = data.shape
     if kind == "wiener":
@@ -80,8 +80,8 @@ class NearlyFree(torch.nn.Module):
 
 def memory_child(args) -> None:
     """Run one sweep and print its peak resident memory (this process only) as JSON."""
-    from freqlab.data import make_source
-    from freqlab.sweep import sweep
+    from freqlab.data.sources import make_source
+    from freqlab.sweep.study import sweep
 
     device = torch.device(args.device)
     data = make_source(args.memory_data, resolution=args.resolution, grayscale=args.grayscale, split="test")
@@ -143,9 +143,9 @@ def main() -> None:
         memory_child(args)
         return
 
-    from freqlab import results
-    from freqlab.data import make_source
-    from freqlab.sweep import sweep
+    from freqlab.data.sources import make_source
+    from freqlab.runtime import results
+    from freqlab.sweep.study import sweep
 
     device = torch.device(args.device)
     data = make_source(args.data, resolution=args.resolution, grayscale=args.grayscale, split="test")
@@ -215,7 +215,7 @@ def main() -> None:
           f"{1e3 * model_per_image:.2f} ms per image -> analysis share "
           f"{100 * per_image / (per_image + model_per_image):.1f} %")
     print(f"  one atomic save of the results file: {t_save:.2f} s ({len(ds.data_vars)} variables)")
-    from freqlab.linear_denoisers import LinearMMSEDenoiser
+    from freqlab.models.linear import LinearMMSEDenoiser
 
     n_fit = 8 * int(np.prod(data.shape))  # the sweep's default
     if n_fit <= 8 * 4096:

@@ -31,8 +31,8 @@ def main() -> int:
         from training.networks import EDMPrecond
     except ImportError as err:
         parser.error(f"cannot import EDM's training.networks from {args.edm} ({err})")
-    from freqlab.denoisers import EDMNetworkDenoiser
-    from freqlab.gan import freeze_policy
+    from freqlab.finetune.freezing import freeze_policy
+    from freqlab.models.denoisers import EDMNetworkDenoiser
 
     for name, config in CONFIGS.items():
         net = EDMPrecond(img_resolution=32, img_channels=3, label_dim=0, **config)

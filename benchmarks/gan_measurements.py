@@ -1,6 +1,6 @@
 """What a light GAN fine-tune adds to diffusion pre-training, band by band (issue 6, "What it must show").
 
-Runs ``freqlab.gan.finetune`` with the ``conv`` policy (D2O-F) and the same budget from
+Runs ``freqlab.finetune.loop.finetune`` with the ``conv`` policy (D2O-F) and the same budget from
 
   * ``final``  the last checkpoint of a pre-training run (the D2O-F recipe),
   * ``random`` the same architecture with fresh weights (the control),
@@ -42,7 +42,7 @@ import torch  # noqa: E402
 
 def pick_checkpoints(run_dir: Path, prefer_ema: bool) -> dict[str, Path]:
     """``early``, ``mid`` and ``final`` checkpoints of a pre-training run (by images seen, log-spaced)."""
-    from freqlab.checkpoints import discover_checkpoints
+    from freqlab.checkpoints.store import discover_checkpoints
 
     infos = discover_checkpoints(run_dir)
     ema = [i for i in infos if i.ema]
@@ -61,7 +61,7 @@ def pick_checkpoints(run_dir: Path, prefer_ema: bool) -> dict[str, Path]:
 
 
 def run_all(args) -> dict[str, dict]:
-    from freqlab.gan import finetune
+    from freqlab.finetune.loop import finetune
 
     checkpoints = pick_checkpoints(Path(args.pretrain_run), args.ema_weights)
     plan = [("final", checkpoints["final"], "checkpoint"), ("random", checkpoints["final"], "random")]
@@ -81,8 +81,8 @@ def run_all(args) -> dict[str, dict]:
 
 
 def summarise(out: Path, run_info: dict) -> dict:
-    from freqlab import results
-    from freqlab.checkpoints import load_checkpoint_metadata
+    from freqlab.checkpoints.store import load_checkpoint_metadata
+    from freqlab.runtime import results
 
     summary = {}
     for run_dir in sorted(p for p in out.iterdir() if (p / "finetune.nc").is_file()):
@@ -144,16 +144,17 @@ def write_markdown(summary: dict, path: Path) -> None:
 def statistics_figure(out: Path, names: list[str]):
     import matplotlib.pyplot as plt
 
-    from freqlab import plots, results
+    from freqlab.plots import style
+    from freqlab.runtime import results
 
-    plots.theme()
+    plt.rcParams.update(style.theme_rc())  # a script of its own: its figures in freqlab's look
     logs = {n: results.load(out / n / "finetune.nc") for n in names}
     variables = [("lsd", "log-spectral distance (dB)"), ("diversity_ratio", "diversity ratio"),
                  ("band_power_wasserstein", "W1 of log band power (dB)"), ("kurtosis_gap", "kurtosis gap")]
     bands = list(next(iter(logs.values())).band.values)
     fig, axes = plt.subplots(len(variables), len(bands), figsize=(3.6 * len(bands), 2.6 * len(variables)),
                              sharex=True, squeeze=False)
-    colours = dict(zip(names, plots.palette(len(names))))
+    colours = dict(zip(names, style.palette(len(names))))
     for (var, label), row in zip(variables, axes):
         for band, ax in zip(bands, row):
             for name, ds in logs.items():
@@ -169,7 +170,7 @@ def statistics_figure(out: Path, names: list[str]):
     axes[0][0].legend()
     fig.suptitle("D2O-F fine-tuning: the fixed-z outputs against the data, per band")
     fig.tight_layout()
-    return plots.save_figure(fig, out / "gan_statistics", formats=("png",))
+    return style.save_figure(fig, out / "gan_statistics", formats=("png",))
 
 
 def samples_figure(out: Path, names: list[str]):
@@ -177,9 +178,9 @@ def samples_figure(out: Path, names: list[str]):
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from freqlab import plots
+    from freqlab.plots import style
 
-    plots.theme()
+    plt.rcParams.update(style.theme_rc())  # a script of its own: its figures in freqlab's look
     fig, axes = plt.subplots(2, len(names) + 1, figsize=(2.7 * (len(names) + 1), 5.8), squeeze=False)
     axes[0][0].imshow(np.asarray(Image.open(out / names[0] / "samples" / "data.png")), interpolation="nearest", cmap="gray")
     axes[0][0].set_title("data", fontsize=9)
@@ -191,11 +192,12 @@ def samples_figure(out: Path, names: list[str]):
     for ax in axes.flat:
         ax.axis("off")
     fig.tight_layout()
-    return plots.save_figure(fig, out / "gan_samples", formats=("png",))
+    return style.save_figure(fig, out / "gan_samples", formats=("png",))
 
 
 def main(argv=None) -> int:
-    from freqlab.gan import LOSSES, FinetuneConfig as C
+    from freqlab.finetune.config import LOSSES
+    from freqlab.finetune.config import FinetuneConfig as C
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pretrain-run", required=True, help="a pre-training run directory (with checkpoints/)")

@@ -1,6 +1,6 @@
 """Many short D2O-F fine-tunes side by side: which discriminator and learning rates make the high band *structured*.
 
-Each configuration is one ``freqlab.gan.finetune`` run from the same checkpoint, in its own process (``--workers``
+Each configuration is one ``freqlab.finetune.loop.finetune`` run from the same checkpoint, in its own process (``--workers``
 at a time; on one GPU several processes share it well because the ``cpu-small`` model is small). For every run it
 records, per log row: the log-spectral distance per band (and the high band's ratio to the first row, the
 pre-trained model's one-step output), the mean relative power in the high band (dB: negative means too smooth), the
@@ -30,7 +30,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-# discriminator variants, as options of freqlab.gan.Discriminator; freqlab finetune --discriminator offers
+# discriminator variants, as options of freqlab.finetune.loop.Discriminator; freqlab finetune --discriminator offers
 # highpass-patch-c16 (as "highpass", the default), pixel-patch and pixel (with --d-channels, 16 by default)
 DISCRIMINATORS = {
     "pixel": dict(channels=32, highpass_gain=0.0, patch_logits=False, minibatch_std=0),
@@ -63,7 +63,8 @@ def plan(name: str, images: int) -> list[dict]:
 def run_one(cfg: dict, args) -> dict:
     import torch
 
-    from freqlab.gan import Discriminator, finetune
+    from freqlab.finetune.discriminator import Discriminator
+    from freqlab.finetune.loop import finetune
     from freqlab.spectral import band_mask
 
     torch.set_num_threads(args.threads)

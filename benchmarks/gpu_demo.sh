@@ -26,7 +26,7 @@ if [ -n "${DEMO_SETTINGS:-}" ]; then  # JSON of freqlab.demo.DemoSettings fields
     timeout "${DEMO_TIMEOUT:-1000000}" "$py" -c "import json, sys
 from freqlab.demo import DemoSettings, run_demo
 import shutil
-from freqlab.figures import export_results
+from freqlab.plots.registry import export_results
 out = sys.argv[1]
 run_demo(out, device=sys.argv[2], settings=DemoSettings(**json.loads(sys.argv[3])), progress=False)
 shutil.copytree(out + '/figures', out + '/figures-gpu', dirs_exist_ok=True)

@@ -24,7 +24,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-
 DEVICE = "cuda"
 
 
@@ -42,9 +41,10 @@ def _timed(fn):
 
 
 def agreement(out: Path) -> dict:
-    from freqlab import spectral, sweep
-    from freqlab.checkpoints import save_checkpoint
-    from freqlab.denoisers import EDMDenoiser, build_unet
+    from freqlab import spectral
+    from freqlab.checkpoints.store import save_checkpoint
+    from freqlab.models.denoisers import EDMDenoiser, build_unet
+    from freqlab.sweep import study as sweep
 
     x = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     cpu = spectral.radial_power_spectrum(x).power
@@ -63,7 +63,8 @@ def agreement(out: Path) -> dict:
 
 
 def pretrain_speed(out: Path, preset: str, steps: int, **overrides) -> dict:
-    from freqlab.pretrain import make_config, pretrain
+    from freqlab.pretrain.config import make_config
+    from freqlab.pretrain.loop import pretrain
 
     config = make_config(preset, steps=steps, n_checkpoints=4, **overrides)
     result, wall = _timed(lambda: pretrain(config, out / f"pretrain-{preset}", overwrite=True, device=DEVICE,
@@ -73,8 +74,8 @@ def pretrain_speed(out: Path, preset: str, steps: int, **overrides) -> dict:
 
 
 def sweep_speed(run: Path, n_images: int, batch_size: int, n_sigmas: int, autocast: bool) -> dict:
-    from freqlab import sweep
-    from freqlab.checkpoints import discover_checkpoints
+    from freqlab.checkpoints.store import discover_checkpoints
+    from freqlab.sweep import study as sweep
 
     n_ckpt = len(discover_checkpoints(run))
     kw = dict(n_images=n_images, batch_size=batch_size, device=DEVICE, progress=False, autocast=autocast)
@@ -89,7 +90,7 @@ def sweep_speed(run: Path, n_images: int, batch_size: int, n_sigmas: int, autoca
 
 
 def finetune_speed(out: Path, checkpoint: str, name: str, n_images: int, batch_size: int) -> dict:
-    from freqlab.gan import finetune
+    from freqlab.finetune.loop import finetune
 
     run, wall = _timed(lambda: finetune(checkpoint, out / f"finetune-{name}", n_images=n_images, batch_size=batch_size,
                                         log_every=n_images // 2, device=DEVICE, overwrite=True, progress=False))

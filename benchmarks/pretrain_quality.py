@@ -37,14 +37,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from freqlab import measure, spectral  # noqa: E402
-from freqlab.checkpoints import discover_checkpoints, load_denoiser  # noqa: E402
-from freqlab.data import make_source  # noqa: E402
-from freqlab.denoisers import count_parameters  # noqa: E402
-from freqlab.linear_denoisers import WienerDenoiser  # noqa: E402
-from freqlab.pretrain import TrainConfig, make_config, pretrain  # noqa: E402
-from freqlab.rng import per_sample_randn  # noqa: E402
-from freqlab.sweep import DEFAULT_N_SIGMAS, default_sigmas  # noqa: E402
+from freqlab import spectral  # noqa: E402
+from freqlab.checkpoints.store import discover_checkpoints, load_denoiser  # noqa: E402
+from freqlab.data.sources import make_source  # noqa: E402
+from freqlab.measure import core as measure
+from freqlab.models.denoisers import count_parameters  # noqa: E402
+from freqlab.models.linear import WienerDenoiser  # noqa: E402
+from freqlab.pretrain.config import TrainConfig, make_config
+from freqlab.pretrain.loop import pretrain  # noqa: E402
+from freqlab.runtime.rng import per_sample_randn  # noqa: E402
+from freqlab.sweep.config import DEFAULT_N_SIGMAS, default_sigmas  # noqa: E402
 
 NEAR_IDENTITY = 0.01  # at σ ≤ this the target ratio is 1.02
 
@@ -87,7 +89,7 @@ def band_power_db(denoiser, images: torch.Tensor, sigma_max: float, *, batch: in
     """Power per band (low, mid, high) of ``D(σ_max·z, σ_max)`` over that of ``images``, in dB, channel mean.
 
     z is the sweep's ``generate`` noise for image indices 0..N-1; spectra as in the sweep (Hann window after
-    removing each image's mean, freqlab.measure).
+    removing each image's mean, freqlab.measure.core).
     """
     an = measure.Analysis(images.shape[1:])
     out_power, data_power = 0.0, 0.0

@@ -36,8 +36,8 @@ import time
 
 import torch
 
-from freqlab.checkpoints import load_denoiser
-from freqlab.data import grf_power, make_source
+from freqlab.checkpoints.store import load_denoiser
+from freqlab.data.sources import grf_power, make_source
 from freqlab.spectral import power_spectrum_2d, radial_power_spectrum
 
 CONVENTIONS = ("none", "hann", "per")
@@ -141,7 +141,7 @@ def per_image_stats(x: torch.Tensor) -> dict[str, torch.Tensor]:
 def true_stats(resolution: int, kind: str, exponent: float = 2.0) -> torch.Tensor:
     """Known expected spectrum on the 32x32 modes, reduced like :func:`per_image_stats`: ``(n_bands + 2,)``.
 
-    ``white``: 1 per mode (unit variance); ``grf``: :func:`freqlab.data.grf_power` of a field generated at
+    ``white``: 1 per mode (unit variance); ``grf``: :func:`freqlab.data.sources.grf_power` of a field generated at
     ``resolution`` with ``exponent`` (a 32x32 crop of a periodic 128x128 field has the 128 field's per-mode power at f = k/32).
     """
     fy = torch.fft.fftfreq(32, dtype=torch.float64).view(32, 1)

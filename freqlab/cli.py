@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 
-from freqlab import outputs
+from freqlab.runtime import outputs
 
 COMMANDS = ("spectra", "pretrain", "sweep", "finetune", "figures", "demo", "layers", "weights")
 LOCKS_OUT = ("spectra", "pretrain", "sweep", "finetune", "demo", "layers", "weights")  # commands whose --out is locked for the run
@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"freqlab {args.command}: interrupted; finished work is saved and {how}", file=sys.stderr)
         return 130
     finally:  # a process group the command set up under torchrun (imported only if a command used it)
-        if "freqlab.distributed" in sys.modules:
-            sys.modules["freqlab.distributed"].shutdown()
+        if "freqlab.runtime.distributed" in sys.modules:
+            sys.modules["freqlab.runtime.distributed"].shutdown()
     return int(result or 0)
 
 

@@ -8,7 +8,7 @@ Layout of the results directory::
 
     pretrain/                 the pre-training run (checkpoints/step-*/ at log-spaced steps, loss per σ range)
     sweep.nc                  one-step spectra across σ × checkpoints, and EDM's N-step sampler from the same
-                              noise with its band trajectory (freqlab.sweep, modes denoise, generate, sample)
+                              noise with its band trajectory (freqlab.sweep.study, modes denoise, generate, sample)
     finetune-pretrained/      D2O-F (conv-frozen) GAN fine-tune from the final pre-training checkpoint (first seed)
     finetune-random/          the same fine-tune from a random initialisation (the control; first seed)
     finetune-*-seed<k>/       the same two fine-tunes repeated with seed + k (the spread over seeds)
@@ -17,7 +17,7 @@ Layout of the results directory::
     weight_change.nc          ‖ΔW‖/‖W‖ per parameter and layer type of the D2O run (without it: of the D2O-F
                               run, whose frozen set must not move), beside the D2O-F frozen set
     data_spectra.nc           spectra of the default data beside dead leaves, a GRF and white noise
-    figures/                  every figure (PNG and PDF), see freqlab.figures
+    figures/                  every figure (PNG and PDF), see freqlab.plots.registry
     report.md                 what the numbers say, in plain words
 """
 
@@ -31,8 +31,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from freqlab.devices import resolve_device
-from freqlab.outputs import holding
+from freqlab.runtime.devices import resolve_device
+from freqlab.runtime.outputs import holding
 
 __all__ = ["DemoSettings", "demo_settings", "run_demo", "UNFROZEN"]
 
@@ -68,7 +68,7 @@ class DemoSettings:
     #                                  (`freqlab weights` measures it on any pair of checkpoints, docs/INSIDE.md)
     sample_images: int = 16  # the sweep's sample mode (EDM's Heun sampler): images, and steps (2N-1 model calls)
     sample_steps: int = 18
-    layer_images: int = 32  # per-layer feature spectra: images and noise levels (freqlab.layer_spectra)
+    layer_images: int = 32  # per-layer feature spectra: images and noise levels (freqlab.inside.layer_spectra)
     layer_sigmas: int = 4
 
 
@@ -104,7 +104,7 @@ def _finetune_job(job: dict) -> tuple[str, int, float]:
     """One fine-tune (in a worker process when the demo runs several at once): ``(folder, images, seconds)``."""
     import torch
 
-    from freqlab import gan
+    from freqlab.finetune import loop as gan
 
     job = dict(job)
     threads = job.pop("threads", None)
@@ -116,7 +116,7 @@ def _finetune_job(job: dict) -> tuple[str, int, float]:
 
 
 def run_finetunes(jobs: list[dict], workers: int) -> None:
-    """Run the fine-tuning ``jobs`` (keyword arguments of :func:`freqlab.gan.finetune`), ``workers`` at a time.
+    """Run the fine-tuning ``jobs`` (keyword arguments of :func:`freqlab.finetune.loop.finetune`), ``workers`` at a time.
 
     With one worker they run here, in order, with their progress bars; with more, each runs in its own process
     with one torch thread and a line is printed as each finishes. Every run resumes, so an interrupted demo loses
@@ -140,7 +140,8 @@ def run_finetunes(jobs: list[dict], workers: int) -> None:
 def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str = "auto", seed: int = 0,
              settings: DemoSettings | None = None, progress: bool = True) -> Path:
     """Run (or resume) every stage of the demo into ``out``; returns the path of ``report.md``."""
-    from freqlab import figures, report
+    from freqlab import report
+    from freqlab.plots import registry as figures
 
     out = Path(out)
     dev = resolve_device(device)
@@ -177,8 +178,8 @@ class _Stages:
 
 
 def _pretrain_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, stages: _Stages) -> list:
-    from freqlab import pretrain
-    from freqlab.checkpoints import discover_checkpoints
+    from freqlab.checkpoints.store import discover_checkpoints
+    from freqlab.pretrain import loop as pretrain
 
     stages.next(f"pre-training ({s.preset})")
     config = pretrain.make_config(s.preset, seed=seed, **s.pretrain_overrides)
@@ -189,11 +190,14 @@ def _pretrain_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, 
 
 
 def _sweep_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, stages: _Stages, n: int) -> None:
-    from freqlab import results, sweep
+    from freqlab.runtime import results
+    from freqlab.sweep import study as sweep
+    from freqlab.sweep.config import MODES
+    from freqlab.sweep.dataset import summarize
 
     stages.next(f"sweep over {n} checkpoints x {s.n_sigmas} noise levels, and {s.sample_steps}-step Heun samples "
                 f"of {s.sample_images} images from the same noise")
-    settings = dict(modes=sweep.MODES, n_images=s.sweep_images, batch_size=s.sweep_batch, seed=seed, device=dev,
+    settings = dict(modes=MODES, n_images=s.sweep_images, batch_size=s.sweep_batch, seed=seed, device=dev,
                     out=out / "sweep.nc", progress=progress, sample_steps=s.sample_steps, sample_images=s.sample_images)
     try:
         ds = sweep.sweep(out / "pretrain", "natural", s.n_sigmas, resume=True, **settings)
@@ -201,11 +205,11 @@ def _sweep_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, sta
         print(f"  {out / 'sweep.nc'} was made with other settings (an older version?); measuring again",
               file=sys.stderr, flush=True)
         ds = sweep.sweep(out / "pretrain", "natural", s.n_sigmas, overwrite=True, **settings)
-    print(sweep.summarize(ds), file=sys.stderr)
+    print(summarize(ds), file=sys.stderr)
 
 
 def _finetune_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, stages: _Stages, final) -> None:
-    from freqlab import figures
+    from freqlab.plots.results_dir import run_dir
 
     stages.next(f"GAN fine-tuning, {s.finetune_seeds} seed(s) each: D2O-F from the final checkpoint, and from a "
                 "random init (control)" + ("; one D2O (nothing frozen)" if s.finetune_unfrozen else ""))
@@ -215,9 +219,9 @@ def _finetune_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, 
     common = dict(loss=s.finetune_loss, n_images=s.finetune_images, batch_size=s.finetune_batch,
                   log_every=s.finetune_log_every, checkpoint_every=s.finetune_images, device=str(dev), resume=True,
                   progress=progress)
-    jobs = [dict(init=path, out_dir=out / figures.run_dir(name, k), init_kind=kind, freeze="conv", seed=seed + k,
+    jobs = [dict(init=path, out_dir=out / run_dir(name, k), init_kind=kind, freeze="conv", seed=seed + k,
                  **common) for k in range(s.finetune_seeds) for name, (path, kind) in runs.items()]
-    if s.finetune_unfrozen:  # what an unfrozen fine-tune moves (freqlab.weight_change)
+    if s.finetune_unfrozen:  # what an unfrozen fine-tune moves (freqlab.inside.weight_change)
         jobs.insert(0, dict(init=final, out_dir=out / UNFROZEN, init_kind="checkpoint", freeze="none", seed=seed,
                             **common))
     workers = s.finetune_workers or (1 if dev.type != "cpu" else min(len(jobs), os.cpu_count() or 1))
@@ -226,7 +230,8 @@ def _finetune_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, 
 
 def _inside_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, stages: _Stages, final) -> None:
     """Per-layer feature spectra (pre-trained, random init, D2O-F fine-tuned) and what the unfrozen D2O moved."""
-    from freqlab import layer_spectra, results, weight_change
+    from freqlab.inside import layer_spectra, weight_change
+    from freqlab.runtime import results
 
     moved = UNFROZEN if s.finetune_unfrozen else "finetune-pretrained"
     stages.next(f"inside the network: per-layer feature spectra, and what {moved} moved")
@@ -244,7 +249,7 @@ def _inside_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, st
 def _stale(result: Path, *checkpoints) -> bool:
     """Whether ``result`` must be measured (again): missing, or older than a checkpoint it was measured from (a
     stage rerun since, e.g. with ``--overwrite``)."""
-    from freqlab.checkpoints import resolve_checkpoint
+    from freqlab.checkpoints.store import resolve_checkpoint
 
     if not result.exists():
         return True
@@ -254,7 +259,8 @@ def _stale(result: Path, *checkpoints) -> bool:
 
 def _data_spectra_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, stages: _Stages,
                         quick: bool) -> None:
-    from freqlab import dataspectra, results
+    from freqlab.measure import data_spectra as dataspectra
+    from freqlab.runtime import results
 
     stages.next("data spectra")
     path = out / "data_spectra.nc"

@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from freqlab import measure, results
+from freqlab.measure import core as measure
+from freqlab.measure.conventions import MATCH_DB
+from freqlab.runtime import results
 
-__all__ = ["EFFECT_RATIO", "HOLD_RATIO", "MATCH_DB", "STRUCTURE_SHARE", "build_report", "effect_table",
+__all__ = ["EFFECT_RATIO", "HOLD_RATIO", "STRUCTURE_SHARE", "build_report", "effect_table",
            "structure_share", "write_report"]
 
 #: A band is "produced" when the output's log-spectral distance to the data in that band is at most this (dB).
-MATCH_DB = 3.0
 #: A fine-tune "shows the D2O-F effect" when three things hold at its end. Against the yardstick, the log-spectral
 #: distance of the pre-trained model's one-step output (the D2O-F starting point; the same yardstick for the D2O-F
 #: runs and for the random-init control): (1) the highest band's distance is at most this share of the yardstick's,
@@ -430,14 +431,14 @@ def inside_section(root: Path) -> list[str]:
     fine-tune moved against the D2O-F frozen set (weight change); empty when neither file is there."""
     lines = []
     if (root / "layer_spectra.nc").exists():
-        from freqlab import layer_spectra
+        from freqlab.inside import layer_spectra
 
         text = layer_spectra.summarize(results.load(root / "layer_spectra.nc")).splitlines()
         lines += ["", text[0], ""] + [f"- {line.strip()}" for line in text[1:]] + [
             "", "A block whose feature maps hold a larger share of their power above 1/4 cycle per image pixel carries "
             "more of the fine detail; `figures/layer_spectra.png` shows every block at every noise level."]
     if (root / "weight_change.nc").exists():
-        from freqlab import weight_change
+        from freqlab.inside import weight_change
 
         ds = results.load(root / "weight_change.nc")
         text = weight_change.summary(ds).splitlines()
@@ -451,7 +452,7 @@ def inside_section(root: Path) -> list[str]:
 
 def build_report(root: str | Path) -> str:
     """The report of the results directory ``root`` as markdown."""
-    from freqlab.figures import finetune_logs, seed_logs
+    from freqlab.plots.results_dir import finetune_logs, seed_logs
 
     root = Path(root)
     ds = results.load(root / "sweep.nc")

@@ -30,8 +30,8 @@ def make_tiny_run(tmp_path_factory):
     returns the run directory."""
 
     def make(steps_and_seeds) -> "os.PathLike":
-        from freqlab.checkpoints import save_checkpoint
-        from freqlab.denoisers import EDMDenoiser, build_unet
+        from freqlab.checkpoints.store import save_checkpoint
+        from freqlab.models.denoisers import EDMDenoiser, build_unet
 
         root = tmp_path_factory.mktemp("run")
         for step, seed in steps_and_seeds:

@@ -1,4 +1,4 @@
-"""Tests of freqlab.checkpoints: freqlab, diffusers, state-dict and EDM-pickle formats, discovery, bad input."""
+"""Tests of freqlab.checkpoints.store: freqlab, diffusers, state-dict and EDM-pickle formats, discovery, bad input."""
 
 from __future__ import annotations
 
@@ -14,17 +14,16 @@ import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
 from safetensors.torch import load_file, save_file
 
-from freqlab.checkpoints import (
-    FORMAT,
-    UntrustedPickleError,
+from freqlab.checkpoints.builders import FORMAT
+from freqlab.checkpoints.edm_pickle import UntrustedPickleError, load_edm_pickle
+from freqlab.checkpoints.store import (
     detect_format,
     discover_checkpoints,
     load_checkpoint_metadata,
     load_denoiser,
-    load_edm_pickle,
     save_checkpoint,
 )
-from freqlab.denoisers import DiffusersDenoiser, EDMDenoiser, EDMNetworkDenoiser, build_unet
+from freqlab.models.denoisers import DiffusersDenoiser, EDMDenoiser, EDMNetworkDenoiser, build_unet
 
 SIGMAS = torch.tensor([0.05, 0.5, 5.0])
 

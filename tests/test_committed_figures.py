@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from freqlab import figures
+from freqlab.plots import registry as figures
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "figures" / "results"
@@ -49,7 +49,8 @@ def test_committed_gpu_run_is_the_gpu_demo_default(monkeypatch):
 
     import torch
 
-    from freqlab import demo, pretrain
+    from freqlab import demo
+    from freqlab.pretrain import loop as pretrain
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)

@@ -1,4 +1,4 @@
-"""Tests of freqlab.data: determinism, shapes, ranges, spectra of the procedural sources, and the file loaders."""
+"""Tests of freqlab.data.sources: determinism, shapes, ranges, spectra of the procedural sources, and the file loaders."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from freqlab import data
-from freqlab.data import DATA_SOURCES, NATURAL_PHOTOS, DataIndexError, grf_power, grf_radial_power, make_source
+from freqlab.data import sources as data
+from freqlab.data.base import DataIndexError
+from freqlab.data.sources import DATA_SOURCES, NATURAL_PHOTOS, grf_power, grf_radial_power, make_source
 from freqlab.spectral import radial_frequency, radial_power_spectrum, spectral_slope
 
 PROCEDURAL = ("natural", "deadleaves", "grf", "white")

@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from freqlab import dataspectra, plots, results
 from freqlab.cli import main
+from freqlab.measure import data_spectra as dataspectra
+from freqlab.plots import data as data_plots
+from freqlab.runtime import results
 
 
 def test_data_spectra_dataset_and_slopes():
@@ -17,8 +19,8 @@ def test_data_spectra_dataset_and_slopes():
     # Gaussian sources: band-pass kurtosis 3 where a band holds many modes (the same code as the sweep's)
     assert abs(float(ds.data_band_kurtosis.sel(band="high").mean()) - 3.0) < 0.1
     assert "grf: slope" in dataspectra.summary(ds)
-    fig = plots.data_spectra_figure(ds)
-    assert fig.axes[0].get_xscale() == "log" and fig.axes[0].get_yscale() == "log"
+    ax = data_plots.data_spectra_figure(ds)
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
 
 
 def test_spectra_command_writes_netcdf_and_figure(tmp_path, capsys):
@@ -44,7 +46,7 @@ def test_two_folders_side_by_side_each_labelled_by_its_name(tmp_path, capsys):
     from PIL import Image
 
     from freqlab.cli import main
-    from freqlab.data import source_for_path
+    from freqlab.data.sources import source_for_path
 
     rng = np.random.default_rng(0)
     for name, smooth in (("real", True), ("samples", False)):
@@ -77,7 +79,7 @@ def test_each_image_gets_its_own_slope_and_the_spread_is_reported():
     import numpy as np
     import torch
 
-    from freqlab.data import ArraySource
+    from freqlab.data.files import ArraySource
 
     few = ArraySource("five", torch.rand(5, 3, 32, 32) * 2 - 1, (32, 32), 3, {})  # white noise, 5 images
     ds = dataspectra.data_spectra(["grf", "white", few], n_images=64, progress=False)

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from freqlab import figures, report
+from freqlab import report
 from freqlab.cli import main
 from freqlab.demo import run_demo
+from freqlab.plots import registry as figures
+from freqlab.plots import results_dir
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +37,11 @@ def test_demo_writes_every_stage(demo_dir):
 
 @pytest.mark.slow
 def test_each_fine_tune_runs_with_several_seeds_and_the_report_counts_them(demo_dir):
-    seeds = figures.seed_logs(demo_dir)
+    seeds = results_dir.seed_logs(demo_dir)
     assert sorted(seeds) == ["pretrained", "random"]
     for name, logs in seeds.items():
         assert [int(log.attrs["config_seed"]) for log in logs] == [0, 1]
-        assert (demo_dir / figures.run_dir(name, 1) / "finetune.nc").exists()
+        assert (demo_dir / results_dir.run_dir(name, 1) / "finetune.nc").exists()
     text = (demo_dir / "report.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith(("| pretrained |", "| random |"))]
     assert len(rows) == 4  # one row per run and seed
@@ -62,7 +64,7 @@ def _pixels(path):
 
 @pytest.mark.slow
 def test_exported_results_redraw_every_figure(demo_dir, tmp_path):
-    written = figures.export_results(demo_dir, tmp_path / "results")
+    written = results_dir.export_results(demo_dir, tmp_path / "results")
     assert not any(p.suffix in (".pt", ".safetensors") for p in written)  # no weights, no training state
     assert figures.make_figures(tmp_path / "results", tmp_path / "figs")
     for name in figures.FIGURES:

@@ -1,4 +1,4 @@
-"""Tests of freqlab.denoisers: the interface, EDM preconditioning, the diffusers VP adapter, the Wiener filter, the
+"""Tests of freqlab.models.denoisers: the interface, EDM preconditioning, the diffusers VP adapter, the Wiener filter, the
 full-covariance linear MMSE denoiser."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
-from freqlab.denoisers import (
+from freqlab.models.denoisers import (
     DiffusersDenoiser,
     EDMDenoiser,
     EDMNetworkDenoiser,
@@ -19,9 +19,8 @@ from freqlab.denoisers import (
     describe_unet,
     edm_preconditioning,
 )
-from freqlab.linear_denoisers import LinearMMSEDenoiser, WienerDenoiser
+from freqlab.models.linear import LinearMMSEDenoiser, WienerDenoiser
 from freqlab.spectral import radial_binning, radial_frequency, radial_power_spectrum
-
 
 
 def tiny_unet(seed: int = 0, channels: int = 3, size: int = 8, **overrides) -> UNet2DModel:
@@ -453,7 +452,7 @@ def test_linear_mmse_matches_its_expected_mse_and_beats_wiener_on_nonstationary_
 
 @pytest.mark.parametrize("name, resolution, grayscale", [("white", 4, False), ("grf", 8, True)])
 def test_linear_mmse_equals_wiener_on_stationary_data(name, resolution, grayscale):
-    from freqlab.data import make_source
+    from freqlab.data.sources import make_source
 
     source = make_source(name, resolution=resolution, grayscale=grayscale)
     linear = LinearMMSEDenoiser.from_source(source, 8000, batch_size=1000)

@@ -17,9 +17,9 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from freqlab import gan
-from freqlab.checkpoints import save_checkpoint
-from freqlab.denoisers import EDMDenoiser, build_unet
+from freqlab.checkpoints.store import save_checkpoint
+from freqlab.finetune import loop as gan
+from freqlab.models.denoisers import EDMDenoiser, build_unet
 
 pytestmark = [pytest.mark.slow,  # several processes each: in CI's full run, not in `make test`
               pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
@@ -38,7 +38,7 @@ CLI = ["--batch-size", "8", "--log-every", "8", "--n-eval", "4", "--n-data", "8"
 WORKER = r"""
 import os, sys
 import torch
-from freqlab import gan
+from freqlab.finetune import loop as gan
 from freqlab.cli import main
 
 dump, args = sys.argv[1], sys.argv[2:]
@@ -54,7 +54,7 @@ torch.save({"generator": run.generator.state_dict(), "generator_ema": run.genera
 
 
 def test_two_processes_match_one_process_and_rank_0_writes(tmp_path):
-    from freqlab import results
+    from freqlab.runtime import results
 
     torch.manual_seed(0)
     denoiser = EDMDenoiser(build_unet(sample_size=16, block_out_channels=(8, 16), norm_num_groups=4,
@@ -120,7 +120,7 @@ def torchrun(cwd, command: list[str]) -> subprocess.CompletedProcess:
 
 
 def test_global_batch_must_split_evenly_over_processes(tmp_path, monkeypatch):
-    from freqlab import distributed
+    from freqlab.runtime import distributed
 
     monkeypatch.setattr(distributed, "world_size", lambda: 3)
     torch.manual_seed(0)

@@ -10,8 +10,8 @@ import pytest
 import torch
 import xarray as xr
 
-from freqlab import results
-from freqlab import sweep as sw
+from freqlab.runtime import results
+from freqlab.sweep import study as sw
 
 pytestmark = [pytest.mark.slow,  # several processes each: in CI's full run, not in `make test`
               pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),

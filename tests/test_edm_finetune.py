@@ -17,8 +17,12 @@ import pytest
 import torch
 from test_checkpoints import _writer_modules
 
-from freqlab import checkpoints, gan, sweep
+from freqlab.checkpoints import store as checkpoints
+from freqlab.checkpoints.edm_pickle import UntrustedPickleError
 from freqlab.cli import main
+from freqlab.finetune import generator
+from freqlab.finetune import loop as gan
+from freqlab.sweep import study as sweep
 
 EDM_SHAPED = '''
 import torch
@@ -120,7 +124,7 @@ def test_d2o_f_on_an_edm_network_freezes_the_d2o_codes_set(edm_pickle, capsys):
     with pytest.raises(ValueError, match="trust_pickle=True"):
         gan.make_generator(edm_pickle)
     with pytest.raises(ValueError, match="cannot re-initialise"):  # nothing would be reset: refused, not faked
-        gan.random_init(_with_custom_layer(gen.denoiser))
+        generator.random_init(_with_custom_layer(gen.denoiser))
 
 
 def _with_custom_layer(denoiser):
@@ -147,7 +151,7 @@ def test_fine_tuning_an_edm_network_exports_reloads_resumes_and_sweeps(edm_pickl
     modes = {p.relative_to(out).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in out.rglob("*") if p.is_file()}
     assert set(modes.values()) == {0o666 & ~mask}, modes  # resume state included (safetensors alone writes 0600)
     ckpt = out / "checkpoints" / "final"
-    with pytest.raises(checkpoints.UntrustedPickleError, match="fine-tuned EDM network .*--trust-pickle"):
+    with pytest.raises(UntrustedPickleError, match="fine-tuned EDM network .*--trust-pickle"):
         checkpoints.load_denoiser(ckpt)
     loaded = checkpoints.load_denoiser(ckpt, trust_pickle=True)
     trained = {k: v for k, v in run.generator_ema.denoiser.state_dict().items()}

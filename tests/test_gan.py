@@ -1,4 +1,4 @@
-"""Tests of the GAN fine-tuning core (freqlab.gan) and ``freqlab finetune``, on tiny UNets and 16x16 images."""
+"""Tests of the GAN fine-tuning core (freqlab.finetune.loop) and ``freqlab finetune``, on tiny UNets and 16x16 images."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import torch
 import xarray as xr
 from torch import nn
 
-from freqlab import freezing, gan, results
-from freqlab.denoisers import EDMDenoiser, build_unet
-from freqlab.pretrain import NonFiniteLossError
+from freqlab.finetune import discriminator, freezing, losses
+from freqlab.finetune import loop as gan
+from freqlab.models.denoisers import EDMDenoiser, build_unet
+from freqlab.runtime import results
+from freqlab.training.monitor import NonFiniteLossError
 
 SHAPE = (3, 16, 16)
 TINY = dict(n_images=8, batch_size=4, log_every=4, n_eval=4, n_data=8, r1_every=2, ema=8.0, device="cpu",
@@ -33,7 +35,7 @@ def denoiser() -> EDMDenoiser:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, denoiser):
-    from freqlab.checkpoints import save_checkpoint
+    from freqlab.checkpoints.store import save_checkpoint
 
     path = tmp_path_factory.mktemp("ckpt") / "tiny"
     save_checkpoint(path, denoiser, metadata={"step": 10, "images_seen": 100, "loss": 0.5, "ema": False, "kind": "pretrain"})
@@ -114,17 +116,17 @@ def test_parameter_breakdown_adds_up(denoiser):
 # ----------------------------------------------------------------------------------------------------------------
 def test_losses_on_toy_logits():
     zero = torch.zeros(5)
-    assert gan.discriminator_loss(zero, zero, "ns").item() == pytest.approx(2 * math.log(2))
-    assert gan.generator_loss(zero, "ns").item() == pytest.approx(math.log(2))
-    assert gan.discriminator_loss(zero, zero, "hinge").item() == pytest.approx(2.0)
+    assert losses.discriminator_loss(zero, zero, "ns").item() == pytest.approx(2 * math.log(2))
+    assert losses.generator_loss(zero, "ns").item() == pytest.approx(math.log(2))
+    assert losses.discriminator_loss(zero, zero, "hinge").item() == pytest.approx(2.0)
     real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-1.0, 0.5])
     ns = (math.log1p(math.exp(-2)) + math.log1p(math.exp(-0.5))) / 2 + (math.log1p(math.exp(-1)) + math.log1p(math.exp(0.5))) / 2
-    assert gan.discriminator_loss(real, fake, "ns").item() == pytest.approx(ns)
-    assert gan.discriminator_loss(real, fake, "hinge").item() == pytest.approx((0 + 0.5) / 2 + (0 + 1.5) / 2)
-    assert gan.generator_loss(fake, "ns").item() == pytest.approx((math.log1p(math.exp(1)) + math.log1p(math.exp(-0.5))) / 2)
-    assert gan.generator_loss(fake, "hinge").item() == pytest.approx(0.25)
+    assert losses.discriminator_loss(real, fake, "ns").item() == pytest.approx(ns)
+    assert losses.discriminator_loss(real, fake, "hinge").item() == pytest.approx((0 + 0.5) / 2 + (0 + 1.5) / 2)
+    assert losses.generator_loss(fake, "ns").item() == pytest.approx((math.log1p(math.exp(1)) + math.log1p(math.exp(-0.5))) / 2)
+    assert losses.generator_loss(fake, "hinge").item() == pytest.approx(0.25)
     with pytest.raises(ValueError, match="loss must be one of"):
-        gan.generator_loss(fake, "wgan")
+        losses.generator_loss(fake, "wgan")
 
 
 def test_r1_penalty_on_toy_discriminators():
@@ -132,14 +134,14 @@ def test_r1_penalty_on_toy_discriminators():
     w = torch.randn(1, 2, 3, 3, requires_grad=True)
     x = torch.randn(4, 2, 3, 3, requires_grad=True)
     logits = (w * x).flatten(1).sum(1)                     # linear D: ∇_x D = w for every image
-    penalty = gan.r1_penalty(logits, x, gamma=0.3, gain=4)
+    penalty = losses.r1_penalty(logits, x, gamma=0.3, gain=4)
     assert penalty.item() == pytest.approx(0.5 * 0.3 * 4 * w.square().sum().item(), rel=1e-6)
     (grad_w,) = torch.autograd.grad(penalty, w)            # the graph is kept, so R1 trains D: d/dw = γ·gain·w
     assert torch.allclose(grad_w, 0.3 * 4 * w.detach(), rtol=1e-5)
     x2 = torch.randn(3, 1, 4, 4, requires_grad=True)
     logits2 = 0.5 * x2.square().flatten(1).sum(1)          # quadratic D: ∇_x D = x
     expected = 0.5 * 2.0 * x2.detach().square().flatten(1).sum(1).mean()
-    assert gan.r1_penalty(logits2, x2, gamma=2.0).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert losses.r1_penalty(logits2, x2, gamma=2.0).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_ema_decay_and_halflife():
@@ -173,21 +175,21 @@ def test_discriminator_adapts_to_resolution(shape):
 
 def test_highpass_view_and_minibatch_std():
     flat = torch.full((2, 3, 8, 8), 0.3)
-    view = gan.HighPassView(gain=4.0)(flat)
+    view = discriminator.HighPassView(gain=4.0)(flat)
     assert torch.equal(view[:, :3], flat) and view[:, 3:].abs().max() < 1e-6      # no detail in a flat image
     edge = torch.zeros(1, 1, 8, 8)
     edge[..., 4:] = 1.0
-    detail = gan.HighPassView(gain=2.0)(edge)[:, 1]
+    detail = discriminator.HighPassView(gain=2.0)(edge)[:, 1]
     assert detail[0, 0, 3].item() == pytest.approx(2.0 * (0 - 1 / 3))           # left of the edge: 2·(0 − 3/9)
     assert detail[0, 0, 0].abs().item() == 0 and detail[0, 0, 7].abs().item() == 0
     x = torch.randn(8, 5, 2, 2)
     x[4:] = x[4]                                            # second group of 4: identical images, no variety
-    out = gan.MinibatchStd(group=4)(x)
+    out = discriminator.MinibatchStd(group=4)(x)
     assert out.shape == (8, 6, 2, 2) and torch.equal(out[:, :5], x)
     assert (out[:4, 5] > 0.1).all() and (out[4:, 5] < 1e-3).all()
     expected = x[:4].var(0, unbiased=False).add(1e-8).sqrt().mean()
     assert out[0, 5, 0, 0].item() == pytest.approx(expected.item(), rel=1e-6)
-    assert gan.MinibatchStd(group=4)(torch.randn(6, 2, 1, 1)).shape == (6, 3, 1, 1)  # groups of 3 when 4 ∤ 6
+    assert discriminator.MinibatchStd(group=4)(torch.randn(6, 2, 1, 1)).shape == (6, 3, 1, 1)  # groups of 3 when 4 ∤ 6
 
 
 def test_r1_penalty_uses_each_images_mean_logit():
@@ -197,7 +199,7 @@ def test_r1_penalty_uses_each_images_mean_logit():
     logits = torch.stack([(w[0] * x).flatten(1).sum(1), (w[1] * x).flatten(1).sum(1)], 1)   # (N, 2)
     mean_w = w.mean(0)                                      # ∇_x of the mean logit
     expected = 0.5 * 1.5 * mean_w.square().sum().item()
-    assert gan.r1_penalty(logits, x, gamma=1.5).item() == pytest.approx(expected, rel=1e-6)
+    assert losses.r1_penalty(logits, x, gamma=1.5).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_generator_is_one_step_denoiser_at_sigma_max(denoiser):
@@ -229,7 +231,7 @@ def test_not_a_denoiser_is_refused(tmp_path):
 # ----------------------------------------------------------------------------------------------------------------
 # the loop: log, samples, checkpoints, resume, errors
 # ----------------------------------------------------------------------------------------------------------------
-PER_ROW = {  # the names, dims and code of the sweep's (checkpoint, sigma, mode) cells: freqlab.measure
+PER_ROW = {  # the names, dims and code of the sweep's (checkpoint, sigma, mode) cells: freqlab.measure.core
     "output_power": ("images_seen", "channel", "freq"), "output_power_sem": ("images_seen", "channel", "freq"),
     "relative_power_db": ("images_seen", "channel", "freq"), "lsd": ("images_seen", "channel", "band"),
     "diversity_ratio": ("images_seen", "channel", "band"), "band_power_wasserstein": ("images_seen", "channel", "band"),
@@ -253,8 +255,8 @@ def tiny_run(tmp_path_factory, checkpoint):
 def test_tiny_finetune_writes_log_samples_and_checkpoints(tiny_run, checkpoint):
     from PIL import Image
 
-    from freqlab import results
-    from freqlab.checkpoints import load_denoiser
+    from freqlab.checkpoints.store import load_denoiser
+    from freqlab.runtime import results
 
     out = tiny_run.out_dir
     ds = results.load(out / "finetune.nc")
@@ -284,8 +286,9 @@ def test_tiny_finetune_writes_log_samples_and_checkpoints(tiny_run, checkpoint):
 def test_a_log_row_is_a_sweep_cell_at_sigma_max_generate(tmp_path, checkpoint):
     """One measurement core: the fine-tuning log's first row (the generator before any step) equals a sweep of the
     same checkpoint at (σ_max, generate) with the same seed, data and number of images, variable by variable."""
-    from freqlab import measure, sweep
-    from freqlab.data import make_source
+    from freqlab.data.sources import make_source
+    from freqlab.measure import core as measure
+    from freqlab.sweep import study as sweep
 
     run = gan.finetune(checkpoint, tmp_path / "ft", **{**TINY, "n_images": 4, "n_eval": 8, "n_data": 8})
     row = run.log.isel(images_seen=0)
@@ -302,7 +305,7 @@ def test_a_log_row_is_a_sweep_cell_at_sigma_max_generate(tmp_path, checkpoint):
 
 
 def test_old_log_format_is_refused_on_resume(tmp_path, checkpoint):
-    from freqlab import results
+    from freqlab.runtime import results
 
     out = tmp_path / "old"
     gan.finetune(checkpoint, out, **{**TINY, "n_images": 4})
@@ -376,7 +379,7 @@ class NaNAfter(nn.Module):
 
 def test_non_finite_loss_stops_and_keeps_last_good_state(tmp_path, denoiser):
     out = tmp_path / "nan"
-    with pytest.raises(gan.NonFiniteLossError, match=r"the training loss_d became non-finite at step 2 \(nan at "
+    with pytest.raises(NonFiniteLossError, match=r"the training loss_d became non-finite at step 2 \(nan at "
                        r"images_seen=8\); the last good state \(images_seen=8\) is kept in .*; lower the learning "
                        r"rates") as err:
         gan.finetune(denoiser, out, **{**TINY, "n_images": 16}, discriminator_factory=lambda s: NaNAfter(s, 6))
@@ -444,7 +447,7 @@ def test_a_run_saved_before_lookahead_existed_resumes_without_it(tmp_path, check
 
 
 def test_the_discriminator_is_one_of_the_named_choices():
-    from freqlab.finetune_config import DISCRIMINATORS
+    from freqlab.finetune.config import DISCRIMINATORS
 
     assert gan.FinetuneConfig().discriminator == "highpass"
     assert DISCRIMINATORS["highpass"] == dict(highpass_gain=4.0, patch_logits=True, minibatch_std=4)  # as before
@@ -455,7 +458,7 @@ def test_the_discriminator_is_one_of_the_named_choices():
 @pytest.mark.parametrize("old, name", [((4.0, True, 4), "highpass"), ((0.0, True, 4), "pixel-patch"),
                                        ((0, False, 0), "pixel"), ((2.0, True, 4), None)])
 def test_a_run_saved_with_the_discriminator_knobs_resumes_as_the_choice_they_match(tmp_path, checkpoint, old, name):
-    from freqlab.finetune_config import DISCRIMINATORS
+    from freqlab.finetune.config import DISCRIMINATORS
 
     out = tmp_path / "old"
     first = {**TINY, "n_images": 4, "discriminator": name or "highpass"}
@@ -496,8 +499,8 @@ def test_cli_options_are_the_config_fields_with_its_defaults():
 
 
 def test_cli_runs_and_reports_bad_input_in_one_line(tmp_path, checkpoint, capsys):
-    from freqlab import results
     from freqlab.cli import main
+    from freqlab.runtime import results
 
     args = ["finetune", str(checkpoint), "--images", "4", "--batch-size", "4", "--log-every", "4", "--n-eval", "4",
             "--n-data", "8", "--device", "cpu", "--quiet", "--out", str(tmp_path / "cli")]
@@ -520,9 +523,9 @@ def test_cli_runs_and_reports_bad_input_in_one_line(tmp_path, checkpoint, capsys
 def test_a_fine_tuned_diffusers_unet_is_exported_loaded_and_swept(tmp_path):
     from diffusers import DDPMScheduler, UNet2DModel
 
-    from freqlab import sweep
-    from freqlab.checkpoints import load_denoiser
-    from freqlab.denoisers import DiffusersDenoiser
+    from freqlab.checkpoints.store import load_denoiser
+    from freqlab.models.denoisers import DiffusersDenoiser
+    from freqlab.sweep import study as sweep
 
     torch.manual_seed(0)
     unet = UNet2DModel(sample_size=8, block_out_channels=(4, 8), norm_num_groups=2, layers_per_block=1,

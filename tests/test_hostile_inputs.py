@@ -385,7 +385,7 @@ API_CASES = [
             "floating-point"),
     ApiCase("spectra-too-small", "2x2 images", "spectral.radial_power_spectrum(x[..., :2, :2])", "at least"),
     ApiCase("spectra-not-a-tensor", "a NumPy array", "spectral.radial_power_spectrum(x.numpy())", "torch.Tensor"),
-    ApiCase("sweep-sigmas-empty", "no noise levels", "sweep.check_sigmas([])", "empty"),
+    ApiCase("sweep-sigmas-empty", "no noise levels", "sigmas.check_sigmas([])", "empty"),
 ]
 
 #: Inputs that look odd but are read on purpose, each checked by :func:`test_odd_but_valid_input_is_read_as_documented`.
@@ -411,8 +411,9 @@ def world(tmp_path_factory, make_tiny_run) -> Path:
     import torch
     from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
-    from freqlab import pretrain, sweep
-    from freqlab.gan import finetune
+    from freqlab.finetune.loop import finetune
+    from freqlab.pretrain import loop as pretrain
+    from freqlab.sweep import study as sweep
 
     world = tmp_path_factory.mktemp("world")
     shutil.copytree(make_tiny_run([(0, 0), (10, 1)]), world / "run")
@@ -460,11 +461,13 @@ def test_bad_input_gets_one_clear_line_and_loses_nothing(case: Case, world: Path
 def test_bad_input_to_the_api_is_a_value_error_that_says_what(case: ApiCase):
     import torch
 
-    from freqlab import spectral, sweep
+    from freqlab import spectral
+    from freqlab.measure import sigmas
+    from freqlab.sweep import study as sweep
 
     x = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError) as raised:
-        eval(case.call, {"spectral": spectral, "sweep": sweep, "torch": torch, "x": x})
+        eval(case.call, {"spectral": spectral, "sigmas": sigmas, "sweep": sweep, "torch": torch, "x": x})
     assert case.expect.lower() in str(raised.value).lower()
 
 
@@ -493,8 +496,9 @@ def test_an_analysis_script_run_by_python_says_so_in_one_line(tmp_path):
 @pytest.mark.slow  # draws every figure three times
 @pytest.mark.parametrize("content", ["generate-only sweep", "denoise-only sweep", "random-init fine-tune only"])
 def test_figures_draw_what_partial_results_allow(content, world, tmp_path, capsys):
-    from freqlab import cli, sweep
-    from freqlab.figures import FIGURES
+    from freqlab import cli
+    from freqlab.plots.registry import FIGURES
+    from freqlab.sweep import study as sweep
 
     results = tmp_path / "results"
     if content.endswith("sweep"):
@@ -518,10 +522,12 @@ def test_odd_but_valid_input_is_read_as_documented(tmp_path):
     import torch
     from PIL import Image
 
-    from freqlab import data, spectral, sweep
+    from freqlab import spectral
     from freqlab.commands.sweep import _modes
+    from freqlab.data import sources as data
+    from freqlab.measure.sigmas import check_sigmas
 
-    assert sweep.check_sigmas([2.0, 1.0]).tolist() == [1.0, 2.0]
+    assert check_sigmas([2.0, 1.0]).tolist() == [1.0, 2.0]
     ints = np.arange(8 * 16 * 16, dtype=np.int64).reshape(8, 16, 16, 1) % 256
     np.save(tmp_path / "ints.npy", ints)
     read = data.make_source("array", resolution=16, grayscale=True, path=str(tmp_path / "ints.npy")).images(range(8))

@@ -1,4 +1,4 @@
-"""Per-layer feature spectra (freqlab.layer_spectra): the blocks found, the hook's spectrum against an analytic
+"""Per-layer feature spectra (freqlab.inside.layer_spectra): the blocks found, the hook's spectrum against an analytic
 answer and against radial_power_spectrum, the mapping of coarse grids onto image frequencies, the inputs (the
 sweep's), no hook left behind, the command and the figure."""
 
@@ -8,11 +8,15 @@ import pytest
 import torch
 from test_edm_finetune import edm_pickle  # noqa: F401 (a fixture: the EDM-shaped network, pickled as EDM does)
 
-from freqlab import checkpoints, layer_plots, layer_spectra, measure, unet_blocks
+from freqlab.checkpoints import store as checkpoints
 from freqlab.cli import main
-from freqlab.data import make_source
-from freqlab.denoisers import Denoiser
-from freqlab.rng import per_sample_randn
+from freqlab.data.sources import make_source
+from freqlab.inside import layer_spectra
+from freqlab.measure import core as measure
+from freqlab.models import unet_blocks
+from freqlab.models.denoisers import Denoiser
+from freqlab.plots import layers as layer_plots
+from freqlab.runtime.rng import per_sample_randn
 from freqlab.spectral import radial_power_spectrum
 
 SHAPE = (3, 16, 16)
@@ -187,10 +191,10 @@ def test_figure_for_one_and_two_checkpoints():
     import matplotlib.pyplot as plt
 
     ds = run({"a": white_probe(), "b": white_probe()}, n_images=4, sigmas=[0.1, 1.0, 5.0, 10.0, 20.0])
-    for fig in (layer_plots.layer_spectra_figure(ds), layer_plots.layer_spectra_figure(ds, "b"),
+    for axes in (layer_plots.layer_spectra_figure(ds), layer_plots.layer_spectra_figure(ds, "b"),
                 layer_plots.layer_spectra_figure(ds.isel(checkpoint=[0]), relative_to_white=False)):
-        assert isinstance(fig, plt.Figure)
-        plt.close(fig)
+        assert all(isinstance(ax, plt.Axes) for ax in axes.flat)
+        plt.close(axes.flat[0].figure)
     assert layer_plots.pick_sigmas(ds)[-1] == 20.0 and len(layer_plots.pick_sigmas(ds)) == 4
     with pytest.raises(ValueError, match="not in the file"):
         layer_plots.layer_spectra_figure(ds, "c")

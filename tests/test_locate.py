@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from freqlab import checkpoints, locate, sweep
+from freqlab.checkpoints import hub as locate
+from freqlab.checkpoints import store as checkpoints
 from freqlab.cli import main
+from freqlab.sweep import study as sweep
 
 
 def test_final_and_latest_name_the_last_checkpoint_of_a_run(make_tiny_run, tmp_path):

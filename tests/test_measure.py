@@ -1,4 +1,4 @@
-"""The measurement core (freqlab.measure): metrics that can say "no", and file attributes a lab can share."""
+"""The measurement core (freqlab.measure.core): metrics that can say "no", and file attributes a lab can share."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from freqlab import measure, results
-from freqlab import sweep as sw
-from freqlab.data import make_source
-from freqlab.denoisers import Denoiser, DiffusersDenoiser
+from freqlab.data.sources import make_source
+from freqlab.measure import core as measure
+from freqlab.models.denoisers import Denoiser, DiffusersDenoiser
+from freqlab.runtime import results
+from freqlab.sweep import study as sw
 
 QUIET = dict(device="cpu", progress=False, seed=0)
 

@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from freqlab import dataspectra, plots, results
 from freqlab.cli import main
-from freqlab.data import source_for_path
-from freqlab.data_files import ArraySource
-from freqlab.data_native import NativeImages
+from freqlab.data.files import ArraySource
+from freqlab.data.native import NativeImages
+from freqlab.data.sources import source_for_path
+from freqlab.measure import data_spectra as dataspectra
+from freqlab.plots import data as data_plots
+from freqlab.runtime import results
 
 SIZES = ((48, 48), (64, 96), (40, 120))  # square, wide, very wide: the common axis is 1/48 (the smallest long side)
 
@@ -127,7 +129,7 @@ def test_two_folders_of_mixed_sizes_from_the_command_line(tmp_path, capsys):
     assert ds.attrs["axis_size"] == 48 and "real: " in ds.attrs["image_sizes"] and "72x56 (1)" in ds.attrs["image_sizes"]
     assert ds.attrs["image_size"] == "own sizes 48×48 to 64×96 px (4 sizes)"  # the smallest and largest by area
     assert (out / "data_spectra.png").stat().st_size > 10_000
-    assert "own sizes" in plots.data_spectra_figure(ds).axes[0].get_title()
+    assert "own sizes" in data_plots.data_spectra_figure(ds).get_title()
 
 
 @pytest.mark.parametrize("argv, says", [
@@ -157,7 +159,7 @@ def test_a_few_small_images_are_named_and_too_small_ones_refused():
 
 
 def test_bin_0_holds_the_dc_mode_alone_whatever_the_image_size():
-    from freqlab.native_spectra import OnAxis, common_axis
+    from freqlab.measure.native import OnAxis, common_axis
 
     for shape in ((1, 16, 16), (1, 64, 64), (1, 40, 120)):  # a 64x64 image has non-DC modes below 1/32 on a 1/16 axis
         an = OnAxis(shape, common_axis(16))

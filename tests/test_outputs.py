@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from freqlab import outputs
+from freqlab.runtime import outputs
 
 FREQLAB = [sys.executable, "-m", "freqlab"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
 
 HOLD = """
 import sys, time
-from freqlab import outputs
+from freqlab.runtime import outputs
 with outputs.hold(sys.argv[1], command="test holder"):
     print("held", flush=True)
     time.sleep(60)
@@ -96,7 +96,7 @@ def tiny_run(make_tiny_run) -> Path:
 
 @pytest.mark.slow
 def test_two_sweeps_into_one_file_the_second_refuses_at_once(tiny_run, tmp_path):
-    from freqlab import results
+    from freqlab.runtime import results
 
     out = tmp_path / "x.nc"
     args = ["sweep", str(tiny_run / "checkpoints" / "step-000012"), "--n-images", "16", "--sigmas", "0.1,1,80",
@@ -123,7 +123,7 @@ def test_a_checkpoint_rewritten_under_its_name_is_measured_again_not_read_back(t
     the final checkpoint is replaced by other weights under the same name, as a retrain does."""
     import shutil
 
-    from freqlab.sweep import sweep
+    from freqlab.sweep.study import sweep
 
     ckpt, out = tmp_path / "step-000012", tmp_path / "x.nc"
     settings = dict(n_images=16, sigmas=[0.1, 80.0], linear_reference=0, device="cpu", progress=False)

@@ -1,4 +1,4 @@
-"""freqlab.pretrain: EDM loss, log-spaced checkpoint trajectory, resume equality, refusals, non-finite loss, CLI."""
+"""freqlab.pretrain.loop: EDM loss, log-spaced checkpoint trajectory, resume equality, refusals, non-finite loss, CLI."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from freqlab import pretrain as pt
-from freqlab.checkpoints import discover_checkpoints, load_checkpoint_metadata, load_denoiser
-from freqlab.denoisers import edm_preconditioning
-from freqlab.pretrain import (PRESETS, NonFiniteLossError, TrainConfig, build_denoiser, checkpoint_steps,
-                              edm_loss, edm_loss_weight, make_config, pretrain, skip_baseline, training_sigma)
-from freqlab.rng import per_sample_randn
+from freqlab.checkpoints.store import discover_checkpoints, load_checkpoint_metadata, load_denoiser
+from freqlab.models.denoisers import edm_preconditioning
+from freqlab.pretrain import loop as pt
+from freqlab.pretrain.config import PRESETS, TrainConfig, make_config
+from freqlab.pretrain.loop import build_denoiser, checkpoint_steps, pretrain
+from freqlab.pretrain.loss import edm_loss, edm_loss_weight, skip_baseline, training_sigma
+from freqlab.runtime.rng import per_sample_randn
+from freqlab.training.monitor import LOSS_COLUMNS, NonFiniteLossError
 
 
 def tiny(**overrides) -> TrainConfig:
@@ -77,7 +79,7 @@ def zero_output_denoiser(config: TrainConfig):
 
 
 def natural_images(n: int, resolution: int = 16) -> torch.Tensor:
-    from freqlab.data import make_source
+    from freqlab.data.sources import make_source
 
     return make_source("natural", resolution=resolution, split="train", seed=0).images(list(range(n)))
 
@@ -202,7 +204,7 @@ def read_loss_log(run_dir) -> list[dict]:
 
 def drawn_images(config: TrainConfig) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
     """``(step, σ, m)`` per step of a run, ``m`` the mean square of each image: replayed from the run's seeds."""
-    from freqlab.data import make_source
+    from freqlab.data.sources import make_source
 
     source = make_source(config.data, resolution=config.resolution, grayscale=config.grayscale, split="train",
                          seed=config.data_seed, path=config.data_path, **config.data_options)
@@ -218,8 +220,8 @@ def test_loss_log_has_skip_baseline_and_ratio(tmp_path):
     config = tiny(steps=6)
     pretrain(config, tmp_path / "run", device="cpu", progress=False)
     rows = read_loss_log(tmp_path / "run")
-    assert list(rows[0]) == list(pt.LOSS_COLUMNS)
-    assert list(pt.LOSS_COLUMNS)[-2:] == ["skip_baseline", "loss_over_baseline"]
+    assert list(rows[0]) == list(LOSS_COLUMNS)
+    assert list(LOSS_COLUMNS)[-2:] == ["skip_baseline", "loss_over_baseline"]
     assert sum(int(r["count"]) for r in rows) == config.steps * config.batch_size
     drawn = drawn_images(config)
     top = max(max(float(m.max()) / config.sigma_data**2, 1.0) for _, _, m in drawn)
@@ -248,12 +250,12 @@ def test_resume_from_a_loss_log_without_baseline_columns(tmp_path):
         csv.writer(fh).writerows(old)
     assert pretrain(config, run, resume=True, device="cpu", progress=False).finished
     rows = read_loss_log(run)
-    assert list(rows[0]) == list(pt.LOSS_COLUMNS)
+    assert list(rows[0]) == list(LOSS_COLUMNS)
     assert sum(int(r["count"]) for r in rows) == config.steps * config.batch_size
     old_rows = [r for r in rows if int(r["step"]) <= 4]
     new_rows = [r for r in rows if int(r["step"]) > 4]
     assert old_rows and new_rows
-    assert [[r[c] for c in pt.LOSS_COLUMNS[:6]] for r in old_rows] == old[1:]  # kept as they were
+    assert [[r[c] for c in LOSS_COLUMNS[:6]] for r in old_rows] == old[1:]  # kept as they were
     assert all(r["skip_baseline"] == r["loss_over_baseline"] == "" for r in old_rows)
     assert all(float(r["skip_baseline"]) > 0 and float(r["loss_over_baseline"]) > 0 for r in new_rows)
 
@@ -343,7 +345,7 @@ def test_finite_data_epochs_are_permutations(tmp_path):
     path = tmp_path / "eight.npy"
     np.save(path, np.random.default_rng(0).integers(0, 255, (8, 16, 16, 3), dtype=np.uint8))
     config = tiny(data="array", data_path=str(path))
-    from freqlab.data import make_source
+    from freqlab.data.sources import make_source
 
     batches = pt._Batches(config, make_source("array", path=str(path), resolution=16))
     first = [batches.data_index(k) for k in range(8)]
@@ -419,7 +421,7 @@ def test_cli_help_has_examples(capsys):
 
 def test_prefetched_batches_equal_plain_ones():
     config = tiny()
-    from freqlab.data import make_source
+    from freqlab.data.sources import make_source
 
     batches = pt._Batches(config, make_source("natural", resolution=16))
     plain = list(pt._batch_stream(batches, 2, 5, prefetch=False))

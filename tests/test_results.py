@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from freqlab import outputs, results
+from freqlab.runtime import outputs, results
 
 
 def _dataset(scale: float = 1.0) -> xr.Dataset:

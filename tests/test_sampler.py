@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from freqlab import sampler
-from freqlab.linear_denoisers import WienerDenoiser
+from freqlab.models import sampler
+from freqlab.models.linear import WienerDenoiser
 
 
 def test_edm_sigma_steps_match_the_formula():
@@ -70,7 +70,7 @@ def test_euler_matches_diffusers_edm_euler_scheduler():
     """The same UNet sampled by diffusers' EDMEulerScheduler (Karras σ, ρ = 7, last σ 0) and by freqlab."""
     from diffusers import EDMEulerScheduler
 
-    from freqlab.denoisers import EDMDenoiser, build_unet
+    from freqlab.models.denoisers import EDMDenoiser, build_unet
 
     unet = build_unet(sample_size=16, in_channels=1, block_out_channels=(8, 16), norm_num_groups=4,
                       attention_head_dim=8)

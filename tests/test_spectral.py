@@ -232,7 +232,7 @@ def _bandpass_dc_free(x, mask):
 @pytest.mark.parametrize("source", ["white", "natural"])
 def test_band_statistics_ignore_brightness(source):
     """Adding a constant (brightness) changes no band power, kurtosis or spread: the DC mode is in no band."""
-    from freqlab.data import make_source
+    from freqlab.data.sources import make_source
 
     x = make_source(source, resolution=32, split="test").images(list(range(24))).double()
     base = S.band_statistics(x)

@@ -3,7 +3,7 @@ import torch
 import xarray as xr
 
 from freqlab import spectral
-from freqlab.stats import CrossSpectrumAccumulator, SpectrumAccumulator
+from freqlab.measure.accumulators import CrossSpectrumAccumulator, SpectrumAccumulator
 
 
 def test_streaming_equals_single_pass_and_merge():

@@ -6,14 +6,17 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-
-from freqlab import results, spectral
-from freqlab import sweep as sw
-from freqlab.data import grf_power, make_source
-from freqlab.denoisers import Denoiser
-from freqlab.linear_denoisers import WienerDenoiser
-from freqlab.rng import per_sample_randn
 from test_edm_finetune import edm_pickle  # noqa: F401 (a fixture: an EDM-shaped network pickled as EDM does)
+
+from freqlab import spectral
+from freqlab.data.sources import grf_power, make_source
+from freqlab.measure import sigmas
+from freqlab.models.denoisers import Denoiser
+from freqlab.models.linear import WienerDenoiser
+from freqlab.runtime import results
+from freqlab.runtime.rng import per_sample_randn
+from freqlab.sweep import study as sw
+from freqlab.sweep.dataset import summarize
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -270,8 +273,8 @@ def test_refuses_to_mix_a_different_grid_or_data(white16, tmp_path):
 # defaults, bad input, summary
 # --------------------------------------------------------------------------------------------------------------
 def test_default_sigma_grid():
-    grid = sw.default_sigmas(0.002, 80.0)
-    assert len(grid) == sw.DEFAULT_N_SIGMAS and grid[0] == 0.002 and grid[-1] == 80.0
+    grid = sigmas.default_sigmas(0.002, 80.0)
+    assert len(grid) == sigmas.DEFAULT_N_SIGMAS and grid[0] == 0.002 and grid[-1] == 80.0
     assert np.allclose(np.diff(np.log(grid)), np.log(80 / 0.002) / (len(grid) - 1))
     ds = sw.sweep([TinyDenoiser()], make_source("white", resolution=16, grayscale=True), 4, modes="generate",
                   **SMALL)
@@ -320,7 +323,7 @@ def test_bad_inputs(white16, tmp_path):
 def test_sigma_outside_a_diffusers_schedule_is_a_clear_error(white16):
     from diffusers import DDPMScheduler
 
-    from freqlab.denoisers import DiffusersDenoiser, build_unet
+    from freqlab.models.denoisers import DiffusersDenoiser, build_unet
 
     unet = build_unet(sample_size=16, in_channels=1, block_out_channels=(8, 16), norm_num_groups=4)
     model = DiffusersDenoiser(unet, DDPMScheduler(num_train_timesteps=100))
@@ -330,12 +333,12 @@ def test_sigma_outside_a_diffusers_schedule_is_a_clear_error(white16):
 
 def test_summary_and_spectra_off(white16):
     ds = sw.sweep({"early": TinyDenoiser(seed=1), "late": TinyDenoiser(seed=2)}, white16, SIGMAS, **SMALL)
-    text = sw.summarize(ds)
+    text = summarize(ds)
     assert "2 checkpoint(s)" in text and "early" in text and "late" in text and "cycles/px" in text
     assert "\n" not in text
     off = sw.sweep({"early": TinyDenoiser(seed=1)}, white16, SIGMAS, spectra=False, **SMALL)
     assert not off.data_vars and off.sizes["sigma"] == 3
-    assert sw.summarize(off) == "The sweep holds no results."
+    assert summarize(off) == "The sweep holds no results."
     for name, var in ds.data_vars.items():
         assert var.attrs["units"] and var.attrs["long_name"], name
 
@@ -401,7 +404,7 @@ def test_cli_writes_results_prints_summary_and_refuses_another_grid(run_dir, tmp
 # the best linear denoiser as a second reference
 # --------------------------------------------------------------------------------------------------------------
 def test_linear_reference_is_the_linear_mmse_denoiser_on_the_same_inputs():
-    from freqlab.linear_denoisers import LinearMMSEDenoiser
+    from freqlab.models.linear import LinearMMSEDenoiser
 
     n, n_fit = 16, 600
     src = make_source("natural", resolution=8, split="test")  # 3×8×8 = 192 values per image
@@ -470,7 +473,7 @@ def test_sample_mode_on_gaussian_fields_reaches_the_data_spectrum():
 
 
 def test_sample_mode_pairs_with_generate_and_leaves_the_other_modes_unchanged(white16):
-    from freqlab import sampler
+    from freqlab.models import sampler
 
     model = TinyDenoiser()
     both = sw.sweep([model], white16, SIGMAS, **SMALL)
@@ -484,7 +487,7 @@ def test_sample_mode_pairs_with_generate_and_leaves_the_other_modes_unchanged(wh
     steps = sampler.edm_sigma_steps(3, model.sigma_min, SIGMAS[-1])
     with torch.no_grad():
         by_hand = sampler.sample(model, SIGMAS[-1] * z, steps, sampler="euler")
-    from freqlab.measure import Analysis
+    from freqlab.measure.core import Analysis
 
     an = Analysis((1, 16, 16))
     np.testing.assert_allclose(three.output_power.sel(mode="sample").isel(checkpoint=0, sigma=-1).values,
@@ -499,8 +502,8 @@ def test_sample_mode_pairs_with_generate_and_leaves_the_other_modes_unchanged(wh
 def test_sweep_settings_are_defined_once():
     import inspect
 
-    from freqlab import measure
-    from freqlab.sweep_config import SweepConfig
+    from freqlab.measure import core as measure
+    from freqlab.sweep.config import SweepConfig
 
     defaults = SweepConfig()
     params = inspect.signature(sw.sweep).parameters
@@ -514,8 +517,8 @@ def test_sample_mode_runs_on_a_diffusers_vp_model_and_an_edm_network(white16, ed
     schedule's) and an EDM network pickle."""
     from diffusers import DDPMScheduler
 
-    from freqlab.checkpoints import load_denoiser
-    from freqlab.denoisers import DiffusersDenoiser, build_unet
+    from freqlab.checkpoints.store import load_denoiser
+    from freqlab.models.denoisers import DiffusersDenoiser, build_unet
 
     unet = build_unet(sample_size=16, in_channels=1, block_out_channels=(8, 16), norm_num_groups=4)
     vp = DiffusersDenoiser(unet, DDPMScheduler(num_train_timesteps=100))

@@ -1,4 +1,4 @@
-"""Tests of freqlab.weight_change (what fine-tuning moves), its figure and ``freqlab weights``, on tiny UNets."""
+"""Tests of freqlab.inside.weight_change (what fine-tuning moves), its figure and ``freqlab weights``, on tiny UNets."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ import pytest
 import torch
 from torch import nn
 
-from freqlab import gan, results
-from freqlab.checkpoints import load_denoiser
+from freqlab.checkpoints.store import load_denoiser
 from freqlab.cli import main
-from freqlab.freezing import LAYER_TYPE_NAMES, freeze_policy
-from freqlab.weight_change import change_per_parameter_ratio, summary, weight_change
-from freqlab.weight_plots import weight_change_figure
+from freqlab.finetune import loop as gan
+from freqlab.finetune.freezing import LAYER_TYPE_NAMES, freeze_policy
+from freqlab.inside.weight_change import change_per_parameter_ratio, summary, weight_change
+from freqlab.plots.weights import weight_change_figure
+from freqlab.runtime import results
 
 ROOT = Path(__file__).resolve().parents[1]
 FROZEN = "unet.down_blocks.0.resnets.0.conv1.weight"   # frozen by D2O-F ('conv')
@@ -197,7 +198,7 @@ def test_d2o_finetune_moves_the_d2o_f_frozen_set(checkpoint, finetunes):
 # (d) different architectures: one clear line
 # ----------------------------------------------------------------------------------------------------------------
 def test_mismatched_architectures_are_one_line(model):
-    from freqlab.denoisers import EDMDenoiser, build_unet
+    from freqlab.models.denoisers import EDMDenoiser, build_unet
 
     other = EDMDenoiser(build_unet(sample_size=16, in_channels=1, block_out_channels=(8, 8), norm_num_groups=4,
                                    attention_head_dim=8))
@@ -242,16 +243,16 @@ def test_figure_and_analyses_script(model, tmp_path):
     after = _perturbed(model, {FROZEN: 0.01 * torch.ones_like(dict(model.named_parameters())[FROZEN]),
                                TRAINABLE: 0.01 * torch.ones_like(dict(model.named_parameters())[TRAINABLE])})
     for ds in (weight_change(model, after), weight_change(model, model)):  # a change, and none at all
-        fig = weight_change_figure(ds)
-        assert isinstance(fig, plt.Figure) and len(fig.axes) == 2
-        plt.close(fig)
+        axes = weight_change_figure(ds)
+        assert axes.shape == (1, 2) and len(axes[0][0].figure.axes) == 2
+        plt.close(axes[0][0].figure)
     results.save(weight_change(model, after), tmp_path / "weight_change.nc")
     spec = importlib.util.spec_from_file_location("fig_weight_change", ROOT / "analyses" / "fig_weight_change.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    fig = script.draw(tmp_path)
-    assert isinstance(fig, plt.Figure)
-    plt.close(fig)
-    from freqlab.figures import script_main
+    axes = script.draw(tmp_path)
+    assert axes.shape == (1, 2)
+    plt.close(axes[0][0].figure)
+    from freqlab.plots.registry import script_main
 
     assert script_main("weight_change", argv=[str(tmp_path / "nowhere")], draw=script.draw) == 2

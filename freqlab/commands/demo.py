@@ -30,10 +30,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from freqlab.demo import run_demo
     from pathlib import Path
 
-    from freqlab.figures import copy_figures, export_results
+    from freqlab.demo import run_demo
+    from freqlab.plots.registry import copy_figures
+    from freqlab.plots.results_dir import export_results
 
     report = run_demo(args.out, quick=args.quick, device=args.device, seed=args.seed, progress=not args.quiet)
     if args.figures:

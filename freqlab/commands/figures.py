@@ -7,7 +7,7 @@ import sys
 
 
 def register(sub) -> None:
-    from freqlab.figures import FIGURES
+    from freqlab.plots.registry import FIGURES
 
     p = sub.add_parser("figures", help="redraw all figures of a results directory", description=__doc__,
                        epilog="examples:\n  freqlab figures runs/demo                # -> figures/\n"
@@ -21,7 +21,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from freqlab.figures import make_figures
+    from freqlab.plots.registry import make_figures
 
     names = [n.strip() for n in args.only.split(",")] if args.only else None
     written = make_figures(args.results_dir, args.out, names)

@@ -33,7 +33,7 @@ OPTION_FIELDS = {"init": "init_kind", "images": "n_images"}
 
 def register(sub) -> None:
     # no torch: the parser builds fast
-    from freqlab.finetune_config import DISCRIMINATORS, LOSSES, FinetuneConfig, describe_discriminator
+    from freqlab.finetune.config import DISCRIMINATORS, LOSSES, FinetuneConfig, describe_discriminator
 
     C = FinetuneConfig()
     p = sub.add_parser("finetune", help="GAN fine-tuning of a denoiser into a one-step generator (D2O / D2O-F)",
@@ -82,7 +82,8 @@ def register(sub) -> None:
 
 def dry_run(args) -> int:
     """The frozen share and per-layer-type breakdown of ``--freeze`` on the model, without training."""
-    from freqlab.gan import freeze_policy, make_generator, parameter_breakdown
+    from freqlab.finetune.freezing import freeze_policy, parameter_breakdown
+    from freqlab.finetune.generator import make_generator
 
     gen = make_generator(args.checkpoint, init_kind=args.init, seed=args.seed, device="cpu",
                          trust_pickle=args.trust_pickle)
@@ -101,7 +102,7 @@ def dry_run(args) -> int:
 
 def settings_of(args) -> dict:
     """The FinetuneConfig fields set by the command line's options (all but ``init`` and ``bands`` have one)."""
-    from freqlab.finetune_config import FinetuneConfig
+    from freqlab.finetune.config import FinetuneConfig
 
     fields = set(FinetuneConfig.settings())
     values = {OPTION_FIELDS.get(dest, dest): value for dest, value in vars(args).items()}
@@ -109,8 +110,9 @@ def settings_of(args) -> dict:
 
 
 def run(args) -> int:
-    from freqlab import distributed, measure
-    from freqlab.gan import finetune
+    from freqlab.finetune.loop import finetune
+    from freqlab.measure import core as measure
+    from freqlab.runtime import distributed
 
     if args.dry_run:
         return dry_run(args)

@@ -49,9 +49,10 @@ def run(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    from freqlab import layer_plots, layer_spectra, plots
+    from freqlab.inside import layer_spectra
+    from freqlab.plots import layers as layer_plots
+    from freqlab.plots.style import save_figure
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -64,11 +65,7 @@ def run(args) -> int:
         window=None if args.window.lower() == "none" else args.window, random_init=args.random_init,
         progress=not args.quiet, trust_pickle=args.trust_pickle, data_options=data_options, split=args.split,
         out=out / layer_spectra.FILE_NAME)
-    fig = layer_plots.layer_spectra_figure(ds)
-    try:
-        written = plots.save_figure(fig, out / "layer_spectra")
-    finally:
-        plt.close(fig)
+    written = save_figure(layer_plots.layer_spectra_figure(ds), out / "layer_spectra", close=True)
     print(layer_spectra.summarize(ds))
     for path in [out / layer_spectra.FILE_NAME, *written]:
         print(f"wrote {path}", file=sys.stderr)

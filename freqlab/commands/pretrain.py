@@ -123,7 +123,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from freqlab.pretrain import make_config, pretrain
+    from freqlab.pretrain.config import make_config
+    from freqlab.pretrain.loop import pretrain
 
     fields = [dest for _, dest, _, _ in KNOBS] + ["grayscale", "amp"]
     overrides = {name: getattr(args, name) for name in fields if getattr(args, name) is not None}

@@ -47,9 +47,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from freqlab import dataspectra, plots, results
-    from freqlab.data import source_for_path
-    from freqlab.devices import resolve_device
+    from freqlab.data.sources import source_for_path
+    from freqlab.measure import data_spectra as dataspectra
+    from freqlab.plots import data as data_plots
+    from freqlab.plots.style import save_figure
+    from freqlab.runtime import results
+    from freqlab.runtime.devices import resolve_device
 
     if args.native and args.tiles:
         raise ValueError("--native and --tiles exclude each other: --native measures each whole image at its own "
@@ -65,8 +68,7 @@ def run(args) -> int:
     )
     out = Path(args.out)
     nc = results.save(ds, out / "data_spectra.nc")
-    fig = plots.data_spectra_figure(ds)
-    written = plots.save_figure(fig, out / "data_spectra")
+    written = save_figure(data_plots.data_spectra_figure(ds), out / "data_spectra", close=True)
     print(dataspectra.summary(ds))
     print(f"wrote {nc} and {', '.join(str(p) for p in written)}", file=sys.stderr)
     return 0

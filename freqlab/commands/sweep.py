@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from freqlab.commands.common import add_common, add_models_and_data, add_trust_pickle, floats
-from freqlab.sweep_config import DEFAULT_MODES, MODES, SAMPLERS, SweepConfig
+from freqlab.sweep.config import DEFAULT_MODES, MODES, SAMPLERS, SweepConfig
 
 D = SweepConfig()  # the defaults, defined once
 
@@ -78,7 +78,9 @@ def _modes(text: str) -> tuple[str, ...]:
 
 
 def run(args) -> int:
-    from freqlab import distributed, sweep as sweep_mod
+    from freqlab.runtime import distributed
+    from freqlab.sweep import study as sweep_mod
+    from freqlab.sweep.dataset import summarize
 
     models = args.models[0] if len(args.models) == 1 else list(args.models)
     data_options = {"path": args.data_path} if args.data_path else None
@@ -93,6 +95,6 @@ def run(args) -> int:
         sampler=args.sampler, sample_images=args.sample_images,
     )
     if distributed.is_main():
-        print(sweep_mod.summarize(ds))
+        print(summarize(ds))
         print(f"wrote {args.out}", file=sys.stderr)
     return 0

@@ -38,21 +38,15 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import matplotlib.pyplot as plt
-
-    from freqlab import results
-    from freqlab.plots import save_figure
-    from freqlab.weight_change import FILE_NAME, summary, weight_change
-    from freqlab.weight_plots import weight_change_figure
+    from freqlab.inside.weight_change import FILE_NAME, summary, weight_change
+    from freqlab.plots.style import save_figure
+    from freqlab.plots.weights import weight_change_figure
+    from freqlab.runtime import results
 
     ds = weight_change(args.before, args.after, policy=args.policy, trust_pickle=args.trust_pickle)
     out = Path(args.out)
     nc = results.save(ds, out / FILE_NAME)
-    fig = weight_change_figure(ds)
-    try:
-        written = save_figure(fig, out / Path(FILE_NAME).stem)
-    finally:
-        plt.close(fig)
+    written = save_figure(weight_change_figure(ds), out / Path(FILE_NAME).stem, close=True)
     print(summary(ds))
     print(f"wrote {nc} and {', '.join(str(p) for p in written)}", file=sys.stderr)
     return 0

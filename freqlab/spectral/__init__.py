@@ -19,14 +19,46 @@ Nothing here does I/O or knows about models; every function takes device and dty
 differentiable, so spectra can sit inside a loss.
 """
 
-from freqlab.spectral.bandstats import (BandStatistics, band_masks, band_statistics, bandpass, central_kurtosis,
-                                        diversity_ratio, kurtosis_gap, wasserstein_1d)
-from freqlab.spectral.metrics import (CUTOFF_BOUND_FLAGS, Cutoff, SlopeFit, band_mask, band_power, coherence_cutoff,
-                                      cutoff_frequency, first_departure, log_spectral_distance, relative_power_db,
-                                      resolve_bands, spectral_slope)
-from freqlab.spectral.spectra import (DEFAULT_BANDS, RadialBinning, RadialSpectrum, abs2, cross_power,
-                                      halfplane_weights, make_window, power_spectrum_2d, radial_binning,
-                                      radial_cross_spectrum, radial_frequency, radial_power_spectrum, radial_spectra)
+from freqlab.spectral.bandstats import (
+                                        BandStatistics,
+                                        band_masks,
+                                        band_statistics,
+                                        bandpass,
+                                        central_kurtosis,
+                                        diversity_ratio,
+                                        kurtosis_gap,
+                                        wasserstein_1d,
+)
+from freqlab.spectral.metrics import (
+                                        CUTOFF_BOUND_FLAGS,
+                                        Cutoff,
+                                        SlopeFit,
+                                        band_mask,
+                                        band_power,
+                                        coherence_cutoff,
+                                        cutoff_frequency,
+                                        first_departure,
+                                        log_spectral_distance,
+                                        relative_power_db,
+                                        resolve_bands,
+                                        spectral_slope,
+)
+from freqlab.spectral.spectra import (
+                                        DEFAULT_BANDS,
+                                        RadialBinning,
+                                        RadialSpectrum,
+                                        WindowSpec,
+                                        abs2,
+                                        cross_power,
+                                        halfplane_weights,
+                                        make_window,
+                                        power_spectrum_2d,
+                                        radial_binning,
+                                        radial_cross_spectrum,
+                                        radial_frequency,
+                                        radial_power_spectrum,
+                                        radial_spectra,
+)
 
 __all__ = [
     "DEFAULT_BANDS",
@@ -39,6 +71,7 @@ __all__ = [
     "radial_spectra",
     "power_spectrum_2d",
     "make_window",
+    "WindowSpec",
     "spectral_slope",
     "resolve_bands",
     "band_power",

@@ -10,7 +10,6 @@ from typing import NamedTuple, Sequence, Union
 
 import torch
 
-
 #: Default frequency bands in cycles/pixel: low ``[0, 1/8)``, mid ``[1/8, 1/4)``, high ``[1/4, 1/2]``.
 DEFAULT_BANDS: dict[str, tuple[float, float]] = {"low": (0.0, 0.125), "mid": (0.125, 0.25), "high": (0.25, 0.5)}
 

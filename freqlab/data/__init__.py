@@ -1,0 +1,2 @@
+"""Data sources: deterministic, index-addressable image sets (procedural sources, files, arrays, images at their own
+sizes)."""

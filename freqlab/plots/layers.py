@@ -1,0 +1,135 @@
+"""The figure of the per-layer feature spectra (:mod:`freqlab.inside.layer_spectra`): a saved Dataset in, a Figure out."""
+
+from __future__ import annotations
+
+import numpy as np
+import seaborn as sns
+import xarray as xr
+
+from freqlab.plots.style import frequency_axis, panels, themed
+
+__all__ = ["layer_spectra_figure", "pick_checkpoints", "pick_sigmas"]
+
+MAX_SIGMAS = 4
+MAX_CHECKPOINTS = 3
+HIGH_EDGE = 0.25  # the high band's lower edge (cycles/pixel of the image)
+CMAP = "rocket"
+
+
+def pick_sigmas(ds: xr.Dataset, sigmas=None) -> list[float]:
+    """At most :data:`MAX_SIGMAS` noise levels spread over the file's, the last σ_max; or the nearest to ``sigmas``."""
+    values = [float(s) for s in ds.sigma.values]
+    if sigmas is not None:
+        return sorted({values[int(np.argmin([abs(np.log(v / float(s))) for v in values]))] for s in sigmas})
+    if len(values) <= MAX_SIGMAS:
+        return values
+    idx = np.unique(np.round(np.linspace(0, len(values) - 1, MAX_SIGMAS)).astype(int))
+    return [values[i] for i in idx]
+
+
+def pick_checkpoints(ds: xr.Dataset, checkpoint=None) -> list:
+    """The asked checkpoint(s), else at most :data:`MAX_CHECKPOINTS`: the first, the last trained one, and the
+    ``random-init`` control when the file has it."""
+    names = [str(c) for c in ds.checkpoint.values]
+    if checkpoint is not None:
+        asked = [checkpoint] if isinstance(checkpoint, str) else list(checkpoint)
+        missing = [c for c in asked if c not in names]
+        if missing:
+            raise ValueError(f"checkpoint {missing[0]!r} is not in the file; it has {', '.join(names)}")
+        return asked
+    if len(names) <= MAX_CHECKPOINTS:
+        return names
+    control = [n for n in names if n == "random-init"]
+    trained = [n for n in names if n != "random-init"]
+    return list(dict.fromkeys([trained[0], trained[-1]] + control))[:MAX_CHECKPOINTS] if control else \
+        [trained[0], trained[len(trained) // 2], trained[-1]]
+
+
+def _layer_labels(ds: xr.Dataset) -> list[str]:
+    return [f"{name}  {int(h)}×{int(w)}" for name, h, w in
+            zip(ds.layer.values, ds.layer_resolution.values, ds.layer_width.values)]
+
+
+@themed
+def layer_spectra_figure(ds: xr.Dataset, checkpoint=None, *, sigmas=None, relative_to_white: bool = True,
+                         axes=None) -> np.ndarray:
+    """Heatmaps of layers (rows, forward order) × image frequency (log axis), one column per σ (at most 4, the
+    last σ_max) and one row of panels per checkpoint (at most 3, or ``checkpoint``).
+
+    Colour: ``10·log10(layer_power)``, the block's radial power per mode as a fraction of its non-DC power (dB),
+    by default times the block's number of non-DC modes (``layer_modes``), i.e. relative to a white spectrum of
+    the same power on the same grid: 0 dB is white, and a coarse block is not brighter only for having fewer modes
+    to share its power (a 4×4 block's per-mode fraction is ~18 dB above a white 32×32 block's).
+    ``relative_to_white=False`` draws the plain fraction. Grey cells lie above the block's Nyquist (a coarser
+    grid cannot hold those frequencies). The dashed line is the high band's lower edge, 0.25 cycles/pixel; thin
+    lines separate the stages (in, down, mid, up, out / enc, dec). ``axes``: a checkpoints × σ grid (else a new
+    figure). Returns the Axes drawn on.
+    """
+    checkpoints = pick_checkpoints(ds, checkpoint)
+    sig = pick_sigmas(ds, sigmas)
+    freq = ds.freq.values
+    keep = freq > 0
+    size = int(round(1.0 / float(freq[1]))) if freq.size > 1 else 32
+    step = float(freq[1] - freq[0]) if freq.size > 1 else 1.0 / size
+    edges = np.concatenate([freq[keep] - step / 2, [freq[keep][-1] + step / 2]])
+    n_layers = ds.sizes["layer"]
+    y_edges = np.arange(n_layers + 1) - 0.5
+    power = ds.layer_power.sel(checkpoint=checkpoints, sigma=sig).isel(freq=np.nonzero(keep)[0])
+    if relative_to_white:
+        power = power * _layer_modes(ds)
+    db = 10 * np.log10(power)
+    finite = db.values[np.isfinite(db.values)]
+    vmin, vmax = (np.percentile(finite, [1, 99.5]) if finite.size else (-40.0, 0.0))
+    cmap = sns.color_palette(CMAP, as_cmap=True).with_extremes(bad="#f2f2f2")
+    row_h = max(2.2, 0.2 * n_layers + 1.0)
+    fig, axes, owned = panels(axes, len(checkpoints), len(sig), figsize=(2.9 * len(sig) + 3.2, row_h * len(checkpoints)),
+                              sharex=True, sharey=True, layout="constrained")
+    stages = [str(s) for s in ds.layer_stage.values]
+    breaks = [i - 0.5 for i in range(1, n_layers) if stages[i] != stages[i - 1]]
+    mesh = None
+    for r, ck in enumerate(checkpoints):
+        for c, s in enumerate(sig):
+            ax = axes[r][c]
+            values = db.sel(checkpoint=ck, sigma=s).transpose("layer", "freq").values
+            mesh = ax.pcolormesh(edges, y_edges, np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax,
+                                 shading="flat", rasterized=True)
+            ax.axvline(HIGH_EDGE, color="white", ls="--", lw=1.2)
+            for b in breaks:
+                ax.axhline(b, color="white", lw=0.6, alpha=0.8)
+            ax.grid(False)
+            frequency_axis(ax, size)
+            ax.set_xlim(edges[0], edges[-1])
+            ax.set_ylim(n_layers - 0.5, -0.5)  # forward order, top to bottom
+            if r < len(checkpoints) - 1:
+                ax.set_xlabel("")
+            if r == 0:
+                ax.set_title(f"σ = {s:.3g}" + (" (σ_max)" if s == float(ds.sigma.values[-1]) else ""), fontsize=10)
+            if c == 0:
+                ax.set_yticks(np.arange(n_layers), _layer_labels(ds), fontsize=7)
+                ax.set_ylabel(_checkpoint_text(ds, ck), fontsize=10, fontweight="bold")
+    cbar = fig.colorbar(mesh, ax=axes.ravel().tolist(), shrink=min(0.9, 0.45 + 0.2 * len(checkpoints)), pad=0.01,
+                        aspect=12 * len(checkpoints))
+    cbar.set_label("power per mode relative to white, same total (dB)" if relative_to_white
+                   else "power per mode / the block's total (dB)")
+    mode = ds.attrs.get("mode", "?")
+    what = "input σ·z" if mode == "generate" else "input x0 + σ·n" if mode == "denoise" else mode
+    models = ", ".join(str(c) for c in checkpoints)
+    if owned:
+        fig.suptitle(f"Where each band lives: feature spectra of each UNet block — {models}\n"
+                     f"{mode} mode ({what}), {ds.attrs.get('n_images', '?')} images; dashed: 0.25 cycles/pixel "
+                     "(high band above); grey: above the block's Nyquist", fontsize=10)
+    return axes
+
+
+def _layer_modes(ds: xr.Dataset) -> xr.DataArray:
+    if "layer_modes" in ds.coords:
+        return ds.layer_modes
+    from freqlab import spectral
+
+    return xr.DataArray([float(spectral.radial_binning(int(h), int(w)).counts[1:].sum()) for h, w in
+                         zip(ds.layer_resolution.values, ds.layer_width.values)], dims="layer")
+
+
+def _checkpoint_text(ds: xr.Dataset, checkpoint) -> str:
+    step = float(ds.step.sel(checkpoint=checkpoint)) if "step" in ds.coords else float("nan")
+    return f"{checkpoint} (step {int(step):,})" if np.isfinite(step) and step >= 0 else str(checkpoint)

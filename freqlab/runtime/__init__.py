@@ -1,0 +1,1 @@
+"""Where a computation runs and what it leaves: devices, processes, random numbers, owned outputs, results files."""

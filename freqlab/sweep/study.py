@@ -1,0 +1,402 @@
+"""The one-step spectral sweep: spectra of one-step outputs across noise levels σ and checkpoints.
+
+For every checkpoint and every σ on a grid, take **one** step of the denoiser and measure, per frequency, what it
+produces against the data:
+
+* ``denoise`` mode, input ``x0 + σ·n``: power of the output ``x̂0``, of the error ``x̂0 − x0`` and the
+  cross-spectrum of ``x̂0`` with ``x0`` (→ transfer function and coherence), and the per-pixel MSE. The images
+  ``x0`` and the noise ``n`` are the same for every checkpoint **and every σ** (per-sample seeds from
+  :mod:`freqlab.runtime.rng`, so also the same for any batch size): differences between checkpoints are the models'.
+* ``generate`` mode, input ``σ·z``: power of the output. At ``σ = σ_max`` this is the D2O generator before
+  fine-tuning. ``z`` is the same for every checkpoint and σ.
+* ``sample`` mode (opt-in: ``2N − 1`` model calls per image with Heun), the **multi-step reference**: EDM's
+  deterministic sampler (:mod:`freqlab.models.sampler`, N = ``sample_steps`` steps) from the generate mode's
+  ``σ_max·z``, so a checkpoint's N-step sample and its one-step output pair image by image; measured like every
+  output at σ_max only (other σ NaN), plus the band power of the sampler's estimate ``x̂0`` before each step
+  (``sample_trajectory_*``, :mod:`freqlab.sweep.sample_mode`).
+* once: the data power, the **stationary Wiener reference** for the σ grid (the best shift-invariant linear
+  denoiser), computed per Fourier mode from the data's periodic 2-D mean spectrum (see :func:`wiener_reference`),
+  then binned like the measurements, and the **full-covariance linear MMSE denoiser** (the best linear denoiser)
+  fitted on held-out images and run on the same noisy inputs (``linear_mse``; small images only).
+* derived, through :mod:`freqlab.measure.core` (the code and names the fine-tuning log and the data spectra share):
+  relative power in dB, the two-sided cutoff ``f_c`` (|relative power| > 3 dB) and, in denoise mode, the coherence
+  cutoff (coherence with the clean image < 0.5), each with a bound flag; per-band log-spectral distance; error
+  relative to the Wiener error per band; the SNR crossover ``f*(σ)``; per-image band statistics, DC excluded
+  (diversity ratio, exact 1-D Wasserstein distance of log band power, kurtosis gap) against the data's.
+
+Spectra use freqlab's window (Hann after removing each image's mean, :data:`freqlab.measure.core.WINDOW`) unless told
+otherwise. The result is one :class:`xarray.Dataset`, saved atomically after each checkpoint when ``out`` is given;
+rerunning resumes, skipping finished checkpoints (recognised by name *and* content fingerprint: a checkpoint of
+the same name with other weights is measured again, :mod:`freqlab.checkpoints.identity`), and refuses a file written with other
+settings. While it runs, the output is locked (:func:`freqlab.runtime.outputs.hold`): a second run into it refuses. Under
+``torchrun`` the work is split across processes (images or whole checkpoints, see ``distribute``), the
+accumulators are merged and rank 0 writes: the numbers are those of one process to float tolerance.
+
+The run lives here and one checkpoint's pass over the images in :mod:`freqlab.sweep.checkpoint_pass`;
+:mod:`freqlab.sweep.inputs` resolves the checkpoints and data, :mod:`freqlab.measure.references` holds the Wiener and linear
+references, :mod:`freqlab.sweep.dataset` the xarray layer and :func:`summarize`.
+
+Dataset layout (long names and units of every variable in :data:`VARIABLES` and in each variable's attrs)
+------------------------------------------------------------------------------------------------------------
+coords: ``checkpoint`` (str) with ``step``, ``images_seen`` (float, NaN unknown), ``checkpoint_path`` and
+``checkpoint_fingerprint``;
+``sigma``; ``mode``; ``sampler_step`` with ``sampler_sigma`` (sample mode); ``channel``; ``freq`` (cycles/pixel)
+with ``freq_count``; ``band`` with ``band_lo``, ``band_hi``.
+
+=====================================================  ================================================
+dims                                                   variables
+=====================================================  ================================================
+(channel, freq)                                        data_power, data_power_sem
+(channel, band)                                        data_band_log_power, data_band_log_power_std,
+                                                       data_band_kurtosis, data_band_kurtosis_sem
+(sigma, channel)                                       snr_crossover, wiener_mse, wiener_coherence_cutoff(_bound),
+                                                       linear_mse (when fitted)
+(sigma, channel, freq)                                 wiener_output_power, wiener_error_power,
+                                                       wiener_transfer, wiener_coherence
+(checkpoint, sigma, mode, channel, freq)               output_power, output_power_sem, relative_power_db
+(checkpoint, sigma, mode, channel)                     cutoff_freq, cutoff_freq_bound
+(checkpoint, sigma, mode, channel, band)               lsd, band_log_power, band_log_power_std,
+                                                       band_kurtosis, band_kurtosis_sem, diversity_ratio,
+                                                       band_power_wasserstein, kurtosis_gap
+(checkpoint, sigma, channel, freq)  [denoise only]     error_power, error_power_sem, cross_power,
+                                                       cross_power_sem, transfer, coherence
+(checkpoint, sigma, channel)        [denoise only]     coherence_cutoff, coherence_cutoff_bound, mse, mse_sem
+(checkpoint, sigma, channel, band)  [denoise only]     error_wiener_ratio
+(checkpoint, sampler_step, channel, freq)  [sample]    sample_trajectory_power
+(checkpoint, sampler_step, channel, band)  [sample]    sample_trajectory_db
+=====================================================  ================================================
+
+Loop order and cost: checkpoint → batch → σ (then the sample mode's sampler on the batch's images, 2N − 1 model
+calls, analysed once per step: 0.3 % of its time, ``benchmarks/bench_sample_mode.py``). Each batch of images and
+noise is drawn and Fourier-transformed once per checkpoint and reused for every σ; per (batch, σ) the analysis is
+two forward FFTs of the output (windowed for the radial spectra, plain for the band statistics), one inverse FFT per
+band (kurtosis of the band-pass image) and small matmuls (binning). Nothing image-sized outlives a batch; every
+statistic is a streaming sum, except the Wasserstein distance, which keeps the per-image log band powers (``C ×
+n_bands`` floats per σ and mode) of the first ``wasserstein_images`` images (default 1024), so memory does not grow
+with the number of images.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import xarray as xr
+
+from freqlab import spectral
+from freqlab.measure import core as measure
+from freqlab.measure import references
+from freqlab.measure.core import Analysis, ImageStats
+from freqlab.measure.sigmas import DEFAULT_N_SIGMAS, check_sigmas, default_sigmas
+from freqlab.models import sampler as sampler_module
+from freqlab.runtime import distributed, results
+from freqlab.runtime.outputs import holding
+from freqlab.sweep import sample_mode
+from freqlab.sweep.checkpoint_pass import SweepJob, sweep_checkpoint, units
+from freqlab.sweep.config import SweepConfig
+from freqlab.sweep.dataset import (
+    assemble,
+    checkpoint_dataset,
+    data_dataset,
+    keep_unchanged,
+    order_checkpoints,
+    split_parts,
+)
+from freqlab.sweep.inputs import Entry, check_shape, data_fingerprint, make_data, resolve_models
+
+__all__ = ["sweep", "VARIABLES", "FORMAT_VERSION",]
+
+FORMAT_VERSION = 1
+_D = SweepConfig()  # the default settings (the keywords of sweep() take theirs from here)
+
+#: name → (long name, units) of every variable a sweep writes (the shared registry); dims in the table above.
+VARIABLES = measure.VARIABLES
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the sweep
+# --------------------------------------------------------------------------------------------------------------
+@holding("out")
+def sweep(
+    models: Any,
+    data: Any = "natural",
+    sigmas: Sequence[float] | int | None = None,
+    *,
+    modes: Sequence[str] = _D.modes,
+    n_images: int = _D.n_images,
+    batch_size: int = _D.batch_size,
+    seed: int = _D.seed,
+    device: str | torch.device = "auto",
+    bands: Mapping[str, tuple[float, float]] | Sequence[float] | None = _D.bands,
+    window=_D.window,
+    out: str | os.PathLike | None = None,
+    resume: bool = True,
+    overwrite: bool = False,
+    autocast: bool = _D.autocast,
+    progress: bool = True,
+    spectra: bool = True,
+    split: str = _D.split,
+    data_options: Mapping[str, Any] | None = _D.data_options,
+    trust_pickle: bool = False,
+    wasserstein_images: int = _D.wasserstein_images,
+    linear_reference: int | None = _D.linear_reference,
+    distribute: str = _D.distribute,
+    any_resolution: bool = _D.any_resolution,
+    sample_steps: int = _D.sample_steps,
+    sampler: str = _D.sampler,
+    sample_images: int | None = _D.sample_images,
+) -> xr.Dataset:
+    """Spectra of one-step outputs of every checkpoint at every noise level.
+
+    Parameters
+    ----------
+    models : run directory, checkpoint path(s), Denoiser(s), or ``{name: path or Denoiser}``
+        A directory with several checkpoints sweeps all of them (:func:`freqlab.checkpoints.store.discover_checkpoints`,
+        in training order); paths are loaded one at a time with :func:`freqlab.checkpoints.store.load_denoiser`.
+        In-memory models are moved to ``device`` and put in eval mode for the sweep.
+    data : DataSource or a source name for :func:`freqlab.data.sources.make_source`
+        A name gets the model's resolution and channels, ``split`` and ``data_options``.
+    sigmas : sequence of σ, an int, or None
+        The noise levels (sorted ascending). None or an int ``n``: ``n`` (default :data:`DEFAULT_N_SIGMAS`)
+        log-spaced levels from the first model's ``sigma_min`` to its ``sigma_max``, ``sigma_max`` included.
+    modes : subset of ``("denoise", "generate", "sample")`` (default the first two)
+    n_images, batch_size : images per (checkpoint, σ) and per forward pass. Results do not depend on batch_size.
+    seed : seeds the noise (``n`` and ``z``, per image); the data source has its own seed.
+    device : "auto", "cpu", "cuda", ...
+    bands : frequency bands (cycles/pixel) for the band metrics, as :func:`freqlab.spectral.resolve_bands`.
+    window : window of the radial spectra, each image's mean removed first (default Hann, freqlab's convention for
+        every spectrum, see :mod:`freqlab.measure.core`; None: the plain periodic spectrum, for which the Wiener
+        reference is exact; other names as :func:`freqlab.spectral.make_window`).
+    out : netCDF path; written atomically after each checkpoint. None: keep in memory only.
+    resume : continue an existing ``out`` written with the same settings, skipping its finished checkpoints.
+    overwrite : replace an existing ``out`` (needed when the settings differ).
+    autocast : bf16 autocast for the model on accelerators (ignored on CPU); spectra stay float32/float64.
+    progress : tqdm bar over (checkpoint, σ) on stderr.
+    spectra : False runs models and data exactly the same but skips every analysis (for timing its cost);
+        nothing is saved and the result holds only coordinates.
+    trust_pickle : allow loading EDM pickles (they execute code); see :func:`freqlab.checkpoints.store.load_denoiser`.
+    wasserstein_images : the Wasserstein distance of per-image log band power uses the first
+        ``min(n_images, wasserstein_images)`` images (their values are kept in memory: C × n_bands floats per image,
+        σ and mode); every other statistic uses all images. This bounds memory whatever ``n_images``.
+    linear_reference : images to fit the full-covariance linear MMSE denoiser on (the best linear denoiser,
+        :class:`freqlab.models.linear.LinearMMSEDenoiser`), measured as ``linear_mse`` on the same noisy inputs as the
+        models in denoise mode. It is fitted on the images of the data source right after the ``n_images`` it
+        measures (held out: fitted on the evaluated images it would overfit). None (default): ``8·C·H·W`` images
+        when an image has at most 4096 values (e.g. 32×32 RGB) and the source has that many more; 0: off.
+        Computed once, with the data.
+    distribute : with several processes (``torchrun``, see :mod:`freqlab.runtime.distributed`): ``"images"`` splits each
+        checkpoint's batches across ranks and merges their accumulators; ``"checkpoints"`` gives each rank whole
+        checkpoints (rounds of one checkpoint per rank); ``"auto"`` (default) takes ``"checkpoints"`` when the
+        checkpoints left divide evenly among the ranks, else ``"images"``. Either way the noise and images of every
+        sample are those of a single-process run (per-sample seeds), the numbers agree with it to float
+        tolerance, only rank 0 writes ``out`` and prints progress, and every rank returns the whole Dataset.
+        Ignored in one process.
+    sample_steps, sampler : the sample mode's EDM sampler: N steps (default 18) of ``"heun"`` (2N − 1 model calls,
+        EDM's CIFAR-10 setting) or ``"euler"`` (N calls), from the grid's largest σ to the model's ``sigma_min``.
+    sample_images : the sample mode measures the first ``sample_images`` images (None: all ``n_images``).
+    any_resolution : measure checkpoints on data at a resolution other than the one they declare (their
+        ``image_shape``; a UNet runs at any size its downsampling divides). Default False: a mismatch is an error.
+
+    Returns
+    -------
+    xarray.Dataset with the variables of :data:`VARIABLES` (see the module docstring and README).
+
+    Examples
+    --------
+    >>> ds = sweep("runs/pretrain", "natural", n_images=256, out="runs/sweep.nc")      # doctest: +SKIP
+    >>> ds.cutoff_freq.sel(mode="generate").isel(sigma=-1).mean("channel")             # doctest: +SKIP
+    """
+    cfg = SweepConfig(modes=modes, n_images=n_images, batch_size=batch_size, seed=seed, bands=bands, window=window,
+                      autocast=autocast, split=split, data_options=data_options,
+                      wasserstein_images=wasserstein_images, linear_reference=linear_reference,
+                      distribute=distribute, any_resolution=any_resolution, sample_steps=sample_steps,
+                      sampler=sampler, sample_images=sample_images)
+    if sigmas is not None and not isinstance(sigmas, (int, np.integer)):
+        sigmas = check_sigmas(sigmas)
+    dev = distributed.setup(device)
+    entries = resolve_models(models, device=dev, trust_pickle=trust_pickle)
+    first = entries[0].get()
+    job = _prepare(cfg, entries[0].name, first, data, sigmas, dev, spectra)
+    fingerprint, attrs = _describe(job, entries)
+    existing = results.open_for_resume(out, fingerprint, resume=resume, overwrite=overwrite) if spectra else None
+    if existing is not None:  # a resumed file keeps its creation date and history
+        attrs.update({k: existing.attrs[k] for k in ("date_created", "history") if k in existing.attrs})
+    distributed.barrier()  # every rank has read the file before rank 0 may replace it
+    shared, parts = split_parts(existing) if existing is not None else (None, [])
+    parts = keep_unchanged(parts, entries, out)
+    done = {str(p.checkpoint.values[0]) for p in parts}
+    todo = [e for e in entries if e.name not in done]
+    if todo:
+        shared = _measure(job, entries, todo, {entries[0].name: first}, shared, parts, attrs, out, progress)
+        distributed.barrier()  # the file is complete when sweep returns on any rank
+    del first
+    if not spectra:
+        return xr.Dataset(coords={"checkpoint": [e.name for e in entries], "sigma": np.asarray(job.sigmas),
+                                  "mode": list(cfg.modes)}, attrs=attrs)
+    return order_checkpoints(assemble(shared, parts, attrs), entries)
+
+
+def _prepare(cfg: SweepConfig, name: str, first, data, sigmas, dev, spectra: bool) -> SweepJob:
+    """The σ grid (the first model's range by default), the data source at the model's shape, the analysis."""
+    if sigmas is None or isinstance(sigmas, (int, np.integer)):
+        lo, hi = getattr(first, "sigma_min", None), getattr(first, "sigma_max", None)
+        if lo is None or hi is None:
+            raise ValueError("the model has no sigma_min/sigma_max; pass the noise levels with sigmas=[...]")
+        sigmas = default_sigmas(float(lo), float(hi), DEFAULT_N_SIGMAS if sigmas is None else int(sigmas))
+    band_dict = spectral.resolve_bands(cfg.bands)
+    model_shape = getattr(first, "image_shape", None)
+    source = make_data(data, tuple(model_shape) if model_shape is not None else None, cfg.split, cfg.data_options)
+    shape = tuple(int(s) for s in source.shape)
+    check_shape(name, first, shape, cfg.any_resolution)  # before any work; the others as they load
+    size = getattr(source, "size", None)
+    if size is not None and cfg.n_images > size:
+        raise ValueError(f"data source {source.name!r} has {size} images, fewer than n_images={cfg.n_images}")
+    n_linear = references.linear_fit_count(source, cfg.n_images, cfg.linear_reference) \
+        if "denoise" in cfg.modes else 0
+    steps = sample_mode.sampler_sigmas(cfg.sample_steps, float(sigmas[-1]), first) if "sample" in cfg.modes \
+        else None
+    return SweepJob(cfg, dev, source, shape, np.asarray(sigmas), bool(cfg.autocast) and dev.type != "cpu",
+                Analysis(shape, band_dict, cfg.window, dev) if spectra else None, n_linear, steps)
+
+
+def _describe(job: SweepJob, entries: list[Entry]) -> tuple[str, dict]:
+    """The settings fingerprint (a resumed file must match it) and the file's attributes."""
+    cfg, source, n_linear = job.cfg, job.source, job.n_linear
+    window = cfg.window if cfg.window is None or isinstance(cfg.window, (str, tuple)) else "tensor"
+    band_dict = spectral.resolve_bands(cfg.bands)
+    fields = dict(format_version=FORMAT_VERSION, sigmas=[float(s) for s in job.sigmas], data=data_fingerprint(
+        source, cfg.n_images), n_images=cfg.n_images, seed=int(cfg.seed), bands={k: list(v) for k, v in
+        band_dict.items()}, modes=list(cfg.modes), window=window, bf16_autocast=job.use_autocast,
+        wasserstein_images=cfg.keep, linear_reference=n_linear)
+    if job.sample_sigmas is not None:  # only then: files without the sample mode keep their fingerprint
+        fields.update(sampler=cfg.sampler, sampler_sigmas=[float(t) for t in job.sample_sigmas],
+                      sample_images=cfg.n_sample)
+    attrs = {
+        "title": "freqlab one-step spectral sweep", "fingerprint": results.make_fingerprint(**fields),
+        "format_version": FORMAT_VERSION, "data_source": str(source.name), "n_images": cfg.n_images,
+        "seed": int(cfg.seed), "modes": ",".join(cfg.modes), "window": str(window),
+        "bf16_autocast": int(job.use_autocast), "wasserstein_images": cfg.keep,
+        "image_shape": ",".join(str(s) for s in job.shape),
+        "noise_convention": "x_sigma = x0 + sigma*n (variance exploding); generate input sigma*z; n and z per image "
+                            "from (seed, stream, index), the same for every checkpoint and sigma",
+        "spectrum_normalisation": measure.NORMALISATION,
+        "spectrum_window": measure.window_text(cfg.window),
+        "band_statistics": measure.BAND_STATISTICS,
+        "wiener_reference": "stationary (shift-invariant) Wiener filter, per Fourier mode from the data's periodic "
+                            "(unwindowed) 2-D mean spectrum about its mean image, then binned; wiener_mse exact",
+        "cutoff_definition": measure.CUTOFF_DEFINITION,
+        "bands": results.make_fingerprint(**{k: list(v) for k, v in band_dict.items()}),
+        "linear_reference": "none" if not n_linear else (
+            f"full-covariance linear MMSE denoiser fitted on images {cfg.n_images} to {cfg.n_images + n_linear - 1} "
+            f"of the data source (held out: the sweep measures images 0 to {cfg.n_images - 1})"),
+    }
+    if job.sample_sigmas is not None:
+        calls = sampler_module.model_calls(cfg.sample_steps, cfg.sampler)
+        attrs["sample_mode"] = (
+            f"EDM's deterministic {cfg.sampler} sampler, {cfg.sample_steps} steps ({calls} model calls) from "
+            f"sigma_max*z (the generate mode's z) to 0 over EDM's time discretisation (rho = 7), on the first "
+            f"{cfg.n_sample} images; measured at the grid's largest sigma only (the other sigma of mode 'sample' "
+            "are NaN, their bound flags 0)")
+        attrs["sample_images"] = cfg.n_sample
+    if isinstance(getattr(source, "attrs", None), Mapping):
+        attrs.update({f"data_{k}": v for k, v in source.attrs.items() if isinstance(v, (str, int, float))})
+    attrs.update(results.provenance_attrs(*[e.path for e in entries if e.path]))
+    return attrs["fingerprint"], attrs
+
+
+def _measure(job: SweepJob, entries: list[Entry], todo: list[Entry], loaded: dict, shared, parts: list, attrs: dict,
+             out, progress: bool):
+    """Measure the checkpoints ``todo`` (one at a time, or one per rank), appending their parts to ``parts`` and
+    saving the file after each round; returns the shared (data and reference) part."""
+    world, rank = distributed.world_size(), distributed.rank()
+    by_checkpoint = world > 1 and (job.cfg.distribute == "checkpoints" or (
+        job.cfg.distribute == "auto" and len(todo) % world == 0))
+    rounds = [todo[i: i + world] for i in range(0, len(todo), world)] if by_checkpoint else [[e] for e in todo]
+    n, size = job.cfg.n_images, job.cfg.batch_size
+    batches = [range(i, min(i + size, n)) for i in range(0, n, size)]
+    mine = batches if by_checkpoint else distributed.shard(batches)
+    if job.an is not None:
+        job.linear = references.linear_reference(job.source, n, job.n_linear, job.dev)
+    bar = _progress(len(rounds) * units(job), progress and distributed.is_main())
+    data_stats: ImageStats | None = None
+    try:
+        for group in rounds:
+            # one checkpoint per rank; in the last round some ranks may have none
+            entry = (group[rank] if rank < len(group) else None) if by_checkpoint else group[0]
+            stats = _measure_entry(job, entry, loaded, mine, data_stats is None, bar)
+            if job.an is None:
+                continue
+            shared, data_stats = _collect(job, entry, stats, by_checkpoint, shared, data_stats, parts)
+            if out is not None and distributed.is_main():
+                results.save(order_checkpoints(assemble(shared, parts, attrs), entries), out)
+    finally:
+        bar.close()
+    return shared
+
+
+def _measure_entry(job: SweepJob, entry: Entry | None, loaded: dict, batches, need_data: bool, bar):
+    """One checkpoint's accumulators (None for a rank without a checkpoint this round); an error on any rank is
+    raised on every rank."""
+    stats, error = None, None
+    if entry is not None:
+        bar.set_postfix_str(entry.name, refresh=False)
+        try:
+            entry.fingerprint  # noqa: B018 - taken before the measurement: what is about to be measured
+            model = loaded.pop(entry.name) if entry.name in loaded else entry.get()
+            loaded.clear()  # a loaded checkpoint is dropped once swept: one model in memory at a time
+            stats = sweep_checkpoint(entry, model, job, batches, need_data=need_data, bar=bar)
+            del model
+        except Exception as err:  # noqa: BLE001 - re-raised below, on every rank
+            error = err
+    distributed.raise_on_every_rank(error)
+    return stats
+
+
+def _collect(job: SweepJob, entry, stats, by_checkpoint: bool, shared, data_stats, parts: list):
+    """Turn one round's accumulators into Dataset parts (every rank gets all of them); returns the shared part
+    and the data's accumulators."""
+    local = None
+    if stats is not None:
+        outs, new_data = stats if by_checkpoint else _merge_ranks(*stats)
+        if new_data is not None:
+            data_stats, linear = new_data
+            shared = data_dataset(data_stats, job.an, job.sigmas, linear)
+        local = checkpoint_dataset(entry, outs, job.cfg.modes, job.an, job.sigmas, data_stats, shared,
+                                   sample_sigmas=job.sample_sigmas, sampler=job.cfg.sampler)
+        del outs, stats
+    if by_checkpoint:  # each rank swept its own checkpoint: everyone gets all of this round's results
+        gathered = distributed.all_gather_objects((local, shared if distributed.rank() == 0 else None))
+        parts.extend(part for part, _ in gathered if part is not None)
+        shared = shared if shared is not None else gathered[0][1]
+    else:
+        parts.append(local)
+    return shared, data_stats
+
+
+def _merge_ranks(outs: dict, data: tuple | None) -> tuple[dict, tuple | None]:
+    """Every rank's accumulators of one checkpoint merged in rank order (the same sums on every rank)."""
+    if not distributed.is_distributed():
+        return outs, data
+    everyone = distributed.all_gather_objects((outs, data))
+    merged_outs, merged_data = everyone[0]
+    for other_outs, other_data in everyone[1:]:
+        for key, st in merged_outs.items():
+            st.merge(other_outs[key])
+        if merged_data is not None:
+            merged_data[0].merge(other_data[0])
+            for mine, theirs in zip(merged_data[1] or [], other_data[1] or []):
+                mine.merge(theirs)
+    return merged_outs, merged_data
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, file=sys.stderr, desc="sweep", unit="σ", dynamic_ncols=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total} (checkpoint, σ) "
+                           "[{elapsed}<{remaining}{postfix}]")
+
+

@@ -1,0 +1,1 @@
+"""What the two trainings share: the monitor of a training run and weight averaging (EMA, lookahead)."""
