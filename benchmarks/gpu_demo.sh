@@ -5,7 +5,7 @@
 #   bash benchmarks/gpu_demo.sh OUT_DIR [extra freqlab demo options, e.g. --quick --device cpu for a dry run]
 #
 # Environment: DEMO_TIMEOUT (seconds; the demo is stopped then and what it wrote is still packed), DEMO_SETTINGS
-# (JSON of freqlab.demo.DemoSettings fields: run those sizes instead of the GPU default; figures/gpu-h200/ passed the
+# (JSON of freqlab.demo.DemoSettings fields, a study's config as a dict of fields: run those sizes instead of the GPU default; figures/gpu-h200/ passed the
 # default's values this way), RUN_DIR (where the run goes, default /tmp/freqlab-gpu-demo), PYTHON.
 # Writes into OUT_DIR: demo.log (the demo's stage lines and summaries), quality.log and quality.json (held-out
 # MSE / Wiener per σ and the σ_max band power, per checkpoint), device.txt (GPU, torch), report.md and gpu-demo.tgz
@@ -26,9 +26,9 @@ if [ -n "${DEMO_SETTINGS:-}" ]; then  # JSON of freqlab.demo.DemoSettings fields
     timeout "${DEMO_TIMEOUT:-1000000}" "$py" -c "import json, sys
 from freqlab.demo import DemoSettings, run_demo
 import shutil
-from freqlab.plots.registry import export_results
+from freqlab.plots.results_dir import export_results
 out = sys.argv[1]
-run_demo(out, device=sys.argv[2], settings=DemoSettings(**json.loads(sys.argv[3])), progress=False)
+run_demo(out, device=sys.argv[2], settings=DemoSettings.from_dict(json.loads(sys.argv[3])), progress=False)
 shutil.copytree(out + '/figures', out + '/figures-gpu', dirs_exist_ok=True)
 export_results(out, out + '/figures-gpu/results')" "$run" "$device" "$DEMO_SETTINGS" \
         >"$out/demo.log" 2>&1

@@ -28,11 +28,17 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from freqlab.finetune.config import FinetuneConfig
+from freqlab.inside.layer_config import LayerSpectraConfig
+from freqlab.measure.data_spectra_config import DataSpectraConfig
 from freqlab.runtime.devices import resolve_device
 from freqlab.runtime.outputs import holding
+from freqlab.runtime.settings import configure
+from freqlab.sweep.config import MODES as SWEEP_MODES
+from freqlab.sweep.config import SweepConfig
 
 __all__ = ["DemoSettings", "demo_settings", "run_demo", "UNFROZEN"]
 
@@ -40,36 +46,58 @@ __all__ = ["DemoSettings", "demo_settings", "run_demo", "UNFROZEN"]
 UNFROZEN = "finetune-unfrozen"
 
 
+def _default_sweep() -> SweepConfig:
+    # every mode: the sampler is the multi-step reference the README's first figure shows
+    return SweepConfig(modes=SWEEP_MODES, n_images=64, batch_size=64, sample_images=16, sample_steps=18)
+
+
+def _default_finetune() -> FinetuneConfig:
+    # 2,000 images: D2O-F's high band is still closing at 1,500 (0.46-0.64 of the pre-trained start over ten seeds,
+    # so a seed lands on either side of the report's 0.5); at 2,000 it is under 0.5 on 19 of 20 seeds
+    # (benchmarks/README.md, "Ten seeds, and what says no to the control"). Hinge: within 1,500 images, D2O-F from
+    # cpu-small with the paper's non-saturating loss brought every band under 0.5x on 1 of 5 seeds, with the hinge
+    # loss on 4 of 4 measured (benchmarks/README.md, "The demo's fine-tunes from this model"). A log row every 500
+    # images: a row costs about 1 s of a 50 s run (EMA outputs, statistics, netCDF, state).
+    return FinetuneConfig(loss="hinge", n_images=2_000, batch_size=32, log_every=500)
+
+
+def _default_layers() -> LayerSpectraConfig:
+    return LayerSpectraConfig(n_images=32, batch_size=32, random_init=True)
+
+
+def _default_spectra() -> DataSpectraConfig:
+    return DataSpectraConfig(n_images=512, resolution=32)
+
+
 @dataclass
 class DemoSettings:
-    """Sizes of each stage. ``demo_settings`` picks them for CPU, GPU or ``--quick``."""
+    """The demo's stages, each study with its own config (their seeds are set from the demo's seed).
+    :func:`demo_settings` picks them for CPU, GPU or ``--quick``."""
 
-    preset: str = "cpu-small"
+    preset: str = "cpu-small"  # pre-training: a preset of freqlab.pretrain.config and overrides of its fields
     pretrain_overrides: dict = field(default_factory=dict)
-    sweep_images: int = 64
-    sweep_batch: int = 64
+    sweep: SweepConfig = field(default_factory=_default_sweep)
     n_sigmas: int = 13  # the sweep's default grid, the one benchmarks/pretrain_quality.py checks the model on
-    # 2,000 images: D2O-F's high band is still closing at 1,500 (0.46-0.64 of the pre-trained start over ten seeds,
-    # so a seed lands on either side of the report's 0.5); at 2,000 it is under 0.5 on 19 of 20 seeds, with no band
-    # lost and structure on all (benchmarks/README.md, "Ten seeds, and what says no to the control")
-    finetune_images: int = 2_000
-    finetune_batch: int = 32
-    finetune_log_every: int = 500  # a log row costs about 1 s of a 50 s run (EMA outputs, statistics, netCDF, state)
-    # hinge: within 1,500 images, D2O-F from cpu-small with the paper's non-saturating loss brought every band under
-    # 0.5x on 1 of 5 seeds, with the hinge loss on 4 of 4 measured (benchmarks/README.md, "The demo's fine-tunes
-    # from this model")
-    finetune_loss: str = "hinge"
+    finetune: FinetuneConfig = field(default_factory=_default_finetune)  # init_kind, freeze, seed set per run
     finetune_seeds: int = 5  # each fine-tune runs with seeds seed, seed + 1, ...: the report gives the spread
     finetune_workers: int | None = None  # parallel fine-tunes (one torch thread each); None: one per CPU core on a
     #                                      CPU (small models use two threads poorly), one on a GPU
-    spectra_images: int = 512
     finetune_unfrozen: bool = False  # one D2O fine-tune with nothing frozen (what it moves: weight_change.nc); off
     #                                  on the CPU, where an eleventh fine-tune would take make demo past 12 minutes
     #                                  (`freqlab weights` measures it on any pair of checkpoints, docs/INSIDE.md)
-    sample_images: int = 16  # the sweep's sample mode (EDM's Heun sampler): images, and steps (2N-1 model calls)
-    sample_steps: int = 18
-    layer_images: int = 32  # per-layer feature spectra: images and noise levels (freqlab.inside.layer_spectra)
+    layers: LayerSpectraConfig = field(default_factory=_default_layers)  # per-layer feature spectra
     layer_sigmas: int = 4
+    spectra: DataSpectraConfig = field(default_factory=_default_spectra)  # the data beside its references
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DemoSettings":
+        """Settings from plain values (JSON): a study's config as a dict of the fields that differ from the
+        demo's default for it (``{"finetune": {"n_images": 500}}``)."""
+        d, values = cls(), dict(values)
+        for name in ("sweep", "finetune", "layers", "spectra"):
+            if isinstance(values.get(name), dict):
+                values[name] = configure(type(getattr(d, name)), getattr(d, name), values[name], what=name)
+        return configure(cls, None, values, what="demo")
 
 
 # the GPU demo's departures from the cifar preset (EDM's 400k-step CIFAR-10 schedule) for an 800-step run: in so
@@ -83,17 +111,22 @@ GPU_PRETRAIN = {"steps": 800, "n_checkpoints": 6, "warmup_steps": 200, "ema_half
 
 def demo_settings(*, quick: bool = False, device: str = "cpu") -> DemoSettings:
     """Stage sizes: the CPU default fits 12 minutes on two cores; ``quick`` is a smoke test (< 2 minutes)."""
+    d = DemoSettings()
     if quick:
-        return DemoSettings(preset="tiny", sweep_images=16, sweep_batch=16, n_sigmas=5, finetune_images=96,
-                            finetune_batch=8, finetune_log_every=32, spectra_images=64, finetune_seeds=2,
-                            sample_images=8, sample_steps=4, layer_images=8, layer_sigmas=2, finetune_unfrozen=True)
+        return DemoSettings(
+            preset="tiny", n_sigmas=5, finetune_seeds=2, layer_sigmas=2, finetune_unfrozen=True,
+            sweep=replace(d.sweep, n_images=16, batch_size=16, sample_images=8, sample_steps=4),
+            finetune=replace(d.finetune, n_images=96, batch_size=8, log_every=32),
+            layers=replace(d.layers, n_images=8, batch_size=8), spectra=replace(d.spectra, n_images=64, resolution=16))
     if resolve_device(device).type == "cuda":
         # measured end to end on one H200: 2.7 min (figures/gpu-h200/). Fine-tunes of 2,000 images with a log row
         # every 1,000: each row saves the resumable state, several hundred MB for this model
-        return DemoSettings(preset="cifar", pretrain_overrides=GPU_PRETRAIN, sweep_images=256, sweep_batch=256,
-                            finetune_images=2_000, finetune_batch=32, finetune_log_every=1_000, spectra_images=4096,
-                            finetune_seeds=3, sample_images=256, layer_images=64, finetune_unfrozen=True)
-    return DemoSettings()
+        return DemoSettings(preset="cifar", pretrain_overrides=GPU_PRETRAIN, finetune_seeds=3, finetune_unfrozen=True,
+                            sweep=replace(d.sweep, n_images=256, batch_size=256, sample_images=256),
+                            finetune=replace(d.finetune, log_every=1_000),
+                            layers=replace(d.layers, n_images=64, batch_size=64),
+                            spectra=replace(d.spectra, n_images=4096))
+    return d
 
 
 def _stage(i: int, n: int, name: str, start: float) -> None:
@@ -112,7 +145,7 @@ def _finetune_job(job: dict) -> tuple[str, int, float]:
         torch.set_num_threads(threads)
     t0 = time.monotonic()
     run = gan.finetune(**job)
-    return str(job["out_dir"]), int(run.log.images_seen.values[-1]), time.monotonic() - t0
+    return str(job["out"]), int(run.log.images_seen.values[-1]), time.monotonic() - t0
 
 
 def run_finetunes(jobs: list[dict], workers: int) -> None:
@@ -153,7 +186,7 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
     _sweep_stage(out, s, seed, dev, progress, stages, len(checkpoints))
     _finetune_stage(out, s, seed, dev, progress, stages, checkpoints[-1].path)
     _inside_stage(out, s, seed, dev, progress, stages, checkpoints[-1].path)
-    _data_spectra_stage(out, s, seed, dev, progress, stages, quick)
+    _data_spectra_stage(out, s, seed, dev, progress, stages)
     stages.next("figures")
     written = figures.make_figures(out, out / "figures")
     stages.next("report")
@@ -192,13 +225,11 @@ def _pretrain_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, 
 def _sweep_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, stages: _Stages, n: int) -> None:
     from freqlab.runtime import results
     from freqlab.sweep import study as sweep
-    from freqlab.sweep.config import MODES
     from freqlab.sweep.dataset import summarize
 
-    stages.next(f"sweep over {n} checkpoints x {s.n_sigmas} noise levels, and {s.sample_steps}-step Heun samples "
-                f"of {s.sample_images} images from the same noise")
-    settings = dict(modes=MODES, n_images=s.sweep_images, batch_size=s.sweep_batch, seed=seed, device=dev,
-                    out=out / "sweep.nc", progress=progress, sample_steps=s.sample_steps, sample_images=s.sample_images)
+    stages.next(f"sweep over {n} checkpoints x {s.n_sigmas} noise levels, and {s.sweep.sample_steps}-step Heun "
+                f"samples of {s.sweep.n_sample} images from the same noise")
+    settings = dict(config=replace(s.sweep, seed=seed), device=dev, out=out / "sweep.nc", progress=progress)
     try:
         ds = sweep.sweep(out / "pretrain", "natural", s.n_sigmas, resume=True, **settings)
     except results.SettingsDiffer:  # e.g. a sweep.nc of an older freqlab, without the sample mode
@@ -216,14 +247,14 @@ def _finetune_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, 
     runs = {"pretrained": (final, "checkpoint"), "random": (final, "random")}
     # checkpoints of G and its EMA at the start and the end only (the resume state is saved at every log row): the
     # demo reads only `final`, and a row's pair is 8.4 MB for cpu-small (the whole demo held 982 MB with one per row)
-    common = dict(loss=s.finetune_loss, n_images=s.finetune_images, batch_size=s.finetune_batch,
-                  log_every=s.finetune_log_every, checkpoint_every=s.finetune_images, device=str(dev), resume=True,
-                  progress=progress)
-    jobs = [dict(init=path, out_dir=out / run_dir(name, k), init_kind=kind, freeze="conv", seed=seed + k,
-                 **common) for k in range(s.finetune_seeds) for name, (path, kind) in runs.items()]
+    config = replace(s.finetune, checkpoint_every=s.finetune.n_images)
+    common = dict(device=str(dev), resume=True, progress=progress)
+    jobs = [dict(init=path, out=out / run_dir(name, k), **common,
+                 config=replace(config, init_kind=kind, freeze="conv", seed=seed + k))
+            for k in range(s.finetune_seeds) for name, (path, kind) in runs.items()]
     if s.finetune_unfrozen:  # what an unfrozen fine-tune moves (freqlab.inside.weight_change)
-        jobs.insert(0, dict(init=final, out_dir=out / UNFROZEN, init_kind="checkpoint", freeze="none", seed=seed,
-                            **common))
+        jobs.insert(0, dict(init=final, out=out / UNFROZEN, **common,
+                            config=replace(config, init_kind="checkpoint", freeze="none", seed=seed)))
     workers = s.finetune_workers or (1 if dev.type != "cpu" else min(len(jobs), os.cpu_count() or 1))
     run_finetunes(jobs, workers)
 
@@ -231,19 +262,16 @@ def _finetune_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, 
 def _inside_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, stages: _Stages, final) -> None:
     """Per-layer feature spectra (pre-trained, random init, D2O-F fine-tuned) and what the unfrozen D2O moved."""
     from freqlab.inside import layer_spectra, weight_change
-    from freqlab.runtime import results
 
     moved = UNFROZEN if s.finetune_unfrozen else "finetune-pretrained"
     stages.next(f"inside the network: per-layer feature spectra, and what {moved} moved")
     d2o_f, changed = out / "finetune-pretrained" / "final", out / moved / "final"
     if _stale(out / "layer_spectra.nc", final, d2o_f):
         models = {"pretrained": final, "d2o-f": d2o_f}
-        layer_spectra.layer_spectra(models, "natural", s.layer_sigmas, n_images=s.layer_images,
-                                    batch_size=s.layer_images, seed=seed, device=dev, random_init=True,
-                                    progress=progress, out=out / "layer_spectra.nc")
+        layer_spectra.layer_spectra(models, "natural", s.layer_sigmas, config=replace(s.layers, seed=seed),
+                                    device=dev, progress=progress, out=out / "layer_spectra.nc")
     if _stale(out / "weight_change.nc", final, changed):  # D2O's change when it ran, else D2O-F's (frozen set: 0)
-        results.save(weight_change.weight_change(final, changed, policy="conv"),
-                     out / "weight_change.nc")
+        weight_change.weight_change(final, changed, policy="conv", out=out / "weight_change.nc")
 
 
 def _stale(result: Path, *checkpoints) -> bool:
@@ -257,14 +285,10 @@ def _stale(result: Path, *checkpoints) -> bool:
     return result.stat().st_mtime < newest
 
 
-def _data_spectra_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, stages: _Stages,
-                        quick: bool) -> None:
-    from freqlab.measure import data_spectra as dataspectra
-    from freqlab.runtime import results
+def _data_spectra_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, stages: _Stages) -> None:
+    from freqlab.measure.data_spectra import data_spectra
 
     stages.next("data spectra")
     path = out / "data_spectra.nc"
     if not path.exists():
-        res = 16 if quick else 32
-        results.save(dataspectra.data_spectra(n_images=s.spectra_images, resolution=res, seed=seed, device=dev,
-                                              progress=progress), path)
+        data_spectra(config=replace(s.spectra, seed=seed), device=dev, out=path, progress=progress)

@@ -441,7 +441,7 @@ def inside_section(root: Path) -> list[str]:
         from freqlab.inside import weight_change
 
         ds = results.load(root / "weight_change.nc")
-        text = weight_change.summary(ds).splitlines()
+        text = weight_change.summarize(ds).splitlines()
         unfrozen = "unfrozen" in str(ds.attrs.get("after", ""))
         lines += ["", ("What an unfrozen fine-tune (D2O, nothing frozen) moved, against the set D2O-F freezes:"
                        if unfrozen else "What the D2O-F fine-tune moved (its frozen set must not move at all; the "

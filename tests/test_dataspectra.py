@@ -18,7 +18,7 @@ def test_data_spectra_dataset_and_slopes():
     assert (ds.data_power_sem > 0).all()
     # Gaussian sources: band-pass kurtosis 3 where a band holds many modes (the same code as the sweep's)
     assert abs(float(ds.data_band_kurtosis.sel(band="high").mean()) - 3.0) < 0.1
-    assert "grf: slope" in dataspectra.summary(ds)
+    assert "grf: slope" in dataspectra.summarize(ds)
     ax = data_plots.data_spectra_figure(ds)
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
 
@@ -89,4 +89,4 @@ def test_each_image_gets_its_own_slope_and_the_spread_is_reported():
     assert abs(grf + 2.0) < 0.1 and abs(white) < 0.1  # P ∝ f^-2 and flat, image by image too
     assert np.isfinite(slopes.sel(source="five").values[:5]).all()
     assert np.isnan(slopes.sel(source="five").values[5:]).all()  # padded past the source's images
-    assert "one image at a time: median" in dataspectra.summary(ds)
+    assert "one image at a time: median" in dataspectra.summarize(ds)

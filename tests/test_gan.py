@@ -13,6 +13,7 @@ from torch import nn
 
 from freqlab.finetune import discriminator, freezing, losses
 from freqlab.finetune import loop as gan
+from freqlab.finetune.config import FinetuneConfig
 from freqlab.models.denoisers import EDMDenoiser, build_unet
 from freqlab.runtime import results
 from freqlab.training.monitor import NonFiniteLossError
@@ -258,7 +259,7 @@ def test_tiny_finetune_writes_log_samples_and_checkpoints(tiny_run, checkpoint):
     from freqlab.checkpoints.store import load_denoiser
     from freqlab.runtime import results
 
-    out = tiny_run.out_dir
+    out = tiny_run.out
     ds = results.load(out / "finetune.nc")
     assert list(ds.images_seen.values) == [0, 4, 8]
     for name, dims in {**PER_ROW, **STATIC}.items():
@@ -327,7 +328,7 @@ def test_frozen_parameters_train_not_and_have_no_adam_state(tiny_run, denoiser):
     frozen, train = set(tiny_run.freeze.frozen_names), set(tiny_run.freeze.trainable_names)
     assert all(torch.equal(after[n], start[n]) for n in frozen)
     assert any(not torch.equal(after[n], start[n]) for n in train)
-    opts = _saved_optimizers(tiny_run.out_dir)
+    opts = _saved_optimizers(tiny_run.out)
     assert len(opts["generator"]["state"]) == len(train)  # Adam moments only for trainable tensors
     assert opts["generator"]["param_groups"][0]["betas"] == (0.0, 0.99)
 
@@ -413,7 +414,7 @@ def test_lookahead_syncs_every_k_steps_towards_the_fast_weights():
     off.step(2)
     assert off.slow == [] and torch.equal(fast, torch.full((3,), 2.0))
     with pytest.raises(ValueError, match="lookahead must be a whole number"):
-        gan.FinetuneConfig(lookahead=-1)
+        FinetuneConfig(lookahead=-1)
 
 
 @pytest.mark.slow
@@ -449,10 +450,10 @@ def test_a_run_saved_before_lookahead_existed_resumes_without_it(tmp_path, check
 def test_the_discriminator_is_one_of_the_named_choices():
     from freqlab.finetune.config import DISCRIMINATORS
 
-    assert gan.FinetuneConfig().discriminator == "highpass"
+    assert FinetuneConfig().discriminator == "highpass"
     assert DISCRIMINATORS["highpass"] == dict(highpass_gain=4.0, patch_logits=True, minibatch_std=4)  # as before
     with pytest.raises(ValueError, match="discriminator must be one of highpass, pixel-patch, pixel, got 'patch'"):
-        gan.FinetuneConfig(discriminator="patch")
+        FinetuneConfig(discriminator="patch")
 
 
 @pytest.mark.parametrize("old, name", [((4.0, True, 4), "highpass"), ((0.0, True, 4), "pixel-patch"),
@@ -488,14 +489,16 @@ def test_a_run_saved_with_the_discriminator_knobs_resumes_as_the_choice_they_mat
 # ----------------------------------------------------------------------------------------------------------------
 def test_cli_options_are_the_config_fields_with_its_defaults():
     from freqlab.cli import build_parser
-    from freqlab.commands.finetune import settings_of
+    from freqlab.commands.options import setting_values
 
     args = build_parser().parse_args(["finetune", "CKPT"])
-    settings = settings_of(args)
-    defaults = gan.FinetuneConfig()
-    assert set(settings) == set(gan.FinetuneConfig.settings()) - {"bands"}  # every setting but bands has an option
+    settings = setting_values(FinetuneConfig, args)
+    defaults = FinetuneConfig()
+    assert set(settings) == set(FinetuneConfig.settings())  # every setting has an option (seed: --seed)
     for key, value in settings.items():
         assert getattr(defaults, key) == value, key
+    parsed = build_parser().parse_args(["finetune", "CKPT", "--init", "random", "--images", "8", "--bands", "0,0.3,0.5"])
+    assert (parsed.init_kind, parsed.n_images, parsed.bands) == ("random", 8, (0.0, 0.3, 0.5))
 
 
 def test_cli_runs_and_reports_bad_input_in_one_line(tmp_path, checkpoint, capsys):

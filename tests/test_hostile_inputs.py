@@ -232,7 +232,7 @@ CASES = [
     Case("spectra-unknown-window", "a window that does not exist", "spectra --window tukey --out {tmp}/s", "tukey"),
     # pretrain
     Case("pretrain-unknown-preset", "a preset that does not exist", "pretrain --preset huge --out {tmp}/p",
-         "unknown preset 'huge'"),
+         "invalid choice: 'huge'"),
     Case("pretrain-zero-steps", "zero training steps", "pretrain --preset tiny --steps 0 --out {tmp}/p", "steps"),
     Case("pretrain-truncated-npz", "a truncated .npz", "pretrain --preset tiny --data array --data-path "
          "{tmp}/images.npz --out {tmp}/p", "images.npz", _truncated_npz),
@@ -523,7 +523,7 @@ def test_odd_but_valid_input_is_read_as_documented(tmp_path):
     from PIL import Image
 
     from freqlab import spectral
-    from freqlab.commands.sweep import _modes
+    from freqlab.sweep.config import parse_modes
     from freqlab.data import sources as data
     from freqlab.measure.sigmas import check_sigmas
 
@@ -551,7 +551,7 @@ def test_odd_but_valid_input_is_read_as_documented(tmp_path):
     for scale in (1e-11, 1e30):
         stats = spectral.band_statistics(y * scale)
         assert bool(torch.isfinite(stats.power).all()) and bool(torch.isfinite(stats.kurtosis).all())
-    assert _modes("both") == ("denoise", "generate")
+    assert parse_modes("both") == ("denoise", "generate")
 
 
 # --------------------------------------------------------------------------------------------------------------

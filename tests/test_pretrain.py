@@ -387,11 +387,19 @@ def test_absurd_learning_rate_is_caught(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 # command line
 # ---------------------------------------------------------------------------------------------------------------
-def test_cli_knobs_are_config_fields():
-    from freqlab.commands.pretrain import KNOBS
+def test_cli_options_are_the_config_fields_and_show_each_presets_value(capsys):
+    from freqlab.cli import build_parser
 
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    assert {dest for _, dest, _, _ in KNOBS} <= fields
+    parser = build_parser()
+    args = parser.parse_args(["pretrain"])
+    offered = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("cli", True)}
+    assert len(offered) > 25 and all(getattr(args, name) is None for name in offered)  # None: the preset's value
+    parsed = parser.parse_args(["pretrain", "--channels", "8,16", "--no-amp", "--checkpoints", "3", "--ema-decay", "none"])
+    assert (parsed.channels, parsed.amp, parsed.n_checkpoints, parsed.ema_decay) == ((8, 16), False, 3, None)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["pretrain", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "cpu-small 800; cifar 400000; tiny 12" in text and "preset's value" in text
 
 
 def test_cli_runs_and_refuses_in_one_line(tmp_path, capsys):
@@ -406,8 +414,9 @@ def test_cli_runs_and_refuses_in_one_line(tmp_path, capsys):
     assert main(["pretrain", "--preset", "tiny", "--steps", "2", "--lr", "1e-4", "--out", out, "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("freqlab pretrain: error:") and "different pre-training run" in err and "\n" not in err
-    assert main(["pretrain", "--preset", "nope", "--out", out]) == 2
-    assert "unknown preset" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", "--preset", "nope", "--out", out])
+    assert exit_info.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
 
 
 def test_cli_help_has_examples(capsys):

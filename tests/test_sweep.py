@@ -500,16 +500,29 @@ def test_sample_mode_pairs_with_generate_and_leaves_the_other_modes_unchanged(wh
 
 
 def test_sweep_settings_are_defined_once():
-    import inspect
+    """The command line's options are the config's fields with the config's defaults; sweep() takes the config
+    whole or builds it from keywords, and names an unknown keyword."""
+    import dataclasses
 
-    from freqlab.measure import core as measure
+    from freqlab.cli import build_parser
+    from freqlab.measure.conventions import WINDOW
     from freqlab.sweep.config import SweepConfig
 
     defaults = SweepConfig()
-    params = inspect.signature(sw.sweep).parameters
-    for name in ("modes", "n_images", "batch_size", "seed", "window", "wasserstein_images", "sample_steps", "sampler"):
-        assert params[name].default == getattr(defaults, name), name
-    assert defaults.window == measure.WINDOW
+    args = build_parser().parse_args(["sweep", "RUN"])
+    offered = [f.name for f in dataclasses.fields(SweepConfig) if f.metadata.get("cli", True)]
+    assert len(offered) > 10
+    for name in offered:
+        assert getattr(args, name) == getattr(defaults, name), name
+    assert defaults.window == WINDOW
+    parsed = build_parser().parse_args(["sweep", "RUN", "--modes", "all", "--bands", "0,0.2,0.5", "--window", "none",
+                                        "--sample-images", "4", "--linear-reference", "0"])
+    assert parsed.modes == ("denoise", "generate", "sample") and parsed.bands == (0.0, 0.2, 0.5)
+    assert parsed.window is None and parsed.sample_images == 4 and parsed.linear_reference == 0
+    with pytest.raises(ValueError, match="unknown sweep setting.*n_imgs.*n_images"):
+        sw.sweep("RUN", n_imgs=4)
+    with pytest.raises(ValueError, match="n_images must be at least"):
+        sw.sweep("RUN", config=SweepConfig(n_images=8), n_images=1)
 
 
 def test_sample_mode_runs_on_a_diffusers_vp_model_and_an_edm_network(white16, edm_pickle):  # noqa: F811

@@ -17,7 +17,7 @@ from freqlab.checkpoints.store import load_denoiser
 from freqlab.cli import main
 from freqlab.finetune import loop as gan
 from freqlab.finetune.freezing import LAYER_TYPE_NAMES, freeze_policy
-from freqlab.inside.weight_change import change_per_parameter_ratio, summary, weight_change
+from freqlab.inside.weight_change import change_per_parameter_ratio, summarize, weight_change
 from freqlab.plots.weights import weight_change_figure
 from freqlab.runtime import results
 
@@ -69,7 +69,7 @@ def test_self_comparison_is_exactly_zero(checkpoint, model):
     assert float(ds.rel_change_total) == 0.0
     populated = ds.type_n_params.values > 0
     assert (ds.type_rel_change.values[populated] == 0).all()
-    assert "no weight changed" in summary(ds)
+    assert "no weight changed" in summarize(ds)
     # the same with an in-memory module on one side; the caller's module is not frozen in place
     again = weight_change(model, checkpoint)
     assert (again.abs_change.values == 0).all()
@@ -171,7 +171,7 @@ def test_policy_none_and_a_bad_policy(model):
 # (c) tiny fine-tunes: D2O-F leaves its frozen set exactly as it was, D2O moves it
 # ----------------------------------------------------------------------------------------------------------------
 def test_d2o_f_finetune_leaves_the_frozen_set_exactly(checkpoint, finetunes):
-    out = finetunes["conv"].out_dir
+    out = finetunes["conv"].out
     for after in (out / "final", out / "checkpoints" / "finetune-0000004"):  # the EMA and the raw generator
         ds = weight_change(checkpoint, after)
         frozen = ds.frozen_by_policy.values
@@ -179,18 +179,18 @@ def test_d2o_f_finetune_leaves_the_frozen_set_exactly(checkpoint, finetunes):
         assert float(ds.frozen_share_of_change) == 0.0 and float(ds.rel_change_frozen) == 0.0
         assert (ds.abs_change.values[~frozen] > 0).any()
         assert float(ds.frozen_share_of_params) == pytest.approx(finetunes["conv"].freeze.frozen_share)
-    assert "did not move at all" in summary(ds)
+    assert "did not move at all" in summarize(ds)
 
 
 def test_d2o_finetune_moves_the_d2o_f_frozen_set(checkpoint, finetunes):
     run = finetunes["none"]
-    ds = weight_change(checkpoint, run.out_dir / "final")
+    ds = weight_change(checkpoint, run.out / "final")
     frozen = ds.frozen_by_policy.values
     assert (ds.abs_change.values[frozen] > 0).any()
     assert 0 < float(ds.frozen_share_of_change) < 1 and float(ds.rel_change_frozen) > 0
     # the in-memory generator (names prefixed 'denoiser.') lines up with its exported checkpoint
     live = weight_change(checkpoint, run.generator)
-    saved = weight_change(checkpoint, run.out_dir / "checkpoints" / "finetune-0000004")
+    saved = weight_change(checkpoint, run.out / "checkpoints" / "finetune-0000004")
     np.testing.assert_array_equal(live.abs_change.values, saved.abs_change.values)
 
 
@@ -220,7 +220,7 @@ def test_mismatched_architectures_are_one_line(model):
 # ----------------------------------------------------------------------------------------------------------------
 def test_cli_writes_the_files_and_prints_a_summary(checkpoint, finetunes, tmp_path, capsys):
     out = tmp_path / "weights"
-    assert main(["weights", str(checkpoint), str(finetunes["none"].out_dir / "final"), "--out", str(out)]) == 0
+    assert main(["weights", str(checkpoint), str(finetunes["none"].out / "final"), "--out", str(out)]) == 0
     captured = capsys.readouterr()
     for name in ("weight_change.nc", "weight_change.png", "weight_change.pdf"):
         assert (out / name).is_file()

@@ -28,10 +28,18 @@ def floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def add_models_and_data(parser: argparse.ArgumentParser, *, data_help: str, split: str = "test") -> None:
-    """The checkpoints to measure (a run directory or paths) and the data source they are measured on."""
+def add_models_and_data(parser: argparse.ArgumentParser, *, data_help: str) -> None:
+    """The checkpoints to measure (a run directory or paths) and the data source they are measured on (its split
+    is a setting of the study)."""
     parser.add_argument("models", nargs="+", metavar="RUN_DIR_OR_CHECKPOINT",
                         help="a run directory (all its checkpoints, in training order) or checkpoint paths")
     parser.add_argument("--data", default="natural", help=data_help)
-    parser.add_argument("--split", default=split, choices=("train", "test"), help=f"data split (default: {split})")
     parser.add_argument("--data-path", default=None, help="folder / cifar10 / array sources: where the images are")
+
+
+def add_sigma_grid(parser: argparse.ArgumentParser, default_n: str) -> None:
+    """``--sigmas`` or ``--n-sigmas``: the noise levels of a study."""
+    grid = parser.add_mutually_exclusive_group()
+    grid.add_argument("--sigmas", type=floats, default=None, help="comma-separated noise levels, e.g. 0.02,0.1,1,80")
+    grid.add_argument("--n-sigmas", type=int, default=None,
+                      help=f"log-spaced levels from the model's sigma_min to sigma_max (default: {default_n})")

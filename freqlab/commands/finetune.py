@@ -14,6 +14,7 @@ import argparse
 import sys
 
 from freqlab.commands.common import add_common
+from freqlab.commands.options import add_setting_options, setting_values
 
 EXAMPLES = """examples:
   freqlab finetune runs/pretrain/checkpoints/final --images 20000 --out runs/d2o-f           # D2O-F (conv frozen)
@@ -26,50 +27,14 @@ EXAMPLES = """examples:
 """
 
 
-#: option (its argparse dest) -> FinetuneConfig field, where the names differ; every other option of the
-#: fine-tuning settings has the field's own name. The defaults all come from FinetuneConfig.
-OPTION_FIELDS = {"init": "init_kind", "images": "n_images"}
-
-
 def register(sub) -> None:
     # no torch: the parser builds fast
-    from freqlab.finetune.config import DISCRIMINATORS, LOSSES, FinetuneConfig, describe_discriminator
+    from freqlab.finetune.config import FinetuneConfig
 
-    C = FinetuneConfig()
     p = sub.add_parser("finetune", help="GAN fine-tuning of a denoiser into a one-step generator (D2O / D2O-F)",
                        description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a freqlab, diffusers or EDM checkpoint (load_denoiser)")
-    p.add_argument("--freeze", default=C.freeze, metavar="conv|none|REGEX",
-                   help="conv (D2O-F, default): freeze residual-block convs, resamplers and attention output "
-                        "projections; none (D2O); or a regex over parameter names (matches are frozen)")
-    p.add_argument("--init", default=C.init_kind, choices=("checkpoint", "random"),
-                   help="start from the checkpoint's weights, or from fresh weights of the same architecture")
-    p.add_argument("--images", type=int, default=C.n_images, help=f"budget in training images (default {C.n_images})")
-    p.add_argument("--data", default=C.data, help=f"data source (default {C.data})")
-    p.add_argument("--data-path", default=C.data_path, help="folder / cifar10 / array data: where the images are")
-    p.add_argument("--loss", default=C.loss, choices=LOSSES,
-                   help="non-saturating (default, the paper's) or hinge (ended closer to the data more often in short "
-                   "CPU runs: benchmarks/README.md, 'GAN recipe')")
-    p.add_argument("--r1-gamma", type=float, default=C.r1_gamma, help=f"R1 weight γ (default {C.r1_gamma}; 0: off)")
-    p.add_argument("--r1-every", type=int, default=C.r1_every, help=f"lazy R1 interval k (default {C.r1_every})")
-    p.add_argument("--lr-g", type=float, default=C.lr_g, help=f"generator learning rate (default {C.lr_g})")
-    p.add_argument("--lr-d", type=float, default=C.lr_d, help=f"discriminator learning rate (default {C.lr_d})")
-    p.add_argument("--lookahead", type=int, default=C.lookahead, metavar="K",
-                   help="lookahead-minmax: every K steps G and D move back to their slow weights, which take "
-                        f"half of the K steps' change; damps the GAN's swings (default {C.lookahead}; 0: off)")
-    p.add_argument("--batch-size", type=int, default=C.batch_size, help=f"default {C.batch_size}")
-    p.add_argument("--log-every", type=int, default=C.log_every,
-                   help=f"log spectra, samples and resume state every N images (default {C.log_every})")
-    p.add_argument("--checkpoint-every", type=int, default=C.checkpoint_every,
-                   help="export G and its EMA every N images (default: at every log moment)")
-    p.add_argument("--ema", type=float, default=C.ema, help=f"EMA half-life in images (default {C.ema}; 0: off)")
-    p.add_argument("--n-eval", type=int, default=C.n_eval, help=f"fixed-z outputs logged (default {C.n_eval})")
-    p.add_argument("--n-data", type=int, default=C.n_data, help=f"data images of the reference (default {C.n_data})")
-    p.add_argument("--discriminator", default=C.discriminator, choices=tuple(DISCRIMINATORS),
-                   help=f"the discriminator (default {C.discriminator}; chosen in benchmarks/README.md, 'GAN recipe'): "
-                        + "; ".join(f"{k}: {describe_discriminator(k)}" for k in DISCRIMINATORS))
-    p.add_argument("--d-channels", type=int, default=C.d_channels,
-                   help=f"discriminator base channels (default {C.d_channels})")
+    add_setting_options(p, FinetuneConfig, skip=("seed",), title="what determines the numbers (freqlab.finetune.config)")
     p.add_argument("--overwrite", action="store_true", help="delete a previous fine-tuning run in --out and start over")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow an EDM network pickle (edm-*.pkl, network-snapshot-*.pkl) as CHECKPOINT: unpickling "
@@ -85,7 +50,7 @@ def dry_run(args) -> int:
     from freqlab.finetune.freezing import freeze_policy, parameter_breakdown
     from freqlab.finetune.generator import make_generator
 
-    gen = make_generator(args.checkpoint, init_kind=args.init, seed=args.seed, device="cpu",
+    gen = make_generator(args.checkpoint, init_kind=args.init_kind, seed=args.seed, device="cpu",
                          trust_pickle=args.trust_pickle)
     report = freeze_policy(gen.denoiser, args.freeze)
     print(report.summary())
@@ -100,15 +65,6 @@ def dry_run(args) -> int:
     return 0
 
 
-def settings_of(args) -> dict:
-    """The FinetuneConfig fields set by the command line's options (all but ``init`` and ``bands`` have one)."""
-    from freqlab.finetune.config import FinetuneConfig
-
-    fields = set(FinetuneConfig.settings())
-    values = {OPTION_FIELDS.get(dest, dest): value for dest, value in vars(args).items()}
-    return {name: values[name] for name in fields if name in values}
-
-
 def run(args) -> int:
     from freqlab.finetune.loop import finetune
     from freqlab.measure import core as measure
@@ -116,7 +72,10 @@ def run(args) -> int:
 
     if args.dry_run:
         return dry_run(args)
-    result = finetune(args.checkpoint, args.out, **settings_of(args), device=args.device, overwrite=args.overwrite,
+    from freqlab.finetune.config import FinetuneConfig
+
+    settings = {k: v for k, v in setting_values(FinetuneConfig, args).items() if k != "init"}
+    result = finetune(args.checkpoint, args.out, **settings, device=args.device, overwrite=args.overwrite,
                       progress=not args.quiet, trust_pickle=args.trust_pickle)
     if not distributed.is_main():  # under torchrun, rank 0 reports
         return 0
@@ -134,6 +93,6 @@ def run(args) -> int:
     f0, f1 = (measure.cutoff_text(*measure.channel_cutoff(row.cutoff_freq, row.cutoff_freq_bound))
               for row in (log.isel(images_seen=0), log.isel(images_seen=-1)))
     print(f"  cutoff f_c (|relative power| > 3 dB): {f0} -> {f1}")
-    print(f"wrote {result.out_dir / 'finetune.nc'}, samples in {result.out_dir / 'samples'}", file=sys.stderr)
+    print(f"wrote {result.out / 'finetune.nc'}, samples in {result.out / 'samples'}", file=sys.stderr)
     return 0
 

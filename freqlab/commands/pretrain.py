@@ -2,7 +2,7 @@
 
 The run directory gets run.json (the settings), checkpoints/step-NNNNNN/ (EMA weights; step 0 is the random
 initialisation, the control), loss_by_sigma.csv and state/ (to resume). Every option left out takes the
-preset's value.
+preset's value (each option's help gives them).
 
 loss_by_sigma.csv holds, per σ range and logging interval, the training loss, skip_baseline (the loss of the
 skip connection alone, network output 0, on the same images and σ: (σ²·m/σd² + σd²)/(σ² + σd²) for images of
@@ -32,6 +32,7 @@ import argparse
 import ast
 
 from freqlab.commands.common import add_common
+from freqlab.commands.options import add_setting_options, setting_values
 
 EXAMPLES = """examples:
   freqlab pretrain                                              # cpu-small on the embedded natural crops
@@ -40,23 +41,6 @@ EXAMPLES = """examples:
   freqlab pretrain --preset cifar --data cifar10 --data-path ~/data/cifar-10-batches-py --device cuda
   freqlab pretrain --preset tiny --out /tmp/tiny --overwrite    # seconds; replaces an earlier run there
 """
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    text = text.strip().lower()
-    if text in ("", "none"):
-        return ()
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from err
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -69,53 +53,17 @@ def _option(text: str) -> tuple[str, object]:
         return key, value
 
 
-# (flag, TrainConfig field, type, help); every default is None: "the preset's value"
-KNOBS = (
-    ("--data", "data", str, "data source: natural (default), deadleaves, grf, white, folder, cifar10, array"),
-    ("--data-path", "data_path", str, "folder / cifar10 / array data: where the images are"),
-    ("--resolution", "resolution", int, "image size in pixels (square)"),
-    ("--data-seed", "data_seed", int, "which crops a procedural source draws (kept apart from --seed)"),
-    ("--channels", "channels", _ints, "UNet widths per level, e.g. 32,64,64"),
-    ("--layers-per-block", "layers_per_block", int, "ResNet blocks per level"),
-    ("--attention-levels", "attention_levels", _ints, "levels with self-attention, e.g. 2 (0 = full resolution; "
-                                                      "'none' for none)"),
-    ("--dropout", "dropout", float, "dropout in the ResNet blocks"),
-    ("--sigma-data", "sigma_data", float, "EDM σ_data (0.5 for images in [-1, 1])"),
-    ("--sigma-min", "sigma_min", float, "σ_min recorded in the checkpoints"),
-    ("--sigma-max", "sigma_max", float, "σ_max recorded in the checkpoints (the D2O generator's σ)"),
-    ("--loguniform-share", "loguniform_share", float, "share of training images whose σ is log-uniform over "
-                                                      "[σ_min, σ_max] instead of log-normal (EDM: 0)"),
-    ("--p-mean", "p_mean", float, "mean of log σ during training (EDM: -1.2)"),
-    ("--p-std", "p_std", float, "standard deviation of log σ during training (EDM: 1.2)"),
-    ("--steps", "steps", int, "optimisation steps"),
-    ("--batch-size", "batch_size", int, "images per step"),
-    ("--lr", "lr", float, "Adam learning rate"),
-    ("--betas", "betas", _floats, "Adam betas, e.g. 0.9,0.999"),
-    ("--warmup-steps", "warmup_steps", int, "steps of linear learning-rate warm-up"),
-    ("--lr-schedule", "lr_schedule", str, "constant or cosine (decay to 0 after the warm-up)"),
-    ("--grad-clip", "grad_clip", float, "maximum global gradient norm (0: off)"),
-    ("--ema-halflife", "ema_halflife_images", float, "EMA half-life in images"),
-    ("--ema-rampup-ratio", "ema_rampup_ratio", float, "EMA half-life at most this share of the images seen"),
-    ("--ema-decay", "ema_decay", float, "fixed per-step EMA decay (overrides the half-life)"),
-    ("--checkpoints", "n_checkpoints", int, "number of log-spaced checkpoints (step 0 and the last included)"),
-    ("--state-every", "state_every", int, "steps between saved training states (what --resume restarts from)"),
-    ("--log-every", "log_every", int, "steps per block of the loss-per-σ log"),
-    ("--loss-sigma-edges", "loss_sigma_edges", _floats, "σ bin edges of the loss log, e.g. 0.01,0.1,1,10"),
-)
-
-
 def register(sub) -> None:
     p = sub.add_parser("pretrain", help="train a small diffusion model with the EDM loss; log-spaced checkpoints",
                        description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="cpu-small", help="cpu-small (default), cifar or tiny")
-    for flag, dest, kind, text in KNOBS:
-        p.add_argument(flag, dest=dest, type=kind, default=None, help=text,
-                       metavar=flag.lstrip("-").upper().replace("-", "_"))
-    p.add_argument("--grayscale", action="store_true", default=None, help="one channel instead of RGB")
+    from freqlab.pretrain.config import PRESETS, TrainConfig, make_config
+
+    p.add_argument("--preset", default="cpu-small", choices=tuple(PRESETS),
+                   help="the settings every option left out takes (default: cpu-small)")
+    add_setting_options(p, TrainConfig, skip=("preset", "seed"), presets={k: make_config(k) for k in PRESETS},
+                        title="settings (default: the preset's value, given for each preset)")
     p.add_argument("--data-option", dest="data_options", type=_option, action="append", default=None,
                    metavar="KEY=VALUE", help="an option of the data source (e.g. max_crop=0.25); repeatable")
-    p.add_argument("--no-amp", dest="amp", action="store_false", default=None,
-                   help="no bf16 autocast on accelerators (CPU always runs float32)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last saved state")
     p.add_argument("--overwrite", action="store_true", help="delete a previous run in --out and start over")
     add_common(p, out_default="runs/pretrain")
@@ -123,11 +71,11 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from freqlab.pretrain.config import make_config
+    from freqlab.pretrain.config import TrainConfig, make_config
     from freqlab.pretrain.loop import pretrain
 
-    fields = [dest for _, dest, _, _ in KNOBS] + ["grayscale", "amp"]
-    overrides = {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
+    overrides = {name: value for name, value in setting_values(TrainConfig, args).items()
+                 if value is not None and name not in ("preset", "seed", "data_options")}
     if args.data_options:
         overrides["data_options"] = dict(args.data_options)
     config = make_config(args.preset, seed=args.seed, **overrides)
@@ -140,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             f"; training loss {result.loss:.4f} = {result.loss_over_baseline:.3f} x the skip-only baseline "
             "(below 1 = learned)")
     print(f"pretrain {config.preset}: step {result.step} of {config.steps}{speed}{loss}; "
-          f"{len(result.checkpoints)} checkpoints in {result.out_dir / 'checkpoints'}")
+          f"{len(result.checkpoints)} checkpoints in {result.out / 'checkpoints'}")
     for path in result.checkpoints:
         print(path)
     return 0

@@ -38,15 +38,14 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from freqlab.inside.weight_change import FILE_NAME, summary, weight_change
+    from freqlab.inside.weight_change import FILE_NAME, summarize, weight_change
     from freqlab.plots.style import save_figure
     from freqlab.plots.weights import weight_change_figure
-    from freqlab.runtime import results
 
-    ds = weight_change(args.before, args.after, policy=args.policy, trust_pickle=args.trust_pickle)
     out = Path(args.out)
-    nc = results.save(ds, out / FILE_NAME)
+    nc = out / FILE_NAME
+    ds = weight_change(args.before, args.after, policy=args.policy, trust_pickle=args.trust_pickle, out=nc)
     written = save_figure(weight_change_figure(ds), out / Path(FILE_NAME).stem, close=True)
-    print(summary(ds))
+    print(summarize(ds))
     print(f"wrote {nc} and {', '.join(str(p) for p in written)}", file=sys.stderr)
     return 0

@@ -1,13 +1,17 @@
 """The settings of a fine-tuning run (:class:`FinetuneConfig`): everything that determines its numbers.
 
-The one place they are defined: :func:`freqlab.finetune.loop.finetune` takes them as keywords and ``freqlab finetune`` takes
-its option defaults from here. Imports no torch (the command line builds its parser from it)."""
+The one place they are defined: :func:`freqlab.finetune.loop.finetune` takes them whole (``config=``) or as keywords,
+and ``freqlab finetune`` builds its options from the fields. Imports no torch (the command line builds its parser
+from it)."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 from typing import Mapping
+
+from freqlab.measure.conventions import DEFAULT_BAND_EDGES
+from freqlab.runtime.settings import configure, documented, parse_edges, parse_optional_int, setting
 
 __all__ = ["DISCRIMINATORS", "LOSSES", "FinetuneConfig", "describe_discriminator"]
 
@@ -38,39 +42,51 @@ def describe_discriminator(name: str) -> str:
     return f"{view}, {logits}, {mbstd}"
 
 
+@documented
 @dataclass
 class FinetuneConfig:
-    """Everything that determines the numbers of a fine-tuning run (device and I/O options are not here).
+    """Everything that determines the numbers of a fine-tuning run (device and I/O options are not here); each
+    field's doc is also the help of its ``freqlab finetune`` option.
 
     Sizes are in images: ``n_images`` is the budget, ``log_every`` the spacing of log rows and sample grids,
     ``checkpoint_every`` that of exported checkpoints (``None``: at every log row; the resume state is always saved
     at every log row), ``ema`` the half-life of the generator's EMA (0: no averaging).
     """
 
-    init: str = ""                      # provenance: the checkpoint path (set by finetune)
-    init_kind: str = "checkpoint"       # "checkpoint" or "random" (same architecture, fresh weights: the control)
-    data: str = "natural"               # a freqlab.data.sources source name
-    data_path: str | None = None        # for the "folder" and "array" sources
-    freeze: str = "conv"                # "none" (D2O), "conv" (D2O-F) or a regex over parameter names
-    loss: str = "ns"                    # "ns" (non-saturating) or "hinge"
-    r1_gamma: float = 0.1               # R1 weight γ (0 turns R1 off)
-    r1_every: int = 16                  # lazy R1: every k D steps, with gain k
-    lr_g: float = 4e-4
-    lr_d: float = 8e-4
-    batch_size: int = 32
-    n_images: int = 10_000
-    log_every: int = 1_000
-    checkpoint_every: int | None = None
-    ema: float = 500.0
-    n_eval: int = 64                    # fixed-z outputs logged at each row (spectra, band statistics, grid)
-    n_data: int = 256                   # data images of the reference statistics
-    bands: tuple[float, ...] | None = None  # band edges in cycles/pixel; None: low/mid/high of DEFAULT_BANDS
-    # the discriminator: a name in DISCRIMINATORS and its base channels; another one: finetune(discriminator_factory=...)
-    discriminator: str = "highpass"
-    d_channels: int = 16
-    lookahead: int = 5                  # lookahead-minmax: every k steps G and D move halfway back to their slow
-    #                                     weights (0: off); see freqlab.training.averaging.Lookahead
-    seed: int = 0
+    init: str = setting("", "provenance: the checkpoint path (set by finetune)", cli=False)
+    init_kind: str = setting("checkpoint", "start from the checkpoint's weights, or from fresh weights of the same "
+                             "architecture (the control)", choices=("checkpoint", "random"), flag="--init")
+    data: str = setting("natural", "data source (a freqlab.data.sources name)")
+    data_path: str | None = setting(None, "folder / cifar10 / array data: where the images are", parse=str,
+                                    metavar="PATH")
+    freeze: str = setting("conv", "conv (D2O-F): freeze residual-block convs, resamplers and attention output "
+                          "projections; none (D2O); or a regex over parameter names (matches are frozen)",
+                          metavar="conv|none|REGEX")
+    loss: str = setting("ns", "ns (non-saturating, the paper's) or hinge (ended closer to the data more often in "
+                        "short CPU runs: benchmarks/README.md, 'GAN recipe')", choices=LOSSES)
+    r1_gamma: float = setting(0.1, "R1 weight γ (0: off)")
+    r1_every: int = setting(16, "lazy R1: every k discriminator steps, with gain k")
+    lr_g: float = setting(4e-4, "generator learning rate")
+    lr_d: float = setting(8e-4, "discriminator learning rate")
+    batch_size: int = setting(32, "images per step (under torchrun: the global batch, split over the processes)")
+    n_images: int = setting(10_000, "budget in training images", flag="--images", metavar="N")
+    log_every: int = setting(1_000, "log spectra, samples and resume state every N images", metavar="N")
+    checkpoint_every: int | None = setting(None, "export G and its EMA every N images (none: at every log moment)",
+                                           parse=parse_optional_int, metavar="N")
+    ema: float = setting(500.0, "EMA half-life in images (0: off)")
+    n_eval: int = setting(64, "fixed-z outputs logged at each row (spectra, band statistics, grid)", metavar="N")
+    n_data: int = setting(256, "data images of the reference statistics", metavar="N")
+    bands: tuple[float, ...] | None = setting(None, "band edges in cycles/pixel (none: low/mid/high, "
+                                              + ",".join(f"{e:g}" for e in DEFAULT_BAND_EDGES) + ")",
+                                              parse=parse_edges, metavar="EDGES")
+    discriminator: str = setting("highpass", "the discriminator (chosen in benchmarks/README.md, 'GAN recipe'): "
+                                 + "; ".join(f"{k}: {describe_discriminator(k)}" for k in DISCRIMINATORS)
+                                 + "; another one: finetune(discriminator_factory=...)", choices=tuple(DISCRIMINATORS))
+    d_channels: int = setting(16, "discriminator base channels", metavar="N")
+    lookahead: int = setting(5, "lookahead-minmax: every K steps G and D move back to their slow weights, which take "
+                             "half of the K steps' change; damps the GAN's swings (0: off; "
+                             "freqlab.training.averaging.Lookahead)", metavar="K")
+    seed: int = setting(0, "seeds the generator noise, the data order, the discriminator and a random init", cli=False)
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -126,12 +142,13 @@ class FinetuneConfig:
         return tuple(f.name for f in dataclasses.fields(cls) if f.name != "init")
 
     @classmethod
-    def from_settings(cls, init: str, settings: dict) -> "FinetuneConfig":
-        """The config of ``settings`` (keywords of :func:`freqlab.finetune.loop.finetune`); unknown names are one clear error."""
+    def from_settings(cls, init: str, settings: dict, config: "FinetuneConfig | None" = None) -> "FinetuneConfig":
+        """``config`` (default: the defaults) with ``settings`` (keywords of :func:`freqlab.finetune.loop.finetune`)
+        and the provenance ``init``; an unknown name is one clear error."""
         unknown = sorted(set(settings) - set(cls.settings()))
         if unknown:
             raise ValueError(f"unknown fine-tuning setting(s) {', '.join(unknown)}; known: {', '.join(cls.settings())}")
-        return cls(init=init, **settings)
+        return configure(cls, config, {**settings, "init": init}, what="fine-tuning")
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}

@@ -22,7 +22,7 @@ The parts live in their own modules: :mod:`freqlab.finetune.generator` (G and th
 and :mod:`freqlab.finetune.state` (checkpoints, resume state), :mod:`freqlab.finetune.game` (:func:`gan_step`, one step
 of the game); this module holds the loop around it and re-exports their public names.
 
-Layout of a run directory ``out_dir``::
+Layout of a run directory ``out``::
 
     finetune.nc                       the log (see :func:`finetune` for its variables)
     samples/images_seen-0001024.png   a grid of the logged outputs at each log moment (samples/data.png: the data)
@@ -84,7 +84,7 @@ __all__ = [
 class FinetuneRun:
     """What :func:`finetune` returns: the log and the trained networks, on the run's device."""
 
-    out_dir: Path
+    out: Path
     log: xr.Dataset
     generator: Generator
     generator_ema: Generator
@@ -120,8 +120,9 @@ class _DataStream:
 
 def finetune(
     init,
-    out_dir: str | os.PathLike,
+    out: str | os.PathLike,
     *,
+    config: FinetuneConfig | None = None,
     device="auto",
     resume: bool = True,
     overwrite: bool = False,
@@ -135,15 +136,16 @@ def finetune(
     Parameters
     ----------
     init : a checkpoint path (anything :func:`freqlab.checkpoints.store.load_denoiser` accepts) or a ``Denoiser``.
-    out_dir : the run directory (layout in the module docstring).
-    **settings : the fields of :class:`FinetuneConfig`, with its defaults (an unknown name is a ValueError), e.g.
+    out : the run directory (layout in the module docstring).
+    config : :class:`freqlab.finetune.config.FinetuneConfig`, what determines the numbers (each field documented
+        there); ``**settings`` set single fields of it (an unknown name is a ValueError), e.g.
         ``init_kind`` (``"checkpoint"``: its weights; ``"random"``: same architecture, fresh seeded weights),
         ``freeze`` (``"none"`` D2O, ``"conv"`` D2O-F, or a regex over parameter names, :func:`freeze_policy`),
         ``loss``, ``n_images``, ``batch_size``, ``log_every``, ``lr_g``, ``lr_d``, ``seed``.
-    resume : continue the run found in ``out_dir`` (its config must match, except ``n_images`` and
+    resume : continue the run found in ``out`` (its config must match, except ``n_images`` and
         ``checkpoint_every``); a run that already reached ``n_images`` returns at once. ``resume=False`` with a run
         there is an error unless ``overwrite``.
-    overwrite : delete a previous run's files in ``out_dir`` (log, samples, checkpoints, state) first.
+    overwrite : delete a previous run's files in ``out`` (log, samples, checkpoints, state) first.
     trust_pickle : allow an EDM network pickle as ``init`` (unpickling runs its code; only for files you trust).
         Its fine-tuned checkpoints hold the weights and name the source pickle (with its sha256) for the
         architecture: :func:`freqlab.checkpoints.store.load_denoiser` and ``freqlab sweep --trust-pickle`` load them.
@@ -155,7 +157,7 @@ def finetune(
 
     Returns
     -------
-    FinetuneRun. Its ``log`` (also ``out_dir/finetune.nc``) has dim ``images_seen`` (int, images the generator was
+    FinetuneRun. Its ``log`` (also ``out/finetune.nc``) has dim ``images_seen`` (int, images the generator was
     trained on; the first row, 0, is the initial model, i.e. the denoiser's one-step output at σ_max), and:
 
     * per row: ``power``, ``power_sem`` (images_seen, channel, freq); ``relative_power_db`` (images_seen, freq);
@@ -174,19 +176,19 @@ def finetune(
     ``images_seen``).
 
     Under torchrun every rank calls this with the same arguments and trains G and D with DDP on its share of the
-    global ``batch_size`` (see :func:`run_finetune`); only rank 0 writes ``out_dir`` and shows progress; every rank
+    global ``batch_size`` (see :func:`run_finetune`); only rank 0 writes ``out`` and shows progress; every rank
     returns the same networks and rank 0's log.
     """
     provenance = str(init) if isinstance(init, (str, os.PathLike)) else f"<{type(init).__name__} object>"
-    config = FinetuneConfig.from_settings(provenance, settings)
-    return run_finetune(init, out_dir, config, device=device, resume=resume, overwrite=overwrite,
+    config = FinetuneConfig.from_settings(provenance, settings, config)
+    return run_finetune(init, out, config, device=device, resume=resume, overwrite=overwrite,
                         progress=progress, discriminator_factory=discriminator_factory, trust_pickle=trust_pickle)
 
 
-@holding("out_dir")
+@holding("out")
 def run_finetune(
     init,
-    out_dir: str | os.PathLike,
+    out: str | os.PathLike,
     config: FinetuneConfig,
     *,
     device="auto",
@@ -210,7 +212,7 @@ def run_finetune(
 
     device = distributed.setup(device)
     progress = progress and distributed.is_main()
-    out = Path(out_dir)
+    out = Path(out)
     previous = _open_run(out, config, resume=resume, overwrite=overwrite)
     nets = _build_networks(init, config, device, discriminator_factory, trust_pickle=trust_pickle, progress=progress)
     run = _start(out, config, device, nets, previous)

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,21 +46,20 @@ import xarray as xr
 
 from freqlab import spectral
 from freqlab.measure import core as measure
-from freqlab.measure.conventions import WINDOW
+from freqlab.inside.layer_config import DEFAULT_N_SIGMAS, LayerSpectraConfig
+from freqlab.measure.sigmas import check_sigmas, default_sigmas
 from freqlab.models.unet_blocks import BlockInfo, describe_blocks, feature_map, unet_blocks
 from freqlab.runtime import results
 from freqlab.runtime.devices import resolve_device
 from freqlab.runtime.outputs import holding
 from freqlab.runtime.rng import per_sample_randn
+from freqlab.runtime.settings import configure
 from freqlab.sweep.inputs import Entry, check_shape, make_data, resolve_models
 
-__all__ = ["layer_spectra", "summarize", "MODES", "DEFAULT_N_SIGMAS", "RANDOM_INIT", "FILE_NAME"]
+__all__ = ["layer_spectra", "summarize", "RANDOM_INIT", "FILE_NAME"]
 
-MODES = ("generate", "denoise")
-DEFAULT_N_SIGMAS = 4
 RANDOM_INIT = "random-init"
 FILE_NAME = "layer_spectra.nc"
-MIN_IMAGES = 2
 LOG_FLOOR = 1e-30
 NORMALISATION = ("layer_power = mean radial power of the block's channels (each channel-image a separate image) "
                  "divided by the layer's total power over its non-DC modes, sum_b counts_b*P_b over bins b > 0: "
@@ -137,10 +136,9 @@ def _measure_checkpoint(entry: Entry, model, infos: list[BlockInfo], inputs, n_b
 # the measurement
 # --------------------------------------------------------------------------------------------------------------
 @holding("out")
-def layer_spectra(models: Any, data: Any = "natural", sigmas=None, *, mode: str = "generate", n_images: int = 64,
-                  batch_size: int = 32, seed: int = 0, device="auto", window=WINDOW, random_init: bool = False,
-                  progress: bool = True, trust_pickle: bool = False, data_options: Mapping | None = None,
-                  split: str = "test", out=None) -> xr.Dataset:
+def layer_spectra(models: Any, data: Any = "natural", sigmas=None, *, config: LayerSpectraConfig | None = None,
+                  device="auto", out=None, progress: bool = True, trust_pickle: bool = False,
+                  **settings) -> xr.Dataset:
     """Radial power spectra of the feature maps of every UNet block, per checkpoint and noise level.
 
     Parameters
@@ -150,32 +148,28 @@ def layer_spectra(models: Any, data: Any = "natural", sigmas=None, *, mode: str 
     data : DataSource or a source name (denoise mode only; a name gets the model's resolution and channels).
     sigmas : noise levels, an int ``n`` or None: ``n`` (default :data:`DEFAULT_N_SIGMAS`) log-spaced levels from the
         first model's ``sigma_min`` to its ``sigma_max``, ``sigma_max`` included.
-    mode : ``"generate"`` (input ``σ·z``, at σ_max the D2O generator) or ``"denoise"`` (input ``x0 + σ·n``); the
-        sweep's inputs for the same seed.
-    n_images, batch_size : images per (checkpoint, σ) and per forward pass.
-    random_init : also measure ``random-init``, the first model's architecture with fresh weights
-        (:func:`freqlab.finetune.generator.random_init` with ``seed``), the control.
-    window : window of the spectra (each channel-image's mean removed first; default Hann; None: periodic).
-    out : netCDF path (written atomically at the end, :func:`freqlab.runtime.results.save`); None: memory only.
+    config : :class:`freqlab.inside.layer_config.LayerSpectraConfig` (mode, images, seed, window, the random-init
+        control; each field documented there); ``**settings`` set single fields of it.
+    device, out, progress, trust_pickle : as :func:`freqlab.sweep.study.sweep`; ``out`` is written atomically at
+        the end (:func:`freqlab.runtime.results.save`).
 
     Returns
     -------
     xarray.Dataset: ``layer_power`` (checkpoint, sigma, layer, freq), ``band_share`` (checkpoint, sigma, layer,
     band), ``layer_total_power`` (checkpoint, sigma, layer); see the module docstring.
     """
-    n_images, batch_size = _check_settings(mode, n_images, batch_size)
-    from freqlab.measure.sigmas import check_sigmas
-
+    cfg = configure(LayerSpectraConfig, config, settings, what="layer spectra")
+    mode, n_images, seed, window = cfg.mode, cfg.n_images, cfg.seed, cfg.window
     if sigmas is not None and not isinstance(sigmas, (int, np.integer)):
         sigmas = check_sigmas(sigmas)
     dev = resolve_device(device)
     entries = resolve_models(models, device=dev, trust_pickle=trust_pickle)
     first = entries[0].get()
-    if random_init:
+    if cfg.random_init:
         _add_random_init(entries, int(seed))
     sigmas = _sigma_grid(first, sigmas)
-    source, shape = _source_and_shape(first, data, mode, n_images, split, data_options)
-    batches = [range(i, min(i + batch_size, n_images)) for i in range(0, n_images, batch_size)]
+    source, shape = _source_and_shape(first, data, mode, n_images, cfg.split, cfg.data_options)
+    batches = [range(i, min(i + cfg.batch_size, n_images)) for i in range(0, n_images, cfg.batch_size)]
 
     def inputs():  # (base, scale): the input is base + σ·scale (denoise) or σ·base (generate)
         for idx in batches:
@@ -198,17 +192,6 @@ def layer_spectra(models: Any, data: Any = "natural", sigmas=None, *, mode: str 
     return ds
 
 
-def _check_settings(mode: str, n_images, batch_size) -> tuple[int, int]:
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    n_images, batch_size = int(n_images), int(batch_size)
-    if n_images < MIN_IMAGES:
-        raise ValueError(f"n_images must be at least {MIN_IMAGES}, got {n_images}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    return n_images, batch_size
-
-
 def _add_random_init(entries: list[Entry], seed: int) -> None:
     """The control: the first model's architecture with fresh weights, as a checkpoint named RANDOM_INIT."""
     from freqlab.finetune.generator import random_init as fresh_weights
@@ -220,8 +203,6 @@ def _add_random_init(entries: list[Entry], seed: int) -> None:
 
 def _sigma_grid(first, sigmas) -> np.ndarray:
     """The given σ, or ``n`` (default DEFAULT_N_SIGMAS) log-spaced from the first model's range."""
-    from freqlab.measure.sigmas import default_sigmas
-
     if sigmas is not None and not isinstance(sigmas, (int, np.integer)):
         return sigmas
     lo, hi = getattr(first, "sigma_min", None), getattr(first, "sigma_max", None)

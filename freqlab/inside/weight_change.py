@@ -42,8 +42,9 @@ from torch import nn
 
 from freqlab.finetune.freezing import LAYER_TYPE_NAMES, freeze_policy, layer_type
 from freqlab.runtime import results
+from freqlab.runtime.outputs import holding
 
-__all__ = ["weight_change", "load_model", "change_per_parameter_ratio", "top_layer_types", "summary", "FILE_NAME",
+__all__ = ["weight_change", "load_model", "change_per_parameter_ratio", "top_layer_types", "summarize", "FILE_NAME",
            "PROPORTIONAL"]
 
 FILE_NAME = "weight_change.nc"
@@ -116,7 +117,8 @@ def _var(dims, values, units: str, long_name: str, **attrs) -> tuple:
 
 
 @torch.no_grad()
-def weight_change(before, after, *, policy: str = "conv", trust_pickle: bool = False) -> xr.Dataset:
+@holding("out")
+def weight_change(before, after, *, policy: str = "conv", trust_pickle: bool = False, out=None) -> xr.Dataset:
     """The change of every parameter tensor from ``before`` to ``after``, against the freezing ``policy``.
 
     Parameters
@@ -127,6 +129,8 @@ def weight_change(before, after, *, policy: str = "conv", trust_pickle: bool = F
     policy : the freezing policy whose frozen set is compared (``"conv"``: D2O-F; ``"none"``; or a regex), as
         :func:`freqlab.finetune.freezing.freeze_policy` takes it.
     trust_pickle : allow EDM pickles (and fine-tunes saved against one); unpickling runs the file's code.
+    out : netCDF path, written atomically (:func:`freqlab.runtime.results.save`); None: memory only. The weights
+        are compared on the CPU (no forward pass: nothing to gain from a device).
 
     Returns
     -------
@@ -166,6 +170,8 @@ def weight_change(before, after, *, policy: str = "conv", trust_pickle: bool = F
         "frozen_set": "what freqlab.finetune.loop.finetune freezes when started from before under the policy (a tensor "
                       "already untrainable in before counts as frozen)",
     })
+    if out is not None:
+        results.save(ds, out)
     return ds
 
 
@@ -307,7 +313,7 @@ def top_layer_types(ds: xr.Dataset, k: int = 3) -> list[tuple[str, float, float,
     return sorted(rows, key=lambda row: -row[1])[:k]
 
 
-def summary(ds: xr.Dataset) -> str:
+def summarize(ds: xr.Dataset) -> str:
     """A few lines of plain text: the share of the change on the frozen set against its share of the parameters,
     the aggregate changes, and the three layer types that moved most."""
     policy = ds.attrs.get("policy", "?")

@@ -7,6 +7,7 @@ Gaussian random field follows the law it was made with, white noise is flat.
 from __future__ import annotations
 
 import math
+import os
 from typing import Sequence
 
 import numpy as np
@@ -19,31 +20,26 @@ from freqlab.data.base import DataSource
 from freqlab.data.native import NativeImages
 from freqlab.data.sources import make_source
 from freqlab.measure import core as measure
-from freqlab.measure.conventions import WINDOW
+from freqlab.measure.data_spectra_config import DEFAULT_SOURCES, DataSpectraConfig
 from freqlab.measure.native import OnAxis, channels_of, default_fit_range, native_attrs, native_batches, run_axis
 from freqlab.runtime import results
+from freqlab.runtime.devices import resolve_device
+from freqlab.runtime.outputs import holding
+from freqlab.runtime.settings import configure
 
-__all__ = ["DEFAULT_SOURCES", "data_spectra"]
-
-#: The embedded default data beside its three references.
-DEFAULT_SOURCES: tuple[str, ...] = ("natural", "deadleaves", "grf", "white")
+__all__ = ["data_spectra", "summarize"]
 
 
+
+@holding("out")
 def data_spectra(
     sources: Sequence[str | DataSource | NativeImages] = DEFAULT_SOURCES,
     *,
-    n_images: int = 1024,
-    batch_size: int = 256,
-    resolution: int | tuple[int, int] = 32,
-    grayscale: bool = False,
-    split: str = "train",
-    window: spectral.WindowSpec = WINDOW,
-    bands=None,
-    fit_range: tuple[float, float] | None = None,
-    native: bool = False,
-    seed: int = 0,
-    device: torch.device | str = "cpu",
+    config: DataSpectraConfig | None = None,
+    device: torch.device | str = "auto",
+    out: str | os.PathLike | None = None,
     progress: bool = True,
+    **settings,
 ) -> xr.Dataset:
     """Radially averaged power spectra and per-image band statistics of data sources, streamed in batches.
 
@@ -54,18 +50,18 @@ def data_spectra(
     ----------
     sources : names for :func:`freqlab.data.sources.make_source`, DataSource objects, or
         :class:`freqlab.data.native.NativeImages` (``source_for_path(path, native=True)``: images of any sizes)
-    n_images : images per source (capped at a finite source's size)
-    window : window of the spectra (freqlab's Hann by default, each image's mean removed first: crops are not
-        periodic, and the edge discontinuity of an unwindowed crop leaks power along the axes)
-    bands : frequency bands of the per-image statistics, as :func:`freqlab.spectral.resolve_bands`
-    fit_range : (fmin, fmax) in cycles/pixel of the slope fit; default ``(2/N, 0.4)`` with ``N = max(H, W)``
-        (native: the common axis's ``N``), which leaves out the DC bin and the band near Nyquist where downsampling
-        filters act.
-    native : measure every image at its own size (no crop, no resize) and average each image's modes onto one
-        common frequency axis: bins of width ``1/N`` centred on ``k/N`` cycles/pixel, ``N`` the smallest longer
-        side ``max(H, W)`` of any image in the run (:func:`freqlab.measure.native.common_axis`). Sources of
-        different sizes then share one file; implied when a source is a ``NativeImages``. Images are read one
-        shape at a time, in batches.
+    config : :class:`freqlab.measure.data_spectra_config.DataSpectraConfig` (images, resolution, window, bands,
+        fit range, native mode; each field documented there); ``**settings`` set single fields of it. The
+        window: freqlab's Hann by default, each image's mean removed first (crops are not periodic, and the edge
+        discontinuity of an unwindowed crop leaks power along the axes). The fit range: by default ``(2/N, 0.4)``
+        with ``N = max(H, W)`` (native: the common axis's ``N``), which leaves out the DC bin and the band near
+        Nyquist where downsampling filters act. Native: every image at its own size (no crop, no resize), each
+        image's modes averaged onto one common frequency axis: bins of width ``1/N`` centred on ``k/N``
+        cycles/pixel, ``N`` the smallest longer side ``max(H, W)`` of any image in the run
+        (:func:`freqlab.measure.native.common_axis`); implied when a source is a ``NativeImages``.
+    device : "auto" (CUDA when there is one, else the CPU), "cpu", "cuda", ...
+    out : netCDF path, written atomically (:func:`freqlab.runtime.results.save`); None: memory only.
+    progress : a bar per source on stderr.
 
     Returns
     -------
@@ -77,13 +73,13 @@ def data_spectra(
     attributes ``image_size``, ``image_sizes``, ``axis_size`` and ``frequency_axis`` (instead of ``height``,
     ``width``).
     """
-    if n_images < 2:
-        raise ValueError(f"n_images must be at least 2 to estimate confidence bands, got {n_images}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    cfg = configure(DataSpectraConfig, config, settings, what="data spectra")
+    n_images, batch_size, window, bands, fit_range = cfg.n_images, cfg.batch_size, cfg.window, cfg.bands, cfg.fit_range
+    split, seed, native = cfg.split, cfg.seed, cfg.native
+    device = resolve_device(device)
     sources = list(sources)
     native = native or any(isinstance(s, NativeImages) for s in sources)
-    made, labels = _open_sources(sources, resolution=resolution, grayscale=grayscale, split=split, seed=seed,
+    made, labels = _open_sources(sources, resolution=cfg.resolution, grayscale=cfg.grayscale, split=split, seed=seed,
                                  native=native)
     counts = [n_images if src.size is None else min(n_images, src.size) for src in made]
     if native:
@@ -119,7 +115,10 @@ def data_spectra(
         "image_range": "[-1, 1] (grf and white are Gaussian, unclipped)",
         **results.provenance_attrs(),
     }
-    return xr.Dataset(variables, coords={"source": labels, **measure.coords(an)}, attrs=attrs)
+    ds = xr.Dataset(variables, coords={"source": labels, **measure.coords(an)}, attrs=attrs)
+    if out is not None:
+        results.save(ds, out)
+    return ds
 
 
 def _open_sources(sources, *, resolution, grayscale: bool, split: str, seed: int,
@@ -218,7 +217,7 @@ def slope_label(ds: xr.Dataset, source: str) -> str:
     return f"{source}: slope {float(row.slope):.2f} [{float(row.slope_ci_low):.2f}, {float(row.slope_ci_high):.2f}]"
 
 
-def summary(ds: xr.Dataset) -> str:
+def summarize(ds: xr.Dataset) -> str:
     """One line per source with its fitted slope and the fit range."""
     lines = [f"power-law fits over {ds.attrs['fit_fmin']:.3g}-{ds.attrs['fit_fmax']:.3g} cycles/pixel (95% CI):"]
     if "axis_size" in ds.attrs:  # native: say what the one axis is

@@ -6,79 +6,95 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from freqlab.runtime.settings import documented, parse_floats, setting
 
 __all__ = ["PRESETS", "TrainConfig", "make_config"]
 
 
+def parse_ints(text: str) -> tuple[int, ...]:
+    """Comma-separated whole numbers; ``none`` or nothing is ``()``."""
+    text = text.strip().lower()
+    if text in ("", "none"):
+        return ()
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def parse_numbers(text: str) -> tuple[float, ...]:
+    """Comma-separated numbers."""
+    return tuple(parse_floats(text))
+
+
+def parse_optional_float(text: str) -> float | None:
+    """A number, or ``none``."""
+    return None if text.strip().lower() == "none" else float(text)
+
+
+@documented
 @dataclass
 class TrainConfig:
     """Every knob of a pre-training run. ``make_config(preset, **overrides)`` builds one from a preset.
 
     The field defaults follow EDM where a knob has an EDM value (σ sampling, σ_data, Adam); each preset overrides
-    what it changes (:data:`PRESETS`).
-
-    Data
-        ``data`` (a :data:`freqlab.data.sources.DATA_SOURCES` name), ``data_path`` (folder / cifar10 / array),
-        ``data_options`` (extra :func:`freqlab.data.sources.make_source` options), ``resolution`` (pixels), ``grayscale``,
-        ``data_seed`` (which crops a procedural source draws; kept apart from ``seed`` so that two model seeds
-        see the same data).
-    Model
-        ``channels`` (``block_out_channels`` of the UNet), ``layers_per_block``, ``attention_levels`` (indices of
-        the levels with self-attention, 0 = full resolution), ``dropout``; EDM's ``sigma_data``, ``sigma_min``,
-        ``sigma_max``.
-    Loss and optimisation
-        ``p_mean``, ``p_std`` (log-normal σ), ``loguniform_share`` (share of images whose σ is log-uniform over
-        ``[sigma_min, sigma_max]`` instead, :func:`freqlab.pretrain.loss.training_sigma`), ``steps``,
-        ``batch_size``, ``lr`` (Adam, ``betas``), ``warmup_steps`` (linear warm-up), ``lr_schedule`` (``"constant"``
-        or ``"cosine"`` decay to 0 after the warm-up),
-        ``grad_clip`` (max global gradient norm, 0 = off), ``ema_halflife_images`` with EDM's
-        ``ema_rampup_ratio`` (half-life at most ``ratio × images seen``; ``None`` = no ramp), or a fixed per-step
-        ``ema_decay`` that overrides both; ``amp`` (bf16 autocast on accelerators; ignored on CPU).
-    Output
-        ``n_checkpoints`` (log-spaced, step 0 and ``steps`` included), ``state_every`` (steps between saved
-        training states), ``log_every`` (steps per row block of the loss log), ``loss_sigma_edges`` (σ bin edges of
-        the loss log; open-ended bins below and above are added).
+    what it changes (:data:`PRESETS`). Each field's doc is also the help of its ``freqlab pretrain`` option.
     """
 
-    preset: str = "cpu-small"
-    seed: int = 0
+    preset: str = setting("cpu-small", "the preset the run started from", cli=False)
+    seed: int = setting(0, "seeds the weights, the noise and σ of every step", cli=False)
     # data
-    data: str = "natural"
-    data_path: str | None = None
-    data_options: dict = field(default_factory=dict)
-    resolution: int = 32
-    grayscale: bool = False
-    data_seed: int = 0
+    data: str = setting("natural", "data source: natural (the embedded photographs), deadleaves, grf, white, folder, "
+                        "cifar10, array")
+    data_path: str | None = setting(None, "folder / cifar10 / array data: where the images are", parse=str,
+                                    metavar="PATH")
+    data_options: dict = setting({}, "options of the data source (freqlab.data.sources.make_source), e.g. "
+                                 "max_crop=0.25", cli=False)
+    resolution: int = setting(32, "image size in pixels (square)")
+    grayscale: bool = setting(False, "one channel instead of RGB")
+    data_seed: int = setting(0, "which crops a procedural source draws (kept apart from the seed, so that two "
+                             "model seeds see the same data)")
     # model
-    channels: tuple[int, ...] = (32, 64, 64)
-    layers_per_block: int = 1
-    attention_levels: tuple[int, ...] = (2,)
-    dropout: float = 0.0
-    sigma_data: float = 0.5
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
+    channels: tuple[int, ...] = setting((32, 64, 64), "UNet widths per level (block_out_channels)", parse=parse_ints,
+                                        metavar="C1,C2,...")
+    layers_per_block: int = setting(1, "ResNet blocks per level")
+    attention_levels: tuple[int, ...] = setting((2,), "levels with self-attention (0 = full resolution; none for "
+                                                "none)", parse=parse_ints, metavar="L1,...")
+    dropout: float = setting(0.0, "dropout in the ResNet blocks")
+    sigma_data: float = setting(0.5, "EDM σ_data (0.5 for images in [-1, 1])")
+    sigma_min: float = setting(0.002, "σ_min recorded in the checkpoints")
+    sigma_max: float = setting(80.0, "σ_max recorded in the checkpoints (the D2O generator's σ)")
     # loss and optimisation
-    loguniform_share: float = 0.0
-    p_mean: float = -1.2
-    p_std: float = 1.2
-    steps: int = 300
-    batch_size: int = 32
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 50
-    lr_schedule: str = "constant"
-    grad_clip: float = 1.0
-    ema_halflife_images: float = 2000.0
-    ema_rampup_ratio: float | None = 0.05
-    ema_decay: float | None = None
-    amp: bool = True
+    loguniform_share: float = setting(0.0, "share of training images whose σ is log-uniform over [σ_min, σ_max] "
+                                      "instead of log-normal (EDM: 0; freqlab.pretrain.loss.training_sigma)")
+    p_mean: float = setting(-1.2, "mean of log σ during training (EDM: -1.2)")
+    p_std: float = setting(1.2, "standard deviation of log σ during training (EDM: 1.2)")
+    steps: int = setting(300, "optimisation steps")
+    batch_size: int = setting(32, "images per step")
+    lr: float = setting(1e-3, "Adam learning rate")
+    betas: tuple[float, float] = setting((0.9, 0.999), "Adam betas", parse=parse_numbers, metavar="B1,B2")
+    warmup_steps: int = setting(50, "steps of linear learning-rate warm-up")
+    lr_schedule: str = setting("constant", "constant, or cosine decay to 0 after the warm-up",
+                               choices=("constant", "cosine"))
+    grad_clip: float = setting(1.0, "maximum global gradient norm (0: off)")
+    ema_halflife_images: float = setting(2000.0, "EMA half-life in images", flag="--ema-halflife", metavar="IMAGES")
+    ema_rampup_ratio: float | None = setting(0.05, "EMA half-life at most this share of the images seen (EDM's "
+                                             "ramp; none: no ramp)", parse=parse_optional_float, metavar="RATIO")
+    ema_decay: float | None = setting(None, "a fixed per-step EMA decay that overrides the half-life and the ramp",
+                                      parse=parse_optional_float, metavar="DECAY")
+    amp: bool = setting(True, "bf16 autocast on accelerators (the CPU always runs float32)")
     # output
-    n_checkpoints: int = 8
-    state_every: int = 25
-    log_every: int = 25
-    loss_sigma_edges: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+    n_checkpoints: int = setting(8, "log-spaced checkpoints (step 0 and the last step included)", flag="--checkpoints",
+                                 metavar="N")
+    state_every: int = setting(25, "steps between saved training states (what --resume restarts from)",
+                               metavar="STEPS")
+    log_every: int = setting(25, "steps per block of the loss-per-σ log", metavar="STEPS")
+    loss_sigma_edges: tuple[float, ...] = setting((0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0),
+                                                  "σ bin edges of the loss log (open-ended bins below and above are "
+                                                  "added)", parse=parse_numbers, metavar="E1,E2,...")
 
     def to_dict(self) -> dict:
         """JSON-ready dict (tuples become lists)."""

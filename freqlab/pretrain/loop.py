@@ -85,7 +85,7 @@ def checkpoint_steps(steps: int, n: int) -> list[int]:
 class PretrainResult:
     """What :func:`pretrain` did. ``checkpoints`` are ordered by step; ``finished`` is False after an early stop."""
 
-    out_dir: Path
+    out: Path
     checkpoints: list[Path]
     step: int
     finished: bool
@@ -259,8 +259,8 @@ class _Run:
                 "interval_count": self.interval[1]}
 
 
-@holding("out_dir")
-def pretrain(config: TrainConfig | None = None, out_dir="runs/pretrain", *, resume: bool = False,
+@holding("out")
+def pretrain(config: TrainConfig | None = None, out="runs/pretrain", *, resume: bool = False,
              overwrite: bool = False, device="auto", progress: bool = True, max_steps_this_call: int | None = None,
              callback: Callable[[dict], None] | None = None) -> PretrainResult:
     """Train an ``EDMDenoiser(build_unet(...))`` with the EDM loss; write checkpoints at log-spaced steps.
@@ -268,9 +268,9 @@ def pretrain(config: TrainConfig | None = None, out_dir="runs/pretrain", *, resu
     Parameters
     ----------
     config : TrainConfig, default ``make_config("cpu-small")``
-    out_dir : path of the run directory (layout in the module docstring).
-    resume : continue the run in ``out_dir`` from its last saved training state (a fresh start where there is none).
-    overwrite : delete a previous run's files in ``out_dir`` first.
+    out : path of the run directory (layout in the module docstring).
+    resume : continue the run in ``out`` from its last saved training state (a fresh start where there is none).
+    overwrite : delete a previous run's files in ``out`` first.
     device : ``"auto"``, ``"cpu"``, ``"cuda"``...; bf16 autocast on accelerators when ``config.amp``.
     progress : tqdm bar on stderr (smoothed loss, loss_over_baseline, images/s, time left).
     max_steps_this_call : stop after this many steps, saving the training state (resume later).
@@ -295,7 +295,7 @@ def pretrain(config: TrainConfig | None = None, out_dir="runs/pretrain", *, resu
 
     config = (config or make_config()).validate()
     dev = resolve_device(device)
-    source, out = _training_source(config), Path(out_dir)
+    source, out = _training_source(config), Path(out)
     has_run = _prepare_out_dir(out, config, overwrite=overwrite)
     run = _new_run(config, out, dev, source)
     finished = _resume_or_start(run, has_run=has_run, resume=resume)
@@ -466,6 +466,6 @@ def _result(out: Path, step: int, config: TrainConfig, seconds: float, done: int
     from freqlab.checkpoints.store import discover_checkpoints
 
     checkpoints = [info.path for info in discover_checkpoints(out)] if (out / CKPT_DIR).is_dir() else []
-    return PretrainResult(out_dir=out, checkpoints=checkpoints, step=step, finished=step >= config.steps,
+    return PretrainResult(out=out, checkpoints=checkpoints, step=step, finished=step >= config.steps,
                           seconds=seconds, images_per_second=done * config.batch_size / seconds if seconds else math.nan,
                           loss=loss, loss_over_baseline=loss_over_baseline)

@@ -1,6 +1,7 @@
 """The settings of a sweep (:class:`SweepConfig`): what determines its numbers, defined once.
 
-:func:`freqlab.sweep.study.sweep` takes its keyword defaults from here and ``freqlab sweep`` its option defaults.
+:func:`freqlab.sweep.study.sweep` takes it whole (``config=``) or builds it from keywords, and ``freqlab sweep`` builds
+its options from its fields (:mod:`freqlab.commands.options`).
 Imports no torch (the command line builds its parser from it); the σ grid is :mod:`freqlab.measure.sigmas`."""
 
 from __future__ import annotations
@@ -8,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from freqlab.measure.conventions import DEFAULT_BAND_EDGES, WINDOW
+from freqlab.runtime.settings import documented, parse_edges, parse_optional_int, parse_window, setting
 
-from freqlab.measure.conventions import WINDOW
-
-__all__ = ["MODES", "DEFAULT_MODES", "SAMPLERS", "DISTRIBUTE", "MIN_IMAGES", "SweepConfig"]
+__all__ = ["MODES", "DEFAULT_MODES", "SAMPLERS", "DISTRIBUTE", "MIN_IMAGES", "SweepConfig", "parse_modes"]
 
 #: ``denoise``: input ``x0 + σ·n``; ``generate``: one step from ``σ·z``; ``sample``: EDM's N-step deterministic
 #: sampler from ``σ_max·z`` (the same z), the multi-step reference (measured at σ_max only).
@@ -23,30 +24,50 @@ DISTRIBUTE = ("auto", "images", "checkpoints")
 MIN_IMAGES = 2
 
 
+def parse_modes(text: str) -> tuple[str, ...]:
+    """``both`` (the default modes), ``all`` or comma-separated mode names."""
+    named = {"both": DEFAULT_MODES, "all": MODES}
+    return named.get(text.strip(), tuple(m.strip() for m in text.split(",") if m.strip()))
+
+
+@documented
 @dataclass
 class SweepConfig:
-    """Everything that determines a sweep's numbers besides the models, the data and the σ grid.
+    """Everything that determines a sweep's numbers besides the models, the data and the σ grid; each field's doc
+    is also the help of its ``freqlab sweep`` option."""
 
-    See :func:`freqlab.sweep.study.sweep` for each setting. ``sample_images`` (None: all ``n_images``) limits the
-    ``sample`` mode, which costs ``2·sample_steps − 1`` model calls per image with Heun, to the first images.
-    """
-
-    modes: tuple[str, ...] = DEFAULT_MODES
-    n_images: int = 512
-    batch_size: int = 128
-    seed: int = 0
-    bands: Any = None
-    window: Any = WINDOW
-    autocast: bool = False
-    split: str = "test"
-    data_options: Mapping[str, Any] | None = None
-    wasserstein_images: int = 1024
-    linear_reference: int | None = None
-    distribute: str = "auto"
-    any_resolution: bool = False
-    sample_steps: int = 18
-    sampler: str = "heun"
-    sample_images: int | None = None
+    modes: tuple[str, ...] = setting(
+        DEFAULT_MODES, f"modes to measure, of {', '.join(MODES)}: denoise (input x0 + σ·n), generate (one step from "
+        "σ·z), sample (EDM's N-step sampler from σ_max·z, the multi-step reference); both = denoise,generate; all",
+        parse=parse_modes, metavar="MODES")
+    n_images: int = setting(512, "images per (checkpoint, σ)")
+    batch_size: int = setting(128, "images per forward pass (the numbers do not depend on it)")
+    seed: int = setting(0, "seeds the noise n and z, per image (the data source has its own seed)", cli=False)
+    bands: Any = setting(None, "band edges in cycles/pixel for the band metrics (none: low/mid/high, "
+                         + ",".join(f"{e:g}" for e in DEFAULT_BAND_EDGES) + ")", parse=parse_edges, metavar="EDGES")
+    window: Any = setting(WINDOW, "window of the radial spectra, each image's mean removed first: hann (freqlab's "
+                          "convention), none (the periodic spectrum, for which the Wiener reference is exact), kaiser, "
+                          "hamming, blackman", parse=parse_window, metavar="WINDOW")
+    autocast: bool = setting(False, "bf16 autocast for the models on accelerators (ignored on the CPU); spectra stay "
+                             "float32/float64")
+    split: str = setting("test", "data split of a named source", choices=("train", "test"))
+    data_options: Mapping[str, Any] | None = setting(None, "options of a named data source (e.g. its path: "
+                                                     "--data-path)", cli=False)
+    wasserstein_images: int = setting(1024, "the Wasserstein distance of per-image log band power uses the first N "
+                                      "images (their values are kept: memory); every other statistic uses all")
+    linear_reference: int | None = setting(
+        None, "images to fit the full-covariance linear MMSE denoiser on (the best linear denoiser, measured as "
+        "linear_mse), the images right after the n_images measured; none: 8·C·H·W when an image has at most 4096 "
+        "values and the source has them; 0: off", parse=parse_optional_int, metavar="N")
+    distribute: str = setting("auto", "under torchrun: split each checkpoint's images across processes, or give "
+                              "each process whole checkpoints; auto splits checkpoints when they divide evenly",
+                              choices=DISTRIBUTE)
+    any_resolution: bool = setting(False, "measure checkpoints on data at a resolution other than the one they "
+                                   "declare (off: a mismatch is an error)")
+    sample_steps: int = setting(18, "steps of the sample mode's sampler (Heun: 2N − 1 model calls per image)")
+    sampler: str = setting("heun", "the sample mode's sampler", choices=SAMPLERS)
+    sample_images: int | None = setting(None, "the sample mode measures the first N images only (none: all "
+                                        "n_images)", parse=parse_optional_int, metavar="N")
 
     def __post_init__(self):
         modes = [self.modes] if isinstance(self.modes, str) else list(self.modes)

@@ -94,6 +94,7 @@ from freqlab.measure.sigmas import DEFAULT_N_SIGMAS, check_sigmas, default_sigma
 from freqlab.models import sampler as sampler_module
 from freqlab.runtime import distributed, results
 from freqlab.runtime.outputs import holding
+from freqlab.runtime.settings import configure
 from freqlab.sweep import sample_mode
 from freqlab.sweep.checkpoint_pass import SweepJob, sweep_checkpoint, units
 from freqlab.sweep.config import SweepConfig
@@ -110,7 +111,6 @@ from freqlab.sweep.inputs import Entry, check_shape, data_fingerprint, make_data
 __all__ = ["sweep", "VARIABLES", "FORMAT_VERSION",]
 
 FORMAT_VERSION = 1
-_D = SweepConfig()  # the default settings (the keywords of sweep() take theirs from here)
 
 #: name → (long name, units) of every variable a sweep writes (the shared registry); dims in the table above.
 VARIABLES = measure.VARIABLES
@@ -125,29 +125,15 @@ def sweep(
     data: Any = "natural",
     sigmas: Sequence[float] | int | None = None,
     *,
-    modes: Sequence[str] = _D.modes,
-    n_images: int = _D.n_images,
-    batch_size: int = _D.batch_size,
-    seed: int = _D.seed,
+    config: SweepConfig | None = None,
     device: str | torch.device = "auto",
-    bands: Mapping[str, tuple[float, float]] | Sequence[float] | None = _D.bands,
-    window=_D.window,
     out: str | os.PathLike | None = None,
     resume: bool = True,
     overwrite: bool = False,
-    autocast: bool = _D.autocast,
     progress: bool = True,
-    spectra: bool = True,
-    split: str = _D.split,
-    data_options: Mapping[str, Any] | None = _D.data_options,
     trust_pickle: bool = False,
-    wasserstein_images: int = _D.wasserstein_images,
-    linear_reference: int | None = _D.linear_reference,
-    distribute: str = _D.distribute,
-    any_resolution: bool = _D.any_resolution,
-    sample_steps: int = _D.sample_steps,
-    sampler: str = _D.sampler,
-    sample_images: int | None = _D.sample_images,
+    spectra: bool = True,
+    **settings,
 ) -> xr.Dataset:
     """Spectra of one-step outputs of every checkpoint at every noise level.
 
@@ -156,49 +142,30 @@ def sweep(
     models : run directory, checkpoint path(s), Denoiser(s), or ``{name: path or Denoiser}``
         A directory with several checkpoints sweeps all of them (:func:`freqlab.checkpoints.store.discover_checkpoints`,
         in training order); paths are loaded one at a time with :func:`freqlab.checkpoints.store.load_denoiser`.
-        In-memory models are moved to ``device`` and put in eval mode for the sweep.
+        In-memory models are moved to ``device`` and put in eval mode for the sweep. The names of a mapping are the
+        checkpoints' names in the Dataset and in the figures' legends.
     data : DataSource or a source name for :func:`freqlab.data.sources.make_source`
-        A name gets the model's resolution and channels, ``split`` and ``data_options``.
+        A name gets the model's resolution and channels, and the config's ``split`` and ``data_options``.
     sigmas : sequence of σ, an int, or None
         The noise levels (sorted ascending). None or an int ``n``: ``n`` (default :data:`DEFAULT_N_SIGMAS`)
         log-spaced levels from the first model's ``sigma_min`` to its ``sigma_max``, ``sigma_max`` included.
-    modes : subset of ``("denoise", "generate", "sample")`` (default the first two)
-    n_images, batch_size : images per (checkpoint, σ) and per forward pass. Results do not depend on batch_size.
-    seed : seeds the noise (``n`` and ``z``, per image); the data source has its own seed.
-    device : "auto", "cpu", "cuda", ...
-    bands : frequency bands (cycles/pixel) for the band metrics, as :func:`freqlab.spectral.resolve_bands`.
-    window : window of the radial spectra, each image's mean removed first (default Hann, freqlab's convention for
-        every spectrum, see :mod:`freqlab.measure.core`; None: the plain periodic spectrum, for which the Wiener
-        reference is exact; other names as :func:`freqlab.spectral.make_window`).
+    config : :class:`freqlab.sweep.config.SweepConfig`, what determines the numbers (modes, images, seed, window,
+        bands, references, sampler; each field documented there). ``**settings`` set single fields of it
+        (``sweep(run, n_images=64)``); an unknown name is a ValueError that lists the settings.
+    device : "auto" (CUDA when there is one, else the CPU), "cpu", "cuda", ...
     out : netCDF path; written atomically after each checkpoint. None: keep in memory only.
     resume : continue an existing ``out`` written with the same settings, skipping its finished checkpoints.
     overwrite : replace an existing ``out`` (needed when the settings differ).
-    autocast : bf16 autocast for the model on accelerators (ignored on CPU); spectra stay float32/float64.
     progress : tqdm bar over (checkpoint, σ) on stderr.
+    trust_pickle : allow loading EDM pickles (they execute code); see :func:`freqlab.checkpoints.store.load_denoiser`.
     spectra : False runs models and data exactly the same but skips every analysis (for timing its cost);
         nothing is saved and the result holds only coordinates.
-    trust_pickle : allow loading EDM pickles (they execute code); see :func:`freqlab.checkpoints.store.load_denoiser`.
-    wasserstein_images : the Wasserstein distance of per-image log band power uses the first
-        ``min(n_images, wasserstein_images)`` images (their values are kept in memory: C × n_bands floats per image,
-        σ and mode); every other statistic uses all images. This bounds memory whatever ``n_images``.
-    linear_reference : images to fit the full-covariance linear MMSE denoiser on (the best linear denoiser,
-        :class:`freqlab.models.linear.LinearMMSEDenoiser`), measured as ``linear_mse`` on the same noisy inputs as the
-        models in denoise mode. It is fitted on the images of the data source right after the ``n_images`` it
-        measures (held out: fitted on the evaluated images it would overfit). None (default): ``8·C·H·W`` images
-        when an image has at most 4096 values (e.g. 32×32 RGB) and the source has that many more; 0: off.
-        Computed once, with the data.
-    distribute : with several processes (``torchrun``, see :mod:`freqlab.runtime.distributed`): ``"images"`` splits each
-        checkpoint's batches across ranks and merges their accumulators; ``"checkpoints"`` gives each rank whole
-        checkpoints (rounds of one checkpoint per rank); ``"auto"`` (default) takes ``"checkpoints"`` when the
-        checkpoints left divide evenly among the ranks, else ``"images"``. Either way the noise and images of every
-        sample are those of a single-process run (per-sample seeds), the numbers agree with it to float
-        tolerance, only rank 0 writes ``out`` and prints progress, and every rank returns the whole Dataset.
-        Ignored in one process.
-    sample_steps, sampler : the sample mode's EDM sampler: N steps (default 18) of ``"heun"`` (2N − 1 model calls,
-        EDM's CIFAR-10 setting) or ``"euler"`` (N calls), from the grid's largest σ to the model's ``sigma_min``.
-    sample_images : the sample mode measures the first ``sample_images`` images (None: all ``n_images``).
-    any_resolution : measure checkpoints on data at a resolution other than the one they declare (their
-        ``image_shape``; a UNet runs at any size its downsampling divides). Default False: a mismatch is an error.
+
+    Under ``torchrun`` (``distribute`` in the config): ``"images"`` splits each checkpoint's batches across ranks
+    and merges their accumulators; ``"checkpoints"`` gives each rank whole checkpoints; ``"auto"`` takes
+    ``"checkpoints"`` when the checkpoints left divide evenly among the ranks. Either way the noise and images of
+    every sample are those of a single-process run (per-sample seeds), the numbers agree with it to float
+    tolerance, only rank 0 writes ``out`` and prints progress, and every rank returns the whole Dataset.
 
     Returns
     -------
@@ -209,11 +176,7 @@ def sweep(
     >>> ds = sweep("runs/pretrain", "natural", n_images=256, out="runs/sweep.nc")      # doctest: +SKIP
     >>> ds.cutoff_freq.sel(mode="generate").isel(sigma=-1).mean("channel")             # doctest: +SKIP
     """
-    cfg = SweepConfig(modes=modes, n_images=n_images, batch_size=batch_size, seed=seed, bands=bands, window=window,
-                      autocast=autocast, split=split, data_options=data_options,
-                      wasserstein_images=wasserstein_images, linear_reference=linear_reference,
-                      distribute=distribute, any_resolution=any_resolution, sample_steps=sample_steps,
-                      sampler=sampler, sample_images=sample_images)
+    cfg = configure(SweepConfig, config, settings, what="sweep")
     if sigmas is not None and not isinstance(sigmas, (int, np.integer)):
         sigmas = check_sigmas(sigmas)
     dev = distributed.setup(device)
