@@ -2,6 +2,7 @@
 functions too), no module grows past ~500 lines and no function past 60."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,74 @@ def test_function_size_check_can_fail():
     body = "\n".join(f"    x{i} = {i}" for i in range(61))
     assert _long_functions(f'def f():\n    """Doc."""\n{body}\n') == [("f", 61)]
     assert _long_functions(f'def f():\n    """Doc."""\n{body}\n', limit=61) == []
+
+
+ENTRY_POINTS = {"freqlab", "freqlab.__main__", "freqlab.cli", "freqlab.demo", "freqlab.report"}
+
+
+def test_the_top_of_the_package_holds_only_the_entry_points():
+    top = {n for n in _modules() if n.count(".") == 1 or n == "freqlab"} - {
+        n for n in _modules() if (PACKAGE / n.split(".", 1)[-1]).is_dir()}
+    assert top == ENTRY_POINTS, f"modules at the top of freqlab/ besides the entry points: {sorted(top - ENTRY_POINTS)}"
+
+
+def test_the_command_line_builds_its_parser_without_torch():
+    """Package __init__ files and the settings the parser is built from import no torch: `--help` is fast."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from freqlab.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'matplotlib', 'xarray')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", f"building the parser imported {out}"
+
+
+REFERENCE = re.compile(r"\bfreqlab(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+FROM_IMPORT = re.compile(r"from (freqlab(?:\.[A-Za-z_][A-Za-z0-9_]*)*) import ([A-Za-z_][A-Za-z0-9_, ]*)")
+
+
+def _quoted_paths() -> dict[str, set[str]]:
+    """``freqlab.x.y`` names quoted in the docs, the README, the notebooks, the analyses and benchmarks."""
+    root = PACKAGE.parent
+    files = [root / "README.md", *sorted((root / "docs").glob("*.md")), *sorted((root / "notebooks").glob("*")),
+             *sorted((root / "analyses").glob("*")), *sorted((root / "benchmarks").glob("*.md")),
+             *sorted((root / "figures").rglob("README.md"))]
+    found: dict[str, set[str]] = {}
+    for path in files:
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            names = REFERENCE.findall(text) + [f"{module}.{n.split(' as ')[0].strip()}"
+                                               for module, names in FROM_IMPORT.findall(text)
+                                               for n in names.split(",") if n.strip()]
+            for name in names:
+                found.setdefault(name.rstrip("."), set()).add(path.name)
+    return found
+
+
+def _resolves(name: str) -> bool:
+    import importlib
+
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attr in parts[cut:]:
+            if not hasattr(obj, attr):
+                return False
+            obj = getattr(obj, attr)
+        return True
+    return False
+
+
+def test_every_module_path_quoted_in_the_docs_imports():
+    quoted = _quoted_paths()
+    assert len(quoted) > 20  # the check reads the docs at all
+    missing = {name: sorted(where) for name, where in quoted.items() if not _resolves(name)}
+    assert not missing, f"quoted but not importable: {missing}"
+
+
+def test_the_quoted_path_check_can_fail():
+    assert _resolves("freqlab.sweep.study.sweep") and not _resolves("freqlab.sweep_pass")
+    assert not _resolves("freqlab.plots.sweep.save_figure")

@@ -60,7 +60,7 @@ def register(sub) -> None:
 
     p.add_argument("--preset", default="cpu-small", choices=tuple(PRESETS),
                    help="the settings every option left out takes (default: cpu-small)")
-    add_setting_options(p, TrainConfig, skip=("preset", "seed"), presets={k: make_config(k) for k in PRESETS},
+    add_setting_options(p, TrainConfig, skip=("preset", "seed"), presets={k: make_config(k, validate=False) for k in PRESETS},
                         title="settings (default: the preset's value, given for each preset)")
     p.add_argument("--data-option", dest="data_options", type=_option, action="append", default=None,
                    metavar="KEY=VALUE", help="an option of the data source (e.g. max_crop=0.25); repeatable")

@@ -187,8 +187,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def make_config(preset: str = "cpu-small", **overrides: Any) -> TrainConfig:
-    """The :class:`TrainConfig` of ``preset`` with ``overrides`` (field names); validated."""
+def make_config(preset: str = "cpu-small", *, validate: bool = True, **overrides: Any) -> TrainConfig:
+    """The :class:`TrainConfig` of ``preset`` with ``overrides`` (field names); validated unless ``validate`` is
+    False (the command line's help, which must not import the data sources)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     names = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -199,4 +200,5 @@ def make_config(preset: str = "cpu-small", **overrides: Any) -> TrainConfig:
     for key in ("channels", "attention_levels", "betas", "loss_sigma_edges"):
         if key in values and not isinstance(values[key], tuple):
             values[key] = tuple(values[key])
-    return TrainConfig(**values).validate()
+    config = TrainConfig(**values)
+    return config.validate() if validate else config
