@@ -15,8 +15,8 @@ import sys
 
 from freqlab.runtime import outputs
 
-COMMANDS = ("spectra", "pretrain", "sweep", "finetune", "figures", "demo", "layers", "weights")
-LOCKS_OUT = ("spectra", "pretrain", "sweep", "finetune", "demo", "layers", "weights")  # commands whose --out is locked for the run
+COMMANDS = ("spectra", "pretrain", "sweep", "finetune", "compare", "figures", "demo", "layers", "weights")
+LOCKS_OUT = ("spectra", "pretrain", "sweep", "finetune", "compare", "demo", "layers", "weights")  # commands whose --out is locked for the run
 
 
 class _Parser(argparse.ArgumentParser):

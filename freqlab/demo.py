@@ -40,10 +40,14 @@ from freqlab.runtime.settings import configure
 from freqlab.sweep.config import MODES as SWEEP_MODES
 from freqlab.sweep.config import SweepConfig
 
-__all__ = ["DemoSettings", "demo_settings", "run_demo", "UNFROZEN"]
+__all__ = ["DemoSettings", "demo_settings", "run_demo", "UNFROZEN", "FINETUNE_RUNS"]
 
 #: The D2O fine-tune (nothing frozen) whose weight change the demo measures.
 UNFROZEN = "finetune-unfrozen"
+#: The fine-tunes of the verdict, each with every seed: name -> (init_kind, freeze). The two random-init controls
+#: tell "pre-training" apart from "a trainable network", with D2O-F's frozen set and with nothing frozen.
+FINETUNE_RUNS = {"pretrained": ("checkpoint", "conv"), "random": ("random", "conv"),
+                 "random-unfrozen": ("random", "none")}
 
 
 def _default_sweep() -> SweepConfig:
@@ -88,6 +92,7 @@ class DemoSettings:
     layers: LayerSpectraConfig = field(default_factory=_default_layers)  # per-layer feature spectra
     layer_sigmas: int = 4
     spectra: DataSpectraConfig = field(default_factory=_default_spectra)  # the data beside its references
+    compare_images: int | None = None  # the verdict's images a set; None: the committed criterion's (quick: fewer)
 
     @classmethod
     def from_dict(cls, values: dict) -> "DemoSettings":
@@ -114,7 +119,7 @@ def demo_settings(*, quick: bool = False, device: str = "cpu") -> DemoSettings:
     d = DemoSettings()
     if quick:
         return DemoSettings(
-            preset="tiny", n_sigmas=5, finetune_seeds=2, layer_sigmas=2, finetune_unfrozen=True,
+            preset="tiny", n_sigmas=5, finetune_seeds=2, layer_sigmas=2, finetune_unfrozen=True, compare_images=128,
             sweep=replace(d.sweep, n_images=16, batch_size=16, sample_images=8, sample_steps=4),
             finetune=replace(d.finetune, n_images=96, batch_size=8, log_every=32),
             layers=replace(d.layers, n_images=8, batch_size=8), spectra=replace(d.spectra, n_images=64, resolution=16))
@@ -185,6 +190,7 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
     checkpoints = _pretrain_stage(out, s, seed, dev, progress, stages)
     _sweep_stage(out, s, seed, dev, progress, stages, len(checkpoints))
     _finetune_stage(out, s, seed, dev, progress, stages, checkpoints[-1].path)
+    _compare_stage(out, s, seed, dev, progress, stages, checkpoints[-1].path)
     _inside_stage(out, s, seed, dev, progress, stages, checkpoints[-1].path)
     _data_spectra_stage(out, s, seed, dev, progress, stages)
     stages.next("figures")
@@ -200,7 +206,7 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
 class _Stages:
     """Numbered stage lines on stderr with the elapsed time (the README's timings come from these)."""
 
-    N = 7
+    N = 8
 
     def __init__(self, start: float):
         self.start, self.i = start, 0
@@ -243,20 +249,77 @@ def _finetune_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, 
     from freqlab.plots.results_dir import run_dir
 
     stages.next(f"GAN fine-tuning, {s.finetune_seeds} seed(s) each: D2O-F from the final checkpoint, and from a "
-                "random init (control)" + ("; one D2O (nothing frozen)" if s.finetune_unfrozen else ""))
-    runs = {"pretrained": (final, "checkpoint"), "random": (final, "random")}
+                "random init with D2O-F's frozen set and with nothing frozen (the controls)"
+                + ("; one D2O (nothing frozen, from the checkpoint)" if s.finetune_unfrozen else ""))
+    runs = {name: (final, kind, freeze) for name, (kind, freeze) in FINETUNE_RUNS.items()}
     # checkpoints of G and its EMA at the start and the end only (the resume state is saved at every log row): the
     # demo reads only `final`, and a row's pair is 8.4 MB for cpu-small (the whole demo held 982 MB with one per row)
     config = replace(s.finetune, checkpoint_every=s.finetune.n_images)
     common = dict(device=str(dev), resume=True, progress=progress)
     jobs = [dict(init=path, out=out / run_dir(name, k), **common,
-                 config=replace(config, init_kind=kind, freeze="conv", seed=seed + k))
-            for k in range(s.finetune_seeds) for name, (path, kind) in runs.items()]
+                 config=replace(config, init_kind=kind, freeze=freeze, seed=seed + k))
+            for k in range(s.finetune_seeds) for name, (path, kind, freeze) in runs.items()]
     if s.finetune_unfrozen:  # what an unfrozen fine-tune moves (freqlab.inside.weight_change)
         jobs.insert(0, dict(init=final, out=out / UNFROZEN, **common,
                             config=replace(config, init_kind="checkpoint", freeze="none", seed=seed)))
     workers = s.finetune_workers or (1 if dev.type != "cpu" else min(len(jobs), os.cpu_count() or 1))
     run_finetunes(jobs, workers)
+
+
+def _compare_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, stages: _Stages, final) -> None:
+    """Every fine-tune's start and end against held-out data, with the controls: compare.nc (the verdict's input)."""
+    from freqlab.compare.criterion import load_criterion
+    from freqlab.compare.study import compare
+    from freqlab.data.sources import make_source
+    from freqlab.runtime import results
+
+    criterion = load_criterion()
+    stages.next(f"the verdict's comparisons: {s.compare_images or criterion.compare.n_images} samples of each fine-tune's start and end "
+                f"against held-out data, beside the controls (criterion {criterion.short_hash})")
+    path = out / "compare.nc"
+    candidates = demo_candidates(out, s, final, dev, criterion)
+    ends = [c.checkpoint for c in candidates.values()]
+    if path.exists() and not _stale(path, *ends):
+        if results.load(path).attrs.get("criterion_sha256") == criterion.sha256:
+            return
+    shape = tuple(next(iter(candidates.values())).shape)
+    reference = make_source(criterion.reference_source, resolution=shape[1:], grayscale=shape[0] == 1,
+                            split=criterion.reference_split, seed=criterion.reference_seed)
+    config = replace(criterion.compare, seed=seed)
+    if s.compare_images:  # a smaller run than the criterion's (the quick demo): said in the file and the report
+        config = replace(config, n_images=s.compare_images, kernel_images=min(config.kernel_images, s.compare_images))
+    ds = compare(reference, candidates, controls=True, config=config, device=dev, progress=progress)
+    runs, seeds, starts = [], [], []
+    for name in ds.candidate.values:  # which run and seed an end belongs to, and where that run started
+        run, _, rest = str(name).rpartition("-seed")
+        k, _, what = rest.partition("-")
+        is_end = what == "end" and run in FINETUNE_RUNS
+        runs.append(run if is_end else "")
+        seeds.append(seed + int(k) if is_end else -1)
+        starts.append(("pretrained-start" if run == "pretrained" else f"random-init-seed{k}") if is_end else "")
+    ds = ds.assign_coords(run=("candidate", runs), seed=("candidate", seeds), start=("candidate", starts))
+    ds.attrs.update(criterion_sha256=criterion.sha256, reference=f"{criterion.reference_source} "
+                    f"({criterion.reference_split} split, seed {criterion.reference_seed}: {criterion.text['reference']['note']})")
+    results.save(ds, path)
+
+
+def demo_candidates(out: Path, s: DemoSettings, final, dev, criterion) -> dict:
+    """The generators the verdict compares, as sources of samples: ``pretrained-start`` (the pre-trained one step),
+    ``random-init-seed<k>`` (the random initialisation of seed k, where both random-init controls start), and
+    ``<run>-seed<k>-end`` for every run and seed (its final EMA generator)."""
+    from freqlab.checkpoints.store import load_denoiser, resolve_checkpoint
+    from freqlab.finetune.generator import GeneratedImages
+    from freqlab.plots.results_dir import run_dir
+
+    n = s.compare_images or criterion.compare.n_images
+    shape = tuple(load_denoiser(final).image_shape)
+    made = {"pretrained-start": resolve_checkpoint(final)}
+    for k in range(s.finetune_seeds):
+        made[f"random-init-seed{k}"] = out / run_dir("random", k) / "checkpoints" / "finetune-0000000"
+        for name in FINETUNE_RUNS:
+            made[f"{name}-seed{k}-end"] = resolve_checkpoint(out / run_dir(name, k) / "final")
+    return {name: GeneratedImages(name, path, n, shape, seed=criterion.z_seed, device=dev)
+            for name, path in made.items()}
 
 
 def _inside_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, stages: _Stages, final) -> None:

@@ -2,8 +2,10 @@
 
 It answers, from saved results only: which bands the pre-trained model produces in one step at σ_max, which it
 produces at lower σ, how that changed over pre-training, which bands EDM's N-step sampler reaches from the same
-noise that one step does not, what GAN fine-tuning added (and what the random-init control did) over seeds, and,
-inside the network, which blocks carry the high band and what an unfrozen fine-tune moved. A band counts as
+noise that one step does not, what GAN fine-tuning added, whether it brought each run's samples to the data band by
+band (two-sample comparisons over seeds against held-out data and controls, :mod:`freqlab.compare.verdict`, under
+the committed criterion), and, inside the network, which blocks carry the high band and what an unfrozen
+fine-tune moved. A band counts as
 "produced" when its log-spectral distance to the data is within ``MATCH_DB``.
 """
 
@@ -18,22 +20,11 @@ from freqlab.measure import core as measure
 from freqlab.measure.conventions import MATCH_DB
 from freqlab.runtime import results
 
-__all__ = ["EFFECT_RATIO", "HOLD_RATIO", "STRUCTURE_SHARE", "build_report", "effect_table",
-           "structure_share", "write_report"]
+__all__ = ["RUN_NAMES", "build_report", "verdict_section", "write_report"]
 
-#: A band is "produced" when the output's log-spectral distance to the data in that band is at most this (dB).
-#: A fine-tune "shows the D2O-F effect" when three things hold at its end. Against the yardstick, the log-spectral
-#: distance of the pre-trained model's one-step output (the D2O-F starting point; the same yardstick for the D2O-F
-#: runs and for the random-init control): (1) the highest band's distance is at most this share of the yardstick's,
-EFFECT_RATIO = 0.5
-#: (2) no band's distance is above this share of the run's own distance at its start (fine-tuning did not trade one
-#: band for another),
-HOLD_RATIO = 1.0
-#: and (3) structure: the highest band's per-image kurtosis is at least this share of the way from Gaussian noise
-#: (kurtosis 3) to the data's (``structure_share``). Power alone cannot say no to coloured noise: Gaussian noise of
-#: any spectrum has kurtosis 3, and random-init controls matched the high band's power, or every band's, that way
-#: while staying within 8 % of Gaussian (benchmarks/README.md, "Ten seeds, and what says no to the control").
-STRUCTURE_SHARE = 0.10
+#: How the report names the demo's fine-tunes.
+RUN_NAMES = {"pretrained": "D2O-F from pre-trained", "random": "random init, D2O-F frozen",
+             "random-unfrozen": "random init, nothing frozen"}
 
 
 def _bands(ds: xr.Dataset) -> list[str]:
@@ -210,165 +201,22 @@ def finetune_section(logs: dict[str, xr.Dataset]) -> list[str]:
     return lines
 
 
-def _band_lsd(log: xr.Dataset, row: int) -> np.ndarray:
-    """Channel-mean log-spectral distance per band of row ``row`` of a fine-tuning log (dB)."""
-    return log.lsd.isel(images_seen=row).mean("channel").values.astype(float)
-
-
-def _high_kurtosis(log: xr.Dataset) -> tuple[float, float, float] | None:
-    """The highest band's per-image kurtosis (channel mean) at the start and end of a fine-tune, and the data's; None
-    for a log without band statistics."""
-    if "band_kurtosis" not in log or "data_band_kurtosis" not in log:
-        return None
-    k = log.band_kurtosis.isel(band=-1).mean("channel")
-    return float(k.isel(images_seen=0)), float(k.isel(images_seen=-1)), float(log.data_band_kurtosis.isel(
-        band=-1).mean("channel"))
-
-
-def structure_share(kurtosis: float, data: float) -> float:
-    """How far a per-image kurtosis is from Gaussian noise's (3) toward the data's: ``1 − |k − data| / |3 − data|``
-    (0: Gaussian, 1: the data's; below 0: further from the data than Gaussian noise, overshooting included). NaN when
-    a value is not finite or the data's own kurtosis is within 0.05 of 3 (then kurtosis cannot tell structure)."""
-    if not (np.isfinite(kurtosis) and np.isfinite(data)) or abs(data - 3.0) < 0.05:
-        return float("nan")
-    return 1.0 - abs(kurtosis - data) / abs(3.0 - data)
-
-
-def effect_table(seeds: dict[str, list[xr.Dataset]]) -> dict[str, list[dict]]:
-    """Per run and seed: start and end distance per band, end over the pre-trained yardstick, the high band's
-    kurtosis and its ``structure_share`` at the start and end, and the verdicts.
-
-    The yardstick is the pre-trained one-step output's distance per band (the mean over the ``pretrained`` runs'
-    first rows; a run's own first row when there is no ``pretrained`` run). ``spectrum``: the high band at most
-    ``EFFECT_RATIO`` of it and every band at most ``HOLD_RATIO`` of the run's own start; ``every_band``: every band
-    at most ``EFFECT_RATIO`` of the yardstick (another reading, shown beside it); ``structure``: the high band's
-    ``structure_share`` at the end at least ``STRUCTURE_SHARE`` (an end kurtosis that is not finite, a broken
-    output, counts as no); ``effect``: spectrum and structure. ``structure`` is None when the structure cannot be
-    measured (a log without band statistics, or data whose high band has Gaussian kurtosis); ``effect`` is then None
-    (undecided) unless the spectrum already says no: power alone would say yes to coloured noise, so it never decides
-    a yes on its own. Distances that are not finite, or a zero yardstick, make the spectrum say no.
-    """
-    if "pretrained" in seeds:
-        yardstick = np.nanmean([_band_lsd(log, 0) for log in seeds["pretrained"]], axis=0)
-    else:
-        yardstick = None
-    table = {}
-    for name, logs in seeds.items():
-        rows = []
-        for log in logs:
-            start, end = _band_lsd(log, 0), _band_lsd(log, -1)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = end / (yardstick if yardstick is not None else start)
-            kurtosis = _high_kurtosis(log)
-            share = (np.nan, np.nan) if kurtosis is None else tuple(structure_share(k, kurtosis[2])
-                                                                    for k in kurtosis[:2])
-            # the data's own kurtosis decides whether kurtosis can tell structure at all (Gaussian noise's share
-            # is finite exactly when it can); a non-finite end then counts as no, not as undecided
-            measurable = kurtosis is not None and np.isfinite(structure_share(3.0, kurtosis[2]))
-            spectrum = bool(ratio[-1] <= EFFECT_RATIO and np.all(end <= HOLD_RATIO * start))
-            structure = bool(share[1] >= STRUCTURE_SHARE) if measurable else None
-            effect = False if not spectrum or structure is False else (None if structure is None else True)
-            rows.append({"seed": int(log.attrs.get("config_seed", 0)), "start": start, "end": end, "ratio": ratio,
-                         "kurtosis": kurtosis, "share": share, "spectrum": spectrum,
-                         "every_band": bool(np.all(ratio <= EFFECT_RATIO)), "structure": structure, "effect": effect})
-        table[name] = rows
-    return table
-
-
-def _yes(flag: bool | None) -> str:
-    return "–" if flag is None else ("yes" if flag else "no")
-
-
-def _percent(share: float) -> str:
-    return f"{round(100 * share):d} %" if np.isfinite(share) else "–"
-
-
-def seeds_section(seeds: dict[str, list[xr.Dataset]]) -> list[str]:
-    """Per-seed outcome of each fine-tuning run: its spectrum against the pre-trained one-step output's distance, per
-    band, and its high band's structure against the data's kurtosis."""
-    if not seeds:
+def verdict_section(root: Path) -> list[str]:
+    """The verdict on fine-tuning from the comparisons of ``compare.nc`` and the committed criterion (empty when
+    the results directory has no comparisons)."""
+    if not (root / "compare.nc").exists():
         return []
-    bands = [str(b) for b in next(iter(seeds.values()))[0].band.values]
-    table = effect_table(seeds)
-    n_seeds = max(len(v) for v in seeds.values())
-    high = bands[-1]
-    lines = ["", "### Over seeds: does the effect repeat?", "",
-             f"Each fine-tune ran with {n_seeds} seed(s) (generator noise, data order, discriminator and, for the "
-             "control, the random initial weights). Yardstick: the log-spectral distance of the pre-trained model's "
-             "one-step output at σ_max, per band (the D2O-F starting point). A run **shows the effect** when at the "
-             f"end (1) its {high} band's distance is at most {EFFECT_RATIO:g}× the yardstick's and no band's is above "
-             f"{HOLD_RATIO:g}× its own at the start (spectrum), and (2) its {high} band's per-image kurtosis is at "
-             f"least {100 * STRUCTURE_SHARE:g} % of the way from Gaussian noise's (3) to the data's (structure: "
-             "Gaussian noise of any spectrum has kurtosis 3, so power alone cannot tell coloured noise from detail). "
-             "Neither says the samples look like the data; the samples figure does.", "",
-             f"| run | seed | LSD start → end, {' / '.join(bands)} (dB) | end / yardstick, {' / '.join(bands)} | "
-             f"spectrum | {high}-band kurtosis start → end | of the way to the data's | structure | effect |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for name, rows in table.items():
-        for r in rows:
-            kurt = "–" if r["kurtosis"] is None else f"{r['kurtosis'][0]:.2f} → {r['kurtosis'][1]:.2f}"
-            lines.append(f"| {name} | {r['seed']} | "
-                         + " / ".join(f"{a:.1f} → {b:.1f}" for a, b in zip(r["start"], r["end"]))
-                         + f" | {' / '.join(f'{v:.2f}' for v in r['ratio'])} | {_yes(r['spectrum'])} | {kurt} | "
-                         + f"{' → '.join(_percent(v) for v in r['share'])} | {_yes(r['structure'])} | "
-                         + f"{_yes(r['effect'])} |")
-    lines.append("")
-    for name, rows in table.items():
-        hits = sum(r["effect"] is True for r in rows)
-        undecided = sum(r["effect"] is None for r in rows)
-        structured = [r["structure"] for r in rows if r["structure"] is not None]
-        why = f"spectrum on {sum(r['spectrum'] for r in rows)}, structure on {sum(structured)} of {len(structured)}"
-        if undecided:
-            why += (f"; undecided on {undecided}: the structure could not be measured (no band statistics, or the "
-                    "data's kurtosis is Gaussian)")
-        worst = np.array([r["ratio"].max() for r in rows])
-        verdict = f"**{hits} of {len(rows)}** seed(s)" + (f", **{undecided} undecided**" if undecided else "")
-        lines.append(f"- **{name}**: the effect on {verdict} ({why}). {high.capitalize()} band's end / yardstick: "
-                     f"median {np.median([r['ratio'][-1] for r in rows]):.2f}. Every band at most {EFFECT_RATIO:g}× "
-                     f"the yardstick: {sum(r['every_band'] for r in rows)} of {len(rows)} (worst band's end / "
-                     f"yardstick: median {np.median(worst):.2f}, range {worst.min():.2f}–{worst.max():.2f}).")
-    matched = {name: sum(r["ratio"][-1] <= EFFECT_RATIO for r in rows) for name, rows in table.items()}
-    counts = ", ".join(f"{k} of {len(table[n])} {n} seed(s)" for n, k in matched.items())
-    if "random" in matched and matched["random"]:  # a control that reached the high band's power, with what?
-        lines += ["", f"The {high} band's power alone does not tell the runs apart: its distance ended at most "
-                  f"{EFFECT_RATIO:g}× the yardstick on {counts}. A freshly initialised network's output is already "
-                  "noise with roughly the data's high-band power; what tells a detail from that noise is its "
-                  "structure."]
-    else:
-        lines += ["", f"The {high} band's distance ended at most {EFFECT_RATIO:g}× the yardstick on {counts}."]
-    return lines + _structure_lines(table, high)
+    from freqlab.compare.criterion import load_criterion
+    from freqlab.compare.verdict import verdict_section as section
 
-
-def _structure_lines(table: dict[str, list[dict]], band: str) -> list[str]:
-    """How far each run's outputs are from Gaussian noise toward the data's per-image kurtosis in the highest band:
-    structure (edges, sparse detail) rather than coloured noise, which has Gaussian kurtosis 3 whatever its
-    spectrum."""
-    runs = {name: rows for name, rows in table.items() if rows and all(r["kurtosis"] is not None for r in rows)}
-    if not runs:
-        return []
-    data = float(np.nanmedian([r["kurtosis"][2] for rows in runs.values() for r in rows]))
-    lines = ["", f"Power is not structure: Gaussian noise of any spectrum has kurtosis 3 in every band, the data "
-                 f"{data:.2f} in the {band} band (per image, DC excluded). How far each run's outputs are from "
-                 "Gaussian noise toward the data's kurtosis (0 %: Gaussian, 100 %: the data's; below 0: further from "
-                 "the data than Gaussian noise, overshooting included):"]
-    for name, rows in runs.items():
-        k = np.array([r["kurtosis"] for r in rows], dtype=float)
-        start, end = (f"{np.median(v[np.isfinite(v)]):.2f}" if np.isfinite(v).any() else "–" for v in k[:, :2].T)
-        share = np.array([r["share"] for r in rows], dtype=float)
-        lines.append(f"- **{name}**: {band}-band kurtosis {start} → {end} (medians); {_share_text(share)}")
+    ds = results.load(root / "compare.nc")
+    criterion = load_criterion()
+    lines = section(ds, criterion, RUN_NAMES)
+    made_with = ds.attrs.get("criterion_sha256")
+    if made_with and made_with != criterion.sha256:
+        lines += ["", f"**Note**: `compare.nc` was made under another criterion (sha256 `{made_with}`); rerun the "
+                  "demo to compare under today's."]
     return lines
-
-
-def _share_text(share: np.ndarray) -> str:
-    """The spread over seeds of ``structure_share`` at the start and end (rows: seeds; NaN: left out of its column),
-    as text."""
-    start, end = (col[np.isfinite(col)] for col in share.T)
-    if not end.size:
-        return ("not measurable at the end: the data's kurtosis is that of Gaussian noise, or the outputs' is not "
-                "finite.")
-    first = _percent(np.median(start)) if start.size else "–"
-    return (f"of the way to the data's: {first} → {_percent(np.median(end))} (medians; end range "
-            f"{_percent(end.min())} to {_percent(end.max())} over {end.size} of {len(share)} seed(s)).")
 
 
 def sampler_section(ds: xr.Dataset) -> list[str]:
@@ -452,14 +300,14 @@ def inside_section(root: Path) -> list[str]:
 
 def build_report(root: str | Path) -> str:
     """The report of the results directory ``root`` as markdown."""
-    from freqlab.plots.results_dir import finetune_logs, seed_logs
+    from freqlab.plots.results_dir import finetune_logs
 
     root = Path(root)
     ds = results.load(root / "sweep.nc")
     try:
-        logs, seeds = finetune_logs(root), seed_logs(root)
+        logs = finetune_logs(root)
     except FileNotFoundError:
-        logs, seeds = {}, {}
+        logs = {}
     head = [
         "# freqlab demo report",
         "",
@@ -470,7 +318,7 @@ def build_report(root: str | Path) -> str:
         f"the data is at most {MATCH_DB:g} dB. Figures: `figures/`.",
         "",
     ]
-    body = _numbered(sweep_section(ds) + sampler_section(ds) + finetune_section(logs) + seeds_section(seeds)
+    body = _numbered(sweep_section(ds) + sampler_section(ds) + finetune_section(logs) + verdict_section(root)
                      + inside_section(root))
     return "\n".join(head + body) + "\n"
 

@@ -23,39 +23,44 @@ def demo_dir(quick_demo):
 @pytest.mark.slow
 def test_demo_writes_every_stage(demo_dir):
     for path in ("pretrain", "sweep.nc", "finetune-pretrained/finetune.nc", "finetune-random/finetune.nc",
-                 "finetune-unfrozen/finetune.nc", "layer_spectra.nc", "weight_change.nc", "data_spectra.nc",
-                 "report.md"):
+                 "finetune-random-unfrozen/finetune.nc", "finetune-unfrozen/finetune.nc", "compare.nc",
+                 "layer_spectra.nc", "weight_change.nc", "data_spectra.nc", "report.md"):
         assert (demo_dir / path).exists(), path
     pngs = sorted(p.stem for p in (demo_dir / "figures").glob("*.png"))
     assert pngs == sorted(figures.FIGURES)
     text = (demo_dir / "report.md").read_text()
     for heading in ("One step at σ_max", "Lower noise levels", "Over pre-training", "Many steps against one",
-                    "What GAN fine-tuning added", "Inside the network"):
+                    "What GAN fine-tuning added", "The verdict", "Inside the network"):
         assert heading in text
     assert "nan |" not in text.split("## 2.")[0]  # section 1 numbers are all defined
 
 
 @pytest.mark.slow
-def test_each_fine_tune_runs_with_several_seeds_and_the_report_counts_them(demo_dir):
+def test_each_fine_tune_runs_with_several_seeds_and_the_verdict_compares_them(demo_dir):
+    from freqlab.compare.criterion import load_criterion
+    from freqlab.compare.verdict import band_verdicts, run_pairs
+    from freqlab.runtime import results
+
     seeds = results_dir.seed_logs(demo_dir)
-    assert sorted(seeds) == ["pretrained", "random"]
+    assert sorted(seeds) == ["pretrained", "random", "random-unfrozen"]
     for name, logs in seeds.items():
         assert [int(log.attrs["config_seed"]) for log in logs] == [0, 1]
         assert (demo_dir / results_dir.run_dir(name, 1) / "finetune.nc").exists()
+    assert seeds["random-unfrozen"][0].attrs["frozen_share"] == 0  # the third run freezes nothing
+    ds = results.load(demo_dir / "compare.nc")
+    pairs = run_pairs(ds)
+    assert {run: len(p) for run, p in pairs.items()} == {"pretrained": 2, "random": 2, "random-unfrozen": 2}
+    assert all(start == "pretrained-start" for start, _ in pairs["pretrained"])
+    assert {"heldout", "gaussian", "deadleaves", "repeated", "lowpass"} <= set(ds.candidate.values)
     text = (demo_dir / "report.md").read_text()
-    rows = [line for line in text.splitlines() if line.startswith(("| pretrained |", "| random |"))]
-    assert len(rows) == 4  # one row per run and seed
-    table = report.effect_table(seeds)
-    yardstick = np.mean([log.lsd.isel(images_seen=0).mean("channel").values for log in seeds["pretrained"]], axis=0)
-    for name, entries in table.items():
-        for entry, log in zip(entries, seeds[name]):
-            start, end = (log.lsd.isel(images_seen=row).mean("channel").values for row in (0, -1))
-            np.testing.assert_allclose(entry["ratio"], end / yardstick)
-            held = (end <= report.HOLD_RATIO * start).all()  # no band further from the data than at the run's start
-            assert entry["spectrum"] == bool(end[-1] / yardstick[-1] <= report.EFFECT_RATIO and held)
-            assert entry["effect"] == (entry["spectrum"] and entry["share"][1] >= report.STRUCTURE_SHARE)
-        hits = sum(e["effect"] is True for e in entries)
-        assert f"**{name}**: the effect on **{hits} of 2** seed(s)" in text
+    criterion = load_criterion()
+    assert criterion.sha256 in text and "smoke test" in text  # the quick demo compares fewer images
+    for run, label in report.RUN_NAMES.items():
+        verdict = band_verdicts(ds, pairs[run], resamples=criterion.bootstrap_resamples, level=criterion.level)
+        for band, v in verdict.items():
+            assert f"| {label} | {band} | {v.start:.3g} → {v.end:.3g}" in text
+        reached = [b for b, v in verdict.items() if v.reaches]
+        assert f"**{label}** reaches the data in {', '.join(reached) if reached else 'no band'}" in text
 
 
 def _pixels(path):

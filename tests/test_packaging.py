@@ -41,6 +41,7 @@ def test_the_wheel_carries_the_license_and_complete_metadata(wheel):
     assert not [c for c in classifiers if c.startswith("License ::")]  # PEP 639: the expression alone
     assert "freqlab = freqlab.cli:main" in entry_points
     assert "freqlab/runtime/outputs.py" in names and not [n for n in names if n.startswith("tests/")]
+    assert "freqlab/compare/criterion.json" in names  # the report reads it from the installed package
     # the package index cannot show images linked relative to the repository: the description has none
     body = meta.get_payload()
     assert "freqlab" in body and not re.search(r"!\[[^\]]*\]\((?!https://)", body)

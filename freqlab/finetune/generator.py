@@ -8,7 +8,8 @@ import os
 import torch
 from torch import nn
 
-from freqlab.runtime.rng import sample_seed
+from freqlab.data.base import DataSource
+from freqlab.runtime.rng import per_sample_randn, sample_seed
 
 __all__ = ["Generator", "make_generator", "random_init"]
 
@@ -93,3 +94,34 @@ def make_generator(init, *, init_kind: str = "checkpoint", seed: int = 0, device
     if init_kind == "random":
         denoiser = random_init(denoiser, seed)
     return Generator(denoiser.float())
+
+
+class GeneratedImages(DataSource):
+    """``n`` one-step samples ``G(z)`` of a generator checkpoint whose images are ``shape`` (C, H, W), read like
+    any data source (``images(indices)``) and made on demand: the checkpoint is loaded at the first read and
+    dropped after the last image is read. ``z`` of image ``i`` depends only on ``(seed, i)``, so every generator
+    compared sees the same noise. Not clipped."""
+
+    def __init__(self, name: str, checkpoint, n: int, shape, *, seed: int, device="cpu", trust_pickle: bool = False):
+        self.checkpoint, self.seed, self.device, self.trust_pickle = checkpoint, int(seed), device, trust_pickle
+        self._generator: Generator | None = None
+        super().__init__(name, tuple(shape), int(n), {"checkpoint": str(checkpoint)})
+
+    def _load(self) -> Generator:
+        if self._generator is None:
+            from freqlab.checkpoints.store import load_denoiser
+
+            denoiser = load_denoiser(self.checkpoint, device=self.device, trust_pickle=self.trust_pickle)
+            self._generator = Generator(denoiser.float()).eval()
+        return self._generator
+
+    @torch.no_grad()
+    def _images(self, idx):
+        gen = self._load()
+        if tuple(gen.image_shape) != self.shape:
+            raise ValueError(f"{self.checkpoint} makes images of shape {tuple(gen.image_shape)}, not {self.shape}")
+        z = per_sample_randn(self.seed, "generate/z", idx, gen.image_shape, device=self.device)
+        out = gen(z).float().cpu()
+        if max(idx) == self.size - 1:  # the last image: the network is not needed any more
+            self._generator = None
+        return out

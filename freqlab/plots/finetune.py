@@ -14,7 +14,8 @@ from freqlab.plots.style import palette, panels, themed
 
 __all__ = ["RUN_LABELS", "finetune_figure", "samples_figure", "frozen_parameters_figure"]
 
-RUN_LABELS = {"pretrained": "from pre-trained (D2O-F)", "random": "from random init (control)"}
+RUN_LABELS = {"pretrained": "from pre-trained (D2O-F)", "random": "from random init, D2O-F frozen (control)",
+              "random-unfrozen": "from random init, nothing frozen (control)"}
 
 
 @themed
