@@ -209,3 +209,28 @@ def test_bad_input_is_one_clear_error(tmp_path):
     np.save(tmp_path / "few.npy", np.zeros((20, 16, 16, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match="has 20 images"):
         compare(str(tmp_path / "few.npy"), controls=True, resolution=16, progress=False)
+
+
+def test_the_standard_fid_only_with_the_library_and_its_cached_weights(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from freqlab.compare import standard
+    from freqlab.compare.study import TensorImages
+
+    images = TensorImages("x", torch.zeros(8, 3, 16, 16))
+    monkeypatch.setitem(sys.modules, "torch_fidelity", None)  # not installed
+    assert "not installed" in standard.standard_metrics(images, images, 8)
+    calls = []
+    fake = types.SimpleNamespace(calculate_metrics=lambda **kw: calls.append(kw) or {
+        "frechet_inception_distance": 1.5, "kernel_inception_distance_mean": 0.01,
+        "kernel_inception_distance_std": 0.002})
+    monkeypatch.setitem(sys.modules, "torch_fidelity", fake)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    assert "not in the local cache" in standard.standard_metrics(images, images, 8)  # no weights: nothing downloaded
+    assert not calls
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / standard.INCEPTION_WEIGHTS).write_bytes(b"")
+    assert standard.standard_metrics(images, images, 8) == {"fid": 1.5, "kid": 0.01, "kid_std": 0.002}
+    item = calls[0]["input1"][0]
+    assert item.dtype == torch.uint8 and item.shape == (3, 16, 16) and int(item.max()) == 128  # 0 maps to mid-grey

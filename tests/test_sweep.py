@@ -407,13 +407,20 @@ def test_linear_reference_is_the_linear_mmse_denoiser_on_the_same_inputs():
     from freqlab.models.linear import LinearMMSEDenoiser
 
     n, n_fit = 16, 600
-    src = make_source("natural", resolution=8, split="test")  # 3×8×8 = 192 values per image
-    fitted = LinearMMSEDenoiser.from_source(src, n_fit, start=n)  # held out: the images after the swept ones
+    train = make_source("natural", resolution=8, split="train")  # 3×8×8 = 192 values per image
+    fitted = LinearMMSEDenoiser.from_source(train, n_fit)  # by default on the training split, as a model learns
     ds = sw.sweep({"lin": fitted}, "natural", [0.1, 1.0, 10.0], n_images=n, batch_size=8, seed=2, device="cpu",
                   progress=False, data_options={"resolution": 8}, linear_reference=n_fit)
-    # the sweep's reference is that denoiser, fed exactly the models' noisy inputs
+    # the sweep's reference is that denoiser, fed exactly the models' noisy inputs (of the test split)
     np.testing.assert_allclose(ds.linear_mse.values, ds.mse.sel(checkpoint="lin").values, rtol=1e-5)
-    assert "images 16 to 615" in ds.attrs["linear_reference"]
+    assert "images 0 to 599 of the train split" in ds.attrs["linear_reference"]
+    assert "images 0 to 599 of the train split" in ds.attrs["wiener_reference"]  # the same images, the same pass
+    held_out = LinearMMSEDenoiser.from_source(make_source("natural", resolution=8, split="test"), n_fit, start=n)
+    other = sw.sweep({"lin": held_out}, "natural", [0.1, 1.0, 10.0], n_images=n, batch_size=8, seed=2,
+                     device="cpu", progress=False, data_options={"resolution": 8}, linear_reference=n_fit,
+                     reference_split=None)  # the other choice: images after the swept ones, same split
+    np.testing.assert_allclose(other.linear_mse.values, other.mse.sel(checkpoint="lin").values, rtol=1e-5)
+    assert "images 16 to 615 of the measured source" in other.attrs["linear_reference"]
     # colour channels are correlated: the full-covariance estimator beats the per-channel stationary filter at low
     # σ; at σ = 10 both are close to the data variance about its mean
     ratio = (ds.linear_mse / ds.wiener_mse).mean("channel").values
@@ -423,7 +430,7 @@ def test_linear_reference_is_the_linear_mmse_denoiser_on_the_same_inputs():
 def test_linear_reference_defaults_and_errors(white16, tmp_path):
     ds = sw.sweep({"t": TinyDenoiser()}, "white", SIGMAS, data_options={"resolution": 16, "grayscale": True},
                   modes=("denoise",), **SMALL)
-    assert "linear_mse" in ds and "images 12 to 2059" in ds.attrs["linear_reference"]  # 8·256 fit images
+    assert "linear_mse" in ds and "images 0 to 2047 of the train split" in ds.attrs["linear_reference"]  # 8·256
     # white noise is stationary and uncorrelated: the best linear and the stationary filter agree
     np.testing.assert_allclose(ds.linear_mse.values, ds.wiener_mse.values, rtol=0.25)
     off = sw.sweep({"t": TinyDenoiser()}, white16, SIGMAS, linear_reference=0, **SMALL)
@@ -546,3 +553,26 @@ def test_sample_mode_runs_on_a_diffusers_vp_model_and_an_edm_network(white16, ed
         assert (np.isfinite(first) == np.isfinite(one_step)).all() and np.isfinite(one_step[..., 1:]).all()
         np.testing.assert_allclose(first, one_step, rtol=1e-4)  # the sampler's first estimate is the one step
         assert np.isfinite(ds.output_power.sel(mode="sample").isel(sigma=-1).values).all()
+
+
+def test_the_windowed_wiener_reference_is_in_the_windowed_measurements_convention():
+    """With the default Hann window the exact Wiener filter's measured output, error and cross spectra must sit on
+    the reference curves drawn beside them (not on the periodic ones, up to 1.4x off at large σ)."""
+    src = make_source("grf", resolution=32, grayscale=True, split="test")
+    f = torch.linspace(0.0, 0.75, 4001, dtype=torch.float64)
+    wiener = WienerDenoiser(f, grf_power(f), image_shape=(1, 32, 32))
+    sigmas = [0.03, 0.3, 2.0]
+    ds = sw.sweep({"wiener": wiener}, src, sigmas, n_images=512, batch_size=128, device="cpu", progress=False,
+                  modes=("denoise",))
+    assert ds.attrs["spectrum_window"].startswith("hann")
+    nondc = ds.freq.values > 0
+    for s in sigmas:
+        d = ds.sel(checkpoint="wiener", sigma=s, channel=0, mode="denoise")
+        for measured, sem, ref in ((d.output_power, d.output_power_sem, d.wiener_output_power),
+                                   (d.error_power, d.error_power_sem, d.wiener_error_power)):
+            m, e, r = measured.values[nondc], sem.values[nondc], ref.values[nondc]
+            assert np.all(np.abs(m - r) <= 5 * e + 0.03 * r), (s, (m / r).round(3))
+        np.testing.assert_allclose(d.transfer.values[nondc], d.wiener_transfer.values[nondc], rtol=0.08, atol=0.01)
+    unwindowed = _analytic(sigmas)[2.0]["output"].numpy()[nondc]  # the periodic curve is not what Hann measures
+    assert np.max(np.abs(ds.sel(checkpoint="wiener", sigma=2.0, channel=0).wiener_output_power.values[nondc]
+                         / unwindowed - 1)) > 0.1

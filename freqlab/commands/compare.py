@@ -35,6 +35,9 @@ def register(sub) -> None:
                    help="the same kinds of input, or control:NAME (heldout, gaussian, deadleaves, repeated, lowpass)")
     p.add_argument("--controls", action="store_true", help="add every control of the reference as a candidate")
     p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
+    p.add_argument("--fid", action="store_true",
+                   help="also the standard FID and KID of each candidate (not the controls) through torch-fidelity, "
+                        "when its Inception weights are already in the local torch hub cache (else one line says so)")
     add_setting_options(p, CompareConfig, skip=("seed",), title="what determines the numbers (freqlab.compare.config)")
     add_common(p, out_default=None)
     p.add_argument("--out", default=None, help="also write the result as netCDF to this path (default: none)")
@@ -48,10 +51,33 @@ def run(args) -> int:
         raise ValueError("nothing to compare: give CANDIDATE paths or names, or --controls")
     ds = compare(args.reference, args.candidates, controls=args.controls, device=args.device, out=args.out,
                  progress=not args.quiet, config=CompareConfig(**setting_values(CompareConfig, args)))
+    doc = to_json(ds)
+    if args.fid:
+        standard = _standard(args, ds)
+        for entry in doc["candidates"]:
+            entry["standard"] = standard.get(entry["name"])
     if args.json:
-        print(json.dumps(to_json(ds), indent=2))
+        print(json.dumps(doc, indent=2))
     else:
         print(summarize(ds))
+        for name, value in (standard.items() if args.fid else ()):
+            print(f"  {name}: " + (value if isinstance(value, str) else
+                                   f"FID {value['fid']:.2f}, KID {value['kid']:.4f} ± {value['kid_std']:.4f}"))
     if args.out:
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def _standard(args, ds) -> dict:
+    """``{candidate: FID/KID dict, or the line saying why not}`` for the candidates that are not controls."""
+    from freqlab.compare.standard import standard_metrics
+    from freqlab.compare.study import CONTROL_PREFIX, _as_source
+
+    config = CompareConfig(**setting_values(CompareConfig, args))
+    reference = _as_source(args.reference, config, "reference")
+    n = int(ds.attrs["n_images_per_set"])
+    out = {}
+    for item, name in zip(args.candidates, ds.candidate.values):
+        if not item.startswith(CONTROL_PREFIX):
+            out[str(name)] = standard_metrics(reference, _as_source(item, config, str(name)), n, device=args.device)
+    return out

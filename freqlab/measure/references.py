@@ -9,11 +9,41 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["linear_fit_count", "linear_reference", "snr_crossover", "wiener_reference"]
+__all__ = ["PeriodicSpectrum", "fit_references", "linear_fit_count", "linear_reference", "snr_crossover",
+           "wiener_reference", "window_kernel", "windowed"]
+
+
+def window_kernel(window: torch.Tensor) -> torch.Tensor:
+    """``|Ŵ(k)|²/Σ|Ŵ|²`` over the full plane ``(H, W)``, float64: what a window does to an expected periodogram.
+
+    For a stationary field of per-mode power ``S``, the windowed estimate ``|DFT(w·x)(k)|²/(H·W·mean(w²))`` has the
+    expectation ``(K ⊛ S)(k)``, the circular convolution with this kernel (which sums to 1, so white noise stays
+    flat at its variance).
+    """
+    kernel = torch.fft.fft2(window.double()).abs().square()
+    return kernel / kernel.sum()
+
+
+def windowed(half: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Per-mode expected powers ``(..., H, W//2+1)`` (rfft2 half plane) as a windowed, mean-removed estimate
+    sees them: DC zeroed (each image's mean is removed before the window), then convolved with ``kernel``
+    (:func:`window_kernel`) over the full plane; returns the half plane."""
+    h, w = kernel.shape
+    wr = w // 2 + 1
+    half = half.clone()
+    half[..., 0, 0] = 0.0
+    full = torch.zeros(half.shape[:-1] + (w,), dtype=torch.float64)
+    full[..., :wr] = half
+    cols = torch.arange(wr, w)
+    rows = (-torch.arange(h)) % h
+    full[..., cols] = half[..., rows, :][..., w - cols]  # P(-k) = P(k): the other half plane
+    conv = torch.fft.ifft2(torch.fft.fft2(full) * torch.fft.fft2(kernel)).real
+    return conv[..., :wr]
 
 
 def wiener_reference(mode_power: torch.Tensor, mode_mean: torch.Tensor, sigmas: Sequence[float],
-                     bin_matrix: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+                     bin_matrix: torch.Tensor, weights: torch.Tensor, kernel: torch.Tensor | None = None
+                     ) -> dict[str, torch.Tensor]:
     """Wiener curves for each σ, computed per Fourier mode and then binned like the measurements.
 
     Parameters
@@ -22,6 +52,9 @@ def wiener_reference(mode_power: torch.Tensor, mode_mean: torch.Tensor, sigmas: 
     mode_mean : ``(C, H, Wr)``   ``|DFT(w·μ)(k)|²/norm``, the power of the (constant) mean image μ.
     bin_matrix : ``(H·Wr, n_bins)``  mode → bin-mean matrix (float64).
     weights : ``(H, Wr)``  half-plane multiplicities, for the MSE over all modes.
+    kernel : ``(H, W)`` or None  the window's kernel (:func:`window_kernel`) when the measured spectra are
+        windowed: the curves are then what a windowed, mean-removed estimate of the filter's output expects
+        (:func:`windowed`), the convention of the spectra they are drawn beside and divided by. The MSE stays exact.
 
     The Wiener filter acts on the fluctuation about the data mean, ``x̂0 = μ + H·(x_σ − μ)`` with
     ``H = P/(P+σ²)`` and ``P = mode_power − mode_mean`` its per-mode variance (as
@@ -43,7 +76,7 @@ def wiener_reference(mode_power: torch.Tensor, mode_mean: torch.Tensor, sigmas: 
     m = bin_matrix.double()
 
     def binned(q):
-        return q.flatten(-2) @ m
+        return (q if kernel is None else windowed(q, kernel)).flatten(-2) @ m
 
     data_b, out_b, err_b, cross_b = binned(mode_power).unsqueeze(0), binned(out), binned(err), binned(cross)
     n_modes = float(weights.sum())
@@ -94,6 +127,38 @@ def linear_fit_count(source, n_images: int, n_fit: int | None) -> int:
         raise ValueError(f"data source {source.name!r} has {size} images: the {n_images} swept leave "
                          f"{size - n_images}, fewer than linear_reference={n_fit}; lower either, or pass 0")
     return n_fit
+
+
+class PeriodicSpectrum:
+    """Streaming per-mode periodic power ``Σ|rfft2(x)|²`` and pixel sum of images (float64, CPU): the statistics
+    the stationary Wiener reference is made from."""
+
+    def __init__(self):
+        self.power, self.pixel_sum, self.count = None, None, 0
+
+    def add(self, x: torch.Tensor) -> None:
+        x = x.to(torch.float64)
+        power = torch.fft.rfft2(x).abs().square().sum(0).cpu()
+        pixels = x.sum(dim=(0, 2, 3)).cpu()
+        self.power = power if self.power is None else self.power + power
+        self.pixel_sum = pixels if self.pixel_sum is None else self.pixel_sum + pixels
+        self.count += len(x)
+
+
+def fit_references(source, start: int, n_images: int, n_linear: int, dev, batch_size: int = 256):
+    """The references fitted on images ``start … start + n_images − 1`` of ``source``, in one pass: the
+    :class:`PeriodicSpectrum` of all of them and the linear MMSE denoiser of the first ``n_linear`` (None for 0;
+    then ``n_images`` are read for the spectrum alone)."""
+    from freqlab.models.linear import LinearMMSEDenoiser
+
+    spectrum = PeriodicSpectrum()
+    if n_linear:
+        linear = LinearMMSEDenoiser.from_source(source, n_linear, start=start, device=dev, each_batch=spectrum.add,
+                                                batch_size=batch_size).to(dev)
+        return linear, spectrum
+    for lo in range(start, start + n_images, batch_size):
+        spectrum.add(source.images(list(range(lo, min(lo + batch_size, start + n_images)))))
+    return None, spectrum
 
 
 def linear_reference(source, n_images: int, n_fit: int, dev):

@@ -313,12 +313,13 @@ class LinearMMSEDenoiser(Denoiser):
 
     @classmethod
     def from_source(cls, source, n_images: int, *, batch_size: int = 256, start: int = 0, device=None,
-                    **kwargs) -> "LinearMMSEDenoiser":
+                    each_batch=None, **kwargs) -> "LinearMMSEDenoiser":
         """Fit from ``n_images`` images ``start, …, start + n_images − 1`` of a :class:`freqlab.data.sources.DataSource`,
         read ``batch_size`` at a time with ``source.images(indices)`` and summed in float64 on ``device`` (CPU by
         default; the eigendecomposition runs there too and the denoiser lives there). ``D = C·H·W`` is checked
         before any image is read. Choose ``start`` (or another split of the source) so that the fit images are
-        not the ones evaluated on; at least ``2·D`` images are recommended. Other keywords as
+        not the ones evaluated on; at least ``2·D`` images are recommended. ``each_batch(batch)`` is called with
+        every batch read (to take other statistics of the same images in the same pass). Other keywords as
         :meth:`from_images`.
         """
         shape = tuple(int(s) for s in source.shape)
@@ -334,6 +335,8 @@ class LinearMMSEDenoiser(Denoiser):
             if tuple(batch.shape[1:]) != shape:
                 raise ValueError(f"the source returned images of shape {tuple(batch.shape[1:])}, expected {shape}")
             sums.add(batch)
+            if each_batch is not None:
+                each_batch(batch)
         return cls._from_sums(sums, shape, kwargs)
 
     # ---------------------------------------------------------------------------------------------- the estimator

@@ -40,7 +40,11 @@ class SweepJob:
     an: Analysis | None
     n_linear: int
     sample_sigmas: torch.Tensor | None
-    linear: Any = None  # the linear reference, fitted when the first checkpoint is measured
+    reference: Any = None  # the source the references are fitted on, from image reference_start on
+    reference_start: int = 0
+    n_reference: int = 0  # images of the Wiener spectrum (the linear reference's first n_linear of them)
+    linear: Any = None  # the linear reference, fitted before the first checkpoint is measured
+    spectrum: Any = None  # the Wiener reference's PeriodicSpectrum, from the same pass
 
 
 def units(job: SweepJob) -> int:

@@ -55,10 +55,17 @@ class SweepConfig:
                                                      "--data-path)", cli=False)
     wasserstein_images: int = setting(1024, "the Wasserstein distance of per-image log band power uses the first N "
                                       "images (their values are kept: memory); every other statistic uses all")
+    reference_split: str | None = setting(
+        "train", "the split the references are fitted on (the stationary Wiener filter's spectrum and mean, the "
+        "linear MMSE denoiser): train, the images a model learned from, so that the references and the models are "
+        "compared on equal terms on the measured split; none: held-out images of the measured source, right "
+        "after the n_images measured (also what a source given as an object gets)",
+        parse=lambda text: None if text.strip().lower() == "none" else text.strip(), metavar="SPLIT")
     linear_reference: int | None = setting(
         None, "images to fit the full-covariance linear MMSE denoiser on (the best linear denoiser, measured as "
-        "linear_mse), the images right after the n_images measured; none: 8·C·H·W when an image has at most 4096 "
-        "values and the source has them; 0: off", parse=parse_optional_int, metavar="N")
+        "linear_mse); none: 8·C·H·W when an image has at most 4096 values and the source has them; 0: off (the "
+        "Wiener filter's spectrum then comes from max(n_images, 1024) images)", parse=parse_optional_int,
+        metavar="N")
     distribute: str = setting("auto", "under torchrun: split each checkpoint's images across processes, or give "
                               "each process whole checkpoints; auto splits checkpoints when they divide evenly",
                               choices=DISTRIBUTE)
@@ -82,6 +89,8 @@ class SweepConfig:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if int(self.wasserstein_images) < MIN_IMAGES:
             raise ValueError(f"wasserstein_images must be at least {MIN_IMAGES}, got {self.wasserstein_images}")
+        if self.reference_split not in (None, "train", "test"):
+            raise ValueError(f"reference_split must be train, test or None, got {self.reference_split!r}")
         if self.distribute not in DISTRIBUTE:
             raise ValueError(f"distribute must be one of {DISTRIBUTE}, got {self.distribute!r}")
         if self.sampler not in SAMPLERS:

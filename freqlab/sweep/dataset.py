@@ -14,7 +14,7 @@ from freqlab import spectral
 from freqlab.measure import core as measure
 from freqlab.measure.conventions import COHERENCE_THRESHOLD, MATCH_DB
 from freqlab.measure.core import Analysis, ImageStats
-from freqlab.measure.references import snr_crossover, wiener_reference
+from freqlab.measure.references import snr_crossover, wiener_reference, window_kernel
 from freqlab.runtime import distributed
 from freqlab.sweep import sample_mode
 from freqlab.sweep.inputs import Entry
@@ -28,20 +28,26 @@ def _base_coords(an: Analysis, sigmas) -> dict:
             **measure.coords(an)}
 
 
-def data_dataset(data: ImageStats, an: Analysis, sigmas, linear: list | None) -> xr.Dataset:
-    """Data-only variables, the stationary Wiener reference and (when fitted) the linear MMSE reference."""
+def data_dataset(data: ImageStats, an: Analysis, sigmas, linear: list | None, spectrum=None) -> xr.Dataset:
+    """Data-only variables, the stationary Wiener reference (from ``spectrum``, a
+    :class:`freqlab.measure.references.PeriodicSpectrum` of the images the references are fitted on; the measured
+    images' own when None) and, when fitted, the linear MMSE reference."""
     # The stationary Wiener filter acts on the periodic spectrum of the images (as WienerDenoiser does), so its
     # reference comes from the unwindowed per-mode power: exact MSE by Parseval, the per-image brightness (DC)
-    # included. With a window, the binned curves are those of the periodic spectrum beside windowed estimates.
+    # included. With a window, its curves are then put in the measurements' convention (mean removed, windowed),
+    # so they are drawn beside and divided by like for like.
     c, h, wr = data.mode_power.shape
     w = an.shape[2]
-    mode_power = data.mode_power / data.count / (h * w)
+    power, pixel_sum, count = (data.mode_power, data.pixel_sum, data.count) if spectrum is None else (
+        spectrum.power, spectrum.pixel_sum, spectrum.count)
+    mode_power = power / count / (h * w)
     # the mean image is the constant μ per channel (as WienerDenoiser's): its spectrum is the DC mode alone.
     # (The sample mean of each mode would add its sampling noise, ~P/N, to every mode.)
-    mu = data.pixel_sum / (data.count * h * w)
+    mu = pixel_sum / (count * h * w)
     mode_mean = torch.zeros_like(mode_power)
     mode_mean[:, 0, 0] = mu.square() * (h * w)
-    ref = wiener_reference(mode_power, mode_mean, sigmas, an.bin_matrix64, an.weights)
+    kernel = None if an.window is None else window_kernel(an.window)
+    ref = wiener_reference(mode_power, mode_mean, sigmas, an.bin_matrix64, an.weights, kernel)
     data_power = data.power.mean
     nondc = an.freq > 0
     wiener_cut = spectral.coherence_cutoff(an.freq[nondc], ref["coherence"][..., nondc], COHERENCE_THRESHOLD)

@@ -217,12 +217,29 @@ def _prepare(cfg: SweepConfig, name: str, first, data, sigmas, dev, spectra: boo
     size = getattr(source, "size", None)
     if size is not None and cfg.n_images > size:
         raise ValueError(f"data source {source.name!r} has {size} images, fewer than n_images={cfg.n_images}")
-    n_linear = references.linear_fit_count(source, cfg.n_images, cfg.linear_reference) \
-        if "denoise" in cfg.modes else 0
+    reference, start = _reference_source(cfg, data, source, shape)
+    n_linear = references.linear_fit_count(reference, start, cfg.linear_reference) if "denoise" in cfg.modes else 0
+    n_reference = n_linear or _spectrum_count(reference, start, cfg.n_images)
     steps = sample_mode.sampler_sigmas(cfg.sample_steps, float(sigmas[-1]), first) if "sample" in cfg.modes \
         else None
     return SweepJob(cfg, dev, source, shape, np.asarray(sigmas), bool(cfg.autocast) and dev.type != "cpu",
-                Analysis(shape, band_dict, cfg.window, dev) if spectra else None, n_linear, steps)
+                    Analysis(shape, band_dict, cfg.window, dev) if spectra else None, n_linear, steps,
+                    reference=reference, reference_start=start, n_reference=n_reference)
+
+
+def _reference_source(cfg: SweepConfig, data, source, shape) -> tuple:
+    """Where the references are fitted: the ``reference_split`` of a source given by name (from its first image),
+    else held-out images of the measured source (from image ``n_images`` on)."""
+    if cfg.reference_split is None or not isinstance(data, str) or cfg.reference_split == cfg.split:
+        return source, cfg.n_images
+    return make_data(data, shape, cfg.reference_split, cfg.data_options), 0
+
+
+def _spectrum_count(reference, start: int, n_images: int) -> int:
+    """Images of the Wiener spectrum when no linear reference is fitted: max(n_images, 1024), as the source has."""
+    size = getattr(reference, "size", None)
+    want = max(n_images, 1024)
+    return want if size is None else max(0, min(want, size - start))
 
 
 def _describe(job: SweepJob, entries: list[Entry]) -> tuple[str, dict]:
@@ -233,7 +250,8 @@ def _describe(job: SweepJob, entries: list[Entry]) -> tuple[str, dict]:
     fields = dict(format_version=FORMAT_VERSION, sigmas=[float(s) for s in job.sigmas], data=data_fingerprint(
         source, cfg.n_images), n_images=cfg.n_images, seed=int(cfg.seed), bands={k: list(v) for k, v in
         band_dict.items()}, modes=list(cfg.modes), window=window, bf16_autocast=job.use_autocast,
-        wasserstein_images=cfg.keep, linear_reference=n_linear)
+        wasserstein_images=cfg.keep, linear_reference=n_linear,
+        references=dict(source=data_fingerprint(job.reference, 1), start=job.reference_start, n=job.n_reference))
     if job.sample_sigmas is not None:  # only then: files without the sample mode keep their fingerprint
         fields.update(sampler=cfg.sampler, sampler_sigmas=[float(t) for t in job.sample_sigmas],
                       sample_images=cfg.n_sample)
@@ -248,13 +266,16 @@ def _describe(job: SweepJob, entries: list[Entry]) -> tuple[str, dict]:
         "spectrum_normalisation": measure.NORMALISATION,
         "spectrum_window": measure.window_text(cfg.window),
         "band_statistics": measure.BAND_STATISTICS,
-        "wiener_reference": "stationary (shift-invariant) Wiener filter, per Fourier mode from the data's periodic "
-                            "(unwindowed) 2-D mean spectrum about its mean image, then binned; wiener_mse exact",
+        "wiener_reference": "stationary (shift-invariant) Wiener filter, per Fourier mode from the periodic "
+                            f"(unwindowed) 2-D mean spectrum, about the mean, of {_fitted_on(job, job.n_reference)}; "
+                            "its expected output, error and cross powers in the measurements' convention (with a "
+                            "window: DC zeroed, convolved with the window's |W|^2 over the plane), then binned; "
+                            "wiener_mse exact",
         "cutoff_definition": measure.CUTOFF_DEFINITION,
         "bands": results.make_fingerprint(**{k: list(v) for k, v in band_dict.items()}),
         "linear_reference": "none" if not n_linear else (
-            f"full-covariance linear MMSE denoiser fitted on images {cfg.n_images} to {cfg.n_images + n_linear - 1} "
-            f"of the data source (held out: the sweep measures images 0 to {cfg.n_images - 1})"),
+            f"full-covariance linear MMSE denoiser fitted on {_fitted_on(job, n_linear)}"),
+        "references_split": cfg.reference_split if job.reference is not source else "held-out",
     }
     if job.sample_sigmas is not None:
         calls = sampler_module.model_calls(cfg.sample_steps, cfg.sampler)
@@ -270,6 +291,16 @@ def _describe(job: SweepJob, entries: list[Entry]) -> tuple[str, dict]:
     return attrs["fingerprint"], attrs
 
 
+def _fitted_on(job: SweepJob, n: int) -> str:
+    """Which images a reference is fitted on, in words."""
+    first, last = job.reference_start, job.reference_start + n - 1
+    if job.reference is job.source:
+        return (f"images {first} to {last} of the measured source (held out: the sweep measures images 0 to "
+                f"{job.cfg.n_images - 1})")
+    return (f"images {first} to {last} of the {job.cfg.reference_split} split (what a model learned from; the "
+            f"sweep measures the {job.cfg.split} split)")
+
+
 def _measure(job: SweepJob, entries: list[Entry], todo: list[Entry], loaded: dict, shared, parts: list, attrs: dict,
              out, progress: bool):
     """Measure the checkpoints ``todo`` (one at a time, or one per rank), appending their parts to ``parts`` and
@@ -282,7 +313,8 @@ def _measure(job: SweepJob, entries: list[Entry], todo: list[Entry], loaded: dic
     batches = [range(i, min(i + size, n)) for i in range(0, n, size)]
     mine = batches if by_checkpoint else distributed.shard(batches)
     if job.an is not None:
-        job.linear = references.linear_reference(job.source, n, job.n_linear, job.dev)
+        job.linear, job.spectrum = references.fit_references(job.reference, job.reference_start, job.n_reference,
+                                                             job.n_linear, job.dev)
     bar = _progress(len(rounds) * units(job), progress and distributed.is_main())
     data_stats: ImageStats | None = None
     try:
@@ -326,7 +358,7 @@ def _collect(job: SweepJob, entry, stats, by_checkpoint: bool, shared, data_stat
         outs, new_data = stats if by_checkpoint else _merge_ranks(*stats)
         if new_data is not None:
             data_stats, linear = new_data
-            shared = data_dataset(data_stats, job.an, job.sigmas, linear)
+            shared = data_dataset(data_stats, job.an, job.sigmas, linear, job.spectrum)
         local = checkpoint_dataset(entry, outs, job.cfg.modes, job.an, job.sigmas, data_stats, shared,
                                    sample_sigmas=job.sample_sigmas, sampler=job.cfg.sampler)
         del outs, stats
