@@ -271,7 +271,8 @@ def test_tiny_finetune_writes_log_samples_and_checkpoints(tiny_run, checkpoint):
     assert float(ds.r1_penalty[1]) > 0 and math.isnan(float(ds.r1_penalty[2]))
     assert bool(xr.apply_ufunc(math.isfinite, ds.lsd, vectorize=True).all())
     assert ds.attrs["frozen_share"] == pytest.approx(tiny_run.freeze.frozen_share)
-    assert ds.attrs["Conventions"].startswith("CF-") and ds.attrs["source_paths"] == str(checkpoint.resolve())
+    assert ds.attrs["Conventions"].startswith("CF-") and ds.attrs["source_paths_absolute"] == str(checkpoint.resolve())
+    assert (out / ds.attrs["source_paths"]).resolve() == checkpoint.resolve()  # relative to the file: portable
     assert 0 < ds.attrs["frozen_share"] < 1 and ds.attrs["config_freeze"] == "conv"
     assert int(ds.n_frozen.sum()) == ds.attrs["n_frozen_parameters"]
     for seen in (0, 4, 8):

@@ -57,19 +57,22 @@ def test_random_ddpm_far_above_the_data_is_out_at_the_first_bin(natural16):
     assert (gen.cutoff_freq_bound == -1).all()  # an upper bound at the first bin, drawn and reported as one
 
 
-def test_every_variable_has_udunits_units_and_cf_attrs(natural16, tmp_path):
+def test_every_variable_has_reader_units_a_udunits_form_and_cf_attrs(natural16, tmp_path):
     import cf_units  # in the dev extras (make test installs them)
 
     for name in measure.VARIABLES:
         attrs = measure.variable_attrs(name)
-        cf_units.Unit(attrs["units"])  # raises for units UDUNITS cannot parse ("dB", "cycles/pixel", ...)
-        assert attrs["long_name"] and attrs["freqlab_units"]
+        cf_units.Unit(attrs["units_udunits"])  # raises for units UDUNITS cannot parse ("dB", "cycles/pixel", ...)
+        assert attrs["long_name"] and attrs["units"]
+    assert measure.variable_attrs("lsd")["units"] == "dB" and measure.variable_attrs("cutoff_freq")["units"] == \
+        "cycles/pixel"
     ds = sw.sweep({"identity": Identity()}, natural16, [0.3, 3.0], n_images=8, batch_size=8, linear_reference=0,
                   **QUIET)
     saved = results.load(results.save(ds, tmp_path / "s.nc"))
     assert saved.attrs["Conventions"].startswith("CF-") and saved.attrs["freqlab_version"]
-    assert saved.attrs["date_created"].endswith("Z")
+    assert saved.attrs["date_created"].endswith("Z") and "python API" in saved.attrs["history"]
     for name, var in saved.variables.items():
-        if "units" in var.attrs:
-            cf_units.Unit(var.attrs["units"])
+        assert "units" in var.attrs and var.attrs.get("long_name"), name
+        if "units_udunits" in var.attrs:
+            cf_units.Unit(var.attrs["units_udunits"])
     assert np.isnan(saved.step.values).all()  # an in-memory model has no step: a fill value, not -1

@@ -39,7 +39,10 @@ def test_round_trip_keeps_values_coords_and_attrs(tmp_path):
     ds = _dataset()
     path = results.save(ds, tmp_path / "sub" / "r.nc")
     back = results.load(path)
-    xr.testing.assert_identical(back.drop_attrs(deep=False), ds.drop_attrs(deep=False))
+    # what was given, labelled: every variable and coordinate with a long name and units, and step selectable
+    xr.testing.assert_identical(back.drop_attrs(deep=False), results.label(ds).drop_attrs(deep=False))
+    assert all(v.attrs.get("long_name") and "units" in v.attrs for v in back.variables.values())
+    assert int(back.sel(step=100).step) == 100 and str(back.sel(step=100).checkpoint.values) == "step-100"
     assert back.output_power.attrs["units"] == "image units²"
     assert back.attrs["n_images"] == 8
     assert back.attrs["flag"] == 1  # netCDF has no bool: stored as int
@@ -203,7 +206,7 @@ def test_provenance_attrs(tmp_path, monkeypatch):
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", attrs["date_created"])
     created = datetime.strptime(attrs["date_created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
     assert before <= created <= after
-    assert attrs["history"] == f"{attrs['date_created']} freqlab {attrs['freqlab_version']}"
+    assert attrs["history"].startswith(f"{attrs['date_created']} freqlab {attrs['freqlab_version']}: python API")
     assert "\n" not in attrs["history"]
     # paths resolved and absolute, repeats dropped; a name that is no file ("grf") and non-paths are skipped;
     # a PathLike counts even if it does not exist (yet)
@@ -213,7 +216,9 @@ def test_provenance_attrs(tmp_path, monkeypatch):
     assert results.provenance_attrs()["source_paths"] == ""
     # all storable: a Dataset carrying them round-trips
     ds = _dataset().assign_attrs(attrs)
-    assert results.load(results.save(ds, tmp_path / "r.nc")).attrs["source_paths"] == attrs["source_paths"]
+    back = results.load(results.save(ds, tmp_path / "r.nc")).attrs
+    assert back["source_paths_absolute"] == attrs["source_paths"]  # and relative to the file, so it travels with it
+    assert back["source_paths"].split(", ") == ["run", "data.npz", "missing.ckpt"]
 
 
 def test_save_adds_conventions_and_version_but_keeps_what_the_caller_set(tmp_path):
@@ -240,7 +245,7 @@ def test_float_coords_with_nan_for_unknown_round_trip_with_a_fill_value(tmp_path
     ds["output_power"][0, 0, 0] = np.nan
     path = results.save(ds, tmp_path / "r.nc")
     back = results.load(path)
-    xr.testing.assert_identical(back.drop_attrs(deep=False), ds.drop_attrs(deep=False))
+    xr.testing.assert_identical(back.drop_attrs(deep=False), results.label(ds).drop_attrs(deep=False))
     assert back.step.dtype == np.float64 and np.isnan(back.step.values[0]) and back.step.values[1] == 100.0
     assert np.isnan(back.images_seen.values[1]) and back.images_seen.values[0] == 6400.0
     assert np.isnan(back.output_power.values[0, 0, 0])
@@ -266,3 +271,28 @@ def test_caller_fill_value_attr_is_respected(tmp_path):
         assert f["cutoff_freq"][0, 0] == -999.0
     assert np.isnan(results.load(path).cutoff_freq.values[0, 0])
     assert ds["cutoff_freq"].attrs["_FillValue"] == -999.0  # the caller's Dataset is not changed
+
+
+def test_every_committed_results_file_labels_itself():
+    """Opened with plain xarray (not freqlab's loader), every variable and coordinate of every committed results
+    file has a long name and units a reader understands, and xarray's plots put the unit on the axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from freqlab.measure import core as measure
+
+    files = sorted((Path(__file__).resolve().parents[1] / "figures" / "results").rglob("*.nc"))
+    assert len(files) >= 5
+    for path in files:
+        with xr.open_dataset(path, engine=results.ENGINE) as ds:
+            for name, var in ds.variables.items():
+                assert var.attrs.get("long_name") and "units" in var.attrs, f"{path.name}: {name}"
+                if name in measure.VARIABLES:  # the unit a reader writes, not a UDUNITS "1" for dB
+                    assert var.attrs["units"] == measure.VARIABLES[name][1], f"{path.name}: {name}"
+            assert "freqlab" in ds.attrs["history"] and not ds.attrs["source_paths"].startswith("/")
+            if "lsd" in ds:
+                line = ds.lsd.isel({d: 0 for d in ds.lsd.dims if d != "band"}).plot()
+                assert "[dB]" in line[0].axes.get_ylabel()
+                plt.close("all")

@@ -303,7 +303,7 @@ def _assemble(entries, infos: list[BlockInfo], power: list, sigmas: np.ndarray, 
 
 
 def _attrs_of(long_name, unit="1"):
-    return {"long_name": long_name, "units": "1", "freqlab_units": unit}
+    return {"long_name": long_name, "units": unit, "units_udunits": "1"}
 
 
 def _normalised(infos: list[BlockInfo], power: list, n_s: int, freq_img: np.ndarray, scales: np.ndarray, bands):

@@ -17,7 +17,7 @@ from freqlab import spectral
 
 __all__ = ["SpectrumAccumulator", "CrossSpectrumAccumulator", "default_dims"]
 
-FREQ_ATTRS = {"units": "cycles/pixel", "long_name": "radial frequency (bin centre)"}
+FREQ_ATTRS = {"units": "cycles/pixel", "units_udunits": "1", "long_name": "radial frequency (bin centre)"}
 
 
 def default_dims(ndim: int) -> tuple[str, ...]:

@@ -63,8 +63,10 @@ LOG_FLOOR = 1e-30  # band power of an all-zero band-pass image; keeps log10 fini
 POWER = "image units² per mode"
 DB = "dB"
 CPP = "cycles/pixel"
-#: Human units → UDUNITS-parseable ``units`` (images in [-1, 1] are dimensionless; dB and cycles/pixel are ratios).
-_UDUNITS = {POWER: "1", DB: "1", CPP: "1", "1": "1", "image units²": "1", "images/s": "s-1"}
+#: Units as a reader writes them (``units``, what xarray's plots show) → their UDUNITS-parseable form
+#: (``units_udunits``: images in [-1, 1] are dimensionless, and dB and cycles/pixel are ratios).
+UDUNITS = {POWER: "1", DB: "1", CPP: "1", "1": "1", "image units²": "1", "images/s": "s-1", "feature units²": "1",
+           "1/mode": "1"}
 
 #: name → (long name, units) of every spectral quantity in sweep.nc, finetune.nc and data_spectra.nc.
 VARIABLES: dict[str, tuple[str, str]] = {
@@ -132,9 +134,10 @@ VARIABLES: dict[str, tuple[str, str]] = {
 
 
 def variable_attrs(name: str) -> dict[str, str]:
-    """``long_name``, UDUNITS ``units`` and the human-readable ``freqlab_units`` of a registered variable."""
+    """``long_name``, ``units`` as a reader writes them (``dB``, ``cycles/pixel``; ``1`` for true ratios) and their
+    UDUNITS form ``units_udunits`` of a registered variable."""
     long_name, units = VARIABLES[name]
-    attrs = {"long_name": long_name, "units": _UDUNITS[units], "freqlab_units": units}
+    attrs = {"long_name": long_name, "units": units, "units_udunits": UDUNITS[units]}
     if name.endswith("_bound"):
         attrs.update(flag_values="-1, 0, 1", flag_meanings=" ".join(spectral.CUTOFF_BOUND_FLAGS.values()))
     return attrs
@@ -404,7 +407,7 @@ def coords(an: Analysis) -> dict:
     ``band_lo``, ``band_hi``)."""
     import numpy as np
 
-    cpp = {"units": "1", "freqlab_units": CPP}
+    cpp = {"units": CPP, "units_udunits": "1"}
     return {
         "channel": ("channel", np.arange(an.shape[0], dtype=np.int64), {"long_name": "image channel"}),
         "freq": ("freq", an.freq.numpy(), {"long_name": "radial frequency, bin centre (cycles per pixel)", **cpp}),

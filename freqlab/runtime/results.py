@@ -31,6 +31,7 @@ import importlib.metadata
 import json
 import math
 import os
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -104,9 +105,111 @@ def provenance_attrs(*sources: Any) -> dict[str, str]:
         "Conventions": CONVENTIONS,
         "freqlab_version": version,
         "date_created": created,
-        "history": f"{created} freqlab {version}",
+        "history": f"{created} freqlab {version}: {invocation()}",
         "source_paths": ", ".join(paths),
     }
+
+
+def invocation() -> str:
+    """The command that is running: ``freqlab sweep RUN --out x.nc`` from the command line (or ``python -m
+    freqlab``), else ``python API (<script>)``."""
+    import shlex
+
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    if name == "freqlab" or (name == "__main__.py" and Path(sys.argv[0]).parent.name == "freqlab"):
+        return " ".join(["freqlab", *map(shlex.quote, sys.argv[1:])])[:500]
+    return f"python API ({name or 'interactive'})"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# labels: every variable and coordinate says what it is and in which unit
+# --------------------------------------------------------------------------------------------------------------
+#: Long names and units of the coordinates results files share (a producer's own attrs win). Units as a reader
+#: writes them; string coordinates have the empty unit.
+COORDINATES: dict[str, tuple[str, str]] = {
+    "checkpoint": ("checkpoint: its folder's name, or the name the user gave it", ""),
+    "sigma": ("noise level σ of x_σ = x0 + σ·n ([-1, 1] images); pick one with .sel(sigma=s, method='nearest')",
+              "1"),
+    "mode": ("sweep mode: denoise (input x0 + σ·n), generate (σ·z), sample (EDM's N-step sampler from σ_max·z)",
+             ""),
+    "channel": ("image channel", "1"),
+    "freq": ("radial frequency, bin centre (cycles per pixel)", "cycles/pixel"),
+    "band": ("frequency band", ""),
+    "band_lo": ("lower band edge (cycles per pixel)", "cycles/pixel"),
+    "band_hi": ("upper band edge (cycles per pixel)", "cycles/pixel"),
+    "step": ("training step of the checkpoint (NaN: unknown); .sel(step=800) picks it", "1"),
+    "images_seen": ("training images seen (NaN: unknown)", "1"),
+    "checkpoint_path": ("the checkpoint's path, relative to the results file when it lies under its folder", ""),
+    "checkpoint_fingerprint": ("content fingerprint of what was measured (freqlab.checkpoints.identity)", ""),
+    "sampler_step": ("step i of the N-step sampler", "1"),
+    "sampler_sigma": ("noise level t_i of the sampler's step", "1"),
+    "source": ("data source", ""),
+    "layer": ("UNet block, in forward order", ""),
+    "layer_type": ("layer type (freqlab.finetune.freezing.layer_type)", ""),
+    "parameter": ("parameter tensor name", ""),
+    "candidate": ("compared image set", ""),
+    "sample": ("fixed-z output image", "1"),
+    "data_sample": ("data image of the reference statistics", "1"),
+    "image": ("image", "1"),
+    "run": ("the fine-tune an end belongs to (empty: not an end)", ""),
+    "seed": ("the fine-tune's seed (-1: not an end)", "1"),
+    "start": ("the candidate the run started from (empty: not an end)", ""),
+}
+#: Coordinates along another dimension that ``sel`` may use (an index is set on them when a file is read).
+SELECTABLE = ("step",)
+
+
+def label(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with a ``long_name`` and ``units`` on every variable and coordinate (known coordinates from
+    :data:`COORDINATES`; otherwise the name in words, and ``"1"``, or ``""`` for strings), and an index on the
+    :data:`SELECTABLE` coordinates so that ``ds.sel(step=800)`` works. Attrs already there are kept."""
+    ds = ds.copy(deep=False)
+    for name in ds.variables:
+        var = ds.variables[name]
+        long_name, units = COORDINATES.get(str(name), (str(name).replace("_", " "), None))
+        if units is None:
+            units = "" if var.dtype.kind in "OSU" else "1"
+        attrs = dict(var.attrs)
+        attrs.setdefault("long_name", long_name)
+        attrs.setdefault("units", units)
+        var.attrs = attrs
+    for name in SELECTABLE:
+        if name in ds.coords and name not in ds.dims and ds[name].ndim == 1 and name not in ds.xindexes:
+            try:
+                ds = ds.set_xindex(name)
+            except (ValueError, TypeError):  # repeated values cannot index: the coordinate stays as it is
+                pass
+    return ds
+
+
+def _relative_sources(attrs: dict, path: Path) -> dict:
+    """``source_paths`` relative to the results file's folder (portable with it), the absolute ones in
+    ``source_paths_absolute``."""
+    text = attrs.get("source_paths")
+    if not isinstance(text, str) or not text or "source_paths_absolute" in attrs:
+        return attrs
+    absolute = [p for p in text.split(", ") if p]
+    folder = path.resolve().parent
+    relative = [os.path.relpath(p, folder) for p in absolute]
+    return {**attrs, "source_paths": ", ".join(relative), "source_paths_absolute": text}
+
+
+def _relative_checkpoints(ds: xr.Dataset, path: Path) -> xr.Dataset:
+    """``checkpoint_path`` relative to the results file's folder where a checkpoint lies under it."""
+    if "checkpoint_path" not in ds.coords:
+        return ds
+    folder = path.resolve().parent
+
+    def portable(p: str) -> str:
+        if not p or not os.path.isabs(p):
+            return p
+        try:
+            return os.path.relpath(p, folder) if os.path.commonpath([folder, p]) == str(folder) else p
+        except ValueError:  # another drive
+            return p
+
+    values = np.array([portable(str(p)) for p in ds.checkpoint_path.values], dtype=object)
+    return ds.assign_coords(checkpoint_path=(ds.checkpoint_path.dims, values, ds.checkpoint_path.attrs))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -161,7 +264,10 @@ def save(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     ``path`` is left as it was. ``Conventions`` and ``freqlab_version`` attrs are added if ``ds`` lacks them (the
     file only; ``ds`` is not changed). Returns the path written.
     """
-    storable = _storable(ds)
+    labelled = label(ds)
+    labelled = labelled.drop_indexes([n for n in SELECTABLE if n in labelled.xindexes and n not in labelled.dims])
+    storable = _storable(_relative_checkpoints(labelled, Path(path)))
+    storable.attrs = clean_attrs(_relative_sources(dict(storable.attrs), Path(path)))
     return write_atomic(path, lambda tmp: storable.to_netcdf(tmp, engine=ENGINE))
 
 
@@ -178,7 +284,7 @@ def load(path: str | os.PathLike) -> xr.Dataset:
             from None
     for name in loaded.variables:
         loaded.variables[name].encoding = {}
-    return loaded
+    return label(loaded)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -135,15 +135,14 @@ def assemble(shared: xr.Dataset | None, parts: list[xr.Dataset], attrs: dict) ->
 
 
 def split_parts(ds: xr.Dataset) -> tuple[xr.Dataset, list[xr.Dataset]]:
-    """A results Dataset into its data-only part and one Dataset per checkpoint."""
+    """A results Dataset into its data-only part and one Dataset per checkpoint (without the index a read file has
+    on ``step``: the parts are joined with new ones that have none)."""
+    ds = ds.drop_indexes([n for n in ds.xindexes if n not in ds.dims])
     per_ckpt = [v for v in ds.data_vars if "checkpoint" in ds[v].dims]
     shared = ds.drop_vars(per_ckpt + [c for c in ds.coords if "checkpoint" in ds[c].dims or c == "mode"])
     ckpt = ds[per_ckpt]
     parts = [ckpt.isel(checkpoint=[i]) for i in range(ckpt.sizes.get("checkpoint", 0))]
     return shared, parts
-
-
-
 
 
 def keep_unchanged(parts: list[xr.Dataset], entries: list[Entry], out) -> list[xr.Dataset]:

@@ -179,7 +179,7 @@ VARIABLE_ATTRS: dict[str, dict[str, str]] = {
     "r1_penalty": {"units": "1", "long_name": "lazy R1 penalty incl. its gain (mean over R1 steps since the previous row)"},
     "d_real": {"units": "1", "long_name": "mean discriminator logit on real images"},
     "d_fake": {"units": "1", "long_name": "mean discriminator logit on generated images"},
-    "images_per_second": {"units": "s-1", "freqlab_units": "images/s",
+    "images_per_second": {"units": "images/s", "units_udunits": "s-1",
                           "long_name": "training throughput since the previous row (no logging)"},
 }
 
