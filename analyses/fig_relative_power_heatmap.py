@@ -2,7 +2,8 @@
 
 Usage: python analyses/fig_relative_power_heatmap.py [RESULTS_DIR] [OUT_DIR]   (defaults: figures/results, figures)
 Reads saved results only; writes OUT_DIR/relative_power_heatmap.png and .pdf. Copy it and edit the settings below, or build
-your own layout from plots.relative_power_panel(ax, ds, checkpoint, mode=..., vlim=...).
+your own layout from plots.relative_power_panel(ax, ds, checkpoint, mode=..., norm=...): the colour scale is
+chosen from the data drawn (plots.relative_power_norm), or any matplotlib norm you pass.
 """
 
 import sys
@@ -13,12 +14,11 @@ from freqlab.plots.results_dir import load_sweep
 
 MODE = "generate"    # or "denoise"
 CHECKPOINTS = None   # e.g. ["step-000000", "step-000800"]; None: four spread over training
-VLIM = 20.0          # colour scale ±dB
 
 
 def draw(results_dir):
     ds = load_sweep(results_dir, MODE)
-    return plots.relative_power_heatmap(ds, CHECKPOINTS, mode=MODE, vlim=VLIM)
+    return plots.relative_power_heatmap(ds, CHECKPOINTS, mode=MODE)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ from freqlab.runtime.rng import per_sample_randn
 from freqlab.runtime.settings import configure
 from freqlab.sweep.inputs import Entry, check_shape, make_data, resolve_models
 
-__all__ = ["layer_spectra", "summarize", "RANDOM_INIT", "FILE_NAME"]
+__all__ = ["layer_spectra", "summarize", "band_power", "RANDOM_INIT", "FILE_NAME"]
 
 RANDOM_INIT = "random-init"
 FILE_NAME = "layer_spectra.nc"
@@ -298,6 +298,10 @@ def _assemble(entries, infos: list[BlockInfo], power: list, sigmas: np.ndarray, 
         "layer_total_power": (dims, total, _attrs_of("mean over channels of the block's non-DC power, "
                                                      "sum_b counts_b*P_b (the normaliser of layer_power)",
                                                      "feature units²")),
+        "band_power": (dims + ("band",), share * total[..., None], _attrs_of(
+            "the block's absolute power in the band, band_share * layer_total_power: comparable across checkpoints "
+            "of one architecture (a share that falls while the total grows can hide a band that grew)",
+            "feature units²")),
     }
     return xr.Dataset(data_vars, coords=_coords(entries, infos, sigmas, img_bins, scales, bands))
 
@@ -384,19 +388,33 @@ def _attrs(mode, n_images, seed, window, source, skipped, shape, entries) -> dic
     return out
 
 
+def band_power(ds: xr.Dataset) -> xr.DataArray:
+    """Absolute band power per block (``band_power``; for files written before it, ``band_share`` times
+    ``layer_total_power``)."""
+    return ds.band_power if "band_power" in ds else ds.band_share * ds.layer_total_power
+
+
 def summarize(ds: xr.Dataset, n_top: int = 3) -> str:
-    """Plain text: per checkpoint, at σ_max, the ``n_top`` blocks with the largest high-band share."""
+    """Plain text: per checkpoint, at σ_max, the ``n_top`` blocks with the largest high-band share, with their
+    absolute high-band power beside it (a share is not a power)."""
     band = "high" if "high" in ds.band.values else str(ds.band.values[-1])
     lo, hi = float(ds.band_lo.sel(band=band)), float(ds.band_hi.sel(band=band))
     s_max = float(ds.sigma.values[-1])
     lines = [f"Per-layer feature spectra: {ds.sizes['layer']} blocks, {ds.attrs.get('mode', '?')} mode, "
              f"{ds.attrs.get('n_images', '?')} images; at σ_max = {s_max:.3g}, the blocks with the largest share of "
              f"their power in the {band} band ({lo:g}-{hi:g} cycles/pixel of the image):"]
+    power = band_power(ds)
     for ck in ds.checkpoint.values:
         row = ds.band_share.sel(checkpoint=ck, band=band).isel(sigma=-1)
         values = row.values
+        absolute = power.sel(checkpoint=ck, band=band).isel(sigma=-1).values
         order = [i for i in np.argsort(-np.nan_to_num(values, nan=-1.0)) if np.isfinite(values[i])][:n_top]
         top = ", ".join(f"{ds.layer.values[i]} ({int(ds.layer_resolution.values[i])}x{int(ds.layer_width.values[i])})"
-                        f" {values[i]:.3f}" for i in order)
+                        f" share {values[i]:.3f}, power {absolute[i]:.3g}" for i in order)
         lines.append(f"  {ck}: {top or 'no block resolves this band'}")
+    if ds.sizes["checkpoint"] > 1:  # the output block in absolute terms, model by model
+        last = str(ds.layer.values[-1])
+        cells = power.sel(band=band, layer=last).isel(sigma=-1)
+        lines.append(f"  {last}'s absolute {band}-band power: " + ", ".join(
+            f"{ck} {float(v):.3g}" for ck, v in zip(ds.checkpoint.values, cells.values)))
     return "\n".join(lines)

@@ -6,7 +6,8 @@ import numpy as np
 import seaborn as sns
 import xarray as xr
 
-from freqlab.plots.style import frequency_axis, panels, themed
+from freqlab.inside.layer_spectra import band_power
+from freqlab.plots.style import frequency_axis, palette, panels, themed
 
 __all__ = ["layer_spectra_figure", "pick_checkpoints", "pick_sigmas"]
 
@@ -52,21 +53,21 @@ def _layer_labels(ds: xr.Dataset) -> list[str]:
 
 @themed
 def layer_spectra_figure(ds: xr.Dataset, checkpoint=None, *, sigmas=None, relative_to_white: bool = True,
-                         axes=None) -> np.ndarray:
-    """Heatmaps of layers (rows, forward order) × image frequency (log axis), one column per σ (at most 4, the
-    last σ_max) and one row of panels per checkpoint (at most 3, or ``checkpoint``).
+                         band: str = "high", axes=None) -> np.ndarray:
+    """Where each band lives: per noise level (rows; default σ_max only, the D2O generator's input), a heatmap of
+    layers (forward order, top to bottom) × image frequency for each checkpoint (at most 3, or ``checkpoint``),
+    and beside them each block's **absolute** power in ``band`` (dB), one line per checkpoint: a share of a block's
+    power can fall while the block's power in that band grows.
 
-    Colour: ``10·log10(layer_power)``, the block's radial power per mode as a fraction of its non-DC power (dB),
-    by default times the block's number of non-DC modes (``layer_modes``), i.e. relative to a white spectrum of
-    the same power on the same grid: 0 dB is white, and a coarse block is not brighter only for having fewer modes
-    to share its power (a 4×4 block's per-mode fraction is ~18 dB above a white 32×32 block's).
-    ``relative_to_white=False`` draws the plain fraction. Grey cells lie above the block's Nyquist (a coarser
-    grid cannot hold those frequencies). The dashed line is the high band's lower edge, 0.25 cycles/pixel; thin
-    lines separate the stages (in, down, mid, up, out / enc, dec). ``axes``: a checkpoints × σ grid (else a new
-    figure). Returns the Axes drawn on.
+    Heatmap colour: ``10·log10(layer_power)``, the block's radial power per mode as a fraction of its non-DC power
+    (dB), by default times the block's number of non-DC modes (``layer_modes``), i.e. relative to a white spectrum
+    of the same power on the same grid: 0 dB is white, and a coarse block is not brighter only for having fewer
+    modes to share its power. ``relative_to_white=False`` draws the plain fraction. Grey cells lie above the
+    block's Nyquist. The dashed line is the high band's lower edge, 0.25 cycles/pixel; thin lines separate the
+    stages. ``axes``: a σ × (checkpoints + 1) grid (else a new figure). Returns the Axes drawn on.
     """
     checkpoints = pick_checkpoints(ds, checkpoint)
-    sig = pick_sigmas(ds, sigmas)
+    sig = pick_sigmas(ds, sigmas) if sigmas is not None else [float(ds.sigma.values[-1])]
     freq = ds.freq.values
     keep = freq > 0
     size = int(round(1.0 / float(freq[1]))) if freq.size > 1 else 32
@@ -81,14 +82,18 @@ def layer_spectra_figure(ds: xr.Dataset, checkpoint=None, *, sigmas=None, relati
     finite = db.values[np.isfinite(db.values)]
     vmin, vmax = (np.percentile(finite, [1, 99.5]) if finite.size else (-40.0, 0.0))
     cmap = sns.color_palette(CMAP, as_cmap=True).with_extremes(bad="#f2f2f2")
-    row_h = max(2.2, 0.2 * n_layers + 1.0)
-    fig, axes, owned = panels(axes, len(checkpoints), len(sig), figsize=(2.9 * len(sig) + 3.2, row_h * len(checkpoints)),
-                              sharex=True, sharey=True, layout="constrained")
+    row_h = max(3.4, 0.25 * n_layers + 1.4)
+    fig, axes, owned = panels(axes, len(sig), len(checkpoints) + 1,
+                              figsize=(3.0 * len(checkpoints) + 3.4 + 2.6, row_h * len(sig)),
+                              sharey=True, layout="constrained",
+                              gridspec_kw={"width_ratios": [1.0] * len(checkpoints) + [1.1]})
     stages = [str(s) for s in ds.layer_stage.values]
     breaks = [i - 0.5 for i in range(1, n_layers) if stages[i] != stages[i - 1]]
+    absolute = 10 * np.log10(band_power(ds).sel(band=band, checkpoint=checkpoints))
+    colours = palette(len(checkpoints))
     mesh = None
-    for r, ck in enumerate(checkpoints):
-        for c, s in enumerate(sig):
+    for r, s in enumerate(sig):
+        for c, ck in enumerate(checkpoints):
             ax = axes[r][c]
             values = db.sel(checkpoint=ck, sigma=s).transpose("layer", "freq").values
             mesh = ax.pcolormesh(edges, y_edges, np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax,
@@ -100,24 +105,31 @@ def layer_spectra_figure(ds: xr.Dataset, checkpoint=None, *, sigmas=None, relati
             frequency_axis(ax, size)
             ax.set_xlim(edges[0], edges[-1])
             ax.set_ylim(n_layers - 0.5, -0.5)  # forward order, top to bottom
-            if r < len(checkpoints) - 1:
-                ax.set_xlabel("")
-            if r == 0:
-                ax.set_title(f"σ = {s:.3g}" + (" (σ_max)" if s == float(ds.sigma.values[-1]) else ""), fontsize=10)
+            ax.set_title(_checkpoint_text(ds, ck) + (f", σ = {s:.3g}" if len(sig) > 1 else ""), fontsize=10)
             if c == 0:
-                ax.set_yticks(np.arange(n_layers), _layer_labels(ds), fontsize=7)
-                ax.set_ylabel(_checkpoint_text(ds, ck), fontsize=10, fontweight="bold")
-    cbar = fig.colorbar(mesh, ax=axes.ravel().tolist(), shrink=min(0.9, 0.45 + 0.2 * len(checkpoints)), pad=0.01,
-                        aspect=12 * len(checkpoints))
+                ax.set_yticks(np.arange(n_layers), _layer_labels(ds), fontsize=8)
+        ax = axes[r][-1]
+        for colour, ck in zip(colours, checkpoints):
+            ax.plot(absolute.sel(checkpoint=ck, sigma=s).values, np.arange(n_layers), "o-", color=colour, ms=3.5,
+                    lw=1.4, label=str(ck))
+        for b in breaks:
+            ax.axhline(b, color="0.8", lw=0.6)
+        ax.set_ylim(n_layers - 0.5, -0.5)
+        ax.set_xlabel(f"{band}-band power of the block (dB)")
+        ax.set_title(f"absolute {band}-band power" + (f", σ = {s:.3g}" if len(sig) > 1 else ""), fontsize=10)
+    axes[0][-1].legend(fontsize=8, loc="center", frameon=True)  # the coarse blocks hold no high band: room there
+    cbar = fig.colorbar(mesh, ax=axes[:, :-1].ravel().tolist(), shrink=0.8, pad=0.01, location="bottom",
+                        aspect=40)
     cbar.set_label("power per mode relative to white, same total (dB)" if relative_to_white
                    else "power per mode / the block's total (dB)")
-    mode = ds.attrs.get("mode", "?")
-    what = "input σ·z" if mode == "generate" else "input x0 + σ·n" if mode == "denoise" else mode
-    models = ", ".join(str(c) for c in checkpoints)
     if owned:
-        fig.suptitle(f"Where each band lives: feature spectra of each UNet block — {models}\n"
-                     f"{mode} mode ({what}), {ds.attrs.get('n_images', '?')} images; dashed: 0.25 cycles/pixel "
-                     "(high band above); grey: above the block's Nyquist", fontsize=10)
+        mode = ds.attrs.get("mode", "?")
+        what = "input σ·z" if mode == "generate" else "input x0 + σ·n" if mode == "denoise" else mode
+        at = f"σ = {sig[0]:g}" + (" (σ_max)" if sig[0] == float(ds.sigma.values[-1]) else "") if len(sig) == 1 \
+            else f"{len(sig)} noise levels"
+        fig.suptitle(f"Where each band lives: feature spectra of each UNet block, {mode} mode ({what}), {at}, "
+                     f"{ds.attrs.get('n_images', '?')} images; dashed: 0.25 cycles/pixel (high band above); grey: "
+                     "above the block's Nyquist", fontsize=10)
     return axes
 
 

@@ -10,6 +10,7 @@ and dash; bounds are drawn as bounds. Nothing here computes spectra; it only dra
 
 from __future__ import annotations
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
@@ -30,7 +31,8 @@ from freqlab.plots.style import (
     themed,
 )
 
-__all__ = ["output_spectra_panel", "output_spectra_figure", "relative_power_panel", "relative_power_heatmap",
+__all__ = ["output_spectra_panel", "output_spectra_figure", "relative_power_norm", "relative_power_panel",
+           "relative_power_heatmap",
            "cutoff_panel", "cutoff_figure", "transfer_panel", "transfer_figure", "band_statistic_panel",
            "band_statistics_figure"]
 def output_spectra_panel(ax: plt.Axes, ds: xr.Dataset, checkpoint, mode: str, sigmas) -> None:
@@ -78,14 +80,27 @@ def output_spectra_figure(ds: xr.Dataset, checkpoint=None, *, n_sigmas: int = 6,
     return axes
 
 
-def relative_power_panel(ax: plt.Axes, ds: xr.Dataset, checkpoint, *, mode: str = "generate", vlim: float = 20.0):
-    """Into ``ax``: output / data power (dB, clipped at ±``vlim``) over σ × frequency, with f*(σ); returns the
-    mesh (for a colour bar)."""
+def relative_power_norm(ds: xr.Dataset, checkpoints, mode: str) -> matplotlib.colors.TwoSlopeNorm:
+    """A diverging colour scale centred on 0 dB whose ends come from the data drawn (the 1st and 99th percentiles,
+    at least ±3 dB): the low-σ region, tens of dB below the data in generate mode, keeps its gradations instead of
+    saturating at a fixed clip."""
+    rel = ds.relative_power_db.sel(checkpoint=list(checkpoints), mode=mode).mean("channel")
+    values = rel.sel(freq=rel.freq > 0).values
+    values = values[np.isfinite(values)]
+    lo, hi = np.percentile(values, [1, 99]) if values.size else (-20.0, 20.0)
+    return matplotlib.colors.TwoSlopeNorm(vcenter=0.0, vmin=min(float(lo), -3.0), vmax=max(float(hi), 3.0))
+
+
+def relative_power_panel(ax: plt.Axes, ds: xr.Dataset, checkpoint, *, mode: str = "generate", norm=None):
+    """Into ``ax``: output / data power (dB) over σ × frequency on the colour scale ``norm`` (default: from this
+    panel's data, :func:`relative_power_norm`), with f*(σ); returns the mesh (for a colour bar)."""
     freq = ds.freq.values
     keep = freq > 0
     sig = ds.sigma.values
     rel = ds.relative_power_db.sel(checkpoint=checkpoint, mode=mode).mean("channel").values[:, keep]
-    mesh = ax.pcolormesh(freq[keep], sig, np.clip(rel, -vlim, vlim), cmap="vlag", vmin=-vlim, vmax=vlim, shading="nearest")
+    norm = norm or relative_power_norm(ds, [checkpoint], mode)
+    mesh = ax.pcolormesh(freq[keep], sig, np.clip(rel, norm.vmin, norm.vmax), cmap="vlag", norm=norm,
+                         shading="nearest")
     ax.plot(ds.snr_crossover.mean("channel").values, sig, color="black", lw=1.4, label="f*(σ)")
     frequency_axis(ax, axis_size(ds))
     ax.set_yscale("log")
@@ -94,21 +109,26 @@ def relative_power_panel(ax: plt.Axes, ds: xr.Dataset, checkpoint, *, mode: str 
 
 
 @themed
-def relative_power_heatmap(ds: xr.Dataset, checkpoints=None, *, mode: str = "generate", vlim: float = 20.0,
-                           axes=None) -> np.ndarray:
-    """Relative power (dB) of the one-step output over σ × frequency, one panel per checkpoint.
+def relative_power_heatmap(ds: xr.Dataset, checkpoints=None, *, mode: str = "generate", axes=None) -> np.ndarray:
+    """Relative power (dB) of the one-step output over σ × frequency, one panel per checkpoint, on one colour
+    scale chosen from the data drawn (:func:`relative_power_norm`).
 
     Blue: the output lacks power in that band; red: it has too much; white: it matches the data. The black line is
     the SNR crossover ``f*(σ)``. ``axes``: one Axes per checkpoint (else a new figure). Returns the Axes drawn on.
     """
     checkpoints = pick(ds.checkpoint.values, 4) if checkpoints is None else list(checkpoints)
     fig, axes, _ = panels(axes, 1, len(checkpoints), figsize=(3.6 * len(checkpoints) + 1.0, 3.8), sharey=True)
+    norm = relative_power_norm(ds, checkpoints, mode)
     mesh = None
     for ax, ck in zip(axes[0], checkpoints):
-        mesh = relative_power_panel(ax, ds, ck, mode=mode, vlim=vlim)
+        mesh = relative_power_panel(ax, ds, ck, mode=mode, norm=norm)
     axes[0][0].set_ylabel(SIGMA_LABEL)
-    axes[0][0].legend(fontsize=7, loc="upper right")
+    axes[0][0].legend(fontsize=7, loc="upper right", frameon=True)
     cbar = fig.colorbar(mesh, ax=axes[0].tolist(), shrink=0.9, pad=0.02)
+    # ticks on both sides of 0: the two halves of the scale span different ranges
+    locate = matplotlib.ticker.MaxNLocator
+    ticks = np.unique(np.concatenate([locate(5).tick_values(norm.vmin, 0), locate(3).tick_values(0, norm.vmax)]))
+    cbar.set_ticks(ticks[(ticks >= norm.vmin) & (ticks <= norm.vmax)])
     cbar.set_label(f"output / data power (dB), {mode} mode")
     return axes
 
@@ -120,11 +140,11 @@ def _draw_cutoff(ax: plt.Axes, sigma, values, flags, style: dict, label: str) ->
     f = np.asarray(flags)
     ax.plot(sigma, np.where(f == 0, v, np.nan), color=style["color"], marker=style["marker"], ls=style["ls"], lw=1.6,
             ms=4, label=label)
-    for flag, marker in ((-1, "v"), (1, "^")):
+    for flag, marker in ((-1, "v"), (1, "^")):  # lighter than the measurements: they are not measurements
         sel = f == flag
         if sel.any():
-            ax.plot(np.asarray(sigma)[sel], v[sel], ls="none", marker=marker, ms=6, mfc="none", mec=style["color"],
-                    mew=1.2)
+            ax.plot(np.asarray(sigma)[sel], v[sel], ls="none", marker=marker, ms=5, mfc="none", mec=style["color"],
+                    mew=0.9, alpha=0.45)
 
 
 def cutoff_panel(ax: plt.Axes, ds: xr.Dataset, name: str = "cutoff_freq", *, mode: str = "denoise") -> None:
@@ -135,7 +155,7 @@ def cutoff_panel(ax: plt.Axes, ds: xr.Dataset, name: str = "cutoff_freq", *, mod
         row = ds.sel(checkpoint=ck, mode=mode) if "mode" in ds[name].dims else ds.sel(checkpoint=ck)
         values, flags = measure.channel_cutoff(row[name], row[f"{name}_bound"])
         _draw_cutoff(ax, ds.sigma.values, values.values, flags.values, style, checkpoint_label(ds, ck))
-    ax.plot(ds.sigma, ds.snr_crossover.mean("channel"), color="black", ls="--", lw=1.4, label="f*(σ): data power = σ²")
+    ax.plot(ds.sigma, ds.snr_crossover.mean("channel"), color="black", ls="-.", lw=1.4, label="f*(σ): data power = σ²")
     if name == "coherence_cutoff" and "wiener_coherence_cutoff" in ds:
         values, flags = measure.channel_cutoff(ds.wiener_coherence_cutoff, ds.wiener_coherence_cutoff_bound)
         ax.plot(ds.sigma, values.where(flags == 0), color="grey", ls=":", lw=1.6,
@@ -152,7 +172,7 @@ def cutoff_figure(ds: xr.Dataset, *, mode: str = "denoise", axes=None) -> np.nda
 
     Left: ``f_c``, the lowest frequency where the output's power departs from the data's by more than 3 dB (too
     little *or* too much). Right (denoise mode): the coherence cutoff, where the output stops carrying the clean
-    image (coherence < 0.5), beside the stationary Wiener filter's. Bounds are drawn as open triangles, not
+    image (coherence < 0.5), beside the stationary Wiener filter's. Bounds are drawn as faint open triangles, not
     measurements: ▼ the criterion fails already at the lowest frequency, ▲ it never fails. ``axes``: one Axes per
     panel (else a new figure). Returns the Axes drawn on.
     """
@@ -164,7 +184,9 @@ def cutoff_figure(ds: xr.Dataset, *, mode: str = "denoise", axes=None) -> np.nda
         cutoff_panel(ax, ds, name, mode=mode)
         ax.set_title(title, fontsize=10)
     axes[0][0].set_ylabel("cutoff frequency (cycles/pixel)")
-    axes[0][-1].legend(fontsize=7, title="open ▼/▲: bound, not a measurement", title_fontsize=7)
+    # outside the data, to the right of the last panel
+    axes[0][-1].legend(fontsize=7, title="faint ▼/▲: bound, not a measurement", title_fontsize=7, loc="center left",
+                       bbox_to_anchor=(1.02, 0.5), borderaxespad=0.0)
     if owned:
         fig.suptitle(f"Up to which frequency the one-step output is right ({mode} mode)", fontsize=11)
         fig.tight_layout()
@@ -211,8 +233,12 @@ def band_statistic_panel(ax: plt.Axes, ds: xr.Dataset, var: str, band, *, mode: 
         row = ds.sel(checkpoint=ck, mode=mode, band=band)
         ax.plot(ds.sigma, row[var].mean("channel"), ms=3, lw=1.3, label=checkpoint_label(ds, ck), **style)
     if var == "band_kurtosis":
-        ax.axhline(float(ds.data_band_kurtosis.sel(band=band).mean("channel")), color="black", lw=1.4, label="data")
+        data = float(ds.data_band_kurtosis.sel(band=band).mean("channel"))
+        ax.axhline(data, color="black", lw=1.4, label="data")
         ax.axhline(3.0, color="grey", lw=0.8, ls=":", label="Gaussian (3)")
+        lo, hi = ax.get_ylim()  # the data's line inside the panel, not on its edge
+        lo, hi = min(lo, data, 3.0), max(hi, data, 3.0)
+        ax.set_ylim(lo - 0.08 * (hi - lo), hi + 0.08 * (hi - lo))
     elif var == "diversity_ratio":
         ax.axhline(1.0, color="black", lw=1.4)
     ax.set_xscale("log")
@@ -238,9 +264,10 @@ def band_statistics_figure(ds: xr.Dataset, *, mode: str = "generate", axes=None)
     axes[0][0].set_ylabel("band-pass kurtosis")
     axes[1][0].set_ylabel("Wasserstein, log band power (dB)")
     axes[2][0].set_ylabel("diversity ratio (output / data)")
-    # the legend goes where the curves are not: diversity ratios sit well below the data's 1
+    # the legend outside the data, right of the last column
     handles, labels = axes[0][0].get_legend_handles_labels()
-    axes[2][0].legend(handles, labels, fontsize=7, ncol=2, loc="center right")
+    axes[1][-1].legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.03, 0.5),
+                       borderaxespad=0.0)
     if owned:
         fig.suptitle(f"Structure or coloured noise? Per-image band statistics ({mode} mode)", fontsize=11)
         fig.tight_layout()
