@@ -20,10 +20,14 @@ LOCKS_OUT = ("spectra", "pretrain", "sweep", "finetune", "compare", "demo", "lay
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line naming the command and where its options are listed (not the whole usage)."""
+    """Usage errors as one line naming the command and where its options are listed (not the whole usage); help
+    as plain text (the docstrings' reStructuredText ``literals`` without their backticks)."""
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+    def format_help(self) -> str:
+        return super().format_help().replace("``", "")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     for name in COMMANDS:
         importlib.import_module(f"freqlab.commands.{name}").register(sub)
+    parser.set_defaults(subparsers=sub.choices)
     return parser
 
 
@@ -48,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted anywhere, e.g. `freqlab sweep RUN --debug`
-    args = parser.parse_args([a for a in argv if a != "--debug"])
+    args, unknown = parser.parse_known_args([a for a in argv if a != "--debug"])
+    if unknown:  # said by the sub-command, which points to its own options
+        args.subparsers[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     args.debug = debug
     try:
         # the output's lock is taken before the command imports torch: a busy output refuses at once

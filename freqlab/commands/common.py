@@ -6,10 +6,12 @@ import argparse
 
 
 def add_common(parser: argparse.ArgumentParser, *, out_default: str | None = None) -> None:
-    """``--device``, ``--seed``, ``--quiet`` and ``--out`` with the same meaning everywhere."""
+    """``--device``, ``--seed``, ``--quiet``, ``--json`` and ``--out`` with the same meaning everywhere."""
     parser.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same numbers")
     parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--json", action="store_true",
+                        help="print the summary as one JSON document on stdout instead of text")
     if out_default is not None:
         parser.add_argument("--out", default=out_default, help=f"output path (default: {out_default})")
 
@@ -43,3 +45,13 @@ def add_sigma_grid(parser: argparse.ArgumentParser, default_n: str) -> None:
     grid.add_argument("--sigmas", type=floats, default=None, help="comma-separated noise levels, e.g. 0.02,0.1,1,80")
     grid.add_argument("--n-sigmas", type=int, default=None,
                       help=f"log-spaced levels from the model's sigma_min to sigma_max (default: {default_n})")
+
+
+def report(args, text: str, doc: dict) -> None:
+    """The command's summary on stdout: ``text``, or with ``--json`` the document ``doc`` (and the command)."""
+    import json
+
+    if getattr(args, "json", False):
+        print(json.dumps({"command": args.command, **doc}, indent=2, default=str))
+    else:
+        print(text)

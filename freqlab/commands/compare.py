@@ -34,7 +34,6 @@ def register(sub) -> None:
     p.add_argument("candidates", nargs="*", metavar="CANDIDATE",
                    help="the same kinds of input, or control:NAME (heldout, gaussian, deadleaves, repeated, lowpass)")
     p.add_argument("--controls", action="store_true", help="add every control of the reference as a candidate")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
     p.add_argument("--fid", action="store_true",
                    help="also the standard FID and KID of each candidate (not the controls) through torch-fidelity, "
                         "when its Inception weights are already in the local torch hub cache (else one line says so)")
@@ -52,17 +51,18 @@ def run(args) -> int:
     ds = compare(args.reference, args.candidates, controls=args.controls, device=args.device, out=args.out,
                  progress=not args.quiet, config=CompareConfig(**setting_values(CompareConfig, args)))
     doc = to_json(ds)
+    text = summarize(ds)
     if args.fid:
         standard = _standard(args, ds)
         for entry in doc["candidates"]:
             entry["standard"] = standard.get(entry["name"])
+        text += "".join(f"\n  {name}: " + (value if isinstance(value, str) else
+                        f"FID {value['fid']:.2f}, KID {value['kid']:.4f} ± {value['kid_std']:.4f}")
+                        for name, value in standard.items())
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
-        print(summarize(ds))
-        for name, value in (standard.items() if args.fid else ()):
-            print(f"  {name}: " + (value if isinstance(value, str) else
-                                   f"FID {value['fid']:.2f}, KID {value['kid']:.4f} ± {value['kid_std']:.4f}"))
+        print(text)
     if args.out:
         print(f"wrote {args.out}", file=sys.stderr)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from freqlab.commands.common import add_common
+from freqlab.commands.common import add_common, report
 
 EXAMPLES = """stages: pre-training (cpu-small) -> sweep over checkpoints x sigma (one step, and EDM's 18-step sampler)
 -> D2O-F fine-tuning from the final checkpoint and from a random init, five seeds each -> inside the network
@@ -36,9 +36,10 @@ def run(args) -> int:
     from freqlab.plots.registry import copy_figures
     from freqlab.plots.results_dir import export_results
 
-    report = run_demo(args.out, quick=args.quick, device=args.device, seed=args.seed, progress=not args.quiet)
+    path = run_demo(args.out, quick=args.quick, device=args.device, seed=args.seed, progress=not args.quiet)
     if args.figures:
         export_results(args.out, Path(args.figures) / "results")
         copy_figures(Path(args.out) / "figures", args.figures)
-    print(report.read_text(encoding="utf-8"))
+    report(args, path.read_text(encoding="utf-8"), {"out": str(args.out), "report": str(path),
+                                                     "figures": str(args.figures) if args.figures else None})
     return 0

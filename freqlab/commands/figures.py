@@ -1,8 +1,10 @@
-"""``freqlab figures RESULTS_DIR``: regenerate every figure from saved results (nothing is recomputed)."""
+"""``freqlab figures RESULTS_DIR``: regenerate every figure from saved results (nothing is recomputed, so this
+command has no --device or --seed)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 
@@ -17,6 +19,9 @@ def register(sub) -> None:
     p.add_argument("results_dir", help="a directory written by `freqlab demo` (sweep.nc, finetune-*/, ...)")
     p.add_argument("--out", default="figures", help="where to write PNG and PDF files (default: figures)")
     p.add_argument("--only", default=None, help="comma-separated figure names")
+    p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
+                   help="no lines about skipped figures and files written (errors still say what went wrong)")
+    p.add_argument("--json", action="store_true", help="print the files written as one JSON document on stdout")
     p.set_defaults(func=run)
 
 
@@ -24,8 +29,12 @@ def run(args) -> int:
     from freqlab.plots.registry import make_figures
 
     names = [n.strip() for n in args.only.split(",")] if args.only else None
-    written = make_figures(args.results_dir, args.out, names)
-    for path in written:
-        print(path)
-    print(f"wrote {len(written)} files into {args.out}", file=sys.stderr)
+    written = make_figures(args.results_dir, args.out, names, quiet=args.quiet)
+    if args.json:
+        print(json.dumps({"command": "figures", "results_dir": str(args.results_dir),
+                          "written": [str(p) for p in written]}, indent=2))
+    elif not args.quiet:
+        for path in written:
+            print(path)
+        print(f"wrote {len(written)} files into {args.out}", file=sys.stderr)
     return 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from freqlab.commands.common import add_common
+from freqlab.commands.common import add_common, report
 from freqlab.commands.options import add_setting_options, setting_values
 
 EXAMPLES = """examples:
@@ -52,10 +52,10 @@ def dry_run(args) -> int:
 
     gen = make_generator(args.checkpoint, init_kind=args.init_kind, seed=args.seed, device="cpu",
                          trust_pickle=args.trust_pickle)
-    report = freeze_policy(gen.denoiser, args.freeze)
-    print(report.summary())
-    if report.pattern:
-        print(f"rule: {report.pattern}")
+    frozen = freeze_policy(gen.denoiser, args.freeze)
+    print(frozen.summary())
+    if frozen.pattern:
+        print(f"rule: {frozen.pattern}")
     table = parameter_breakdown(gen.denoiser)
     print(f"  {'layer type':<16} {'frozen':>12} {'trainable':>12}")
     for kind in table.layer_type.values:
@@ -81,18 +81,22 @@ def run(args) -> int:
         return 0
     log = result.log
     first, last = log.isel(images_seen=0), log.isel(images_seen=-1)
-    print(result.freeze.summary())
-    print(f"images_seen {int(first.images_seen)} -> {int(last.images_seen)}")
+    lines = [result.freeze.summary(), f"images_seen {int(first.images_seen)} -> {int(last.images_seen)}"]
+    doc = {"out": str(result.out), "frozen_share": float(log.attrs.get("frozen_share", float("nan"))),
+           "images_seen": [int(first.images_seen), int(last.images_seen)], "bands": {}}
     first, last = first.mean("channel"), last.mean("channel")  # channel means of the per-channel metrics
     for band in log.band.values:
         lsd0, lsd1 = float(first.lsd.sel(band=band)), float(last.lsd.sel(band=band))
         div = float(last.diversity_ratio.sel(band=band))
         k0, k1 = float(first.kurtosis_gap.sel(band=band)), float(last.kurtosis_gap.sel(band=band))
-        print(f"  {band:>5} band: log-spectral distance {lsd0:6.2f} -> {lsd1:6.2f} dB, diversity ratio {div:.2f}, "
-              f"kurtosis gap {k0:+.2f} -> {k1:+.2f}")
+        lines.append(f"  {band:>5} band: log-spectral distance {lsd0:6.2f} -> {lsd1:6.2f} dB, diversity ratio "
+                     f"{div:.2f}, kurtosis gap {k0:+.2f} -> {k1:+.2f}")
+        doc["bands"][str(band)] = {"lsd_db": [lsd0, lsd1], "diversity_ratio": div, "kurtosis_gap": [k0, k1]}
     f0, f1 = (measure.cutoff_text(*measure.channel_cutoff(row.cutoff_freq, row.cutoff_freq_bound))
               for row in (log.isel(images_seen=0), log.isel(images_seen=-1)))
-    print(f"  cutoff f_c (|relative power| > 3 dB): {f0} -> {f1}")
+    lines.append(f"  cutoff f_c (|relative power| > 3 dB): {f0} -> {f1}")
+    doc["cutoff_freq"] = [f0, f1]
+    report(args, "\n".join(lines), doc)
     print(f"wrote {result.out / 'finetune.nc'}, samples in {result.out / 'samples'}", file=sys.stderr)
     return 0
 

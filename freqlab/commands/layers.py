@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from freqlab.commands.common import add_common, add_models_and_data, add_sigma_grid, add_trust_pickle
+from freqlab.commands.common import add_common, add_models_and_data, add_sigma_grid, add_trust_pickle, report
 from freqlab.commands.options import add_setting_options, setting_values
 from freqlab.inside.layer_config import DEFAULT_N_SIGMAS, LayerSpectraConfig
 
@@ -56,7 +56,7 @@ def run(args) -> int:
                                      config=config, device=args.device, out=out / layer_spectra.FILE_NAME,
                                      progress=not args.quiet, trust_pickle=args.trust_pickle)
     written = save_figure(layer_plots.layer_spectra_figure(ds), out / "layer_spectra", close=True)
-    print(layer_spectra.summarize(ds))
+    report(args, layer_spectra.summarize(ds), {"out": str(out / layer_spectra.FILE_NAME), **layer_spectra.to_json(ds)})
     for path in [out / layer_spectra.FILE_NAME, *written]:
         print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -31,7 +31,7 @@ from __future__ import annotations
 import argparse
 import ast
 
-from freqlab.commands.common import add_common
+from freqlab.commands.common import add_common, report
 from freqlab.commands.options import add_setting_options, setting_values
 
 EXAMPLES = """examples:
@@ -87,8 +87,11 @@ def run(args: argparse.Namespace) -> int:
     loss = ("" if result.loss_over_baseline is None else
             f"; training loss {result.loss:.4f} = {result.loss_over_baseline:.3f} x the skip-only baseline "
             "(below 1 = learned)")
-    print(f"pretrain {config.preset}: step {result.step} of {config.steps}{speed}{loss}; "
-          f"{len(result.checkpoints)} checkpoints in {result.out / 'checkpoints'}")
-    for path in result.checkpoints:
-        print(path)
+    text = "\n".join([f"pretrain {config.preset}: step {result.step} of {config.steps}{speed}{loss}; "
+                      f"{len(result.checkpoints)} checkpoints in {result.out / 'checkpoints'}",
+                      *[str(path) for path in result.checkpoints]])
+    report(args, text, {"preset": config.preset, "step": result.step, "steps": config.steps, "loss": result.loss,
+                        "loss_over_baseline": result.loss_over_baseline,
+                        "images_per_second": result.images_per_second if result.seconds else None,
+                        "checkpoints": [str(p) for p in result.checkpoints]})
     return 0

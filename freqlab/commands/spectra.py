@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from freqlab.commands.common import add_common
+from freqlab.commands.common import add_common, report
 from freqlab.commands.options import add_setting_options, setting_values
 from freqlab.measure.data_spectra_config import DEFAULT_SOURCES, DataSpectraConfig
 
@@ -41,7 +41,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from freqlab.data.sources import source_for_path
-    from freqlab.measure.data_spectra import data_spectra, summarize
+    from freqlab.measure.data_spectra import data_spectra, summarize, to_json
     from freqlab.plots import data as data_plots
     from freqlab.plots.style import save_figure
 
@@ -59,6 +59,6 @@ def run(args) -> int:
     ds = data_spectra(sources, config=config, device=args.device, out=out / "data_spectra.nc",
                       progress=not args.quiet)
     written = save_figure(data_plots.data_spectra_figure(ds), out / "data_spectra", close=True)
-    print(summarize(ds))
+    report(args, summarize(ds), {"out": str(out / "data_spectra.nc"), **to_json(ds)})
     print(f"wrote {out / 'data_spectra.nc'} and {', '.join(str(p) for p in written)}", file=sys.stderr)
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from freqlab.commands.common import add_common, add_models_and_data, add_sigma_grid, add_trust_pickle
+from freqlab.commands.common import add_common, add_models_and_data, add_sigma_grid, add_trust_pickle, report
 from freqlab.commands.options import add_setting_options, setting_values
 from freqlab.sweep.config import SweepConfig
 
@@ -41,7 +41,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from freqlab.runtime import distributed
-    from freqlab.sweep.dataset import summarize
+    from freqlab.sweep.dataset import summarize, to_json
     from freqlab.sweep.study import sweep
 
     models = args.models[0] if len(args.models) == 1 else list(args.models)
@@ -51,6 +51,6 @@ def run(args) -> int:
                out=args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
                trust_pickle=args.trust_pickle)
     if distributed.is_main():
-        print(summarize(ds))
+        report(args, summarize(ds), {"out": str(args.out), **to_json(ds)})
         print(f"wrote {args.out}", file=sys.stderr)
     return 0

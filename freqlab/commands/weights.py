@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from freqlab.commands.common import add_common, add_trust_pickle
+from freqlab.commands.common import add_common, add_trust_pickle, report
 
 EXAMPLES = """examples:
   freqlab weights runs/pretrain/checkpoints/final runs/d2o/final           # a D2O fine-tune against its start
@@ -38,7 +38,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from freqlab.inside.weight_change import FILE_NAME, summarize, weight_change
+    from freqlab.inside.weight_change import FILE_NAME, summarize, to_json, weight_change
     from freqlab.plots.style import save_figure
     from freqlab.plots.weights import weight_change_figure
 
@@ -46,6 +46,6 @@ def run(args) -> int:
     nc = out / FILE_NAME
     ds = weight_change(args.before, args.after, policy=args.policy, trust_pickle=args.trust_pickle, out=nc)
     written = save_figure(weight_change_figure(ds), out / Path(FILE_NAME).stem, close=True)
-    print(summarize(ds))
+    report(args, summarize(ds), {"out": str(nc), **to_json(ds)})
     print(f"wrote {nc} and {', '.join(str(p) for p in written)}", file=sys.stderr)
     return 0

@@ -56,7 +56,7 @@ from freqlab.runtime.rng import per_sample_randn
 from freqlab.runtime.settings import configure
 from freqlab.sweep.inputs import Entry, check_shape, make_data, resolve_models
 
-__all__ = ["layer_spectra", "summarize", "band_power", "RANDOM_INIT", "FILE_NAME"]
+__all__ = ["layer_spectra", "summarize", "to_json", "band_power", "RANDOM_INIT", "FILE_NAME"]
 
 RANDOM_INIT = "random-init"
 FILE_NAME = "layer_spectra.nc"
@@ -418,3 +418,14 @@ def summarize(ds: xr.Dataset, n_top: int = 3) -> str:
         lines.append(f"  {last}'s absolute {band}-band power: " + ", ".join(
             f"{ck} {float(v):.3g}" for ck, v in zip(ds.checkpoint.values, cells.values)))
     return "\n".join(lines)
+
+
+def to_json(ds: xr.Dataset) -> dict:
+    """Per checkpoint and block, at σ_max: the share and the absolute power of each band (``--json``)."""
+    power = band_power(ds).isel(sigma=-1)
+    share = ds.band_share.isel(sigma=-1)
+    return {"sigma": float(ds.sigma.values[-1]), "mode": ds.attrs.get("mode"), "checkpoints": {
+        str(ck): {str(layer): {str(b): {"share": float(share.sel(checkpoint=ck, layer=layer, band=b)),
+                                        "power": float(power.sel(checkpoint=ck, layer=layer, band=b))}
+                               for b in ds.band.values} for layer in ds.layer.values}
+        for ck in ds.checkpoint.values}}

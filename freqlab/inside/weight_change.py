@@ -44,7 +44,7 @@ from freqlab.finetune.freezing import LAYER_TYPE_NAMES, freeze_policy, layer_typ
 from freqlab.runtime import results
 from freqlab.runtime.outputs import holding
 
-__all__ = ["weight_change", "load_model", "change_per_parameter_ratio", "top_layer_types", "summarize", "FILE_NAME",
+__all__ = ["weight_change", "load_model", "change_per_parameter_ratio", "top_layer_types", "summarize", "to_json", "FILE_NAME",
            "PROPORTIONAL"]
 
 FILE_NAME = "weight_change.nc"
@@ -351,3 +351,14 @@ def summarize(ds: xr.Dataset) -> str:
             frozen = float(ds.type_frozen_share.sel(layer_type=kind))
             lines.append(f"  {kind:<16} {rel:.3g}  {share:6.1%}  {count:>10,}  ({frozen:.0%} frozen by the policy)")
     return "\n".join(lines)
+
+
+def to_json(ds: xr.Dataset) -> dict:
+    """The shares and each layer type's relative change as a JSON-ready document (``freqlab weights --json``)."""
+    keep = ds.type_n_params.values > 0
+    return {"before": ds.attrs.get("before"), "after": ds.attrs.get("after"), "policy": ds.attrs.get("policy"),
+            "frozen_share_of_change": float(ds.frozen_share_of_change),
+            "frozen_share_of_params": float(ds.frozen_share_of_params),
+            "layer_types": {str(t): {"rel_change": float(r), "n_params": int(n)} for t, r, n in
+                            zip(ds.layer_type.values[keep], ds.type_rel_change.values[keep],
+                                ds.type_n_params.values[keep])}}

@@ -27,7 +27,7 @@ from freqlab.runtime.devices import resolve_device
 from freqlab.runtime.outputs import holding
 from freqlab.runtime.settings import configure
 
-__all__ = ["data_spectra", "summarize"]
+__all__ = ["data_spectra", "summarize", "to_json"]
 
 
 
@@ -236,3 +236,11 @@ def summarize(ds: xr.Dataset) -> str:
     return "\n".join(lines)
 
 
+
+
+def to_json(ds: xr.Dataset) -> dict:
+    """Per source: the fitted slope with its 95 % interval and the images measured (``freqlab spectra --json``)."""
+    return {"fit_range": [float(ds.attrs["fit_fmin"]), float(ds.attrs["fit_fmax"])],
+            "sources": [{"name": str(s), "slope": float(ds.slope.sel(source=s)),
+                         "slope_ci": [float(ds.slope_ci_low.sel(source=s)), float(ds.slope_ci_high.sel(source=s))],
+                         "n_images": int(ds.n_images.sel(source=s))} for s in ds.source.values]}

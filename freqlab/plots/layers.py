@@ -90,33 +90,19 @@ def layer_spectra_figure(ds: xr.Dataset, checkpoint=None, *, sigmas=None, relati
     stages = [str(s) for s in ds.layer_stage.values]
     breaks = [i - 0.5 for i in range(1, n_layers) if stages[i] != stages[i - 1]]
     absolute = 10 * np.log10(band_power(ds).sel(band=band, checkpoint=checkpoints))
-    colours = palette(len(checkpoints))
     mesh = None
     for r, s in enumerate(sig):
+        at = f", σ = {s:.3g}" if len(sig) > 1 else ""
         for c, ck in enumerate(checkpoints):
             ax = axes[r][c]
             values = db.sel(checkpoint=ck, sigma=s).transpose("layer", "freq").values
             mesh = ax.pcolormesh(edges, y_edges, np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax,
                                  shading="flat", rasterized=True)
-            ax.axvline(HIGH_EDGE, color="white", ls="--", lw=1.2)
-            for b in breaks:
-                ax.axhline(b, color="white", lw=0.6, alpha=0.8)
-            ax.grid(False)
-            frequency_axis(ax, size)
-            ax.set_xlim(edges[0], edges[-1])
-            ax.set_ylim(n_layers - 0.5, -0.5)  # forward order, top to bottom
-            ax.set_title(_checkpoint_text(ds, ck) + (f", σ = {s:.3g}" if len(sig) > 1 else ""), fontsize=10)
+            _heatmap_axes(ax, breaks, size, edges, n_layers)
+            ax.set_title(_checkpoint_text(ds, ck) + at, fontsize=10)
             if c == 0:
                 ax.set_yticks(np.arange(n_layers), _layer_labels(ds), fontsize=8)
-        ax = axes[r][-1]
-        for colour, ck in zip(colours, checkpoints):
-            ax.plot(absolute.sel(checkpoint=ck, sigma=s).values, np.arange(n_layers), "o-", color=colour, ms=3.5,
-                    lw=1.4, label=str(ck))
-        for b in breaks:
-            ax.axhline(b, color="0.8", lw=0.6)
-        ax.set_ylim(n_layers - 0.5, -0.5)
-        ax.set_xlabel(f"{band}-band power of the block (dB)")
-        ax.set_title(f"absolute {band}-band power" + (f", σ = {s:.3g}" if len(sig) > 1 else ""), fontsize=10)
+        _absolute_panel(axes[r][-1], absolute.sel(sigma=s), checkpoints, breaks, band, at)
     axes[0][-1].legend(fontsize=8, loc="center", frameon=True)  # the coarse blocks hold no high band: room there
     cbar = fig.colorbar(mesh, ax=axes[:, :-1].ravel().tolist(), shrink=0.8, pad=0.01, location="bottom",
                         aspect=40)
@@ -131,6 +117,30 @@ def layer_spectra_figure(ds: xr.Dataset, checkpoint=None, *, sigmas=None, relati
                      f"{ds.attrs.get('n_images', '?')} images; dashed: 0.25 cycles/pixel (high band above); grey: "
                      "above the block's Nyquist", fontsize=10)
     return axes
+
+
+def _heatmap_axes(ax, breaks, size: int, edges, n_layers: int) -> None:
+    """The high band's edge, the stage breaks and the axes of one heatmap (layers top to bottom)."""
+    ax.axvline(HIGH_EDGE, color="white", ls="--", lw=1.2)
+    for b in breaks:
+        ax.axhline(b, color="white", lw=0.6, alpha=0.8)
+    ax.grid(False)
+    frequency_axis(ax, size)
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_ylim(n_layers - 0.5, -0.5)  # forward order, top to bottom
+
+
+def _absolute_panel(ax, absolute: xr.DataArray, checkpoints, breaks, band: str, at: str) -> None:
+    """Each block's absolute power in ``band`` (dB), one line per checkpoint, layers top to bottom."""
+    n_layers = absolute.sizes["layer"]
+    for colour, ck in zip(palette(len(checkpoints)), checkpoints):
+        ax.plot(absolute.sel(checkpoint=ck).values, np.arange(n_layers), "o-", color=colour, ms=3.5, lw=1.4,
+                label=str(ck))
+    for b in breaks:
+        ax.axhline(b, color="0.8", lw=0.6)
+    ax.set_ylim(n_layers - 0.5, -0.5)
+    ax.set_xlabel(f"{band}-band power of the block (dB)")
+    ax.set_title(f"absolute {band}-band power{at}", fontsize=10)
 
 
 def _layer_modes(ds: xr.Dataset) -> xr.DataArray:

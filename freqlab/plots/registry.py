@@ -78,7 +78,7 @@ def script_main(name: str, doc: str | None = None, argv: list[str] | None = None
 
 
 def make_figures(results_dir: str | Path, out_dir: str | Path = "figures", names=None, *,
-                 workers: int | None = None) -> list[Path]:
+                 workers: int | None = None, quiet: bool = False) -> list[Path]:
     """Every figure of :data:`FIGURES` (or ``names``) whose inputs exist; says on stderr which were skipped.
 
     ``workers`` processes draw them (default: one per CPU core, at most 4; matplotlib draws on one core), each
@@ -103,7 +103,7 @@ def make_figures(results_dir: str | Path, out_dir: str | Path = "figures", names
     if not written:
         raise FileNotFoundError(f"no results to draw under {results_dir} (expected sweep.nc, finetune-*/, data_spectra.nc)")
     for _, skipped in drawn:
-        if skipped:
+        if skipped and not quiet:
             print(skipped, file=sys.stderr)
     return written
 

@@ -245,3 +245,29 @@ def sample_sentence(ds: xr.Dataset, checkpoint: int, lsd_match_db: float = MATCH
             f"{', '.join(reached) or 'none'} (LSD {', '.join(f'{b} {v:.1f}' for b, v in zip(bands, many))} dB; "
             f"one step: {', '.join(f'{b} {v:.1f}' for b, v in zip(bands, one))} dB); bands it reaches that the "
             f"one-step output does not: {', '.join(extra) or 'none'}.")
+
+
+def to_json(ds: xr.Dataset) -> dict:
+    """A sweep's key numbers as a JSON-ready document (``freqlab sweep --json``): per checkpoint, at σ_max, the
+    log-spectral distance per band and the cutoff f_c (with its bound flag) of every one-step mode, and in denoise
+    mode the MSE against both references per σ."""
+    if "checkpoint" not in ds.dims or "lsd" not in ds:
+        return {"checkpoints": []}
+    out = []
+    for ck in ds.checkpoint.values:
+        row = ds.sel(checkpoint=ck).isel(sigma=-1)
+        entry = {"name": str(ck), "step": float(ds.step.sel(checkpoint=ck)) if "step" in ds.coords else None,
+                 "sigma_max": float(ds.sigma.values[-1]), "modes": {}}
+        for mode in [str(m) for m in ds.mode.values]:
+            cell = row.sel(mode=mode)
+            cutoff, bound = measure.channel_cutoff(cell.cutoff_freq, cell.cutoff_freq_bound)
+            entry["modes"][mode] = {"lsd_db": {str(b): float(cell.lsd.sel(band=b).mean("channel"))
+                                               for b in ds.band.values},
+                                    "cutoff_freq": float(cutoff), "cutoff_freq_bound": int(bound)}
+        if "mse" in ds:
+            mse = ds.mse.sel(checkpoint=ck).mean("channel")
+            entry["mse_over_wiener"] = (mse / ds.wiener_mse.mean("channel")).values.tolist()
+            if "linear_mse" in ds:
+                entry["mse_over_linear"] = (mse / ds.linear_mse.mean("channel")).values.tolist()
+        out.append(entry)
+    return {"sigmas": ds.sigma.values.tolist(), "checkpoints": out}
