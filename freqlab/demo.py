@@ -86,9 +86,9 @@ class DemoSettings:
     finetune_seeds: int = 5  # each fine-tune runs with seeds seed, seed + 1, ...: the report gives the spread
     finetune_workers: int | None = None  # parallel fine-tunes (one torch thread each); None: one per CPU core on a
     #                                      CPU (small models use two threads poorly), one on a GPU
-    finetune_unfrozen: bool = False  # one D2O fine-tune with nothing frozen (what it moves: weight_change.nc); off
-    #                                  on the CPU, where an eleventh fine-tune would take make demo past 12 minutes
-    #                                  (`freqlab weights` measures it on any pair of checkpoints, docs/INSIDE.md)
+    finetune_unfrozen: bool = True  # one D2O fine-tune with nothing frozen from the checkpoint: what it moves in
+    #                                 the weights (weight_change.nc, beside D2O-F's) and in the outputs
+    #                                 (function_change.nc), docs/INSIDE.md
     layers: LayerSpectraConfig = field(default_factory=_default_layers)  # per-layer feature spectra
     layer_sigmas: int = 4
     spectra: DataSpectraConfig = field(default_factory=_default_spectra)  # the data beside its references
@@ -323,8 +323,9 @@ def demo_candidates(out: Path, s: DemoSettings, final, dev, criterion) -> dict:
 
 
 def _inside_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, stages: _Stages, final) -> None:
-    """Per-layer feature spectra (pre-trained, random init, D2O-F fine-tuned) and what the unfrozen D2O moved."""
-    from freqlab.inside import layer_spectra, weight_change
+    """Per-layer feature spectra (pre-trained, random init, D2O-F fine-tuned), what the unfrozen D2O moved in the
+    weights (beside D2O-F's change) and what that did to the outputs, part by part."""
+    from freqlab.inside import function_change, layer_spectra, weight_change
 
     moved = UNFROZEN if s.finetune_unfrozen else "finetune-pretrained"
     stages.next(f"inside the network: per-layer feature spectra, and what {moved} moved")
@@ -335,6 +336,11 @@ def _inside_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, st
                                     device=dev, progress=progress, out=out / "layer_spectra.nc")
     if _stale(out / "weight_change.nc", final, changed):  # D2O's change when it ran, else D2O-F's (frozen set: 0)
         weight_change.weight_change(final, changed, policy="conv", out=out / "weight_change.nc")
+    if s.finetune_unfrozen and _stale(out / "weight_change_d2o-f.nc", final, d2o_f):  # to set D2O's beside
+        weight_change.weight_change(final, d2o_f, policy="conv", out=out / "weight_change_d2o-f.nc")
+    if s.finetune_unfrozen and _stale(out / function_change.FILE_NAME, final, changed):
+        function_change.function_change(final, changed, policy="conv", n_images=s.layers.n_images * 8, seed=seed,
+                                        out=out / function_change.FILE_NAME)
 
 
 def _stale(result: Path, *checkpoints) -> bool:

@@ -312,8 +312,18 @@ def inside_section(root: Path) -> list[str]:
         unfrozen = "unfrozen" in str(ds.attrs.get("after", ""))
         lines += ["", ("What an unfrozen fine-tune (D2O, nothing frozen) moved, against the set D2O-F freezes:"
                        if unfrozen else "What the D2O-F fine-tune moved (its frozen set must not move at all; the "
-                       "unfrozen comparison runs with the GPU demo or `freqlab weights`):"), "",
+                       "unfrozen comparison runs with `freqlab weights`):"), "",
                   "```", *text, "```"]
+        if unfrozen:
+            lines += ["", "A share of the squared change is not a function: Adam moves every weight by about its "
+                      "learning rate per step, so equal-size steps alone would put "
+                      f"{100 * float(ds.frozen_share_of_params):.1f} % of the squared change on the frozen set (its "
+                      "share of the parameters)."]
+    if (root / "function_change.nc").exists():
+        from freqlab.inside import function_change
+
+        text = function_change.summarize(results.load(root / "function_change.nc")).splitlines()
+        lines += ["", "What that weight change does to the one-step outputs:", "", "```", *text, "```"]
     return ["", "## Inside the network", *lines, ""] if lines else []
 
 

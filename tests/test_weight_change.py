@@ -256,3 +256,19 @@ def test_figure_and_analyses_script(model, tmp_path):
     from freqlab.plots.registry import script_main
 
     assert script_main("weight_change", argv=[str(tmp_path / "nowhere")], draw=script.draw) == 2
+
+
+def test_function_change_tells_which_part_of_the_change_moves_the_outputs(model, tmp_path):
+    from freqlab.inside.function_change import function_change, summarize
+
+    params = dict(model.named_parameters())
+    trainable_only = _perturbed(model, {TRAINABLE: 0.2 * torch.randn_like(params[TRAINABLE])})
+    ds = function_change(model, trainable_only, n_images=8, batch_size=4, out=tmp_path / "f.nc")
+    np.testing.assert_allclose(ds.lost_share.sel(part="trainable").values, 0.0, atol=1e-12)  # it alone: all of it
+    np.testing.assert_allclose(ds.lost_share.sel(part="frozen").values, 1.0, atol=1e-9)  # without it: nothing left
+    assert (ds.moved.values > 0).all() and (tmp_path / "f.nc").exists()
+    frozen_only = _perturbed(model, {FROZEN: 0.2 * torch.randn_like(params[FROZEN])})
+    flipped = function_change(model, frozen_only, n_images=8, batch_size=4)
+    np.testing.assert_allclose(flipped.lost_share.sel(part="frozen").values, 0.0, atol=1e-12)
+    np.testing.assert_allclose(flipped.lost_share.sel(part="trainable").values, 1.0, atol=1e-9)
+    assert "the frozen set's change alone" in summarize(flipped)

@@ -44,7 +44,7 @@ from freqlab.finetune.freezing import LAYER_TYPE_NAMES, freeze_policy, layer_typ
 from freqlab.runtime import results
 from freqlab.runtime.outputs import holding
 
-__all__ = ["weight_change", "load_model", "change_per_parameter_ratio", "top_layer_types", "summarize", "to_json", "FILE_NAME",
+__all__ = ["weight_change", "load_model", "change_per_parameter_ratio", "top_layer_types", "summarize", "to_json", "frozen_set", "FILE_NAME",
            "PROPORTIONAL"]
 
 FILE_NAME = "weight_change.nc"
@@ -149,7 +149,7 @@ def weight_change(before, after, *, policy: str = "conv", trust_pickle: bool = F
     if not params_before:
         raise ValueError(f"before ({_describe(before)}) has no parameters")
     _check_match(params_before, params_after)
-    report = _frozen_set(model_before, policy)
+    report = frozen_set(model_before, policy)
     t = _per_tensor(model_before, params_before, params_after, set(report.frozen_names))
     data = {**_tensor_variables(t, policy), **_type_variables(_per_type(t), policy), **_set_variables(t)}
     coords = {"parameter": t["names"], "parameter_layer_type": (
@@ -175,7 +175,7 @@ def weight_change(before, after, *, policy: str = "conv", trust_pickle: bool = F
     return ds
 
 
-def _frozen_set(model_before: nn.Module, policy: str):
+def frozen_set(model_before: nn.Module, policy: str):
     """The policy's report on a copy of ``before`` prepared as :func:`freqlab.finetune.generator.make_generator` prepares it."""
     from freqlab.models.denoisers import EDMNetworkDenoiser
 

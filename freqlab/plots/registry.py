@@ -39,7 +39,8 @@ FIGURES: dict[str, Callable[[Path], Any]] = {
     "frozen_parameters": lambda root: _draw("finetune", "frozen_parameters_figure")(
         rd.first_log(rd.finetune_logs(root))),
     "layer_spectra": lambda root: _draw("layers", "layer_spectra_figure")(rd.load(root / "layer_spectra.nc")),
-    "weight_change": lambda root: _draw("weights", "weight_change_figure")(rd.load(root / "weight_change.nc")),
+    "weight_change": lambda root: _draw("weights", "weight_change_figure")(rd.load(root / "weight_change.nc"),
+                                                                           rd.load_optional(root / "weight_change_d2o-f.nc")),
 }
 
 

@@ -10,20 +10,26 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["FINETUNE_RUNS", "RESULT_FILES", "run_dir", "load", "load_sweep", "finetune_logs", "first_log",
+__all__ = ["FINETUNE_RUNS", "RESULT_FILES", "run_dir", "load", "load_optional", "load_sweep", "finetune_logs", "first_log",
            "seed_logs", "sample_grids", "moment_of", "sample_moments", "export_results"]
 
 #: Fine-tuning runs of a results directory, in the order figures show them: D2O-F from the pre-trained model, and
 #: its two controls from a random initialisation, with D2O-F's frozen set and with nothing frozen.
 FINETUNE_RUNS = ("pretrained", "random", "random-unfrozen")
 #: The results files of a results directory besides the fine-tuning logs (what export_results copies).
-RESULT_FILES = ("sweep.nc", "data_spectra.nc", "layer_spectra.nc", "weight_change.nc", "compare.nc")
+RESULT_FILES = ("sweep.nc", "data_spectra.nc", "layer_spectra.nc", "weight_change.nc", "weight_change_d2o-f.nc",
+                "function_change.nc", "compare.nc")
 
 
 def load(path: Path) -> "xr.Dataset":
     from freqlab.runtime import results
 
     return results.load(path)
+
+
+def load_optional(path: Path) -> "xr.Dataset | None":
+    """A results file that a results directory may lack (None then)."""
+    return load(path) if Path(path).exists() else None
 
 
 def run_dir(name: str, replicate: int = 0) -> str:

@@ -52,7 +52,7 @@ def _groups(names: list[str]) -> list[tuple[int, int, str]]:
     return runs
 
 
-def _types_panel(ax: plt.Axes, ds: xr.Dataset) -> None:
+def _types_panel(ax: plt.Axes, ds: xr.Dataset, other: xr.Dataset | None = None) -> None:
     colours = _colours()
     n = ds.type_n_params.values
     keep = n > 0
@@ -60,6 +60,7 @@ def _types_panel(ax: plt.Axes, ds: xr.Dataset) -> None:
     rel, n, share = ds.type_rel_change.values[keep], n[keep], ds.type_frozen_share.values[keep]
     order = np.argsort(-np.where(np.isfinite(rel), rel, -1.0), kind="stable")  # largest at the top
     kinds, rel, n, share = [kinds[i] for i in order], rel[order], n[order], share[order]
+    beside = None if other is None else other.type_rel_change.sel(layer_type=kinds).values
     positive = rel[np.isfinite(rel) & (rel > 0)]
     log = positive.size > 0 and positive.max() / positive.min() > WIDE
     y = np.arange(len(kinds))
@@ -69,6 +70,10 @@ def _types_panel(ax: plt.Axes, ds: xr.Dataset) -> None:
 
     ax.barh(y, np.where(np.isfinite(rel) & ((rel > 0) | (not log)), rel, 0.0),
             color=[colours[state(s)] for s in share], height=0.7)
+    if beside is not None:  # the other fine-tune, type by type (its frozen types did not move: no marker)
+        shown = np.isfinite(beside) & (beside > 0)
+        ax.plot(beside[shown], y[shown], "D", ms=5, mfc="white", mec="black", mew=1.0,
+                label=f"{other.attrs.get('after', 'other run')}")
     if log:
         ax.set_xscale("log")
         lo, hi = positive.min() / 3, positive.max() * 12
@@ -88,8 +93,12 @@ def _types_panel(ax: plt.Axes, ds: xr.Dataset) -> None:
     labels = {"frozen": f"type ≥ 90 % frozen by {policy}", "partly": "type partly frozen",
               "trainable": f"type ≥ 90 % trainable under {policy}"}
     present = [k for k in labels if k in {state(s) for s in share}]
-    ax.legend([plt.Rectangle((0, 0), 1, 1, color=colours[k]) for k in present], [labels[k] for k in present],
-              fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[k]) for k in present]
+    names = [labels[k] for k in present]
+    if beside is not None:
+        handles.append(plt.Line2D([], [], ls="none", marker="D", mfc="white", mec="black"))
+        names.append(f"◇ the D2O-F fine-tune's change ({other.attrs.get('after', '?')})")
+    ax.legend(handles, names, fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
     ax.grid(axis="y", visible=False)
 
 
@@ -149,19 +158,20 @@ def _tensors_panel(ax: plt.Axes, ds: xr.Dataset) -> None:
 
 
 @themed
-def weight_change_figure(ds: xr.Dataset, *, axes=None) -> np.ndarray:
+def weight_change_figure(ds: xr.Dataset, other: xr.Dataset | None = None, *, axes=None) -> np.ndarray:
     """What a fine-tune moved (a :func:`freqlab.inside.weight_change.weight_change` Dataset), in two panels.
 
     Left: per layer type, the relative change ``sqrt(Σ‖ΔW‖²)/sqrt(Σ‖W‖²)`` (bars, log axis when the values span
     more than 30×), coloured by how much of the type the policy freezes (≥ 90 %, partly, ≤ 10 %), with the type's
     parameter count. Right: per parameter tensor in forward order, its relative change on a log axis (tensors that
     did not change sit on the dotted floor), filled for tensors the policy freezes, open for trainable ones, with
-    the share of the squared change on the frozen set against its share of the parameters. ``axes``: two Axes
-    (else a new figure). Returns the Axes drawn on, ``(1, 2)``.
+    the share of the squared change on the frozen set against its share of the parameters. ``other`` (the D2O-F
+    fine-tune's weight change, when ``ds`` is an unfrozen D2O run's) adds its per-type change as diamonds on the
+    left. ``axes``: two Axes (else a new figure). Returns the Axes drawn on, ``(1, 2)``.
     """
     fig, axes, owned = panels(axes, 1, 2, figsize=(13, 5.2), gridspec_kw={"width_ratios": [1, 1.7]})
     left, right = axes[0]
-    _types_panel(left, ds)
+    _types_panel(left, ds, other)
     _tensors_panel(right, ds)
     before, after = ds.attrs.get("before", "before"), ds.attrs.get("after", "after")
     if owned:
