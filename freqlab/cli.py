@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         writes = args.command in LOCKS_OUT and not getattr(args, "dry_run", False)
         with outputs.hold(args.out if writes else None):
             result = args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, outputs.OutputInUse) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError,
+            outputs.OutputInUse) as err:
         if args.debug:
             raise
         print(f"freqlab {args.command}: error: {err}", file=sys.stderr)

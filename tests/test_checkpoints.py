@@ -463,3 +463,25 @@ def test_a_diffusers_denoiser_saves_and_loads_with_its_schedule(tmp_path):
     assert (loaded.prediction_type, loaded.clamp, loaded.sigma_max) == ("v_prediction", True, original.sigma_max)
     assert torch.equal(outputs(loaded), outputs(original))
     assert discover_checkpoints(tmp_path)[0].step == 4
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: c["denoiser"].update(image_shape=[3, 16]), "image_shape must be"),
+    (lambda c: c["denoiser"].update(image_shape=[1, 32, 32]), "does not match its UNet"),
+    (lambda c: c["denoiser"].update({"class": "Foo"}), 'denoiser.class "Foo" is not one freqlab saves'),
+])
+def test_a_config_that_contradicts_its_network_is_one_clear_error(tmp_path, edit, match):
+    import json
+
+    from freqlab.checkpoints.store import load_denoiser, save_checkpoint
+    from freqlab.models.denoisers import EDMDenoiser, build_unet
+
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path / "c", EDMDenoiser(build_unet(sample_size=16, block_out_channels=(8, 16),
+                                                                  norm_num_groups=4, attention_head_dim=8)),
+                           metadata={"step": 0})
+    config = json.loads((path / "config.json").read_text())
+    edit(config)
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=match):
+        load_denoiser(path)

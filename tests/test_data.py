@@ -234,12 +234,27 @@ def test_folder_loads_sorted_recursive_and_resized(tmp_path):
         src.sample(4)
 
 
-def test_folder_warns_about_unreadable_files(tmp_path):
+def test_folder_says_in_one_line_each_what_it_skipped(tmp_path, capsys):
     _write_folder(tmp_path)
     (tmp_path / "broken.png").write_bytes(b"this is not a png")
-    with pytest.warns(UserWarning, match=r"1 unreadable.*broken\.png"):
-        src = make_source("folder", path=tmp_path)
+    (tmp_path / "notes.txt").write_text("not an image")
+    src = make_source("folder", path=tmp_path)
     assert src.size == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "1 file(s)" in err[0] and ".txt" in err[0]  # not an image: counted
+    assert "skipped 1 unreadable image file(s) of 4" in err[1] and "broken.png" in err[1]  # one line, no warning
+
+
+def test_tiff_files_are_read_16_bit_included(tmp_path):
+    from PIL import Image
+
+    ramp = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)  # 16-bit values beyond 8 bits
+    Image.fromarray(ramp).save(tmp_path / "a.tif")
+    Image.fromarray(np.full((64, 64, 3), 200, dtype=np.uint8)).save(tmp_path / "b.tiff")
+    src = make_source("folder", path=tmp_path, grayscale=True)
+    assert src.size == 2
+    x = src.images([0, 1])
+    assert x.shape == (2, 1, 32, 32) and float(x[0].max()) > 0.8 and float(x[0].min()) < -0.8
 
 
 def test_folder_errors(tmp_path):

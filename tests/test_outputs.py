@@ -158,3 +158,26 @@ def test_every_command_refuses_a_busy_output_in_one_line(argv, tiny_run, tmp_pat
     lines = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(lines) == 1 and f"in use by another freqlab run (pid {proc.pid}" in lines[0]
     assert took < 1.0 and not out.exists()
+
+
+def test_a_read_only_output_is_one_clear_error_before_any_work(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from freqlab.runtime import outputs
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(PermissionError, match="cannot write into .*Read-only file system.*writable file system"):
+        with outputs.hold(tmp_path / "out.nc"):
+            pytest.fail("the block must not run")
+
+
+def test_one_lock_for_a_folder_reached_through_a_symlink(tmp_path):
+    from freqlab.runtime import outputs
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert outputs.lock_path(tmp_path / "link" / "run") == outputs.lock_path(tmp_path / "real" / "run")

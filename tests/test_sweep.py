@@ -576,3 +576,24 @@ def test_the_windowed_wiener_reference_is_in_the_windowed_measurements_conventio
     unwindowed = _analytic(sigmas)[2.0]["output"].numpy()[nondc]  # the periodic curve is not what Hann measures
     assert np.max(np.abs(ds.sel(checkpoint="wiener", sigma=2.0, channel=0).wiener_output_power.values[nondc]
                          / unwindowed - 1)) > 0.1
+
+
+def test_a_channel_with_no_power_has_undefined_cutoffs_and_ratios(tmp_path):
+    """A constant channel has no power to compare: its cutoff is NaN flagged 'undefined' (2), not an invented
+    bound, and the summary says 'undefined' where it would print nan or inf."""
+    x = np.random.default_rng(0).uniform(-1, 1, (24, 16, 16, 3)).astype(np.float32)
+    x[..., 2] = 0.3
+    np.save(tmp_path / "x.npy", x)
+    src = make_source("array", path=str(tmp_path / "x.npy"), resolution=16)
+    ds = sw.sweep({"t": TinyDenoiser(shape=(3, 16, 16))}, src, [0.1, 1.0], n_images=8, batch_size=8, device="cpu",
+                  progress=False, linear_reference=0)
+    blue = ds.sel(channel=2)
+    assert np.isnan(blue.cutoff_freq.values).all() and (blue.cutoff_freq_bound.values == 2).all()
+    assert (ds.sel(channel=0).cutoff_freq_bound.values != 2).all()
+    text = summarize(ds)
+    assert "nan" not in text.lower() and "inf" not in text.lower()
+    from freqlab.measure import core as measure
+
+    value, flag = measure.channel_cutoff(ds.cutoff_freq.isel(checkpoint=0, sigma=0).sel(mode="denoise"),
+                                         ds.cutoff_freq_bound.isel(checkpoint=0, sigma=0).sel(mode="denoise"))
+    assert np.isfinite(float(value)) and int(flag) != 2  # the other channels still give one

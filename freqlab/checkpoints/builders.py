@@ -58,9 +58,27 @@ def edm_denoiser_from_config(config: Mapping, state, *, weights: Path, config_pa
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{config_path}: denoiser.{key} must be a positive number, got {json.dumps(value)}")
             kwargs[key] = float(value)
-    if params.get("image_shape") and not unet.config.sample_size:
-        kwargs["image_shape"] = tuple(params["image_shape"])
+    shape = params.get("image_shape")
+    if shape is not None:
+        _check_image_shape(shape, unet, config_path)
+        if not unet.config.sample_size:
+            kwargs["image_shape"] = tuple(shape)
     return EDMDenoiser(unet.eval(), **kwargs)
+
+
+def _check_image_shape(shape, unet, config_path: Path) -> None:
+    """``denoiser.image_shape`` must be [C, H, W] of positive integers with the UNet's channels and, when the UNet
+    declares one, its size: a config that says otherwise is one clear error, not a silent mismatch."""
+    if (not isinstance(shape, (list, tuple)) or len(shape) != 3
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+        raise ValueError(f"{config_path}: denoiser.image_shape must be [channels, height, width] of positive "
+                         f"integers, got {json.dumps(shape)}")
+    channels = int(unet.config.in_channels)
+    size = unet.config.sample_size
+    sizes = (size, size) if isinstance(size, int) else tuple(size or ())
+    if shape[0] != channels or (sizes and tuple(shape[1:]) != tuple(sizes)):
+        raise ValueError(f"{config_path}: denoiser.image_shape {json.dumps(shape)} does not match its UNet "
+                         f"({channels} channels" + (f", {sizes[0]}x{sizes[1]}" if sizes else "") + ")")
 
 
 def diffusers_denoiser_from_config(config: Mapping, state, *, weights: Path, config_path: Path,

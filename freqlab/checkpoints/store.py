@@ -203,7 +203,15 @@ def _freqlab_config(path: Path) -> dict:
                          f"({FORMAT_VERSION}); update freqlab")
     if not isinstance(config.get("unet"), Mapping) and _denoiser_class(config) != "EDMNetworkDenoiser":
         raise ValueError(f"{path / CONFIG_NAME} has no 'unet' config")
+    named = _denoiser_class(config)
+    if named is not None and named not in DENOISER_CLASSES:
+        raise ValueError(f"{path / CONFIG_NAME}: denoiser.class {json.dumps(named)} is not one freqlab saves "
+                         f"({', '.join(DENOISER_CLASSES)})")
     return config
+
+
+#: The denoiser classes a freqlab checkpoint may name (what save_checkpoint writes).
+DENOISER_CLASSES = ("EDMDenoiser", "DiffusersDenoiser", "EDMNetworkDenoiser")
 
 
 def _denoiser_class(config: Mapping) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import codecs
 import pickle
-import warnings
+import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -15,9 +15,10 @@ import torch
 
 from freqlab.data.base import DataSource, fit_to, to_channels
 
-__all__ = ["FILE_OPTIONS", "IMAGE_SUFFIXES", "ArraySource", "load_array", "load_cifar10", "load_folder", "read_image", "report_failures"]
+__all__ = ["FILE_OPTIONS", "IMAGE_SUFFIXES", "ArraySource", "image_files", "load_array", "load_cifar10", "load_folder",
+           "read_image", "report_failures"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 #: The options of each file source (``make_source(name, **options)``) with their defaults.
 FILE_OPTIONS = {"folder": {"tiles": False}, "cifar10": {}, "array": {"key": None, "layout": "auto", "value_range": None}}
 
@@ -99,8 +100,22 @@ def report_failures(root: Path, files: list, failed: list, *, any_read: bool, wh
     first = f"(first: {failed[0][0].name}: {failed[0][1]})"
     if not any_read:
         raise ValueError(f"none of the {len(files)} image files in {str(root)!r} could be read {first}")
-    warnings.warn(f"skipped {len(failed)} {what} image file(s) of {len(files)} in {str(root)!r} {first}",
-                  stacklevel=4)
+    print(f"freqlab: skipped {len(failed)} {what} image file(s) of {len(files)} in {str(root)!r} {first}",
+          file=sys.stderr, flush=True)
+
+
+def image_files(root: Path) -> list[Path]:
+    """The image files under ``root`` (recursively, sorted by relative path); the other files there, not hidden,
+    are counted in one line on stderr (nothing is skipped without a word)."""
+    found = sorted(p for p in root.rglob("*") if p.is_file() and not any(
+        part.startswith(".") for part in p.relative_to(root).parts))
+    files = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES]
+    others = [p for p in found if p.suffix.lower() not in IMAGE_SUFFIXES]
+    if others and files:
+        kinds = sorted({p.suffix.lower() or "(none)" for p in others})
+        print(f"freqlab: {len(others)} file(s) in {str(root)!r} are not images ({', '.join(kinds[:5])}); read "
+              f"{len(files)} image file(s) ({', '.join(IMAGE_SUFFIXES)})", file=sys.stderr, flush=True)
+    return files
 
 
 def load_folder(root: Path, hw, channels, tiles: bool = False) -> torch.Tensor:
@@ -109,7 +124,7 @@ def load_folder(root: Path, hw, channels, tiles: bool = False) -> torch.Tensor:
     ``tiles``, every ``hw`` tile of every file at its own scale (images of any sizes, nothing resampled)."""
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {str(root)!r} does not exist (or is not a directory)")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(root)
     if not files:
         raise ValueError(f"image folder {str(root)!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
     arrays, failed = [], []

@@ -22,6 +22,7 @@ from freqlab.data.files import (
     FILE_OPTIONS,
     IMAGE_SUFFIXES,
     ArraySource,
+    image_files,
     load_array,
     load_cifar10,
     read_image,
@@ -124,7 +125,7 @@ def native_folder(root: Path, channels: int) -> NativeImages:
     cannot be read, or smaller than 4×4, are skipped with a warning (as :func:`freqlab.data.files.load_folder`)."""
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {str(root)!r} does not exist (or is not a directory)")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(root)
     if not files:
         raise ValueError(f"image folder {str(root)!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
     kept, sizes, failed = [], [], []

@@ -43,7 +43,13 @@ import torch
 import torch.nn.functional as F
 
 from freqlab.data.base import SPLITS, DataSource, to_channels
-from freqlab.data.files import FILE_OPTIONS, ArraySource, load_array, load_cifar10, load_folder
+from freqlab.data.files import (
+    FILE_OPTIONS,
+    ArraySource,
+    load_array,
+    load_cifar10,
+    load_folder,
+)
 from freqlab.data.native import NativeImages, native_source
 from freqlab.runtime.rng import per_sample_rand, per_sample_randn
 from freqlab.spectral import radial_binning, radial_frequency

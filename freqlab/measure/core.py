@@ -423,9 +423,13 @@ def coords(an: Analysis) -> dict:
 
 def channel_cutoff(values, bound):
     """Channel mean of a cutoff (an :class:`xarray.DataArray` with a ``channel`` dim) and its bound flag: -1 or +1
-    when any channel's value is a bound (upper bounds first), else 0."""
+    when any channel's value is a bound (upper bounds first), else 0. Channels where it is undefined (flag 2: no
+    power) are left out; 2 and NaN when it is undefined in every channel."""
+    defined = bound != 2
+    bound = bound.where(defined, 0)
     flag = (bound < 0).any("channel") * -1 + ((bound > 0).any("channel") & ~(bound < 0).any("channel")) * 1
-    return values.mean("channel"), flag
+    flag = flag.where(defined.any("channel"), 2)
+    return values.where(defined).mean("channel"), flag
 
 
 def cutoff_text(value, flag, *, short: bool = False) -> str:
@@ -433,6 +437,8 @@ def cutoff_text(value, flag, *, short: bool = False) -> str:
     off already at the lowest frequency in some channel)"`` / ``"≥ 0.500 cycles/px (a lower bound: ...)"``.
     ``short``: only the number with its ≤ / ≥ mark, for tables (``"≤ 0.031"``)."""
     value, flag = float(value), int(flag)
+    if flag == 2 or not math.isfinite(value):
+        return "undefined" if short else "undefined (no power to compare in any channel)"
     mark = "≤ " if flag < 0 else "≥ " if flag > 0 else ""
     if short:
         return f"{mark}{value:.3f}"

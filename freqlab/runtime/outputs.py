@@ -29,6 +29,7 @@ standard library.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import inspect
 import json
@@ -161,9 +162,14 @@ def check_writable_under(target: str | os.PathLike, *, include_self: bool = Fals
 _HELD: dict[str, list] = {}  # lock file -> [descriptor, depth, directories created for it]
 
 
+def _real(target: str | os.PathLike) -> Path:
+    """The output's real path: symlinks in its existing folders resolved (the output itself need not exist)."""
+    return Path(os.path.realpath(Path(target).expanduser()))
+
+
 def lock_path(target: str | os.PathLike) -> Path:
-    """The lock file of an output: its hidden sibling ``.<name>.lock``."""
-    target = Path(os.path.abspath(Path(target).expanduser()))
+    """The lock file of an output: its hidden sibling ``.<name>.lock``, beside its real path."""
+    target = _real(target)
     return target.parent / f".{target.name}.lock"
 
 
@@ -225,7 +231,7 @@ def hold(target: str | os.PathLike | None, *, command: str | None = None) -> Ite
     if target is None or os.environ.get("RANK", "0") != "0" or fcntl is None:
         yield
         return
-    target = Path(os.path.abspath(Path(target).expanduser()))
+    target = _real(target)  # one lock per real output: a folder reached through a symlink is the same folder
     check_writable_under(target)
     path = lock_path(target)
     key = str(path)
@@ -237,12 +243,19 @@ def hold(target: str | os.PathLike | None, *, command: str | None = None) -> Ite
             _HELD[key][1] -= 1
         return
     created = [p for p in reversed(path.parents) if not p.exists()]
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = _acquire(path, target)
     except OutputInUse:
         raise
-    except OSError as err:  # a file system without locks
+    except OSError as err:
+        if err.errno in (errno.EACCES, errno.EROFS, errno.EPERM):  # read-only: say so before any work
+            for folder in reversed(created):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise PermissionError(f"cannot write into {target.parent} ({err.strerror}): choose an output on a "
+                                  "writable file system") from None
+        # a file system without locks
         for folder in reversed(created):
             with contextlib.suppress(OSError):
                 folder.rmdir()

@@ -152,7 +152,8 @@ class Cutoff(NamedTuple):
 
 
 #: Meanings of :attr:`Cutoff.bound`, as CF ``flag_values`` / ``flag_meanings``.
-CUTOFF_BOUND_FLAGS = {-1: "upper_bound_fails_at_first_bin", 0: "measured", 1: "lower_bound_never_fails"}
+CUTOFF_BOUND_FLAGS = {-1: "upper_bound_fails_at_first_bin", 0: "measured", 1: "lower_bound_never_fails",
+                      2: "undefined_no_valid_bin"}
 
 
 def first_departure(freq: torch.Tensor, values: torch.Tensor, lower: float = -math.inf,
@@ -182,6 +183,10 @@ def first_departure(freq: torch.Tensor, values: torch.Tensor, lower: float = -ma
     last_valid = torch.where(valid, idx, -1).max(-1).values.clamp_min(0)
     f = torch.where(any_out, f, freq[last_valid])
     bound = torch.where(measured, 0, torch.where(any_out, -1, 1)).to(torch.int8)
+    # no valid bin at all (a channel with no power: every relative value NaN): no cutoff to speak of
+    defined = valid.any(-1)
+    f = torch.where(defined, f, torch.full_like(f, math.nan))
+    bound = torch.where(defined, bound, torch.full_like(bound, 2))
     return Cutoff(f, bound)
 
 

@@ -208,23 +208,34 @@ def summarize(ds: xr.Dataset, *, lsd_match_db: float = MATCH_DB) -> str:
                  f"3 dB) is {text}; the SNR crossover f* is {star}.")
     lsd = ds.lsd.isel(checkpoint=last, sigma=-1).sel(mode=mode).mean("channel")
     matched = matched_bands(ds, last, mode, lsd_match_db)
-    unmatched = [f"{b} ({v:.1f} dB)" for b, v in zip(ds.band.values, lsd.values) if not v <= lsd_match_db]
+    unmatched = [f"{b} ({v:.1f} dB)" if np.isfinite(v) else f"{b} (undefined)" for b, v in
+                 zip(ds.band.values, lsd.values) if not v <= lsd_match_db]
     parts.append(f"At σ_max the last checkpoint matches the data's spectrum within {lsd_match_db:g} dB (LSD) in "
                  f"band(s): {', '.join(matched) or 'none'}" + (f"; not in {', '.join(unmatched)}." if unmatched
                                                                   else "."))
     if "sample_trajectory_lsd" in ds:
         parts.append(f"For {label(last)}: " + sample_sentence(ds, last, lsd_match_db))
     if "mse" in ds:
-        ratio = (ds.mse.isel(checkpoint=last) / ds.wiener_mse).mean("channel").values
+        ratio = _ratio(ds.mse.isel(checkpoint=last), ds.wiener_mse)
+        if not np.isfinite(ratio).any():
+            parts.append("Its denoising MSE against the stationary Wiener filter's is undefined (no channel has "
+                         "power to denoise).")
+            return " ".join(parts)
         i_best = int(np.nanargmin(ratio))
         parts.append(f"Its denoising MSE is {np.nanmin(ratio):.2f}–{np.nanmax(ratio):.2f}x the stationary Wiener "
                      f"filter's across σ (best {ratio[i_best]:.2f}x at σ = {float(sig[i_best]):.3g})")
         if "linear_mse" in ds:
-            lin = (ds.mse.isel(checkpoint=last) / ds.linear_mse).mean("channel").values
+            lin = _ratio(ds.mse.isel(checkpoint=last), ds.linear_mse)
             parts[-1] += (f" and {np.nanmin(lin):.2f}–{np.nanmax(lin):.2f}x the full-covariance linear MMSE "
                           f"denoiser's (the best linear one)")
         parts[-1] += "."
     return " ".join(parts)
+
+
+def _ratio(num: xr.DataArray, den: xr.DataArray) -> np.ndarray:
+    """Channel mean of ``num / den`` over the channels where ``den > 0`` (a channel with no power has no ratio);
+    NaN where none has."""
+    return (num / den.where(den > 0)).mean("channel").values
 
 
 def matched_bands(ds: xr.Dataset, checkpoint: int, mode: str, lsd_match_db: float = MATCH_DB) -> list[str]:
