@@ -135,15 +135,20 @@ def _lower_sigma_lines(ds: xr.Dataset) -> list[str]:
         fstar = float(ds.snr_crossover.sel(sigma=sigma).mean("channel"))
         extra = f"{float(linear.sel(sigma=sigma)):.2f} | " if linear is not None else ""
         lines.append(f"| {sigma:.3g} | {_cutoff(row, short=True)} | {_cutoff(row, 'coherence_cutoff', short=True)} | "
-                     f"{fstar:.3f} | {float(ratio.sel(sigma=sigma)):.2f} | {extra}"
+                     f"{_fstar_text(fstar, ds)} | {float(ratio.sel(sigma=sigma)):.2f} | {extra}"
                      f"{_produced(row.lsd.mean('channel'))} |")
     return lines + _diffusion_model_lines(ds, linear if linear is not None else ratio)
+
+
+def _fstar_text(fstar: float, ds: xr.Dataset) -> str:
+    """f*(σ) for a table: NaN means the data's power is below σ² already at the lowest resolved frequency."""
+    return f"{fstar:.3f}" if np.isfinite(fstar) else f"< {float(ds.freq.values[1]):.3f}"
 
 
 def _references_text(ds: xr.Dataset) -> str:
     text = str(ds.attrs.get("linear_reference") or ds.attrs.get("wiener_reference", ""))
     at = text.find("images ")
-    return text[at:].split(";")[0] if at >= 0 else "held-out images of the same data"
+    return text[at:].split(";")[0].split(" (")[0] if at >= 0 else "held-out images of the same data"
 
 
 def _diffusion_model_lines(ds: xr.Dataset, ratio: xr.DataArray) -> list[str]:
@@ -303,7 +308,8 @@ def inside_section(root: Path) -> list[str]:
         text = layer_spectra.summarize(results.load(root / "layer_spectra.nc")).splitlines()
         lines += ["", text[0], ""] + [f"- {line.strip()}" for line in text[1:]] + [
             "", "A block whose feature maps hold a larger share of their power above 1/4 cycle per image pixel carries "
-            "more of the fine detail; `figures/layer_spectra.png` shows every block at every noise level."]
+            "more of the fine detail, and a share can fall while the block's power in that band grows: "
+            "`figures/layer_spectra.png` shows every block's spectrum at σ_max beside its absolute high-band power."]
     if (root / "weight_change.nc").exists():
         from freqlab.inside import weight_change
 

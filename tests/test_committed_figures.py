@@ -23,7 +23,7 @@ def test_committed_results_are_small_and_complete(folder):
     nc = sorted(results.rglob("*.nc"))
     names = {str(p.relative_to(results)) for p in nc}
     assert {"sweep.nc", "data_spectra.nc", "finetune-pretrained/finetune.nc", "finetune-random/finetune.nc"} <= names
-    assert sum(p.stat().st_size for p in nc) < 2 * 1024**2
+    assert sum(p.stat().st_size for p in nc) < 4 * 1024**2  # three fine-tunes x five seeds, the comparisons
     assert not list(results.rglob("*.pt")) and not list(results.rglob("*.safetensors"))
 
 

@@ -59,10 +59,14 @@ def finetune_figure(logs: dict[str, xr.Dataset], *, seeds: dict[str, list[xr.Dat
                 ax.set_ylabel(label, fontsize=9)
             if i == len(rows) - 1:
                 ax.set_xlabel("images seen by the generator")
-    axes[0][0].legend(fontsize=7)
-    if owned:
+    if owned:  # one legend for the figure, under the title and outside the data
+        handles, labels = axes[0][0].get_legend_handles_labels()
         fig.suptitle("What GAN fine-tuning adds, band by band (dotted: the data's value)", fontsize=11)
-        fig.tight_layout()
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.965), ncol=min(3, len(labels)),
+                   fontsize=8)
+        fig.tight_layout(rect=(0, 0, 1, 0.94))
+    else:
+        axes[0][0].legend(fontsize=7)
     return axes
 
 

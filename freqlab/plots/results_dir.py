@@ -111,14 +111,14 @@ def sample_moments(grids: dict[str, list[Path]], n_moments: int = 3) -> list[int
 def export_results(root: str | Path, dest: str | Path) -> list[Path]:
     """Copy the small files every figure is drawn from into ``dest``, so ``make_figures(dest)`` redraws them all.
 
-    That is :data:`RESULT_FILES`, each fine-tune's ``finetune.nc`` and the sample grids the samples
+    That is :data:`RESULT_FILES`, the report, each fine-tune's ``finetune.nc`` and the sample grids the samples
     figure shows (no checkpoints, no training state): the demo commits them beside ``figures/``. Returns the files
     written; files of an earlier export that the new one does not have are removed.
     """
     import shutil
 
     root, dest = Path(root), Path(dest)
-    wanted = [Path(n) for n in RESULT_FILES if (root / n).exists()]
+    wanted = [Path(n) for n in (*RESULT_FILES, "report.md") if (root / n).exists()]
     wanted += sorted(p.relative_to(root) for p in root.glob("finetune-*/finetune.nc"))
     try:
         grids = sample_grids(root)

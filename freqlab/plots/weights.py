@@ -97,7 +97,7 @@ def _types_panel(ax: plt.Axes, ds: xr.Dataset, other: xr.Dataset | None = None) 
     names = [labels[k] for k in present]
     if beside is not None:
         handles.append(plt.Line2D([], [], ls="none", marker="D", mfc="white", mec="black"))
-        names.append(f"◇ the D2O-F fine-tune's change ({other.attrs.get('after', '?')})")
+        names.append(f"the D2O-F fine-tune's change ({other.attrs.get('after', '?')})")
     ax.legend(handles, names, fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
     ax.grid(axis="y", visible=False)
 
