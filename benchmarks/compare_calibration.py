@@ -34,7 +34,7 @@ def main(argv=None) -> int:
             ds = compare(source, ["control:heldout"], config=config, seed=seed, progress=False, device="cpu")
             wrong += ds.verdict.item() == "different"
             smallest.append(min(float(ds.mmd2_p_holm.min()), float(ds.classifier_p_holm.min()),
-                                float(ds.precision_p_holm), float(ds.recall_p_holm)))
+                                float(ds.precision_p_holm.min()), float(ds.recall_p_holm.min())))
         smallest.sort()
         print(f"| {source} | {args.seeds} | {wrong} | {smallest[len(smallest) // 2]:.2f} | "
               f"{(time.perf_counter() - start) / args.seeds:.1f} |")

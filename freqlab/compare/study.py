@@ -2,7 +2,7 @@
 
 Every image is band-passed (low / mid / high, DC excluded, and the whole image) and described by the fixed feature
 map of :mod:`freqlab.compare.features`. The reference gives two halves, ``R1`` and ``R2`` (images ``0..N-1`` and
-``N..2N-1``); each candidate gives ``N`` images ``C``. Per band, in the reference's standardised units:
+``N..2N-1``); each candidate gives ``N`` images ``C``. Per band, in standardised units (the sets compared, pooled):
 
 * **distance with its null**: the unbiased MMD² of ``R1`` and ``C`` (Gaussian kernel, a random subset of
   ``kernel_images`` a set) with its permutation p-value; ``mmd2_reference`` is the MMD² of ``R1`` and ``R2``, what
@@ -288,7 +288,8 @@ def _assemble(rows: list[dict], r1: dict, r2: dict, bands, cfg: CompareConfig, r
                              sort_keys=True, default=str),
         "features": "freqlab.compare.features: per band-pass image, log power, log kurtosis and skewness per "
                     "channel, tails of |y|/rms, orientation shares, channel correlations, energy clustering, "
-                    "magnitude correlation (and per-channel means for the whole image); standardised by R1",
+                    "magnitude correlation (and per-channel means for the whole image); standardised by the "
+                    "pooled statistics of R1, R2 and the candidate",
         **results.provenance_attrs(),
     })
     return ds

@@ -23,13 +23,16 @@ __all__ = ["standardize", "MMDResult", "mmd_test", "ClassifierResult", "classifi
            "fidelity_diversity_test", "holm"]
 
 
-def standardize(reference: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
-    """Every set in the reference's units: minus its mean, over its standard deviation (features the reference
-    does not vary get scale 1)."""
-    mean = reference.mean(dim=0)
-    std = reference.std(dim=0)
+def standardize(*sets: torch.Tensor) -> list[torch.Tensor]:
+    """Every set minus the mean of all of them pooled, over their pooled standard deviation (features that do not
+    vary get scale 1). Pooled, not one set's: a map that depends on one group's data only breaks the exchangeability
+    the permutation null and the classifier's held-out score rely on (measured: held-out splits of dead leaves were
+    called different on 4 of 20 seeds with the reference's own statistics)."""
+    pooled = torch.cat(sets)
+    mean = pooled.mean(dim=0)
+    std = pooled.std(dim=0)
     std = torch.where(std > 1e-9, std, torch.ones_like(std))
-    return [(s - mean) / std for s in (reference, *others)]
+    return [(s - mean) / std for s in sets]
 
 
 def _sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
