@@ -16,7 +16,7 @@ OUT ?= runs/demo
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: demo test test-slow install lab bench clean
+.PHONY: demo test test-slow install lab notebooks bench clean
 
 $(VENV)/.torch:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ test-slow: install
 lab: install
 	$(PY) -m pip install -q -e ".[dev,lab]"
 	$(VENV)/bin/jupyter lab notebooks/
+
+# execute both notebooks in place and save their outputs (01 from figures/results, seconds; 02 from runs/demo
+# when `make demo` made it, about a minute, else it pre-trains its own model first, about 8 minutes)
+notebooks: install
+	$(PY) notebooks/execute.py
 
 bench: install
 	$(PY) benchmarks/bench_spectral.py

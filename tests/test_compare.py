@@ -12,7 +12,7 @@ import xarray as xr
 
 from freqlab.compare import controls, twosample
 from freqlab.compare.features import band_names, feature_names, features
-from freqlab.compare.study import compare, to_json
+from freqlab.compare.study import compare
 from freqlab.compare.verdict import band_verdicts, control_rows, run_pairs
 from freqlab.spectral import radial_frequency
 

@@ -10,9 +10,7 @@ thread. Both notebooks execute at the same time in two kernels: on two cores tha
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -24,17 +22,18 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
+from test_notebook_outputs import ex, results_regenerated_here  # noqa: E402  (notebooks/execute.py, its stamp)
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 EXPLORE = "01_explore.ipynb"
 TEACHING = "02_pretraining_is_generative_pretraining.ipynb"
-KERNEL = "freqlab-test"
 CELL_TIMEOUT_S = 600  # per cell; the longest is the tiny pre-training inside 02
 
 
 def parameters(name: str, root: Path) -> str:
     """The tiny settings that replace the notebook's parameters cell."""
     if name == EXPLORE:
-        return (f"RESULTS_DIR = {str(root / 'demo')!r}\nQUICK = True\nDEVICE = 'cpu'\nSIGMA = 0.3\n"
+        return (f"RESULTS_DIR = {str(root / 'demo')!r}\nFIGURES_DIR = {str(root / 'demo' / 'figures')!r}\nQUICK = True\nDEVICE = 'cpu'\nSIGMA = 0.3\n"
                 "BANDS = {'coarse': (0.0, 0.1), 'medium': (0.1, 0.2), 'fine': (0.2, 0.3), 'finest': (0.3, 0.5)}\n")
     return (f"QUICK = True\nPRETRAIN_DIR = {str(root / 'no-such-run')!r}\nOUT_DIR = {str(root / 'out')!r}\n"
             "N_IMAGES = 32\nSIGMAS = [0.05, 0.3, 2.0]\nFINETUNE_IMAGES = 64\nDEVICE = 'cpu'\nSEED = 0\n")
@@ -48,19 +47,6 @@ def with_parameters(name: str, source: str) -> nbformat.NotebookNode:
     return nb
 
 
-def kernel_specs(folder: Path):
-    """A KernelSpecManager that knows one kernel: this interpreter, one thread, offline, inline figures."""
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "MPLBACKEND": "module://matplotlib_inline.backend_inline", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
-    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "freqlab tests", "language": "python", "env": env}
-    (folder / KERNEL).mkdir(parents=True)
-    (folder / KERNEL / "kernel.json").write_text(json.dumps(spec))
-    return KernelSpecManager(kernel_dirs=[str(folder)])
-
-
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory, quick_demo):
     """``{name: (executed notebook, its directory, error or None, seconds)}`` for both notebooks.
@@ -70,15 +56,15 @@ def executed(tmp_path_factory, quick_demo):
     """
     from jupyter_client.manager import AsyncKernelManager
 
-    specs = kernel_specs(tmp_path_factory.mktemp("kernels"))
+    specs = ex.kernel_specs(tmp_path_factory.mktemp("kernels"))
 
     async def run(name: str):
         root = tmp_path_factory.mktemp(name.split("_")[0])
         if name == EXPLORE:
             shutil.copytree(quick_demo, root / "demo")
         nb = with_parameters(name, parameters(name, root))
-        km = AsyncKernelManager(kernel_name=KERNEL, kernel_spec_manager=specs)
-        client = nbclient.NotebookClient(nb, km=km, timeout=CELL_TIMEOUT_S, kernel_name=KERNEL,
+        km = AsyncKernelManager(kernel_name=ex.KERNEL, kernel_spec_manager=specs)
+        client = nbclient.NotebookClient(nb, km=km, timeout=CELL_TIMEOUT_S, kernel_name=ex.KERNEL,
                                          resources={"metadata": {"path": str(root)}})
         start, error = time.monotonic(), None
         try:
@@ -117,15 +103,28 @@ def ran_cleanly(executed, name):
     return nb, root
 
 
-def test_notebooks_are_committed_without_outputs():
-    paths = sorted(NOTEBOOKS.glob("*.ipynb"))
-    assert [p.name for p in paths] == [EXPLORE, TEACHING]
-    for path in paths:
-        nb = nbformat.read(path, as_version=4)
-        nbformat.validate(nb)
-        for cell in nb.cells:
-            if cell.cell_type == "code":
-                assert not cell.outputs and cell.execution_count is None, f"{path.name}: clear its outputs"
+def text_outputs(nb) -> list[str]:
+    """Each code cell's text outputs (streams and plain-text results; figures and HTML left out)."""
+    return ["\n".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in cell.outputs
+                      if "image/png" not in o.get("data", {}))
+            for cell in nb.cells if cell.cell_type == "code"]
+
+
+def test_committed_explore_outputs_are_what_its_code_prints_now(tmp_path):
+    """Re-execute 01 on the committed results, as `make notebooks` does, and compare every text output."""
+    if results_regenerated_here():
+        pytest.skip("figures/results was regenerated in this checkout (make demo): 01's outputs show git's")
+    committed = nbformat.read(NOTEBOOKS / EXPLORE, as_version=4)
+    nb = nbformat.read(NOTEBOOKS / EXPLORE, as_version=4)
+    for cell in nb.cells:
+        if "parameters" in cell.metadata.get("tags", []):  # its own settings, only the figure saved elsewhere
+            cell.source = cell.source.replace('"../runs/explore-figures"', repr(str(tmp_path / "figures")))
+    ex.execute(nb, NOTEBOOKS, ex.kernel_specs(tmp_path / "kernels"), timeout=CELL_TIMEOUT_S)
+    assert (tmp_path / "figures" / "lsd_custom_bands.png").is_file()
+    stale = [(i, old, new) for i, (old, new) in enumerate(zip(text_outputs(committed), text_outputs(nb)))
+             if old != new and "lsd_custom_bands" not in new]  # the one line that names where it saved
+    assert not stale, f"{EXPLORE}: code cell {stale[0][0]} prints something else now: run make notebooks\n" \
+                      f"committed:\n{stale[0][1][:800]}\nnow:\n{stale[0][2][:800]}"
 
 
 def test_explore_notebook_explores_a_demo_run(executed):
