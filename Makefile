@@ -44,7 +44,7 @@ lab: install
 	$(PY) -m pip install -q -e ".[dev,lab]"
 	$(VENV)/bin/jupyter lab notebooks/
 
-# execute both notebooks in place and save their outputs (01 from figures/results, seconds; 02 from runs/demo
+# execute the notebooks in place and save their outputs (01 and 03 from figures/results, seconds; 02 from runs/demo
 # when `make demo` made it, about a minute, else it pre-trains its own model first, about 8 minutes)
 notebooks: install
 	$(PY) notebooks/execute.py

@@ -5,9 +5,10 @@
 
 Each notebook runs top to bottom in a fresh kernel of *this* interpreter (a kernelspec written to a temporary folder,
 so no other Python on PATH is picked), on one thread, offline, with its working directory in notebooks/ and its own
-parameters cell unchanged: 01 reads the committed results in figures/results (a few seconds); 02 reuses the demo's
-run in runs/demo when there is one (about a minute) and otherwise pre-trains and fine-tunes its own model in
-runs/teaching (about 8 minutes on two CPU cores).
+parameters cell unchanged: 01 and 03 read the committed results in figures/results (a few seconds); 02 reuses the
+demo's run in runs/demo when there is one (about a minute) and otherwise pre-trains and fine-tunes its own model in
+runs/teaching (about 8 minutes on two CPU cores). Cells tagged ``answer`` (03's revealed answers) run, so an error
+there still fails, but are saved without their outputs: a reader sees the answer only by running the cell.
 
 The executed notebook carries a stamp in its metadata (``freqlab``): the sha256 of its code cells and of every committed results
 file it read. tests/test_notebooks.py checks the stamp against the code and the committed results,
@@ -26,10 +27,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-NOTEBOOKS = ("01_explore.ipynb", "02_pretraining_is_generative_pretraining.ipynb")
+NOTEBOOKS = ("01_explore.ipynb", "02_pretraining_is_generative_pretraining.ipynb", "03_exercises.ipynb")
 # the committed results each notebook reads (02 reads a demo run, which is not committed)
 INPUTS = {"01_explore.ipynb": ("figures/results/sweep.nc", "figures/results/data_spectra.nc",
-                               "figures/results/finetune-*/finetune.nc")}
+                               "figures/results/finetune-*/finetune.nc"),
+          "03_exercises.ipynb": ("figures/results/sweep.nc", "figures/results/finetune-*/finetune.nc")}
 KERNEL = "freqlab-notebooks"
 CELL_TIMEOUT_S = 900  # per cell; the longest is 02's pre-training when no demo run exists
 
@@ -106,6 +108,9 @@ def main(argv=None) -> int:
             except Exception as err:  # nbclient's CellExecutionError names the cell and the traceback
                 print(f"error: {name} failed, nothing written:\n{err}", file=sys.stderr)
                 return 1
+            for cell in nb.cells:  # an exercise's answer shows only when the student runs it
+                if "answer" in cell.metadata.get("tags", []):
+                    cell.outputs, cell.execution_count = [], None
             nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python",
                                          "name": "python3"}  # what JupyterLab offers a reader, not our temp kernel
             nb.metadata["freqlab"] = stamp(name, nb)

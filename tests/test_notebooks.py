@@ -9,11 +9,14 @@ thread. Both notebooks execute at the same time in two kernels: on two cores tha
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import re
 import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.slow  # two kernels and a tiny pre-training: in CI's full run (make test-slow)
@@ -148,3 +151,40 @@ def test_teaching_notebook_tells_the_story(executed):
     text = text_of(nb)
     for phrase in ("power-law slope", "MSE: Wiener filter", "MSE / Wiener MSE", "frozen", "diversity low"):
         assert phrase in text, phrase
+
+
+EXERCISES = "03_exercises.ipynb"
+RESULTS = NOTEBOOKS.parent / "figures" / "results"
+
+
+def run_exercises(tmp_path, answers: dict) -> str:
+    """03 on the committed results with ``answers``, every answer revealed; the text it printed."""
+    nb = with_parameters(EXERCISES, f"RESULTS_DIR = {str(RESULTS)!r}\nANSWERS = {answers!r}\n")
+    # the slider's callback, for every σ, checkpoint and mode it offers (headless, so called directly)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "for i in range(ds.sizes['sigma']):\n    for ck in ds.checkpoint.values:\n"
+        "        for mode in ('denoise', 'generate'):\n            spectrum_at(i, ck, mode)\n            plt.close('all')\n"
+        "print('slider: every value drawn')"))
+    ex.execute(nb, tmp_path, ex.kernel_specs(tmp_path / "kernels"), timeout=CELL_TIMEOUT_S)
+    return text_of(nb)
+
+
+def test_exercises_say_no_to_wrong_answers_and_yes_to_the_data(tmp_path):
+    wrong = run_exercises(tmp_path / "wrong", {1: ["high", "mid", "low"], 2: 80.0, 3: "neither"})
+    for n in (1, 2, 3):
+        assert f"exercise {n}: not quite" in wrong, n
+    assert "slider: every value drawn" in wrong
+    # what the revealed answers say, and exercise 2's checked here from the sweep itself
+    order = re.search(r"exercise 1: (\[[^\]]*\])", wrong).group(1)
+    lo, hi = map(float, re.search(r"between σ = (\S+) and σ = (\S+);", wrong).groups())
+    ends = dict((name, float(v)) for name, v in re.findall(r"exercise 3: (\w+): high-band LSD at the end (\S+) dB", wrong))
+    from freqlab.runtime import results
+
+    ds = results.load(RESULTS / "sweep.nc")
+    fstar = ds.snr_crossover.mean("channel").values
+    first = int(np.flatnonzero(~(fstar >= 0.25))[0])
+    assert (lo, hi) == pytest.approx((ds.sigma.values[first - 1], ds.sigma.values[first]), rel=5e-3)  # printed to 3 digits
+    right = run_exercises(tmp_path / "right", {1: ast.literal_eval(order), 2: float(np.sqrt(lo * hi)),
+                                               3: min(ends, key=ends.get)})
+    for n in (1, 2, 3):
+        assert f"exercise {n}: right" in right, n
