@@ -267,6 +267,9 @@ CASES = [
          "empty", _empty_folder),
     Case("sweep-corrupt-checkpoint-in-run", "a run folder with one corrupt config.json", SWEEP.replace(
         "{run}", "{tmp}/run"), "cannot be read", _run_with_a_corrupt_checkpoint),
+    Case("sweep-empty-step-folder", "a run folder with an empty checkpoints/step-000020/", SWEEP.replace(
+        "{run}", "{tmp}/run"), "step-000020 looks like a checkpoint but cannot be read: it is empty",
+         _copy("run", "run", lambda r: (r / "checkpoints" / "step-000020").mkdir())),
     Case("sweep-garbage-config", "a checkpoint whose config.json is garbage", SWEEP.replace("{run}", "{tmp}/ckpt"),
          "config.json", _copy("run/checkpoints/step-000010", "ckpt", _garbage_config)),
     Case("sweep-truncated-weights", "truncated safetensors weights", SWEEP.replace("{run}", "{tmp}/ckpt"),
