@@ -267,6 +267,8 @@ CASES = [
          "empty", _empty_folder),
     Case("sweep-corrupt-checkpoint-in-run", "a run folder with one corrupt config.json", SWEEP.replace(
         "{run}", "{tmp}/run"), "cannot be read", _run_with_a_corrupt_checkpoint),
+    Case("finetune-out-is-a-file", "an output path that is a file", FT.replace("{tmp}/ft", "{tmp}/file.txt"),
+         "file.txt exists and is not a directory", _a_file),
     Case("sweep-empty-step-folder", "a run folder with an empty checkpoints/step-000020/", SWEEP.replace(
         "{run}", "{tmp}/run"), "step-000020 looks like a checkpoint but cannot be read: it is empty",
          _copy("run", "run", lambda r: (r / "checkpoints" / "step-000020").mkdir())),
@@ -361,6 +363,9 @@ CASES = [
          "does not exist"),
     Case("figures-unknown-figure", "a figure that does not exist", "figures {world} --only spectrum_art --out "
          "{tmp}/f", "spectrum_art"),
+    Case("figures-only-what-is-missing", "a figure asked for whose results are not there (a fine-tune is)",
+         "figures {tmp}/results --only output_spectra --out {tmp}/f", "output_spectra cannot be drawn (results file",
+         _only_random_finetune),
     Case("figures-garbage-results", "a results folder whose sweep.nc is garbage", "figures {tmp}/results --out "
          "{tmp}/f", "sweep.nc", _corrupt_results_folder),
     Case("figures-out-under-file", "an output folder under a file", "figures {world} --out {tmp}/file.txt/f",

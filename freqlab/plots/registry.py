@@ -90,7 +90,7 @@ def make_figures(results_dir: str | Path, out_dir: str | Path = "figures", names
     from freqlab.runtime.outputs import check_writable_under
 
     check_writable_under(out_dir, include_self=True)
-    names = list(names or FIGURES)
+    asked, names = bool(names), list(names or FIGURES)
     workers = min(len(names), workers or min(os.cpu_count() or 1, 4))
     if workers > 1:
         import multiprocessing
@@ -101,6 +101,8 @@ def make_figures(results_dir: str | Path, out_dir: str | Path = "figures", names
     else:
         drawn = [_draw_one(name, results_dir, out_dir) for name in names]
     written = [path for paths, _ in drawn for path in paths]
+    if not written and asked:  # the figures asked for by name: say what each lacks
+        raise FileNotFoundError("nothing drawn: " + "; ".join(why.replace(": skipped (", " cannot be drawn (", 1) for _, why in drawn))
     if not written:
         raise FileNotFoundError(f"no results to draw under {results_dir} (expected sweep.nc, finetune-*/, data_spectra.nc)")
     for _, skipped in drawn:
