@@ -267,6 +267,8 @@ CASES = [
          "empty", _empty_folder),
     Case("sweep-corrupt-checkpoint-in-run", "a run folder with one corrupt config.json", SWEEP.replace(
         "{run}", "{tmp}/run"), "cannot be read", _run_with_a_corrupt_checkpoint),
+    Case("finetune-one-image", "a data folder holding one image", FT + " --data folder --data-path {tmp}/images",
+         "holds 1 image(s); fine-tuning needs at least 2", _single_image_folder),
     Case("finetune-out-is-a-file", "an output path that is a file", FT.replace("{tmp}/ft", "{tmp}/file.txt"),
          "file.txt exists and is not a directory", _a_file),
     Case("sweep-empty-step-folder", "a run folder with an empty checkpoints/step-000020/", SWEEP.replace(

@@ -34,8 +34,9 @@ class ArraySource(DataSource):
         h0, w0 = data.shape[-2:]
         if h0 < hw[0] or w0 < hw[1]:
             raise ValueError(f"{name} images are {h0}x{w0}, smaller than the resolution {hw[0]}x{hw[1]}: upsampling "
-                             "adds no high frequencies, so the spectra would be wrong; choose a resolution of at "
-                             f"most {h0}x{w0}")
+                             "adds no high frequencies, so the spectra would be wrong; use larger images, or a "
+                             f"resolution of at most {h0}x{w0} (sweep, finetune and layers take the model's: a model "
+                             "trained at that size)")
         self.data, self.hw = data, hw
         super().__init__(name, (channels, *hw), int(data.shape[0]), attrs)
 
@@ -69,8 +70,8 @@ def read_image(path: Path, hw, channels, tiles: bool = False) -> np.ndarray:
     with Image.open(path) as im:
         im = ImageOps.exif_transpose(im)
         if im.width < w or im.height < h:
-            raise ValueError(f"image {im.width}x{im.height} is smaller than the resolution {w}x{h} (upsampling adds no "
-                             "high frequencies)")
+            raise ValueError(f"{path}: image {im.width}x{im.height} is smaller than the resolution {w}x{h} (upsampling "
+                             "adds no high frequencies; sweep, finetune and layers take the model's resolution)")
         if im.mode not in _FULL_SCALE and im.mode != "F":
             im = im.convert("L" if channels == 1 else "RGB")
             if tiles:

@@ -323,6 +323,10 @@ def _start(out: Path, config: FinetuneConfig, device: torch.device, nets: _Netwo
         raise ValueError(f"data source {config.data!r} gives images of shape {tuple(source.shape)} but the model "
                          f"expects {tuple(shape)}")
     n_data = config.n_data if source.size is None else min(config.n_data, source.size)
+    if n_data < 2:
+        raise ValueError(f"data source {config.data!r}{'' if config.data_path is None else f' ({config.data_path})'} "
+                         f"holds {source.size} image(s); fine-tuning needs at least 2 (the reference statistics "
+                         "compare images with each other)")
     stream = _DataStream(source, config.seed, skip=n_data)
     watch = _watch(out, config, device, nets, source.images(range(n_data)), fresh=previous is None) \
         if distributed.is_main() else None
