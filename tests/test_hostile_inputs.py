@@ -270,7 +270,7 @@ CASES = [
     Case("finetune-one-image", "a data folder holding one image", FT + " --data folder --data-path {tmp}/images",
          "holds 1 image(s); fine-tuning needs at least 2", _single_image_folder),
     Case("finetune-out-is-a-file", "an output path that is a file", FT.replace("{tmp}/ft", "{tmp}/file.txt"),
-         "file.txt exists and is not a directory", _a_file),
+         "file.txt is a file, not a folder", _a_file),
     Case("sweep-empty-step-folder", "a run folder with an empty checkpoints/step-000020/", SWEEP.replace(
         "{run}", "{tmp}/run"), "step-000020 looks like a checkpoint but cannot be read: it is empty",
          _copy("run", "run", lambda r: (r / "checkpoints" / "step-000020").mkdir())),

@@ -45,10 +45,10 @@ def run(args) -> int:
     from freqlab.inside import layer_spectra
     from freqlab.plots import layers as layer_plots
     from freqlab.plots.style import save_figure
+    from freqlab.runtime.outputs import check_writable_under
 
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out} exists and is not a directory")
+    check_writable_under(out, include_self=True)
     models = args.models[0] if len(args.models) == 1 else list(args.models)
     data_options = {"path": args.data_path} if args.data_path else None
     config = LayerSpectraConfig(**setting_values(LayerSpectraConfig, args), data_options=data_options)

@@ -44,6 +44,7 @@ def run(args) -> int:
     from freqlab.measure.data_spectra import data_spectra, summarize, to_json
     from freqlab.plots import data as data_plots
     from freqlab.plots.style import save_figure
+    from freqlab.runtime.outputs import check_writable_under
 
     if args.native and args.tiles:
         raise ValueError("--native and --tiles exclude each other: --native measures each whole image at its own "
@@ -54,8 +55,7 @@ def run(args) -> int:
     sources += [source_for_path(p, resolution=config.resolution, grayscale=config.grayscale, split="train",
                                 seed=config.seed, tiles=args.tiles, native=config.native) for p in args.data_path]
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out} exists and is not a directory")
+    check_writable_under(out, include_self=True)
     ds = data_spectra(sources, config=config, device=args.device, out=out / "data_spectra.nc",
                       progress=not args.quiet)
     written = save_figure(data_plots.data_spectra_figure(ds), out / "data_spectra", close=True)

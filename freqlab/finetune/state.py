@@ -16,7 +16,7 @@ import xarray as xr
 from freqlab.finetune.config import FinetuneConfig
 from freqlab.finetune.generator import Generator
 from freqlab.runtime import distributed, results
-from freqlab.runtime.outputs import write_atomic
+from freqlab.runtime.outputs import check_writable_under, write_atomic
 from freqlab.training.averaging import EMA, Lookahead
 
 LOG_NAME = "finetune.nc"
@@ -150,8 +150,7 @@ def _remove_run(out: Path) -> None:
 def _open_run(out: Path, config: FinetuneConfig, *, resume: bool, overwrite: bool) -> dict | None:
     """Check the batch against the processes, clear ``out`` for ``overwrite`` (rank 0, before any rank reads it) and
     return the state a run there left (None: a fresh start); a run there needs ``resume`` and a matching config."""
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"output path {out} exists and is not a directory; choose a folder for the run")
+    check_writable_under(out, include_self=True)
     n_ranks = distributed.world_size()
     if config.batch_size % n_ranks:
         raise ValueError(f"batch_size {config.batch_size} (the global batch) is not divisible by the "

@@ -56,7 +56,7 @@ import torch
 from freqlab import __version__
 from freqlab.pretrain.config import TrainConfig, make_config
 from freqlab.pretrain.loss import edm_loss, skip_baseline, training_sigma
-from freqlab.runtime.outputs import holding, write_atomic
+from freqlab.runtime.outputs import check_writable_under, holding, write_atomic
 from freqlab.runtime.rng import per_sample_randn, sample_seed
 from freqlab.training.averaging import ema_beta, ema_lerp
 from freqlab.training.monitor import LossBySigmaLog, check_finite
@@ -193,8 +193,7 @@ def _prepare_out_dir(out: Path, config: TrainConfig, *, overwrite: bool) -> bool
     """Check ``out`` against ``config``; return True when a saved state should be resumed."""
     run_file = out / RUN_FILE
     ours = (RUN_FILE, STATE_DIR, LOSS_FILE, CKPT_DIR)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"output path {out} exists and is not a directory")
+    check_writable_under(out, include_self=True)
     if overwrite:
         for name in ours:
             p = out / name
