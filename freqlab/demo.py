@@ -268,58 +268,65 @@ def _finetune_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, 
 
 def _compare_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, stages: _Stages, final) -> None:
     """Every fine-tune's start and end against held-out data, with the controls: compare.nc (the verdict's input)."""
+    from freqlab.checkpoints.store import load_denoiser
     from freqlab.compare.criterion import load_criterion
     from freqlab.compare.study import compare
     from freqlab.data.sources import make_source
+    from freqlab.finetune.generator import GeneratedImages
     from freqlab.runtime import results
 
     criterion = load_criterion()
-    stages.next(f"the verdict's comparisons: {s.compare_images or criterion.compare.n_images} samples of each fine-tune's start and end "
-                f"against held-out data, beside the controls (criterion {criterion.short_hash})")
-    path = out / "compare.nc"
-    candidates = demo_candidates(out, s, final, dev, criterion)
-    ends = [c.checkpoint for c in candidates.values()]
-    if path.exists() and not _stale(path, *ends):
-        if results.load(path).attrs.get("criterion_sha256") == criterion.sha256:
-            return
-    shape = tuple(next(iter(candidates.values())).shape)
-    reference = make_source(criterion.reference_source, resolution=shape[1:], grayscale=shape[0] == 1,
-                            split=criterion.reference_split, seed=criterion.reference_seed)
     config = replace(criterion.compare, seed=seed)
     if s.compare_images:  # a smaller run than the criterion's (the quick demo): said in the file and the report
         config = replace(config, n_images=s.compare_images, kernel_images=min(config.kernel_images, s.compare_images))
+    stages.next(f"the verdict's comparisons: {config.n_images} samples of each fine-tune's start and end "
+                f"against held-out data, beside the controls (criterion {criterion.short_hash})")
+    path = out / "compare.nc"
+    made = demo_candidates(out, s, final)
+    if path.exists() and not _stale(path, *(c.path for c in made.values())):
+        if results.load(path).attrs.get("criterion_sha256") == criterion.sha256:
+            return
+    shape = tuple(load_denoiser(final).image_shape)
+    candidates = {name: GeneratedImages(name, c.path, config.n_images, shape, seed=criterion.z_seed, device=dev)
+                  for name, c in made.items()}
+    reference = make_source(criterion.reference_source, resolution=shape[1:], grayscale=shape[0] == 1,
+                            split=criterion.reference_split, seed=criterion.reference_seed)
     ds = compare(reference, candidates, controls=True, config=config, device=dev, progress=progress)
-    runs, seeds, starts = [], [], []
-    for name in ds.candidate.values:  # which run and seed an end belongs to, and where that run started
-        run, _, rest = str(name).rpartition("-seed")
-        k, _, what = rest.partition("-")
-        is_end = what == "end" and run in FINETUNE_RUNS
-        runs.append(run if is_end else "")
-        seeds.append(seed + int(k) if is_end else -1)
-        starts.append(("pretrained-start" if run == "pretrained" else f"random-init-seed{k}") if is_end else "")
-    ds = ds.assign_coords(run=("candidate", runs), seed=("candidate", seeds), start=("candidate", starts))
+    none = _Candidate(None, "", -1, "")  # the controls: no run, seed or start
+    rows = [made.get(str(name), none) for name in ds.candidate.values]
+    ds = ds.assign_coords(run=("candidate", [c.run for c in rows]),
+                          seed=("candidate", [seed + c.k if c.k >= 0 else -1 for c in rows]),
+                          start=("candidate", [c.start for c in rows]))
     ds.attrs.update(criterion_sha256=criterion.sha256, reference=f"{criterion.reference_source} "
                     f"({criterion.reference_split} split, seed {criterion.reference_seed}: {criterion.text['reference']['note']})")
     results.save(ds, path)
 
 
-def demo_candidates(out: Path, s: DemoSettings, final, dev, criterion) -> dict:
-    """The generators the verdict compares, as sources of samples: ``pretrained-start`` (the pre-trained one step),
-    ``random-init-seed<k>`` (the random initialisation of seed k, where both random-init controls start), and
-    ``<run>-seed<k>-end`` for every run and seed (its final EMA generator)."""
-    from freqlab.checkpoints.store import load_denoiser, resolve_checkpoint
-    from freqlab.finetune.generator import GeneratedImages
+@dataclass(frozen=True)
+class _Candidate:
+    """A generator the verdict compares: its checkpoint, and for a run's end the run, its seed index and where it
+    started (``run`` empty and ``k`` -1 for a start)."""
+    path: Path | None
+    run: str
+    k: int
+    start: str
+
+
+def demo_candidates(out: Path, s: DemoSettings, final) -> dict[str, _Candidate]:
+    """The generators the verdict compares: ``pretrained-start`` (the pre-trained one step), ``random-init-seed<k>``
+    (the random initialisation of seed k, where both random-init controls start), and ``<run>-seed<k>-end`` for
+    every run and seed (its final EMA generator)."""
+    from freqlab.checkpoints.store import resolve_checkpoint
     from freqlab.plots.results_dir import run_dir
 
-    n = s.compare_images or criterion.compare.n_images
-    shape = tuple(load_denoiser(final).image_shape)
-    made = {"pretrained-start": resolve_checkpoint(final)}
+    made = {"pretrained-start": _Candidate(resolve_checkpoint(final), "", -1, "")}
     for k in range(s.finetune_seeds):
-        made[f"random-init-seed{k}"] = out / run_dir("random", k) / "checkpoints" / "finetune-0000000"
+        random_start = f"random-init-seed{k}"
+        made[random_start] = _Candidate(out / run_dir("random", k) / "checkpoints" / "finetune-0000000", "", -1, "")
         for name in FINETUNE_RUNS:
-            made[f"{name}-seed{k}-end"] = resolve_checkpoint(out / run_dir(name, k) / "final")
-    return {name: GeneratedImages(name, path, n, shape, seed=criterion.z_seed, device=dev)
-            for name, path in made.items()}
+            made[f"{name}-seed{k}-end"] = _Candidate(resolve_checkpoint(out / run_dir(name, k) / "final"), name, k,
+                                                     "pretrained-start" if name == "pretrained" else random_start)
+    return made
 
 
 def _inside_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, stages: _Stages, final) -> None:

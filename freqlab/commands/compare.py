@@ -12,10 +12,9 @@ repeated and low-pass data (each must be different).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from freqlab.commands.common import add_common
+from freqlab.commands.common import add_common, report
 from freqlab.commands.options import add_setting_options, setting_values
 from freqlab.compare.config import CompareConfig
 
@@ -48,32 +47,29 @@ def run(args) -> int:
 
     if not args.candidates and not args.controls:
         raise ValueError("nothing to compare: give CANDIDATE paths or names, or --controls")
+    config = CompareConfig(**setting_values(CompareConfig, args))
     ds = compare(args.reference, args.candidates, controls=args.controls, device=args.device, out=args.out,
-                 progress=not args.quiet, config=CompareConfig(**setting_values(CompareConfig, args)))
+                 progress=not args.quiet, config=config)
     doc = to_json(ds)
     text = summarize(ds)
     if args.fid:
-        standard = _standard(args, ds)
+        standard = _standard(args, ds, config)
         for entry in doc["candidates"]:
             entry["standard"] = standard.get(entry["name"])
         text += "".join(f"\n  {name}: " + (value if isinstance(value, str) else
                         f"FID {value['fid']:.2f}, KID {value['kid']:.4f} ± {value['kid_std']:.4f}")
                         for name, value in standard.items())
-    if args.json:
-        print(json.dumps(doc, indent=2))
-    else:
-        print(text)
+    report(args, text, doc)
     if args.out:
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
 
-def _standard(args, ds) -> dict:
+def _standard(args, ds, config: CompareConfig) -> dict:
     """``{candidate: FID/KID dict, or the line saying why not}`` for the candidates that are not controls."""
     from freqlab.compare.standard import standard_metrics
     from freqlab.compare.study import CONTROL_PREFIX, _as_source
 
-    config = CompareConfig(**setting_values(CompareConfig, args))
     reference = _as_source(args.reference, config, "reference")
     n = int(ds.attrs["n_images_per_set"])
     out = {}

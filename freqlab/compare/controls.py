@@ -23,7 +23,7 @@ from typing import Callable
 
 import torch
 
-from freqlab.spectral import radial_frequency, resolve_bands
+from freqlab.spectral import bandpass, resolve_bands
 
 __all__ = ["CONTROLS", "POSITIVE", "EXPECTED_DIFFERENT_BANDS", "ControlMaker", "phase_randomise", "lowpass"]
 
@@ -47,9 +47,7 @@ def phase_randomise(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor
 
 def lowpass(x: torch.Tensor, cutoff: float) -> torch.Tensor:
     """Ideal low-pass: the modes with ``|f| < cutoff`` (DC included) of images ``x`` (N, C, H, W)."""
-    h, w = x.shape[-2:]
-    keep = (radial_frequency(h, w, dtype=torch.float64) < cutoff).to(torch.float64)
-    return torch.fft.irfft2(torch.fft.rfft2(x.to(torch.float64)) * keep, s=(h, w)).to(x.dtype)
+    return bandpass(x.to(torch.float64), 0.0, cutoff, check_finite=False).to(x.dtype)
 
 
 def _mean_spectrum(batches) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

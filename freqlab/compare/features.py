@@ -30,7 +30,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from freqlab.spectral import band_mask, halfplane_weights, radial_frequency, resolve_bands
+from freqlab.spectral import band_masks, halfplane_weights, resolve_bands
 
 __all__ = ["IMAGE_BAND", "band_names", "feature_names", "features"]
 
@@ -130,12 +130,11 @@ def features(x: torch.Tensor, bands=None) -> dict[str, torch.Tensor]:
     x = x.to(torch.float32)
     h, w = x.shape[-2:]
     fx = torch.fft.rfft2(x - x.mean(dim=(-2, -1), keepdim=True))
-    f = radial_frequency(h, w, device=x.device, dtype=x.dtype)
     sectors = _sector_masks(h, w, x.device, x.dtype)
     power = fx.real.square() + fx.imag.square()
     out = {}
-    for name, (lo, hi) in resolve_bands(bands).items():
-        mask = (band_mask(f, lo, hi) & (f > 0)).to(x.dtype)
+    masks = band_masks(h, w, bands, device=x.device, dtype=x.dtype).to(x.dtype)
+    for name, mask in zip(resolve_bands(bands), masks):
         y = torch.fft.irfft2(fx * mask, s=(h, w))
         sector_power = torch.einsum("nchw,shw->ns", power * mask, sectors)
         out[name] = _band_features(y, sector_power, None).double()

@@ -322,6 +322,12 @@ _VARIABLES = {
 }
 
 
+def differing(row: xr.Dataset) -> list[str]:
+    """What one candidate's row of a comparison differs in: its bands, then ``fidelity`` and ``diversity``."""
+    differ = [str(b) for b in row.band.values if int(row.differs.sel(band=b))]
+    return differ + ["fidelity"] * int(row.fidelity_differs) + ["diversity"] * int(row.diversity_differs)
+
+
 def summarize(ds: xr.Dataset) -> str:
     """One line per candidate: its verdict, the bands that differ, and the distances against the data's own."""
     bands = [str(b) for b in ds.band.values]
@@ -330,8 +336,7 @@ def summarize(ds: xr.Dataset) -> str:
              "itself: " + ", ".join(f"{b} {float(ds.mmd2_reference.sel(band=b)):.3g}" for b in bands)]
     for name in ds.candidate.values:
         row = ds.sel(candidate=name)
-        differ = [b for b in bands if int(row.differs.sel(band=b))]
-        differ += ["fidelity"] * int(row.fidelity_differs) + ["diversity"] * int(row.diversity_differs)
+        differ = differing(row)
         where = f" in {', '.join(differ)}" if differ else ""
         mmd = ", ".join(f"{b} {float(row.mmd2.sel(band=b)):.3g}" for b in bands)
         lines.append(f"  {name}: {row.verdict.item()}{where}; MMD² {mmd}; precision "

@@ -155,8 +155,9 @@ def fidelity_diversity_test(r1: torch.Tensor, r2: torch.Tensor, c: torch.Tensor,
     from scipy.stats import binomtest, fisher_exact
 
     r1, r2, c = (t.to(torch.float64) for t in (r1, r2, c))
-    in_ref_c = _inside(c, r1, _radii(r1, k))
-    in_ref_r2 = _inside(r2, r1, _radii(r1, k))
+    ref_radii = _radii(r1, k)
+    in_ref_c = _inside(c, r1, ref_radii)
+    in_ref_r2 = _inside(r2, r1, ref_radii)
     covered_c = _inside(r1, c, _radii(c, k))
     covered_r2 = _inside(r1, r2, _radii(r2, k))
     a, b = int(in_ref_c.sum()), int(in_ref_r2.sum())

@@ -12,6 +12,7 @@ import numpy as np
 import xarray as xr
 
 from freqlab.compare.controls import CONTROLS, POSITIVE
+from freqlab.compare.study import differing
 
 __all__ = ["BandVerdict", "bootstrap_mean", "band_verdicts", "control_rows", "run_pairs", "verdict_section"]
 
@@ -74,8 +75,7 @@ def control_rows(ds: xr.Dataset) -> dict[str, dict]:
     rows = {}
     for name in [c for c in CONTROLS if c in ds.candidate.values]:
         row = ds.sel(candidate=name)
-        differ = [str(b) for b in ds.band.values if int(row.differs.sel(band=b))]
-        differ += ["fidelity"] * int(row.fidelity_differs) + ["diversity"] * int(row.diversity_differs)
+        differ = differing(row)
         verdict = str(row.verdict.item())
         rows[name] = {"verdict": verdict, "differs": differ,
                       "as_required": verdict == ("indistinguishable" if name == POSITIVE else "different")}
