@@ -441,6 +441,12 @@ def test_linear_reference_defaults_and_errors(white16, tmp_path):
     assert "linear_mse" not in sw.sweep({"t": TinyDenoiser()}, few, SIGMAS, **SMALL)
     with pytest.raises(ValueError, match="leave 28, fewer than linear_reference=100"):
         sw.sweep({"t": TinyDenoiser()}, few, SIGMAS, linear_reference=100, **SMALL)
+    # a source that holds only the swept images: the Wiener reference takes their own spectrum, and says so
+    np.save(tmp_path / "only.npy", np.random.default_rng(1).uniform(-1, 1, (12, 1, 16, 16)).astype(np.float32))
+    only = make_source("array", path=str(tmp_path / "only.npy"), resolution=16, grayscale=True)
+    own = sw.sweep({"t": TinyDenoiser()}, only, SIGMAS, **{**SMALL, "n_images": 12})
+    assert "the measured images 0 to 11 (the source holds no others)" in own.attrs["wiener_reference"]
+    assert own.attrs["references_split"] == "measured" and np.isfinite(own.wiener_mse.values).all()
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["PeriodicSpectrum", "fit_references", "linear_fit_count", "linear_reference", "snr_crossover",
+__all__ = ["PeriodicSpectrum", "fit_references", "linear_fit_count", "snr_crossover",
            "wiener_reference", "window_kernel", "windowed"]
 
 
@@ -112,7 +112,7 @@ def snr_crossover(freq: torch.Tensor, data_power: torch.Tensor, sigmas: Sequence
 
 
 def linear_fit_count(source, n_images: int, n_fit: int | None) -> int:
-    """How many held-out images the linear reference is fitted on (0: none); see :func:`linear_reference`."""
+    """How many held-out images the linear reference is fitted on (0: none); see :func:`fit_references`."""
     dim = int(np.prod(source.shape))
     if n_fit == 0 or (n_fit is None and dim > 4096):
         return 0
@@ -148,7 +148,8 @@ class PeriodicSpectrum:
 def fit_references(source, start: int, n_images: int, n_linear: int, dev, batch_size: int = 256):
     """The references fitted on images ``start … start + n_images − 1`` of ``source``, in one pass: the
     :class:`PeriodicSpectrum` of all of them and the linear MMSE denoiser of the first ``n_linear`` (None for 0;
-    then ``n_images`` are read for the spectrum alone)."""
+    then ``n_images`` are read for the spectrum alone). The spectrum is None when there is no image to read (a
+    source that holds only the measured images): the Wiener reference then takes the measured images' own."""
     from freqlab.models.linear import LinearMMSEDenoiser
 
     spectrum = PeriodicSpectrum()
@@ -158,19 +159,4 @@ def fit_references(source, start: int, n_images: int, n_linear: int, dev, batch_
         return linear, spectrum
     for lo in range(start, start + n_images, batch_size):
         spectrum.add(source.images(list(range(lo, min(lo + batch_size, start + n_images)))))
-    return None, spectrum
-
-
-def linear_reference(source, n_images: int, n_fit: int, dev):
-    """The full-covariance linear MMSE denoiser fitted on held-out images of the data source, or None for 0.
-
-    Held out: images ``n_images … n_images + n_fit − 1`` of the same source, right after the ones the sweep
-    measures (for ``natural``, other crops of the same photographs), so the reference knows the evaluation
-    distribution as well as the stationary Wiener filter does (which takes the evaluated images' spectrum) without
-    having seen the evaluated images themselves (fitted on them it would overfit).
-    """
-    from freqlab.models.linear import LinearMMSEDenoiser
-
-    if n_fit == 0:
-        return None
-    return LinearMMSEDenoiser.from_source(source, n_fit, start=n_images, device=dev).to(dev)
+    return None, spectrum if spectrum.count else None

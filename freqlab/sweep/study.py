@@ -275,7 +275,8 @@ def _describe(job: SweepJob, entries: list[Entry]) -> tuple[str, dict]:
         "bands": results.make_fingerprint(**{k: list(v) for k, v in band_dict.items()}),
         "linear_reference": "none" if not n_linear else (
             f"full-covariance linear MMSE denoiser fitted on {_fitted_on(job, n_linear)}"),
-        "references_split": cfg.reference_split if job.reference is not source else "held-out",
+        "references_split": cfg.reference_split if job.reference is not source else (
+            "held-out" if job.n_reference else "measured"),
     }
     if job.sample_sigmas is not None:
         calls = sampler_module.model_calls(cfg.sample_steps, cfg.sampler)
@@ -294,6 +295,8 @@ def _describe(job: SweepJob, entries: list[Entry]) -> tuple[str, dict]:
 def _fitted_on(job: SweepJob, n: int) -> str:
     """Which images a reference is fitted on, in words."""
     first, last = job.reference_start, job.reference_start + n - 1
+    if n == 0:
+        return f"the measured images 0 to {job.cfg.n_images - 1} (the source holds no others)"
     if job.reference is job.source:
         return (f"images {first} to {last} of the measured source (held out: the sweep measures images 0 to "
                 f"{job.cfg.n_images - 1})")
