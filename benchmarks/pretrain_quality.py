@@ -46,7 +46,7 @@ from freqlab.models.linear import WienerDenoiser  # noqa: E402
 from freqlab.pretrain.config import TrainConfig, make_config
 from freqlab.pretrain.loop import pretrain  # noqa: E402
 from freqlab.runtime.rng import per_sample_randn  # noqa: E402
-from freqlab.sweep.config import DEFAULT_N_SIGMAS, default_sigmas  # noqa: E402
+from freqlab.measure.sigmas import DEFAULT_N_SIGMAS, default_sigmas  # noqa: E402
 
 NEAR_IDENTITY = 0.01  # at σ ≤ this the target ratio is 1.02
 
