@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from freqlab.commands.options import argument_type
+from freqlab.runtime.settings import parse_floats
+
 
 def add_common(parser: argparse.ArgumentParser, *, out_default: str | None = None) -> None:
     """``--device``, ``--seed``, ``--quiet``, ``--json`` and ``--out`` with the same meaning everywhere."""
@@ -22,12 +25,8 @@ def add_trust_pickle(parser: argparse.ArgumentParser, what: str = "EDM .pkl chec
                         help=f"allow {what} (unpickling runs code from the file: only for files you trust)")
 
 
-def floats(text: str) -> list[float]:
-    """An argparse type: comma-separated numbers (``0.02,0.1,80``)."""
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+#: An argparse type: comma-separated numbers (``0.02,0.1,80``).
+floats = argument_type(parse_floats)
 
 
 def add_models_and_data(parser: argparse.ArgumentParser, *, data_help: str) -> None:

@@ -23,7 +23,7 @@ def shown(value: Any) -> str:
     return str(value)
 
 
-def _argument_type(parse):
+def argument_type(parse):
     """``parse`` whose ValueError argparse prints as it is (not as "invalid parse value")."""
 
     def read(text: str):
@@ -60,7 +60,7 @@ def add_setting_options(parser: argparse.ArgumentParser, cls, *, skip: tuple[str
         if isinstance(default, bool) and "parse" not in meta:
             kwargs["action"] = argparse.BooleanOptionalAction if (default or presets) else "store_true"
         else:
-            kwargs["type"] = _argument_type(meta["parse"]) if "parse" in meta else (
+            kwargs["type"] = argument_type(meta["parse"]) if "parse" in meta else (
                 type(default) if default is not None else str)
             if "choices" in meta:
                 kwargs["choices"] = meta["choices"]
