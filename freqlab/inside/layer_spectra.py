@@ -47,7 +47,7 @@ import xarray as xr
 from freqlab import spectral
 from freqlab.measure import core as measure
 from freqlab.inside.layer_config import DEFAULT_N_SIGMAS, LayerSpectraConfig
-from freqlab.measure.sigmas import check_sigmas, default_sigmas
+from freqlab.measure.sigmas import check_sigmas, model_sigmas
 from freqlab.models.unet_blocks import BlockInfo, describe_blocks, feature_map, unet_blocks
 from freqlab.runtime import results
 from freqlab.runtime.devices import resolve_device
@@ -167,7 +167,7 @@ def layer_spectra(models: Any, data: Any = "natural", sigmas=None, *, config: La
     first = entries[0].get()
     if cfg.random_init:
         _add_random_init(entries, int(seed))
-    sigmas = _sigma_grid(first, sigmas)
+    sigmas = model_sigmas(first, sigmas, DEFAULT_N_SIGMAS)
     source, shape = _source_and_shape(first, data, mode, n_images, cfg.split, cfg.data_options)
     batches = [range(i, min(i + cfg.batch_size, n_images)) for i in range(0, n_images, cfg.batch_size)]
 
@@ -199,16 +199,6 @@ def _add_random_init(entries: list[Entry], seed: int) -> None:
     if RANDOM_INIT in {e.name for e in entries}:
         raise ValueError(f"a checkpoint is already named {RANDOM_INIT!r}; rename it or drop random_init")
     entries.append(Entry(RANDOM_INIT, lambda: fresh_weights(entries[0].get(), seed)))
-
-
-def _sigma_grid(first, sigmas) -> np.ndarray:
-    """The given σ, or ``n`` (default DEFAULT_N_SIGMAS) log-spaced from the first model's range."""
-    if sigmas is not None and not isinstance(sigmas, (int, np.integer)):
-        return sigmas
-    lo, hi = getattr(first, "sigma_min", None), getattr(first, "sigma_max", None)
-    if lo is None or hi is None:
-        raise ValueError("the model has no sigma_min/sigma_max; pass the noise levels with sigmas=[...]")
-    return default_sigmas(float(lo), float(hi), DEFAULT_N_SIGMAS if sigmas is None else int(sigmas))
 
 
 def _source_and_shape(first, data, mode: str, n_images: int, split: str, data_options):

@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["DEFAULT_N_SIGMAS", "default_sigmas", "check_sigmas"]
+__all__ = ["DEFAULT_N_SIGMAS", "default_sigmas", "model_sigmas", "check_sigmas"]
 
 #: Noise levels of a sweep's default grid, from the model's sigma_min to its sigma_max.
 DEFAULT_N_SIGMAS = 13
@@ -25,6 +25,17 @@ def default_sigmas(sigma_min: float, sigma_max: float, n: int = DEFAULT_N_SIGMAS
     grid = np.logspace(math.log10(sigma_min), math.log10(sigma_max), int(n))
     grid[0], grid[-1] = float(sigma_min), float(sigma_max)
     return grid
+
+
+def model_sigmas(model, sigmas=None, default_n: int = DEFAULT_N_SIGMAS):
+    """The σ grid of a study of ``model``: ``sigmas`` as given, or ``sigmas`` (an int; None for ``default_n``)
+    log-spaced noise levels over the model's ``sigma_min`` .. ``sigma_max``."""
+    if sigmas is not None and not isinstance(sigmas, (int, np.integer)):
+        return sigmas
+    lo, hi = getattr(model, "sigma_min", None), getattr(model, "sigma_max", None)
+    if lo is None or hi is None:
+        raise ValueError("the model has no sigma_min/sigma_max; pass the noise levels with sigmas=[...]")
+    return default_sigmas(float(lo), float(hi), default_n if sigmas is None else int(sigmas))
 
 
 def check_sigmas(sigmas: Sequence[float]) -> np.ndarray:

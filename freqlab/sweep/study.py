@@ -90,7 +90,7 @@ from freqlab import spectral
 from freqlab.measure import core as measure
 from freqlab.measure import references
 from freqlab.measure.core import Analysis, ImageStats
-from freqlab.measure.sigmas import DEFAULT_N_SIGMAS, check_sigmas, default_sigmas
+from freqlab.measure.sigmas import check_sigmas, model_sigmas
 from freqlab.models import sampler as sampler_module
 from freqlab.runtime import distributed, results
 from freqlab.runtime.outputs import holding
@@ -204,11 +204,7 @@ def sweep(
 
 def _prepare(cfg: SweepConfig, name: str, first, data, sigmas, dev, spectra: bool) -> SweepJob:
     """The σ grid (the first model's range by default), the data source at the model's shape, the analysis."""
-    if sigmas is None or isinstance(sigmas, (int, np.integer)):
-        lo, hi = getattr(first, "sigma_min", None), getattr(first, "sigma_max", None)
-        if lo is None or hi is None:
-            raise ValueError("the model has no sigma_min/sigma_max; pass the noise levels with sigmas=[...]")
-        sigmas = default_sigmas(float(lo), float(hi), DEFAULT_N_SIGMAS if sigmas is None else int(sigmas))
+    sigmas = model_sigmas(first, sigmas)
     band_dict = spectral.resolve_bands(cfg.bands)
     model_shape = getattr(first, "image_shape", None)
     source = make_data(data, tuple(model_shape) if model_shape is not None else None, cfg.split, cfg.data_options)
