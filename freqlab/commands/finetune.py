@@ -74,7 +74,7 @@ def run(args) -> int:
         return dry_run(args)
     from freqlab.finetune.config import FinetuneConfig
 
-    settings = {k: v for k, v in setting_values(FinetuneConfig, args).items() if k != "init"}
+    settings = setting_values(FinetuneConfig, args)  # init (provenance) is no option: finetune sets it
     result = finetune(args.checkpoint, args.out, **settings, device=args.device, overwrite=args.overwrite,
                       progress=not args.quiet, trust_pickle=args.trust_pickle)
     if not distributed.is_main():  # under torchrun, rank 0 reports
