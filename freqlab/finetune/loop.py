@@ -71,7 +71,6 @@ from freqlab.training.monitor import SpectralMonitor, assemble_log, check_finite
 __all__ = [
     "FinetuneRun",
     "finetune",
-    "run_finetune",
 ]
 
 
@@ -118,6 +117,7 @@ class _DataStream:
         return self.source.images(self.indices(start, n))
 
 
+@holding("out")
 def finetune(
     init,
     out: str | os.PathLike,
@@ -176,32 +176,9 @@ def finetune(
     ``images_seen``).
 
     Under torchrun every rank calls this with the same arguments and trains G and D with DDP on its share of the
-    global ``batch_size`` (see :func:`run_finetune`); only rank 0 writes ``out`` and shows progress; every rank
-    returns the same networks and rank 0's log.
-    """
-    provenance = str(init) if isinstance(init, (str, os.PathLike)) else f"<{type(init).__name__} object>"
-    config = FinetuneConfig.from_settings(provenance, settings, config)
-    return run_finetune(init, out, config, device=device, resume=resume, overwrite=overwrite,
-                        progress=progress, discriminator_factory=discriminator_factory, trust_pickle=trust_pickle)
-
-
-@holding("out")
-def run_finetune(
-    init,
-    out: str | os.PathLike,
-    config: FinetuneConfig,
-    *,
-    device="auto",
-    resume: bool = True,
-    overwrite: bool = False,
-    progress: bool = True,
-    discriminator_factory: Callable[[tuple[int, int, int]], nn.Module] | None = None,
-    trust_pickle: bool = False,
-) -> FinetuneRun:
-    """:func:`finetune` with a ready :class:`FinetuneConfig` (the loop itself).
-
-    Distributed (launched by torchrun, or inside a process group the caller initialised; see
-    :mod:`freqlab.runtime.distributed`): ``config.batch_size`` is the global batch and must be divisible by the number of
+    global ``batch_size``; only rank 0 writes ``out`` and shows progress; every rank returns the same networks and
+    rank 0's log. Distributed (launched by torchrun, or inside a process group the caller initialised; see
+    :mod:`freqlab.runtime.distributed`): ``batch_size`` is the global batch and must be divisible by the number of
     processes; rank ``r`` trains on images and z of global indices ``[s + r·b/W, s + (r+1)·b/W)`` of the step
     starting at ``s``, so DDP's gradient average is the gradient of the single-process mean loss. The logged losses
     are global means (all-reduced before the non-finite check, so all ranks stop together). Rank 0 clears the run
@@ -209,6 +186,9 @@ def run_finetune(
     resumes from the same state files.
     """
     from tqdm.auto import tqdm
+
+    provenance = str(init) if isinstance(init, (str, os.PathLike)) else f"<{type(init).__name__} object>"
+    config = FinetuneConfig.from_settings(provenance, settings, config)
 
     device = distributed.setup(device)
     progress = progress and distributed.is_main()
