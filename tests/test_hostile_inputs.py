@@ -185,6 +185,19 @@ def _only_random_finetune(tmp: Path, world: Path) -> None:
     shutil.copyfile(world / "finetune" / "finetune.nc", tmp / "results" / "finetune-random" / "finetune.nc")
 
 
+def _images_changed_after_a_sweep(tmp: Path, world: Path) -> None:
+    """A sweep of the run's first checkpoint on an array of 8 images, then image 5 changed: resuming it to add the
+    second checkpoint must not keep the first's numbers beside data statistics of other images."""
+    from freqlab.sweep import study as sweep
+
+    images = np.random.default_rng(0).uniform(0, 1, (8, 16, 16, 1)).astype(np.float32)
+    np.savez(tmp / "images.npz", images=images)
+    sweep.sweep(world / "run" / "checkpoints" / "step-000000", "array", [0.1, 1.0], n_images=8, device="cpu",
+                progress=False, out=tmp / "out.nc", data_options={"path": str(tmp / "images.npz")})
+    images[5] = 1 - images[5]
+    np.savez(tmp / "images.npz", images=images)
+
+
 def _corrupt_results_folder(tmp: Path, world: Path) -> None:
     (tmp / "results").mkdir()
     _garbage(tmp / "results" / "sweep.nc")
@@ -339,6 +352,8 @@ CASES = [
     Case("sweep-resume-other-settings", "resuming a results file with other settings", SWEEP.replace(
         "{tmp}/out.nc", "{tmp}/sweep.nc").replace("0.1,1", "0.1,2"), "different settings",
         _copy("sweep.nc", "sweep.nc")),
+    Case("sweep-resume-images-changed", "resuming a sweep whose images changed since (image 5 of 8)",
+         SWEEP + " --data array --data-path {tmp}/images.npz", "measured_images_digest", _images_changed_after_a_sweep),
     Case("sweep-out-under-file", "an output path under a file", SWEEP.replace("{tmp}/out.nc",
          "{tmp}/file.txt/out.nc"), "file.txt", _a_file),
     Case("sweep-out-is-folder", "an output path that is a folder", SWEEP.replace("{tmp}/out.nc", "{tmp}"),
@@ -563,6 +578,28 @@ def test_odd_but_valid_input_is_read_as_documented(tmp_path):
         assert bool(torch.isfinite(stats.power).all()) and bool(torch.isfinite(stats.kurtosis).all())
     assert parse_modes("both") == ("denoise", "generate")
 
+#: Inputs that change under a results file, each checked by the named test of tests/test_fingerprints.py.
+CHANGED = [
+    ("the run is retrained (`pretrain --overwrite`) while a sweep reads it", "the file records the weights each "
+     "checkpoint was measured with; on resume the ones that differ now are measured again",
+     "test_a_run_retrained_while_it_is_swept_is_measured_again_on_resume"),
+    ("weights of the same size swapped in, file times restored", "measured again on resume (the fingerprint is of "
+     "the loaded weights, not of names, sizes or times)",
+     "test_weights_swapped_in_with_their_file_times_restored_are_measured_again"),
+    ("any image changed since the file was written (not only the first few)", "resume refused in one line "
+     "(`measured_images_digest` differs); the file is left as it was",
+     "test_a_resumed_sweep_checks_every_image_not_only_the_first"),
+    ("measured images change while the sweep reads them", "stops before anything measured on them is saved",
+     "test_images_that_change_while_a_sweep_reads_them_stop_it_before_anything_is_saved"),
+    ("reference images change while the references are fitted", "stops before anything is saved",
+     "test_reference_images_that_change_while_they_are_fitted_stop_the_sweep"),
+]
+
+
+def test_every_change_in_the_table_is_a_test():
+    tests = (ROOT / "tests" / "test_fingerprints.py").read_text()
+    assert all(f"def {test}(" in tests for _, _, test in CHANGED)
+
 
 # --------------------------------------------------------------------------------------------------------------
 # the table in docs/
@@ -581,7 +618,12 @@ def table() -> str:
     api += [f"| {c.bad} | `{c.call}` | {c.expect} |" for c in API_CASES]
     odd = ["", "## Odd but valid: read on purpose", "", "| input | what freqlab does |", "|---|---|"]
     odd += [f"| {what} | {does} |" for what, does in ACCEPTED]
-    return "\n".join(head + rows + api + odd) + "\n"
+    changed = ["", "## Inputs that change under a results file", "", "Each is a test of `tests/test_fingerprints.py`: "
+               "the sweep fingerprints the weights it measured (after loading) and digests every image it reads, so "
+               "a resumed file never mixes other weights' or other images' numbers with its own.", "",
+               "| what changed | what freqlab does | test |", "|---|---|---|"]
+    changed += [f"| {what} | {does} | `{test}` |" for what, does, test in CHANGED]
+    return "\n".join(head + rows + api + odd + changed) + "\n"
 
 
 def test_the_docs_table_is_current():

@@ -276,6 +276,7 @@ def test_caller_fill_value_attr_is_respected(tmp_path):
 def test_every_committed_results_file_labels_itself():
     """Opened with plain xarray (not freqlab's loader), every variable and coordinate of every committed results
     file has a long name and units a reader understands, and xarray's plots put the unit on the axis."""
+    import cf_units  # in the dev extras (make test installs them)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -289,6 +290,8 @@ def test_every_committed_results_file_labels_itself():
         with xr.open_dataset(path, engine=results.ENGINE) as ds:
             for name, var in ds.variables.items():
                 assert var.attrs.get("long_name") and "units" in var.attrs, f"{path.name}: {name}"
+                if var.attrs["units"]:  # a number's unit, also in the form UDUNITS parses
+                    cf_units.Unit(var.attrs["units_udunits"])
                 if name in measure.VARIABLES:  # the unit a reader writes, not a UDUNITS "1" for dB
                     assert var.attrs["units"] == measure.VARIABLES[name][1], f"{path.name}: {name}"
             assert "freqlab" in ds.attrs["history"] and not ds.attrs["source_paths"].startswith("/")

@@ -259,7 +259,7 @@ def test_refuses_to_mix_a_different_grid_or_data(white16, tmp_path):
     with pytest.raises(ValueError, match=r"different settings \(sigmas: .*overwrite"):
         sw.sweep({"a": TinyDenoiser()}, white16, [0.1, 1.0], out=out, **SMALL)
     other_data = make_source("white", resolution=16, grayscale=True, split="train")
-    with pytest.raises(ValueError, match="data: file"):
+    with pytest.raises(ValueError, match=r"data\.settings\.split: file \"test\" vs this run \"train\""):
         sw.sweep({"a": TinyDenoiser()}, other_data, SIGMAS, out=out, **SMALL)
     with pytest.raises(ValueError, match="n_images"):
         sw.sweep({"a": TinyDenoiser()}, white16, SIGMAS, out=out, **{**SMALL, "n_images": 10})
@@ -464,14 +464,19 @@ def test_sample_mode_on_gaussian_fields_reaches_the_data_spectrum():
     nondc = ds.freq.values > 0
     p = _analytic([80.0])[80.0]["data"].numpy()[nondc]
     d = ds.sel(checkpoint="wiener", channel=0, sigma=80.0)
-    sample_db = d.relative_power_db.sel(mode="sample").values[nondc]
+    sample_db = d.sample_relative_power_db.values[nondc]
     # measured over 128 images (±0.4 dB per bin at 2 sem) plus Heun's 18-step error (≤ 0.5 dB, test_sampler)
     assert np.all(np.abs(sample_db) < 1.5), sample_db
-    assert float(d.lsd.sel(mode="sample").max()) < 1.0
+    assert float(d.sample_lsd.max()) < 1.0
     assert float(d.lsd.sel(mode="generate").sel(band="high")) > 20  # the one-step output is far off there
-    # the sample mode exists at σ_max only
-    assert np.isnan(ds.relative_power_db.sel(mode="sample", sigma=0.3)).all()
-    assert (ds.cutoff_freq_bound.sel(mode="sample", sigma=0.3) == 0).all()
+    # the sample mode, measured at σ_max only, has variables of its own: no σ × mode cube of NaN
+    assert ds.mode.values.tolist() == ["generate"]
+    sampled = [v for v in ds.data_vars if v.startswith("sample_") and not v.startswith("sample_trajectory")]
+    assert "sample_cutoff_freq" in sampled and "sample_band_kurtosis" in sampled
+    for name in sampled:
+        assert "sigma" not in ds[name].dims and "mode" not in ds[name].dims, name
+        assert ds[name].attrs["long_name"].startswith("N-step sample from σ_max·z (σ_max = 80)"), name
+    assert all(np.isfinite(ds[v]).all() for v in sampled + ["relative_power_db", "lsd", "cutoff_freq"])
     # the trajectory: x̂0 gains the low band before the high band, and ends where the sample is
     traj = ds.sample_trajectory_db.sel(checkpoint="wiener", channel=0)
     assert traj.sizes["sampler_step"] == 18 and float(ds.sampler_sigma[0]) == 80.0
@@ -480,7 +485,7 @@ def test_sample_mode_on_gaussian_fields_reaches_the_data_spectrum():
     assert abs(float(traj.sel(band="high").isel(sampler_step=-1))) < 1.5
     # the trajectory's LSD: its first step is the one-step output, its last the sample (the same images here)
     lsd = ds.sample_trajectory_lsd.sel(checkpoint="wiener", channel=0)
-    np.testing.assert_allclose(lsd.isel(sampler_step=-1).values, d.lsd.sel(mode="sample").values, rtol=1e-6)
+    np.testing.assert_allclose(lsd.isel(sampler_step=-1).values, d.sample_lsd.values, rtol=1e-6)
     np.testing.assert_allclose(lsd.isel(sampler_step=0).values, d.lsd.sel(mode="generate").values, rtol=1e-6)
     assert p.shape == sample_db.shape
 
@@ -493,8 +498,8 @@ def test_sample_mode_pairs_with_generate_and_leaves_the_other_modes_unchanged(wh
     three = sw.sweep([model], white16, SIGMAS, modes=("denoise", "generate", "sample"), sample_steps=3,
                      sampler="euler", sample_images=7, **SMALL)
     for name in ("output_power", "relative_power_db", "band_log_power", "mse", "cutoff_freq"):
-        xr.testing.assert_equal(both[name], three[name].sel(mode=[m for m in three.mode.values if m != "sample"])
-                                if "mode" in three[name].dims else three[name])
+        xr.testing.assert_equal(both[name], three[name])
+    assert three.mode.values.tolist() == ["denoise", "generate"] and "sample_output_power" in three
     # the sample mode starts from the generate mode's z: the same samples as the sampler run by hand
     z = per_sample_randn(SMALL["seed"], "sweep/generate", range(7), (1, 16, 16))
     steps = sampler.edm_sigma_steps(3, model.sigma_min, SIGMAS[-1])
@@ -503,12 +508,15 @@ def test_sample_mode_pairs_with_generate_and_leaves_the_other_modes_unchanged(wh
     from freqlab.measure.core import Analysis
 
     an = Analysis((1, 16, 16))
-    np.testing.assert_allclose(three.output_power.sel(mode="sample").isel(checkpoint=0, sigma=-1).values,
+    np.testing.assert_allclose(three.sample_output_power.isel(checkpoint=0).values,
                                an.radial(an.fft(by_hand)).double().mean(0).numpy(), rtol=1e-5)
     assert three.attrs["sample_mode"].startswith("EDM's deterministic euler sampler, 3 steps")
     assert "sample_mode" not in both.attrs
     with pytest.raises(ValueError, match="unknown sampler"):
         sw.sweep([model], white16, SIGMAS, modes=("sample",), sampler="dpm", **SMALL)
+    alone = sw.sweep([model], white16, SIGMAS, modes=("sample",), sample_steps=3, **SMALL)
+    assert "mode" not in alone.coords and "cutoff_freq" not in alone and "sample_cutoff_freq" in alone
+    assert summarize(alone).startswith("Swept 1 checkpoint(s) with the sample mode only.")
 
 
 
@@ -558,7 +566,7 @@ def test_sample_mode_runs_on_a_diffusers_vp_model_and_an_edm_network(white16, ed
         one_step = ds.lsd.sel(mode="generate").isel(checkpoint=0, sigma=-1).values
         assert (np.isfinite(first) == np.isfinite(one_step)).all() and np.isfinite(one_step[..., 1:]).all()
         np.testing.assert_allclose(first, one_step, rtol=1e-4)  # the sampler's first estimate is the one step
-        assert np.isfinite(ds.output_power.sel(mode="sample").isel(sigma=-1).values).all()
+        assert np.isfinite(ds.sample_output_power.values).all()
 
 
 def test_the_windowed_wiener_reference_is_in_the_windowed_measurements_convention():

@@ -29,6 +29,7 @@ import torch
 from freqlab import spectral
 from freqlab.measure.accumulators import SpectrumAccumulator
 from freqlab.measure.conventions import COHERENCE_THRESHOLD, CUTOFF_DB, MATCH_DB, WINDOW
+from freqlab.runtime.results import UDUNITS
 
 __all__ = ["VARIABLES", "variable_attrs", "Analysis", "ImageStats", "data_variables", "compare", "PAIRED", "coords", "variable", "to_variables",
            "GENERATE_STREAM", "window_text", "channel_cutoff", "cutoff_text"]
@@ -63,10 +64,6 @@ LOG_FLOOR = 1e-30  # band power of an all-zero band-pass image; keeps log10 fini
 POWER = "image units² per mode"
 DB = "dB"
 CPP = "cycles/pixel"
-#: Units as a reader writes them (``units``, what xarray's plots show) → their UDUNITS-parseable form
-#: (``units_udunits``: images in [-1, 1] are dimensionless, and dB and cycles/pixel are ratios).
-UDUNITS = {POWER: "1", DB: "1", CPP: "1", "1": "1", "image units²": "1", "images/s": "s-1", "feature units²": "1",
-           "1/mode": "1"}
 
 #: name → (long name, units) of every spectral quantity in sweep.nc, finetune.nc and data_spectra.nc.
 VARIABLES: dict[str, tuple[str, str]] = {

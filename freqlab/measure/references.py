@@ -145,18 +145,26 @@ class PeriodicSpectrum:
         self.count += len(x)
 
 
-def fit_references(source, start: int, n_images: int, n_linear: int, dev, batch_size: int = 256):
+def fit_references(source, start: int, n_images: int, n_linear: int, dev, batch_size: int = 256, check=None):
     """The references fitted on images ``start … start + n_images − 1`` of ``source``, in one pass: the
     :class:`PeriodicSpectrum` of all of them and the linear MMSE denoiser of the first ``n_linear`` (None for 0;
     then ``n_images`` are read for the spectrum alone). The spectrum is None when there is no image to read (a
-    source that holds only the measured images): the Wiener reference then takes the measured images' own."""
+    source that holds only the measured images): the Wiener reference then takes the measured images' own.
+    ``check(first, images)``, when given, sees every batch read (``first`` its first image's index)."""
     from freqlab.models.linear import LinearMMSEDenoiser
 
-    spectrum = PeriodicSpectrum()
+    spectrum, read = PeriodicSpectrum(), [start]
+
+    def each_batch(images) -> None:
+        if check is not None:
+            check(read[0], images)
+        read[0] += len(images)
+        spectrum.add(images)
+
     if n_linear:
-        linear = LinearMMSEDenoiser.from_source(source, n_linear, start=start, device=dev, each_batch=spectrum.add,
+        linear = LinearMMSEDenoiser.from_source(source, n_linear, start=start, device=dev, each_batch=each_batch,
                                                 batch_size=batch_size).to(dev)
         return linear, spectrum
     for lo in range(start, start + n_images, batch_size):
-        spectrum.add(source.images(list(range(lo, min(lo + batch_size, start + n_images)))))
+        each_batch(source.images(list(range(lo, min(lo + batch_size, start + n_images)))))
     return None, spectrum if spectrum.count else None

@@ -42,9 +42,11 @@ def load_sweep(root: str | Path, mode: str | None = None) -> "xr.Dataset":
     """The sweep of results directory ``root``; FileNotFoundError (the figure is skipped) when it lacks ``mode``."""
     root = Path(root)
     ds = load(root / "sweep.nc")
-    if mode is not None and mode not in [str(m) for m in ds.mode.values]:
+    modes = [str(m) for m in ds.mode.values] if "mode" in ds.coords else []
+    modes += ["sample"] if "sample_relative_power_db" in ds else []
+    if mode is not None and mode not in modes:
         raise FileNotFoundError(f"{root / 'sweep.nc'} has no {mode!r} mode (swept with --modes "
-                                f"{','.join(str(m) for m in ds.mode.values)})")
+                                f"{','.join(modes)})")
     return ds
 
 

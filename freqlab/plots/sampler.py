@@ -31,10 +31,10 @@ def many_vs_one_panel(ax: plt.Axes, ds: xr.Dataset, checkpoints) -> None:
     styles = checkpoint_styles(len(checkpoints))
     for style, ck in zip(styles, checkpoints):
         cell = ds.sel(checkpoint=ck, sigma=smax)
-        many = positive_freq(cell.relative_power_db.sel(mode="sample").mean("channel"))
+        many = positive_freq(cell.sample_relative_power_db.mean("channel"))
         ax.plot(many.freq, many, color=style["color"], marker=style["marker"], ms=4, lw=1.6,
                 label=f"{checkpoint_label(ds, ck)}: N steps")
-        if "generate" in ds.mode.values:
+        if "mode" in ds.coords and "generate" in ds.mode.values:
             one = positive_freq(cell.relative_power_db.sel(mode="generate").mean("channel"))
             ax.plot(one.freq, one, color=style["color"], lw=1.0, ls=":", label=f"{checkpoint_label(ds, ck)}: one step")
     ax.axhspan(-MATCH_DB, MATCH_DB, color="0.85", zorder=0, label=f"±{MATCH_DB:g} dB of the data")
@@ -67,7 +67,7 @@ def sampler_figure(ds: xr.Dataset, checkpoints=None, *, n_checkpoints: int = 3, 
     """Left: what N steps reach and one step does not, for a few checkpoints (first and last included). Right: the
     order in which the final checkpoint's sampler builds the bands. ``axes``: two Axes (else a new figure).
     Returns the Axes drawn on, ``(1, 2)``."""
-    if "sample" not in [str(m) for m in ds.mode.values] or "sample_trajectory_db" not in ds:
+    if "sample_relative_power_db" not in ds or "sample_trajectory_db" not in ds:
         raise FileNotFoundError("the sweep has no 'sample' mode (sweep with --modes all or modes=(..., 'sample'))")
     checkpoints = pick(ds.checkpoint.values, n_checkpoints) if checkpoints is None else list(checkpoints)
     fig, axes, owned = panels(axes, 1, 2, figsize=(11, 4.3))

@@ -130,7 +130,7 @@ COORDINATES: dict[str, tuple[str, str]] = {
     "checkpoint": ("checkpoint: its folder's name, or the name the user gave it", ""),
     "sigma": ("noise level σ of x_σ = x0 + σ·n ([-1, 1] images); pick one with .sel(sigma=s, method='nearest')",
               "1"),
-    "mode": ("sweep mode: denoise (input x0 + σ·n), generate (σ·z), sample (EDM's N-step sampler from σ_max·z)",
+    "mode": ("one-step mode: denoise (input x0 + σ·n) or generate (σ·z)",
              ""),
     "channel": ("image channel", "1"),
     "freq": ("radial frequency, bin centre (cycles per pixel)", "cycles/pixel"),
@@ -140,7 +140,7 @@ COORDINATES: dict[str, tuple[str, str]] = {
     "step": ("training step of the checkpoint (NaN: unknown); .sel(step=800) picks it", "1"),
     "images_seen": ("training images seen (NaN: unknown)", "1"),
     "checkpoint_path": ("the checkpoint's path, relative to the results file when it lies under its folder", ""),
-    "checkpoint_fingerprint": ("content fingerprint of what was measured (freqlab.checkpoints.identity)", ""),
+    "checkpoint_fingerprint": ("content fingerprint of the weights measured (freqlab.checkpoints.identity)", ""),
     "sampler_step": ("step i of the N-step sampler", "1"),
     "sampler_sigma": ("noise level t_i of the sampler's step", "1"),
     "source": ("data source", ""),
@@ -159,10 +159,18 @@ COORDINATES: dict[str, tuple[str, str]] = {
 SELECTABLE = ("step",)
 
 
+#: Units as a reader writes them (``units``, what xarray's plots show) → their UDUNITS-parseable form
+#: (``units_udunits``: images in [-1, 1] are dimensionless, and dB and cycles/pixel are ratios).
+UDUNITS = {"image units² per mode": "1", "dB": "1", "cycles/pixel": "1", "1": "1", "image units²": "1",
+           "images/s": "s-1", "feature units²": "1", "1/mode": "1", "s": "s", "images": "1", "%": "percent",
+           "parameters": "1", "weight units": "1", "pixels": "1", "image units": "1"}
+
+
 def label(ds: xr.Dataset) -> xr.Dataset:
     """``ds`` with a ``long_name`` and ``units`` on every variable and coordinate (known coordinates from
-    :data:`COORDINATES`; otherwise the name in words, and ``"1"``, or ``""`` for strings), and an index on the
-    :data:`SELECTABLE` coordinates so that ``ds.sel(step=800)`` works. Attrs already there are kept."""
+    :data:`COORDINATES`; otherwise the name in words, and ``"1"``, or ``""`` for strings), the UDUNITS form of
+    known units in ``units_udunits`` (:data:`UDUNITS`), and an index on the :data:`SELECTABLE` coordinates so that
+    ``ds.sel(step=800)`` works. Attrs already there are kept."""
     ds = ds.copy(deep=False)
     for name in ds.variables:
         var = ds.variables[name]
@@ -172,6 +180,8 @@ def label(ds: xr.Dataset) -> xr.Dataset:
         attrs = dict(var.attrs)
         attrs.setdefault("long_name", long_name)
         attrs.setdefault("units", units)
+        if attrs["units"] in UDUNITS:
+            attrs.setdefault("units_udunits", UDUNITS[attrs["units"]])
         var.attrs = attrs
     for name in SELECTABLE:
         if name in ds.coords and name not in ds.dims and ds[name].ndim == 1 and name not in ds.xindexes:
@@ -343,13 +353,16 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def fingerprint_differences(stored: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
-    """Human-readable differences ``"sigmas: file [...] vs this run [...]"`` between two fingerprints."""
+def fingerprint_differences(stored: Mapping[str, Any], expected: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Human-readable differences ``"sigmas: file [...] vs this run [...]"`` between two fingerprints; within a
+    mapping both have, the keys that differ (``"references.images_digest: ..."``)."""
     diffs = []
     for key in sorted(set(stored) | set(expected)):
         a, b = stored.get(key, "<missing>"), expected.get(key, "<missing>")
-        if not _same(a, b):
-            diffs.append(f"{key}: file {_short(a)} vs this run {_short(b)}")
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            diffs.extend(fingerprint_differences(a, b, f"{prefix}{key}."))
+        elif not _same(a, b):
+            diffs.append(f"{prefix}{key}: file {_short(a)} vs this run {_short(b)}")
     return diffs
 
 

@@ -45,6 +45,8 @@ class SweepJob:
     n_reference: int = 0  # images of the Wiener spectrum (the linear reference's first n_linear of them)
     linear: Any = None  # the linear reference, fitted before the first checkpoint is measured
     spectrum: Any = None  # the Wiener reference's PeriodicSpectrum, from the same pass
+    digest: Any = None  # freqlab.data.digest.ImageDigest of the measured images: every batch read is checked
+    reference_digest: Any = None  # the same of the images the references are fitted on
 
 
 def units(job: SweepJob) -> int:
@@ -75,12 +77,13 @@ def forward(entry: Entry, model, x: torch.Tensor, sigma: float, dev, use_autocas
 
 
 def accumulators(job: SweepJob) -> dict:
-    """``{(σ index, mode): ImageStats}`` of one checkpoint; the sample mode at σ_max only, and its trajectory."""
+    """``{(σ index, mode): ImageStats}`` of one checkpoint's one-step modes; ``"sample"`` (the sample mode, at σ_max
+    only) and ``"trajectory"`` when it is swept."""
     cfg, an, ns = job.cfg, job.an, len(job.sigmas)
     outs: dict = {(s, m): ImageStats(an, cfg.keep, paired=m == "denoise") for s in range(ns) for m in cfg.modes
                   if m != "sample"}
     if "sample" in cfg.modes:
-        outs[(ns - 1, "sample")] = ImageStats(an, cfg.keep)
+        outs["sample"] = ImageStats(an, cfg.keep)
         outs["trajectory"] = sample_mode.Trajectory(cfg.sample_steps)
     return outs
 
@@ -134,7 +137,10 @@ def sweep_batch(entry: Entry, model, job: SweepJob, idx: range, outs: dict, data
     """One batch of images through every σ and mode (the images and noise drawn and transformed once)."""
     cfg, an, dev, modes = job.cfg, job.an, job.dev, job.cfg.modes
     rows = slice(idx.start, idx.stop)
-    x0 = job.source.images(list(idx)).to(dev)
+    x0 = job.source.images(list(idx))
+    if job.digest is not None:  # what is measured is what the fingerprint says
+        job.digest.check(idx.start, x0, "data images")
+    x0 = x0.to(dev)
     noise = per_sample_randn(cfg.seed, "sweep/denoise", idx, job.shape, device=dev) if "denoise" in modes else None
     z = per_sample_randn(cfg.seed, measure.GENERATE_STREAM, idx, job.shape, device=dev) \
         if "generate" in modes or "sample" in modes else None
@@ -171,7 +177,7 @@ def sample_batch(entry: Entry, model, job: SweepJob, idx: range, z: torch.Tensor
                                 job.sample_sigmas, job.cfg.sampler, job.an, outs.get("trajectory"),
                                 what=f"checkpoint {entry.name!r}")
     if job.an is not None:
-        outs[(len(job.sigmas) - 1, "sample")].update(
+        outs["sample"].update(
             job.an, y, slice(idx.start, idx.start + k),
             what=f"checkpoint {entry.name!r} ({job.cfg.sampler} sampler, {job.cfg.sample_steps} steps): samples")
     return k

@@ -72,22 +72,26 @@ def checkpoint_dataset(entry: Entry, outs: dict, modes, an: Analysis, sigmas, da
                        shared: xr.Dataset, *, sample_sigmas=None, sampler: str = "heun") -> xr.Dataset:
     """Per-checkpoint variables, with a ``checkpoint`` dim of length 1.
 
-    Every (σ, mode) cell is :func:`freqlab.measure.core.compare` of its outputs with the data; variables that only
-    paired outputs have (denoise mode) have no ``mode`` dim. A cell not measured (the sample mode below σ_max) is
-    NaN (bound flags 0). ``outs["trajectory"]`` (sample mode) adds the sampler's band-power trajectory.
+    Every (σ, one-step mode) cell is :func:`freqlab.measure.core.compare` of its outputs with the data; variables
+    that only paired outputs have (denoise mode) have no ``mode`` dim. The sample mode, measured at σ_max only, has
+    variables of its own, ``sample_<name>`` without ``sigma`` and ``mode`` dims, and ``outs["trajectory"]`` adds the
+    sampler's band-power trajectory (:mod:`freqlab.sweep.sample_mode`).
     """
-    ns, nm = len(sigmas), len(modes)
+    one_step = [m for m in modes if m != "sample"]
+    ns, nm = len(sigmas), len(one_step)
     trajectory = outs.pop("trajectory", None)
+    sampled = outs.pop("sample", None)
     cells = {key: measure.compare(st, data, an) for key, st in outs.items()}
     variables = {}
-    for name, (dims, value) in next(iter(cells.values())).items():
+    for name, (dims, value) in (next(iter(cells.values())).items() if cells else ()):
         if name in measure.PAIRED:
             continue
-        fill = torch.nan if value.is_floating_point() else 0
-        full = torch.full((ns, nm, *value.shape), fill, dtype=value.dtype)
+        full = torch.empty((ns, nm, *value.shape), dtype=value.dtype)
         for (s, m), cell in cells.items():
-            full[s, modes.index(m)] = cell[name][1]
+            full[s, one_step.index(m)] = cell[name][1]
         variables[name] = _var(name, ("checkpoint", "sigma", "mode") + dims, full[None])
+    if sampled is not None:
+        variables.update(sample_mode.sample_variables(measure.compare(sampled, data, an), float(sigmas[-1])))
     if "denoise" in modes:
         den = [cells[(s, "denoise")] for s in range(ns)]
         for name in measure.PAIRED:
@@ -112,12 +116,12 @@ def checkpoint_dataset(entry: Entry, outs: dict, modes, an: Analysis, sigmas, da
         "checkpoint_path": ("checkpoint", np.array([entry.path], dtype=object),
                             {"long_name": "absolute checkpoint path ('' for an in-memory model)"}),
         "checkpoint_fingerprint": ("checkpoint", np.array([entry.fingerprint], dtype=object),
-                                   {"long_name": "content fingerprint of what was measured (freqlab.checkpoints.identity): "
+                                   {"long_name": "content fingerprint of the weights measured (freqlab.checkpoints.identity): "
                                                  "a resumed sweep measures a checkpoint again when it differs"}),
-        "mode": ("mode", np.array(list(modes), dtype=object),
-                 {"long_name": "sweep mode: denoise (input x0 + σ·n), generate (one step from σ·z) or sample "
-                               "(the N-step sampler from σ_max·z, at σ_max only)"}),
     })
+    if one_step:
+        coords["mode"] = ("mode", np.array(one_step, dtype=object),
+                          {"long_name": "one-step mode: denoise (input x0 + σ·n) or generate (one step from σ·z)"})
     return xr.Dataset(variables, coords=coords)
 
 
@@ -178,13 +182,18 @@ def order_checkpoints(ds: xr.Dataset, entries: list[Entry]) -> xr.Dataset:
 def summarize(ds: xr.Dataset, *, lsd_match_db: float = MATCH_DB) -> str:
     """A one-paragraph text summary of a sweep: f_c at σ_max for the first and last checkpoint, bands matched,
     what the N-step sampler reaches (sample mode), MSE against Wiener's."""
-    if "checkpoint" not in ds.dims or ds.sizes["checkpoint"] == 0 or "cutoff_freq" not in ds:
+    if "checkpoint" not in ds.dims or ds.sizes["checkpoint"] == 0 or (
+            "cutoff_freq" not in ds and "sample_trajectory_lsd" not in ds):
         return "The sweep holds no results."
     names = [str(c) for c in ds.checkpoint.values]
+    if "cutoff_freq" not in ds:  # the sample mode alone
+        return (f"Swept {len(names)} checkpoint(s) with the sample mode only. For {names[-1]}: "
+                + sample_sentence(ds, len(names) - 1, lsd_match_db))
     steps = [float(s) for s in ds.step.values]
     sig = ds.sigma.values
     s_max = float(sig[-1])
-    mode = next(m for m in ("generate", "denoise", "sample") if m in ds.mode.values)
+    mode = next(m for m in ("generate", "denoise") if m in ds.mode.values)
+    modes = [str(m) for m in ds.mode.values] + (["sample"] if "sample_trajectory_lsd" in ds else [])
 
     def label(i: int) -> str:
         return f"{names[i]} (step {int(steps[i])})" if math.isfinite(steps[i]) and steps[i] >= 0 else names[i]
@@ -197,7 +206,7 @@ def summarize(ds: xr.Dataset, *, lsd_match_db: float = MATCH_DB) -> str:
     parts = [
         f"Swept {len(names)} checkpoint(s) x {len(sig)} noise levels (σ {float(sig[0]):.3g} to {s_max:.3g}) on "
         f"{int(ds.attrs.get('n_images', 0))} images of '{ds.attrs.get('data_source', '?')}' "
-        f"(modes: {', '.join(map(str, ds.mode.values))})."
+        f"(modes: {', '.join(modes)})."
     ]
     f_star = float(ds.snr_crossover.isel(sigma=-1).mean("channel"))
     text = f"{fc_text(first)} for {label(first)}"

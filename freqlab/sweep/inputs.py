@@ -3,13 +3,11 @@ by content) and the data source."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import numpy as np
 import torch
 
 from freqlab.checkpoints import identity
@@ -32,10 +30,15 @@ class Entry:
 
     @property
     def fingerprint(self) -> str:
-        """What is measured (:mod:`freqlab.checkpoints.identity`): the files of a checkpoint on disk, the weights in memory."""
+        """The content of the weights (:func:`freqlab.checkpoints.identity.module_fingerprint`): of the model that
+        was measured once :meth:`take_fingerprint` has seen it, else of the checkpoint as it loads now."""
         if self._fingerprint is None:
-            self._fingerprint = (identity.module_fingerprint(self.model) if self.model is not None
-                                 else identity.path_fingerprint(self.path))
+            self.take_fingerprint(self.get())
+        return self._fingerprint
+
+    def take_fingerprint(self, model: torch.nn.Module) -> str:
+        """Record the fingerprint of ``model``, this checkpoint as loaded (the bytes that are measured)."""
+        self._fingerprint = identity.module_fingerprint(model)
         return self._fingerprint
 
 
@@ -135,14 +138,11 @@ def make_data(data: Any, shape: tuple[int, int, int] | None, split: str, options
     return make_source(data, **kwargs)
 
 
-def data_fingerprint(data, n_images: int) -> dict:
-    """Name, settings and a digest of the first images: catches another split or seed even without settings."""
-    probe = data.images(list(range(min(4, n_images)))).double()
-    digest = hashlib.blake2b(np.round(probe.numpy() * 1e4).astype(np.int64).tobytes(), digest_size=8).hexdigest()
+def data_fingerprint(data) -> dict:
+    """Name, shape, size and settings of a data source (the content of its images: :mod:`freqlab.data.digest`)."""
     attrs = getattr(data, "attrs", None)
     return {"name": str(data.name), "shape": list(data.shape), "size": getattr(data, "size", None),
-            "settings": {str(k): v for k, v in attrs.items()} if isinstance(attrs, Mapping) else None,
-            "digest": digest}
+            "settings": {str(k): v for k, v in attrs.items()} if isinstance(attrs, Mapping) else None}
 
 
 def check_shape(name: str, model: torch.nn.Module, shape: tuple[int, int, int], any_resolution: bool) -> None:

@@ -3,8 +3,9 @@ estimate ``x̂0 = D(x_i, t_i)`` after each step (which bands appear first: the s
 
 The sampler starts from the same ``z`` per image as ``generate`` mode (:data:`freqlab.measure.core.GENERATE_STREAM`),
 so a checkpoint's N-step and one-step outputs pair image by image. Its sample is measured like every other output
-(spectra and per-image band statistics), at σ_max only. The trajectory keeps one radial spectrum per step
-(``C × n_bins`` floats), whatever the number of images."""
+(spectra and per-image band statistics), at σ_max only, into variables of its own (``sample_<name>``, without the
+one-step modes' ``sigma`` and ``mode`` dims). The trajectory keeps one radial spectrum per step (``C × n_bins``
+floats), whatever the number of images."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from freqlab.measure.accumulators import SpectrumAccumulator
 from freqlab.measure.core import Analysis
 from freqlab.models import sampler
 
-__all__ = ["Trajectory", "sampler_sigmas", "run_sampler", "trajectory_variables", "trajectory_coords"]
+__all__ = ["Trajectory", "sampler_sigmas", "run_sampler", "sample_variables", "trajectory_variables",
+           "trajectory_coords"]
 
 
 class Trajectory:
@@ -66,6 +68,19 @@ def run_sampler(forward: Callable[[torch.Tensor, float], torch.Tensor], z: torch
             trajectory.update(i, an.radial(an.fft(denoised)))
 
     return sampler.sample(denoise, float(sigmas[0]) * z, sigmas, sampler=method, callback=record)
+
+
+def sample_variables(compared: measure.Named, sigma_max: float) -> dict:
+    """The sample's variables (:func:`freqlab.measure.core.compare` of the samples with the data), each named
+    ``sample_<name>`` with dims ``checkpoint`` (length 1) and the variable's own, its attrs those of ``<name>``."""
+    variables = {}
+    for name, (dims, value) in compared.items():
+        if name in measure.PAIRED:
+            continue
+        var_dims, values, attrs = measure.variable(name, ("checkpoint",) + dims, value[None])
+        attrs = {**attrs, "long_name": f"N-step sample from σ_max·z (σ_max = {sigma_max:g}): {attrs['long_name']}"}
+        variables[f"sample_{name}"] = (var_dims, values, attrs)
+    return variables
 
 
 def trajectory_variables(trajectory: Trajectory, data_power: torch.Tensor, an: Analysis) -> dict:

@@ -12,8 +12,8 @@ produces against the data:
 * ``sample`` mode (opt-in: ``2N − 1`` model calls per image with Heun), the **multi-step reference**: EDM's
   deterministic sampler (:mod:`freqlab.models.sampler`, N = ``sample_steps`` steps) from the generate mode's
   ``σ_max·z``, so a checkpoint's N-step sample and its one-step output pair image by image; measured like every
-  output at σ_max only (other σ NaN), plus the band power of the sampler's estimate ``x̂0`` before each step
-  (``sample_trajectory_*``, :mod:`freqlab.sweep.sample_mode`).
+  output, at σ_max only, into variables of its own (``sample_<name>``, no ``sigma`` or ``mode`` dim), plus the band
+  power of the sampler's estimate ``x̂0`` before each step (``sample_trajectory_*``, :mod:`freqlab.sweep.sample_mode`).
 * once: the data power, the **stationary Wiener reference** for the σ grid (the best shift-invariant linear
   denoiser), computed per Fourier mode from the data's periodic 2-D mean spectrum (see :func:`wiener_reference`),
   then binned like the measurements, and the **full-covariance linear MMSE denoiser** (the best linear denoiser)
@@ -26,9 +26,10 @@ produces against the data:
 
 Spectra use freqlab's window (Hann after removing each image's mean, :data:`freqlab.measure.core.WINDOW`) unless told
 otherwise. The result is one :class:`xarray.Dataset`, saved atomically after each checkpoint when ``out`` is given;
-rerunning resumes, skipping finished checkpoints (recognised by name *and* content fingerprint: a checkpoint of
-the same name with other weights is measured again, :mod:`freqlab.checkpoints.identity`), and refuses a file written with other
-settings. While it runs, the output is locked (:func:`freqlab.runtime.outputs.hold`): a second run into it refuses. Under
+rerunning resumes, skipping finished checkpoints (recognised by name *and* the content of the weights as loaded:
+a checkpoint of the same name with other weights is measured again, :mod:`freqlab.checkpoints.identity`), and refuses
+a file written with other settings or other images (every image measured or fitted on is digested before any work
+and checked again as it is read, :mod:`freqlab.data.digest`). While it runs, the output is locked (:func:`freqlab.runtime.outputs.hold`): a second run into it refuses. Under
 ``torchrun`` the work is split across processes (images or whole checkpoints, see ``distribute``), the
 accumulators are merged and rank 0 writes: the numbers are those of one process to float tolerance.
 
@@ -40,7 +41,7 @@ Dataset layout (long names and units of every variable in :data:`VARIABLES` and 
 ------------------------------------------------------------------------------------------------------------
 coords: ``checkpoint`` (str) with ``step``, ``images_seen`` (float, NaN unknown), ``checkpoint_path`` and
 ``checkpoint_fingerprint``;
-``sigma``; ``mode``; ``sampler_step`` with ``sampler_sigma`` (sample mode); ``channel``; ``freq`` (cycles/pixel)
+``sigma``; ``mode`` (the one-step modes swept); ``sampler_step`` with ``sampler_sigma`` (sample mode); ``channel``; ``freq`` (cycles/pixel)
 with ``freq_count``; ``band`` with ``band_lo``, ``band_hi``.
 
 =====================================================  ================================================
@@ -62,8 +63,13 @@ dims                                                   variables
                                                        cross_power_sem, transfer, coherence
 (checkpoint, sigma, channel)        [denoise only]     coherence_cutoff, coherence_cutoff_bound, mse, mse_sem
 (checkpoint, sigma, channel, band)  [denoise only]     error_wiener_ratio
+(checkpoint, channel, freq)  [sample]                  sample_output_power, sample_output_power_sem,
+                                                       sample_relative_power_db (the N-step sample at σ_max)
+(checkpoint, channel)  [sample]                        sample_cutoff_freq, sample_cutoff_freq_bound
+(checkpoint, channel, band)  [sample]                  sample_lsd, sample_band_log_power, ... (every variable of
+                                                       the (checkpoint, sigma, mode, ...) rows, prefixed)
 (checkpoint, sampler_step, channel, freq)  [sample]    sample_trajectory_power
-(checkpoint, sampler_step, channel, band)  [sample]    sample_trajectory_db
+(checkpoint, sampler_step, channel, band)  [sample]    sample_trajectory_db, sample_trajectory_lsd
 =====================================================  ================================================
 
 Loop order and cost: checkpoint → batch → σ (then the sample mode's sampler on the batch's images, 2N − 1 model
@@ -106,11 +112,13 @@ from freqlab.sweep.dataset import (
     order_checkpoints,
     split_parts,
 )
+from freqlab.data.digest import digest_images
 from freqlab.sweep.inputs import Entry, check_shape, data_fingerprint, make_data, resolve_models
 
 __all__ = ["sweep", "VARIABLES", "FORMAT_VERSION",]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: content digests of every measured image and of the weights as loaded
+REFERENCE_BATCH = 256  # images per batch of the references' fit (and of their digest)
 
 #: name → (long name, units) of every variable a sweep writes (the shared registry); dims in the table above.
 VARIABLES = measure.VARIABLES
@@ -182,6 +190,7 @@ def sweep(
     dev = distributed.setup(device)
     entries = resolve_models(models, device=dev, trust_pickle=trust_pickle)
     first = entries[0].get()
+    entries[0].take_fingerprint(first)
     job = _prepare(cfg, entries[0].name, first, data, sigmas, dev, spectra)
     fingerprint, attrs = _describe(job, entries)
     existing = results.open_for_resume(out, fingerprint, resume=resume, overwrite=overwrite) if spectra else None
@@ -220,7 +229,9 @@ def _prepare(cfg: SweepConfig, name: str, first, data, sigmas, dev, spectra: boo
         else None
     return SweepJob(cfg, dev, source, shape, np.asarray(sigmas), bool(cfg.autocast) and dev.type != "cpu",
                     Analysis(shape, band_dict, cfg.window, dev) if spectra else None, n_linear, steps,
-                    reference=reference, reference_start=start, n_reference=n_reference)
+                    reference=reference, reference_start=start, n_reference=n_reference,
+                    digest=digest_images(source, 0, cfg.n_images, cfg.batch_size),
+                    reference_digest=digest_images(reference, start, n_reference, REFERENCE_BATCH))
 
 
 def _reference_source(cfg: SweepConfig, data, source, shape) -> tuple:
@@ -244,10 +255,11 @@ def _describe(job: SweepJob, entries: list[Entry]) -> tuple[str, dict]:
     window = cfg.window if cfg.window is None or isinstance(cfg.window, (str, tuple)) else "tensor"
     band_dict = spectral.resolve_bands(cfg.bands)
     fields = dict(format_version=FORMAT_VERSION, sigmas=[float(s) for s in job.sigmas], data=data_fingerprint(
-        source, cfg.n_images), n_images=cfg.n_images, seed=int(cfg.seed), bands={k: list(v) for k, v in
+        source), n_images=cfg.n_images, seed=int(cfg.seed), bands={k: list(v) for k, v in
         band_dict.items()}, modes=list(cfg.modes), window=window, bf16_autocast=job.use_autocast,
-        wasserstein_images=cfg.keep, linear_reference=n_linear,
-        references=dict(source=data_fingerprint(job.reference, 1), start=job.reference_start, n=job.n_reference))
+        wasserstein_images=cfg.keep, linear_reference=n_linear, measured_images_digest=job.digest.total,
+        references=dict(source=data_fingerprint(job.reference), start=job.reference_start, n=job.n_reference,
+                        images_digest=job.reference_digest.total))
     if job.sample_sigmas is not None:  # only then: files without the sample mode keep their fingerprint
         fields.update(sampler=cfg.sampler, sampler_sigmas=[float(t) for t in job.sample_sigmas],
                       sample_images=cfg.n_sample)
@@ -312,8 +324,9 @@ def _measure(job: SweepJob, entries: list[Entry], todo: list[Entry], loaded: dic
     batches = [range(i, min(i + size, n)) for i in range(0, n, size)]
     mine = batches if by_checkpoint else distributed.shard(batches)
     if job.an is not None:
-        job.linear, job.spectrum = references.fit_references(job.reference, job.reference_start, job.n_reference,
-                                                             job.n_linear, job.dev)
+        job.linear, job.spectrum = references.fit_references(
+            job.reference, job.reference_start, job.n_reference, job.n_linear, job.dev, REFERENCE_BATCH,
+            check=lambda first, images: job.reference_digest.check(first, images, "reference images"))
     bar = _progress(len(rounds) * units(job), progress and distributed.is_main())
     data_stats: ImageStats | None = None
     try:
@@ -338,8 +351,8 @@ def _measure_entry(job: SweepJob, entry: Entry | None, loaded: dict, batches, ne
     if entry is not None:
         bar.set_postfix_str(entry.name, refresh=False)
         try:
-            entry.fingerprint  # noqa: B018 - taken before the measurement: what is about to be measured
             model = loaded.pop(entry.name) if entry.name in loaded else entry.get()
+            entry.take_fingerprint(model)  # of the weights measured, whatever the files hold by now
             loaded.clear()  # a loaded checkpoint is dropped once swept: one model in memory at a time
             stats = sweep_checkpoint(entry, model, job, batches, need_data=need_data, bar=bar)
             del model
