@@ -287,6 +287,9 @@ CASES = [
     Case("sweep-empty-step-folder", "a run folder with an empty checkpoints/step-000020/", SWEEP.replace(
         "{run}", "{tmp}/run"), "step-000020 looks like a checkpoint but cannot be read: it is empty",
          _copy("run", "run", lambda r: (r / "checkpoints" / "step-000020").mkdir())),
+    Case("sweep-empty-finetune-folder", "a fine-tuning run with an empty checkpoints/finetune-0000099-ema/",
+         SWEEP.replace("{run}", "{tmp}/ft"), "finetune-0000099-ema looks like a checkpoint but cannot be read: it is "
+         "empty", _copy("finetune", "ft", lambda r: (r / "checkpoints" / "finetune-0000099-ema").mkdir())),
     Case("sweep-garbage-config", "a checkpoint whose config.json is garbage", SWEEP.replace("{run}", "{tmp}/ckpt"),
          "config.json", _copy("run/checkpoints/step-000010", "ckpt", _garbage_config)),
     Case("sweep-truncated-weights", "truncated safetensors weights", SWEEP.replace("{run}", "{tmp}/ckpt"),

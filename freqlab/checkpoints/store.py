@@ -345,7 +345,7 @@ def _number_in_name(name: str) -> int | None:
 
 def _unreadable_reason(path: Path) -> str | None:
     """Why a folder that holds checkpoint files is in no format freqlab reads (None: it holds none)."""
-    if path.is_dir() and re.fullmatch(r"step-\d+", path.name) and not any(path.iterdir()):
+    if path.is_dir() and re.fullmatch(r"step-\d+|finetune-\d+(-ema)?", path.name) and not any(path.iterdir()):
         return "it is empty (named like a checkpoint of freqlab's, it holds no files)"
     if not path.is_dir() or not ((path / CONFIG_NAME).exists() or (path / WEIGHTS_NAME).exists()
                                  or any(path.glob("diffusion_pytorch_model*"))):

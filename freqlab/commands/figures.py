@@ -4,8 +4,9 @@ command has no --device or --seed)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+
+from freqlab.commands.common import report
 
 
 def register(sub) -> None:
@@ -30,11 +31,9 @@ def run(args) -> int:
 
     names = [n.strip() for n in args.only.split(",")] if args.only else None
     written = make_figures(args.results_dir, args.out, names, quiet=args.quiet)
-    if args.json:
-        print(json.dumps({"command": "figures", "results_dir": str(args.results_dir),
-                          "written": [str(p) for p in written]}, indent=2))
-    elif not args.quiet:
-        for path in written:
-            print(path)
+    if args.json or not args.quiet:
+        report(args, "\n".join(str(p) for p in written),
+               {"results_dir": str(args.results_dir), "written": [str(p) for p in written]})
+    if not (args.json or args.quiet):
         print(f"wrote {len(written)} files into {args.out}", file=sys.stderr)
     return 0
