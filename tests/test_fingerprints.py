@@ -11,7 +11,7 @@ import pytest
 import torch
 import xarray as xr
 
-from freqlab.data.digest import batch_digest, digest_images
+from freqlab.data.digest import DigestAsRead, batch_digest, digest_images
 from freqlab.runtime import results
 from freqlab.sweep import study
 
@@ -119,27 +119,21 @@ def test_images_that_change_while_a_sweep_reads_them_stop_it_before_anything_is_
     assert not out.exists()
 
 
-def test_reference_images_that_change_while_they_are_fitted_stop_the_sweep(tmp_path, make_tiny_run, monkeypatch):
-    from freqlab.measure import references
-
-    run, out, source = make_tiny_run([(0, 0)]), tmp_path / "sweep.nc", _Images()
-    fit = references.fit_references
-
-    def change_the_references(*args, **kwargs):
-        source.x[12] *= -1  # a held-out image the references are fitted on (images 8 to 15)
-        return fit(*args, **kwargs)
-
-    monkeypatch.setattr(references, "fit_references", change_the_references)
-    with pytest.raises(ValueError, match="reference images 8 to 15 changed"):
+def test_a_resumed_sweep_whose_references_were_fitted_on_other_images_is_refused(tmp_path, make_tiny_run):
+    run, out, source = make_tiny_run([(0, 0), (10, 1)]), tmp_path / "sweep.nc", _Images()
+    study.sweep(run / "checkpoints" / "step-000000", source, out=out, **SETTINGS)
+    source.x[12] *= -1  # a held-out image the references are fitted on (images 8 to 15), not a measured one
+    before = out.read_bytes()
+    with pytest.raises(results.SettingsDiffer, match="references fitted on other images"):
         study.sweep(run, source, out=out, **SETTINGS)
-    assert not out.exists()
+    assert out.read_bytes() == before
 
 
-def test_the_image_digest_sees_every_value_and_ignores_dtype():
+def test_the_image_digest_sees_every_bit_and_ignores_dtype():
     x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     assert batch_digest(x) == batch_digest(x.double())
     y = x.clone()
-    y[5, 2, 7, 7] += 1e-3
+    y[5, 2, 7, 7] = torch.nextafter(y[5, 2, 7, 7], torch.tensor(2.0))  # one pixel, one float32 step
     assert batch_digest(x) != batch_digest(y)
 
     class Source:
@@ -153,3 +147,9 @@ def test_the_image_digest_sees_every_value_and_ignores_dtype():
         digest.check(4, y[4:6], "data images")
     with pytest.raises(ValueError, match="not a batch"):
         digest.check(2, x[2:4], "data images")
+    read = DigestAsRead(0, 4)  # the same digest, taken as another pass reads the batches
+    read.add(0, x[:4])
+    read.add(4, x[4:])
+    assert read.digest() == digest
+    with pytest.raises(ValueError, match="out of order"):
+        read.add(0, x[:4])

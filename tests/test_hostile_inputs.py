@@ -594,8 +594,9 @@ CHANGED = [
      "test_a_resumed_sweep_checks_every_image_not_only_the_first"),
     ("measured images change while the sweep reads them", "stops before anything measured on them is saved",
      "test_images_that_change_while_a_sweep_reads_them_stop_it_before_anything_is_saved"),
-    ("reference images change while the references are fitted", "stops before anything is saved",
-     "test_reference_images_that_change_while_they_are_fitted_stop_the_sweep"),
+    ("the images the references are fitted on changed since the file was written", "resume refused in one line "
+     "(`references_images_digest` differs) before anything is saved",
+     "test_a_resumed_sweep_whose_references_were_fitted_on_other_images_is_refused"),
 ]
 
 

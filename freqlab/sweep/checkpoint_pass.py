@@ -46,7 +46,6 @@ class SweepJob:
     linear: Any = None  # the linear reference, fitted before the first checkpoint is measured
     spectrum: Any = None  # the Wiener reference's PeriodicSpectrum, from the same pass
     digest: Any = None  # freqlab.data.digest.ImageDigest of the measured images: every batch read is checked
-    reference_digest: Any = None  # the same of the images the references are fitted on
 
 
 def units(job: SweepJob) -> int:

@@ -28,8 +28,8 @@ Spectra use freqlab's window (Hann after removing each image's mean, :data:`freq
 otherwise. The result is one :class:`xarray.Dataset`, saved atomically after each checkpoint when ``out`` is given;
 rerunning resumes, skipping finished checkpoints (recognised by name *and* the content of the weights as loaded:
 a checkpoint of the same name with other weights is measured again, :mod:`freqlab.checkpoints.identity`), and refuses
-a file written with other settings or other images (every image measured or fitted on is digested before any work
-and checked again as it is read, :mod:`freqlab.data.digest`). While it runs, the output is locked (:func:`freqlab.runtime.outputs.hold`): a second run into it refuses. Under
+a file written with other settings or other images (every measured image is digested before any work and checked
+again as it is read, the references' images as the fit reads them: :mod:`freqlab.data.digest`). While it runs, the output is locked (:func:`freqlab.runtime.outputs.hold`): a second run into it refuses. Under
 ``torchrun`` the work is split across processes (images or whole checkpoints, see ``distribute``), the
 accumulators are merged and rank 0 writes: the numbers are those of one process to float tolerance.
 
@@ -112,13 +112,14 @@ from freqlab.sweep.dataset import (
     order_checkpoints,
     split_parts,
 )
-from freqlab.data.digest import digest_images
+from freqlab.data.digest import DigestAsRead, digest_images
 from freqlab.sweep.inputs import Entry, check_shape, data_fingerprint, make_data, resolve_models
 
 __all__ = ["sweep", "VARIABLES", "FORMAT_VERSION",]
 
 FORMAT_VERSION = 2  # 2: content digests of every measured image and of the weights as loaded
 REFERENCE_BATCH = 256  # images per batch of the references' fit (and of their digest)
+REFERENCE_DIGEST_ATTR = "references_images_digest"  # the digest of the images the references were fitted on
 
 #: name → (long name, units) of every variable a sweep writes (the shared registry); dims in the table above.
 VARIABLES = measure.VARIABLES
@@ -202,7 +203,8 @@ def sweep(
     done = {str(p.checkpoint.values[0]) for p in parts}
     todo = [e for e in entries if e.name not in done]
     if todo:
-        shared = _measure(job, entries, todo, {entries[0].name: first}, shared, parts, attrs, out, progress)
+        stored = None if existing is None else existing.attrs.get(REFERENCE_DIGEST_ATTR)
+        shared = _measure(job, entries, todo, {entries[0].name: first}, shared, parts, attrs, out, progress, stored)
         distributed.barrier()  # the file is complete when sweep returns on any rank
     del first
     if not spectra:
@@ -230,8 +232,7 @@ def _prepare(cfg: SweepConfig, name: str, first, data, sigmas, dev, spectra: boo
     return SweepJob(cfg, dev, source, shape, np.asarray(sigmas), bool(cfg.autocast) and dev.type != "cpu",
                     Analysis(shape, band_dict, cfg.window, dev) if spectra else None, n_linear, steps,
                     reference=reference, reference_start=start, n_reference=n_reference,
-                    digest=digest_images(source, 0, cfg.n_images, cfg.batch_size),
-                    reference_digest=digest_images(reference, start, n_reference, REFERENCE_BATCH))
+                    digest=digest_images(source, 0, cfg.n_images, cfg.batch_size))
 
 
 def _reference_source(cfg: SweepConfig, data, source, shape) -> tuple:
@@ -258,8 +259,7 @@ def _describe(job: SweepJob, entries: list[Entry]) -> tuple[str, dict]:
         source), n_images=cfg.n_images, seed=int(cfg.seed), bands={k: list(v) for k, v in
         band_dict.items()}, modes=list(cfg.modes), window=window, bf16_autocast=job.use_autocast,
         wasserstein_images=cfg.keep, linear_reference=n_linear, measured_images_digest=job.digest.total,
-        references=dict(source=data_fingerprint(job.reference), start=job.reference_start, n=job.n_reference,
-                        images_digest=job.reference_digest.total))
+        references=dict(source=data_fingerprint(job.reference), start=job.reference_start, n=job.n_reference))
     if job.sample_sigmas is not None:  # only then: files without the sample mode keep their fingerprint
         fields.update(sampler=cfg.sampler, sampler_sigmas=[float(t) for t in job.sample_sigmas],
                       sample_images=cfg.n_sample)
@@ -313,9 +313,10 @@ def _fitted_on(job: SweepJob, n: int) -> str:
 
 
 def _measure(job: SweepJob, entries: list[Entry], todo: list[Entry], loaded: dict, shared, parts: list, attrs: dict,
-             out, progress: bool):
+             out, progress: bool, stored_reference_digest: str | None = None):
     """Measure the checkpoints ``todo`` (one at a time, or one per rank), appending their parts to ``parts`` and
-    saving the file after each round; returns the shared (data and reference) part."""
+    saving the file after each round; returns the shared (data and reference) part. The references are fitted
+    first; ``stored_reference_digest`` (a resumed file's) must be the digest of the images they are fitted on."""
     world, rank = distributed.world_size(), distributed.rank()
     by_checkpoint = world > 1 and (job.cfg.distribute == "checkpoints" or (
         job.cfg.distribute == "auto" and len(todo) % world == 0))
@@ -324,9 +325,15 @@ def _measure(job: SweepJob, entries: list[Entry], todo: list[Entry], loaded: dic
     batches = [range(i, min(i + size, n)) for i in range(0, n, size)]
     mine = batches if by_checkpoint else distributed.shard(batches)
     if job.an is not None:
-        job.linear, job.spectrum = references.fit_references(
-            job.reference, job.reference_start, job.n_reference, job.n_linear, job.dev, REFERENCE_BATCH,
-            check=lambda first, images: job.reference_digest.check(first, images, "reference images"))
+        read = DigestAsRead(job.reference_start, REFERENCE_BATCH)
+        job.linear, job.spectrum = references.fit_references(job.reference, job.reference_start, job.n_reference,
+                                                             job.n_linear, job.dev, REFERENCE_BATCH, check=read.add)
+        attrs[REFERENCE_DIGEST_ATTR] = read.digest().total
+        if stored_reference_digest is not None and stored_reference_digest != attrs[REFERENCE_DIGEST_ATTR]:
+            raise results.SettingsDiffer(
+                f"results file {out} was written with references fitted on other images ({REFERENCE_DIGEST_ATTR}: "
+                f"file {stored_reference_digest} vs this run {attrs[REFERENCE_DIGEST_ATTR]}); refusing to mix "
+                "them: pass overwrite=True (--overwrite) to replace it, or choose another output path")
     bar = _progress(len(rounds) * units(job), progress and distributed.is_main())
     data_stats: ImageStats | None = None
     try:
