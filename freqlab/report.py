@@ -146,9 +146,8 @@ def _fstar_text(fstar: float, ds: xr.Dataset) -> str:
 
 
 def _references_text(ds: xr.Dataset) -> str:
-    text = str(ds.attrs.get("linear_reference") or ds.attrs.get("wiener_reference", ""))
-    at = text.find("images ")
-    return text[at:].split(";")[0].split(" (")[0] if at >= 0 else "held-out images of the same data"
+    """The images both references were fitted on, as the sweep recorded them."""
+    return str(ds.attrs.get("references_fitted_on", "held-out images of the same data"))
 
 
 def _diffusion_model_lines(ds: xr.Dataset, ratio: xr.DataArray) -> list[str]:

@@ -431,6 +431,7 @@ def test_linear_reference_defaults_and_errors(white16, tmp_path):
     ds = sw.sweep({"t": TinyDenoiser()}, "white", SIGMAS, data_options={"resolution": 16, "grayscale": True},
                   modes=("denoise",), **SMALL)
     assert "linear_mse" in ds and "images 0 to 2047 of the train split" in ds.attrs["linear_reference"]  # 8·256
+    assert ds.attrs["references_fitted_on"] == "images 0 to 2047 of the train split"  # what the report quotes
     # white noise is stationary and uncorrelated: the best linear and the stationary filter agree
     np.testing.assert_allclose(ds.linear_mse.values, ds.wiener_mse.values, rtol=0.25)
     off = sw.sweep({"t": TinyDenoiser()}, white16, SIGMAS, linear_reference=0, **SMALL)
@@ -447,6 +448,7 @@ def test_linear_reference_defaults_and_errors(white16, tmp_path):
     own = sw.sweep({"t": TinyDenoiser()}, only, SIGMAS, **{**SMALL, "n_images": 12})
     assert "the measured images 0 to 11 (the source holds no others)" in own.attrs["wiener_reference"]
     assert own.attrs["references_split"] == "measured" and np.isfinite(own.wiener_mse.values).all()
+    assert own.attrs["references_fitted_on"] == "the measured images 0 to 11"
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -283,6 +283,7 @@ def _describe(job: SweepJob, entries: list[Entry]) -> tuple[str, dict]:
         "bands": results.make_fingerprint(**{k: list(v) for k, v in band_dict.items()}),
         "linear_reference": "none" if not n_linear else (
             f"full-covariance linear MMSE denoiser fitted on {_fitted_on(job, n_linear)}"),
+        "references_fitted_on": _fitted_on(job, job.n_reference, why=False),
         "references_split": cfg.reference_split if job.reference is not source else (
             "held-out" if job.n_reference else "measured"),
     }
@@ -300,16 +301,16 @@ def _describe(job: SweepJob, entries: list[Entry]) -> tuple[str, dict]:
     return attrs["fingerprint"], attrs
 
 
-def _fitted_on(job: SweepJob, n: int) -> str:
-    """Which images a reference is fitted on, in words."""
+def _fitted_on(job: SweepJob, n: int, why: bool = True) -> str:
+    """Which images a reference is fitted on, in words (``why``: and how they relate to the measured ones)."""
     first, last = job.reference_start, job.reference_start + n - 1
     if n == 0:
-        return f"the measured images 0 to {job.cfg.n_images - 1} (the source holds no others)"
+        return f"the measured images 0 to {job.cfg.n_images - 1}" + (" (the source holds no others)" if why else "")
     if job.reference is job.source:
-        return (f"images {first} to {last} of the measured source (held out: the sweep measures images 0 to "
-                f"{job.cfg.n_images - 1})")
-    return (f"images {first} to {last} of the {job.cfg.reference_split} split (what a model learned from; the "
-            f"sweep measures the {job.cfg.split} split)")
+        return f"images {first} to {last} of the measured source" + (
+            f" (held out: the sweep measures images 0 to {job.cfg.n_images - 1})" if why else "")
+    return f"images {first} to {last} of the {job.cfg.reference_split} split" + (
+        f" (what a model learned from; the sweep measures the {job.cfg.split} split)" if why else "")
 
 
 def _measure(job: SweepJob, entries: list[Entry], todo: list[Entry], loaded: dict, shared, parts: list, attrs: dict,
