@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import codecs
 import pickle
-import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 
 from freqlab.data.base import DataSource, fit_to, to_channels
+from freqlab.runtime.outputs import note
 
 __all__ = ["FILE_OPTIONS", "IMAGE_SUFFIXES", "ArraySource", "image_files", "load_array", "load_cifar10", "load_folder",
            "read_image", "report_failures"]
@@ -101,8 +101,7 @@ def report_failures(root: Path, files: list, failed: list, *, any_read: bool, wh
     first = f"(first: {failed[0][0].name}: {failed[0][1]})"
     if not any_read:
         raise ValueError(f"none of the {len(files)} image files in {str(root)!r} could be read {first}")
-    print(f"freqlab: skipped {len(failed)} {what} image file(s) of {len(files)} in {str(root)!r} {first}",
-          file=sys.stderr, flush=True)
+    note(f"skipped {len(failed)} {what} image file(s) of {len(files)} in {str(root)!r} {first}")
 
 
 def image_files(root: Path) -> list[Path]:
@@ -114,8 +113,8 @@ def image_files(root: Path) -> list[Path]:
     others = [p for p in found if p.suffix.lower() not in IMAGE_SUFFIXES]
     if others and files:
         kinds = sorted({p.suffix.lower() or "(none)" for p in others})
-        print(f"freqlab: {len(others)} file(s) in {str(root)!r} are not images ({', '.join(kinds[:5])}); read "
-              f"{len(files)} image file(s) ({', '.join(IMAGE_SUFFIXES)})", file=sys.stderr, flush=True)
+        note(f"{len(others)} file(s) in {str(root)!r} are not images ({', '.join(kinds[:5])}); read "
+             f"{len(files)} image file(s) ({', '.join(IMAGE_SUFFIXES)})")
     return files
 
 

@@ -47,7 +47,8 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["OutputInUse", "write_atomic", "hold", "holding", "lock_path", "clean_temporaries", "check_writable_under"]
+__all__ = ["OutputInUse", "write_atomic", "hold", "holding", "lock_path", "clean_temporaries", "check_writable_under",
+           "note"]
 
 
 class OutputInUse(RuntimeError):
@@ -181,7 +182,8 @@ def _holder_text(raw: str) -> str:
         return "holder unknown"
 
 
-def _note(message: str) -> None:
+def note(message: str) -> None:
+    """One line on stderr, ``freqlab: <message>``: what a run tells its user without stopping."""
     print(f"freqlab: {message}", file=sys.stderr, flush=True)
 
 
@@ -259,7 +261,7 @@ def hold(target: str | os.PathLike | None, *, command: str | None = None) -> Ite
         for folder in reversed(created):
             with contextlib.suppress(OSError):
                 folder.rmdir()
-        _note(f"cannot lock {target} on this file system ({err.strerror}); running without a lock, so do not "
+        note(f"cannot lock {target} on this file system ({err.strerror}); running without a lock, so do not "
               "start a second run into it")
         yield
         return
@@ -267,7 +269,7 @@ def hold(target: str | os.PathLike | None, *, command: str | None = None) -> Ite
     try:
         previous = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
         if previous:
-            _note(f"a previous run into {target} ended without releasing its lock ({_holder_text(previous)}); "
+            note(f"a previous run into {target} ended without releasing its lock ({_holder_text(previous)}); "
                   "taking it over")
         info = {"pid": os.getpid(), "host": socket.gethostname(),
                 "started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -276,7 +278,7 @@ def hold(target: str | os.PathLike | None, *, command: str | None = None) -> Ite
         os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
         removed = clean_temporaries(target)
         if removed:
-            _note(f"removed {len(removed)} temporary file(s) left in {target} by an interrupted run")
+            note(f"removed {len(removed)} temporary file(s) left in {target} by an interrupted run")
         yield
     finally:
         _HELD[key][1] -= 1

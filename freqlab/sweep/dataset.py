@@ -4,7 +4,6 @@ variables shared), resuming from a file, and the plain-words summary."""
 from __future__ import annotations
 
 import math
-import sys
 
 import numpy as np
 import torch
@@ -16,6 +15,7 @@ from freqlab.measure.conventions import COHERENCE_THRESHOLD, MATCH_DB
 from freqlab.measure.core import Analysis, ImageStats
 from freqlab.measure.references import snr_crossover, wiener_reference, window_kernel
 from freqlab.runtime import distributed
+from freqlab.runtime.outputs import note
 from freqlab.sweep import sample_mode
 from freqlab.sweep.inputs import Entry
 
@@ -164,8 +164,8 @@ def keep_unchanged(parts: list[xr.Dataset], entries: list[Entry], out) -> list[x
         else:
             kept.append(part)
     if changed and distributed.is_main():
-        print(f"freqlab: {len(changed)} checkpoint(s) in {out} have the names of requested ones but other content "
-              f"({', '.join(changed)}); measuring them again", file=sys.stderr, flush=True)
+        note(f"{len(changed)} checkpoint(s) in {out} have the names of requested ones but other content "
+             f"({', '.join(changed)}); measuring them again")
     return kept
 
 
