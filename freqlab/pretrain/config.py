@@ -35,6 +35,11 @@ def parse_optional_float(text: str) -> float | None:
     return None if text.strip().lower() == "none" else float(text)
 
 
+#: Fields that default to None and are left out of :meth:`TrainConfig.to_dict` while None (added after runs were
+#: recorded without them: an unrestricted run's recorded config is unchanged).
+OPTIONAL_FIELDS = ("train_sigma_min", "train_sigma_max")
+
+
 @documented
 @dataclass
 class TrainConfig:
@@ -72,6 +77,11 @@ class TrainConfig:
                                       "instead of log-normal (EDM: 0; freqlab.pretrain.loss.training_sigma)")
     p_mean: float = setting(-1.2, "mean of log σ during training (EDM: -1.2)")
     p_std: float = setting(1.2, "standard deviation of log σ during training (EDM: 1.2)")
+    train_sigma_min: float | None = setting(None, "train only at σ >= this: the σ distribution truncated below "
+                                            "(none: no bound; freqlab.pretrain.loss.training_sigma)",
+                                            parse=parse_optional_float, metavar="SIGMA")
+    train_sigma_max: float | None = setting(None, "train only at σ <= this: the σ distribution truncated above "
+                                            "(none: no bound)", parse=parse_optional_float, metavar="SIGMA")
     steps: int = setting(300, "optimisation steps")
     batch_size: int = setting(32, "images per step")
     lr: float = setting(1e-3, "Adam learning rate")
@@ -97,8 +107,13 @@ class TrainConfig:
                                                   "added)", parse=parse_numbers, metavar="E1,E2,...")
 
     def to_dict(self) -> dict:
-        """JSON-ready dict (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """JSON-ready dict (tuples become lists). The σ-range bounds appear only when set, so an unrestricted run
+        records exactly the dict it recorded before they existed (its run.json, resume check and checkpoints)."""
+        d = json.loads(json.dumps(dataclasses.asdict(self)))
+        for name in OPTIONAL_FIELDS:
+            if d[name] is None:
+                del d[name]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -144,6 +159,18 @@ class TrainConfig:
             raise ValueError(f"loguniform_share must be in [0, 1], got {self.loguniform_share!r}")
         if not math.isfinite(self.p_mean):
             raise ValueError(f"p_mean must be finite, got {self.p_mean!r}")
+        bounds = {"train_sigma_min": self.train_sigma_min, "train_sigma_max": self.train_sigma_max}
+        for name, value in bounds.items():
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be finite and > 0 (or None), got {value!r}")
+        if None not in bounds.values() and not self.train_sigma_min < self.train_sigma_max:
+            raise ValueError(f"train_sigma_min ({self.train_sigma_min!r}) must be below train_sigma_max "
+                             f"({self.train_sigma_max!r})")
+        if self.loguniform_share == 1 and (  # the log-uniform part alone must reach the range
+                (self.train_sigma_min is not None and self.train_sigma_min >= self.sigma_max)
+                or (self.train_sigma_max is not None and self.train_sigma_max <= self.sigma_min)):
+            raise ValueError(f"the σ range [{self.train_sigma_min}, {self.train_sigma_max}] lies outside [sigma_min, "
+                             f"sigma_max] = [{self.sigma_min}, {self.sigma_max}], where loguniform_share = 1 draws")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.lr_schedule not in ("constant", "cosine"):

@@ -28,13 +28,50 @@ def training_sigma(xi: torch.Tensor, pick: torch.Tensor, config) -> torch.Tensor
     An image takes EDM's log-normal ``σ = exp(p_mean + p_std·ξ)``, or, with probability ``loguniform_share``
     (``Φ(pick) < share``), a log-uniform ``σ = σ_min·(σ_max/σ_min)^u`` with ``u = Φ(ξ)`` uniform on (0, 1): every
     decade of ``[σ_min, σ_max]`` equally. ``loguniform_share = 0`` is EDM's sampling exactly.
+
+    With ``train_sigma_min`` and/or ``train_sigma_max`` set (the σ-ablation, ``benchmarks/sigma_ablation.py``) σ is
+    drawn from this same distribution truncated to the range (:func:`_truncated_sigma`), from the same two draws
+    per image, so a restricted run sees the same images and noise as an unrestricted one. Without them (the
+    default) the draws are exactly those above.
     """
+    lo_t, hi_t = getattr(config, "train_sigma_min", None), getattr(config, "train_sigma_max", None)
+    if lo_t is not None or hi_t is not None:
+        return _truncated_sigma(xi, pick, config, lo_t, hi_t)
     lognormal = torch.exp(config.p_mean + config.p_std * xi)
     if not config.loguniform_share:
         return lognormal
     lo, hi = math.log(config.sigma_min), math.log(config.sigma_max)
     loguniform = torch.exp(lo + (hi - lo) * _normal_cdf(xi)).to(xi.dtype)
     return torch.where(_normal_cdf(pick) < config.loguniform_share, loguniform, lognormal)
+
+
+def _truncated_sigma(xi: torch.Tensor, pick: torch.Tensor, config, lo_t: float | None,
+                     hi_t: float | None) -> torch.Tensor:
+    """:func:`training_sigma`'s distribution truncated to ``[lo_t, hi_t]`` (``None``: unbounded), by inverse CDF.
+
+    Each part is truncated on the same uniform ``u = Φ(ξ)``: the log-normal one as ``ξ' = Φ⁻¹(a + (b − a)·u)``,
+    ``a, b = Φ((log lo_t − p_mean)/p_std), Φ((log hi_t − p_mean)/p_std)``; the log-uniform one as
+    ``u' = u_lo + (u_hi − u_lo)·u`` on the part of ``[σ_min, σ_max]`` inside the range. The share of the log-uniform
+    part becomes ``s·m_u/(s·m_u + (1 − s)·m_n)`` with ``m_u``, ``m_n`` each part's mass inside the range: the exact
+    truncation of the mixture, not each part's share kept.
+    """
+    u = _normal_cdf(xi)
+    log_lo = math.log(lo_t) if lo_t is not None else -math.inf
+    log_hi = math.log(hi_t) if hi_t is not None else math.inf
+    std_normal = torch.distributions.Normal(0.0, 1.0)
+    a, b = (float(std_normal.cdf(torch.tensor((v - config.p_mean) / config.p_std, dtype=torch.float64)))
+            for v in (log_lo, log_hi))
+    p = (a + (b - a) * u).clamp(1e-300, 1 - 1e-16)
+    lognormal = torch.exp(config.p_mean + config.p_std * torch.special.ndtri(p))
+    share = float(config.loguniform_share)
+    if share:
+        lo, hi = math.log(config.sigma_min), math.log(config.sigma_max)
+        u_lo, u_hi = (min(max((v - lo) / (hi - lo), 0.0), 1.0) for v in (log_lo, log_hi))
+        loguniform = torch.exp(lo + (hi - lo) * (u_lo + (u_hi - u_lo) * u))
+        mass_u, mass_n = share * (u_hi - u_lo), (1 - share) * (b - a)
+        share = mass_u / (mass_u + mass_n) if mass_u + mass_n > 0 else 0.0
+        lognormal = torch.where(_normal_cdf(pick) < share, loguniform, lognormal)
+    return lognormal.clamp(lo_t, hi_t).to(xi.dtype)
 
 
 def _normal_cdf(x: torch.Tensor) -> torch.Tensor:
