@@ -129,3 +129,19 @@ def test_the_calibration_and_fresh_seed_runs_quoted_exist_and_agree():
     rows = re.findall(r"\| (natural|deadleaves|grf) \| (\d+) \| (\d+) \|", v2)
     assert len(rows) == 3
     assert (since, comparisons) == (sum(int(r[2]) for r in rows), sum(int(r[1]) for r in rows))
+
+
+def test_the_sigma_ablation_numbers_quoted_are_its_results_file():
+    import csv
+
+    with open(ROOT / "benchmarks" / "results" / "sigma_ablation.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["stage"] == "end"]
+    high = {name: np.array([float(r["high"]) for r in rows if r["range"] == name]) for name in ("full", "above")}
+    quoted = _quoted(r"on (\d) of (\d) seeds \(MMD² ([\d.]+) ± ([\d.]+) against ([\d.]+) ± ([\d.]+)\)").groups()
+    closer, n = int(quoted[0]), int(quoted[1])
+    assert (closer, n) == (int((high["above"] < high["full"]).sum()), len(high["full"]))
+    assert [float(v) for v in quoted[2:]] == [round(float(f(high[name])), 3) for name in ("above", "full")
+                                              for f in (np.mean, lambda x: np.std(x, ddof=1))]
+    split = float(_quoted(r"only at σ ≥ ([\d.]+) \(never").group(1))
+    table = (ROOT / "benchmarks" / "results" / "sigma_ablation.md").read_text()
+    assert split == round(float(re.search(r"σ_split = σ\*\(f_c\) = ([\d.]+)", table).group(1)), 2)
