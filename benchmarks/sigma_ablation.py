@@ -44,7 +44,10 @@ otherwise "no clear effect". Anything else the run shows (other bands, the start
 
 Outputs: OUT/seed<k>/<range>/pretrain/ and finetune/, OUT/compare.nc, OUT/sigma_ablation.json (every number);
 ``--results`` (default benchmarks/results/sigma_ablation.md, written with the prediction and "pending" before the
-runs and rewritten at the end) with a CSV beside it, and ``--figure`` (default figures/sigma_ablation.png).
+runs and rewritten at the end) with a CSV beside it; ``sigma_ablation.nc`` in the results directory ``--into``
+(default figures/results: ``freqlab figures`` redraws ``sigma_ablation.png`` from it, the criterion is
+:mod:`freqlab.compare.ablation`, and the demo's report there gains a section on it), and the figure in ``--figures``
+(default figures/). ``--redraw`` writes them all again from OUT/sigma_ablation.json without running anything.
 Resumes: finished pre-trainings and fine-tunes are kept. Timing on this project's 2-core CPU: benchmarks/README.md.
 """
 
@@ -193,26 +196,6 @@ def band_lsd(reference, candidates: dict, n: int, batch: int) -> dict:
     return out
 
 
-def decide(values: dict, seeds: list[int], band: str, other: str) -> dict:
-    """One arm of the criterion: ``other`` further from the data than ``full`` in ``band`` (module doc)."""
-    import numpy as np
-
-    full = np.array([values[(s, "full", "end")][band] for s in seeds])
-    cut = np.array([values[(s, other, "end")][band] for s in seeds])
-    diff, n = cut - full, len(seeds)
-    k = n if n <= 4 else math.ceil(0.8 * n)
-    sd = float(full.std(ddof=1)) if n > 1 else float("nan")
-    mean = float(diff.mean())
-    if int((diff > 0).sum()) >= k and mean > sd:
-        outcome = "as predicted"
-    elif int((diff < 0).sum()) >= k and -mean > sd:
-        outcome = "opposite"
-    else:
-        outcome = "no clear effect"
-    return {"band": band, "range": other, "n": n, "k": k, "seeds_further": int((diff > 0).sum()),
-            "mean_difference": mean, "sd_full": sd, "differences": diff.tolist(), "outcome": outcome}
-
-
 def _stats(xs) -> str:
     import numpy as np
 
@@ -288,56 +271,40 @@ def _table_rows(v: dict, seeds: list, key) -> list[str]:
     return rows
 
 
-def make_figure(summary: dict, path: Path) -> None:
-    """MMD² per band for the three pre-training ranges: one point per seed, the mean as a bar."""
-    import matplotlib
+def publish(summary: dict, args) -> None:
+    """Every output of a finished run: OUT/sigma_ablation.json, the results file and its CSV, and
+    ``sigma_ablation.nc`` in the results directory ``--into``, with its figure (the figure registry's, so that
+    ``freqlab figures`` redraws it) and, where that directory holds a demo's results, its report."""
+    from dataclasses import asdict
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
+    from freqlab.compare import ablation
+    from freqlab.plots.registry import make_figure
+    from freqlab.report import write_report
+    from freqlab.runtime import results
 
-    seeds, rows = summary["seeds"], {(r["seed"], r["range"], r["stage"]): r for r in summary["rows"]}
-    fig, grid = plt.subplots(2, len(BANDS), figsize=(13, 7), constrained_layout=True)
-    colours = plt.cm.tab10(np.arange(len(seeds)) % 10)
-    for ax, band in zip(grid[0], BANDS):
-        for i, name in enumerate(RANGES):
-            for stage, dx, filled in (("end", 0.0, True), ("start", 0.3, False)):
-                if (seeds[0], name, stage) not in rows:
-                    continue
-                ys = [rows[(k, name, stage)][band] for k in seeds]
-                xs = i + dx + np.linspace(-0.08, 0.08, len(seeds))
-                for x, y, c in zip(xs, ys, colours):
-                    ax.scatter(x, y, s=28, color=c if filled else "none", edgecolors=c, zorder=3)
-                ax.hlines(np.mean(ys), i + dx - 0.13, i + dx + 0.13, color="k" if filled else "0.5", lw=2)
-        ax.set_xticks(range(len(RANGES)), [f"{n}\n{summary['range_text'][n]}" for n in RANGES], fontsize=8)
-        ax.set_title(f"{band} band" if band != "image" else "whole image (DC excluded)", fontsize=10)
-        ax.text(0.02, 0.98, f"data vs data: {summary['mmd2_reference'][band]:.2g}", transform=ax.transAxes,
-                va="top", fontsize=7, color="0.3")
-        ax.grid(axis="y", alpha=0.3)
-    for ax, band in zip(grid[1], BANDS):  # the secondary statistic
-        for i, name in enumerate(RANGES):
-            for stage, dx, filled in (("end", 0.0, True), ("start", 0.3, False)):
-                if (seeds[0], name, stage) not in rows:
-                    continue
-                ys = [rows[(k, name, stage)][f"lsd_db_{band}"] for k in seeds]
-                xs = i + dx + np.linspace(-0.08, 0.08, len(seeds))
-                for x, y, c in zip(xs, ys, colours):
-                    ax.scatter(x, y, s=28, color=c if filled else "none", edgecolors=c, zorder=3)
-                ax.hlines(np.mean(ys), i + dx - 0.13, i + dx + 0.13, color="k" if filled else "0.5", lw=2)
-        ax.set_xticks(range(len(RANGES)), [f"{n}\n{summary['range_text'][n]}" for n in RANGES], fontsize=8)
-        ax.set_ylim(bottom=0)
-        ax.grid(axis="y", alpha=0.3)
-    grid[0, 0].set_ylabel("MMD² to held-out data\n(the criterion's statistic; larger = further)")
-    grid[1, 0].set_ylabel("log-spectral distance to the data, dB\n(mean spectra; secondary)")
-    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=f"seed {k}") for k, c in zip(seeds, colours)]
-    handles += [plt.Line2D([], [], color="k", lw=2, label="D2O-F end (filled), mean"),
-                plt.Line2D([], [], color="0.5", lw=2, label="pre-trained one step it started from (hollow), mean")]
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
-    fig.suptitle(f"σ-ablation: pre-training σ range vs D2O-F samples, σ_split = {summary['split']['sigma_split']:.3g}"
-                 f" ({summary['steps']} pre-training steps, {len(seeds)} seeds)", fontsize=11)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    split = summary["split"]
+    ds = ablation.to_dataset(summary["rows"], BANDS, mmd2_reference=summary["mmd2_reference"], attrs={
+        "sigma_split": split["sigma_split"], "f_split": F_SPLIT, "steps": summary["steps"],
+        "finetune_images": summary["finetune_images"], "compare_images": summary["compare_images"],
+        "criterion_sha256_prefix": summary["criterion"], "prediction_written": split["written"] + " UTC",
+        "prediction": PREDICTION.replace("\n", " "), "command": split["command"], "machine": summary["machine"],
+        "wall_min": summary["wall_min"]})
+    arms, summary["verdict"] = ablation.verdict(ds)
+    summary["arms"] = [asdict(a) for a in arms]
+    out, results_md, into = Path(args.out), Path(args.results), Path(args.into)
+    (out / "sigma_ablation.json").write_text(json.dumps(summary, indent=2) + "\n")
+    rows = summary["rows"]
+    with open(results_md.with_suffix(".csv"), "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+    write_markdown(results_md, split, args, summary)
+    results.save(ds, into / ablation.ABLATION_FILE)
+    make_figure("sigma_ablation", into, args.figures)
+    if (into / "sweep.nc").exists():
+        write_report(into)
+    print(f"{summary['verdict']}\nresults {results_md}, {into / ablation.ABLATION_FILE}, figure "
+          f"{Path(args.figures) / 'sigma_ablation.png'}; {summary['wall_min']:.1f} min", file=sys.stderr)
 
 
 def main(argv=None) -> int:
@@ -355,7 +322,11 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--results", default=str(ROOT / "benchmarks/results/sigma_ablation.md"))
-    parser.add_argument("--figure", default=str(ROOT / "figures/sigma_ablation.png"))
+    parser.add_argument("--into", default=str(ROOT / "figures/results"), help="the results directory that gets "
+                        "sigma_ablation.nc, and its report (default: figures/results, the committed demo's)")
+    parser.add_argument("--figures", default=str(ROOT / "figures"), help="where sigma_ablation.png and .pdf go")
+    parser.add_argument("--redraw", action="store_true", help="write every output again from OUT/sigma_ablation.json "
+                        "without running anything")
     parser.add_argument("--machine", default="a 2-core CPU, no GPU, one torch thread",
                         help="the machine, in words, for the results file")
     args = parser.parse_args(argv)
@@ -365,6 +336,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out, start = Path(args.out), time.monotonic()
+    if args.redraw:
+        if not (out / "sigma_ablation.json").exists():
+            parser.error(f"--redraw needs {out / 'sigma_ablation.json'} (a finished run's); run without --redraw")
+        publish(json.loads((out / "sigma_ablation.json").read_text()), args)
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     prereg = out / "split.json"
@@ -392,7 +368,7 @@ def main(argv=None) -> int:
     ds, config, crit, lsd = compare_all(out, made, args)
     print(f"  compare: {time.monotonic() - t_cmp:.0f} s for {len(made)} generators", file=sys.stderr, flush=True)
 
-    rows, values = [], {}
+    rows = []
     for key in made:
         name, seed_text, stage = key.split("-")
         seed = int(seed_text[4:])
@@ -404,11 +380,6 @@ def main(argv=None) -> int:
                "loss_over_baseline": runs[(seed, name)]["loss_over_baseline"],
                "pretrain_s": runs[(seed, name)]["pretrain_s"], "finetune_s": runs[(seed, name)]["finetune_s"]}
         rows.append(row)
-        values[(seed, name, stage)] = row
-    arms = [decide(values, seeds, "high", "above"), decide(values, seeds, "low", "below")]
-    outcomes = [a["outcome"] for a in arms]
-    verdict = ("PASS: both arms as predicted" if outcomes == ["as predicted"] * 2 else
-               "FAIL: " + "; ".join(f"{a['band']} arm {a['outcome']}" for a in arms))
     from freqlab.demo import _default_finetune
 
     summary = {"seeds": seeds, "steps": args.steps, "finetune_images": runs[(seeds[0], "full")]["finetune_images"],
@@ -418,16 +389,8 @@ def main(argv=None) -> int:
                               "below": f"σ ≤ {split['sigma_split']:.3g}"},
                "mmd2_reference": {b: float(ds.mmd2_reference.sel(band=b)) for b in BANDS},
                "recall_reference": float(ds.recall_reference.sel(band="image").mean()),
-               "arms": arms, "verdict": verdict, "rows": rows, "machine": args.machine,
-               "wall_min": (time.monotonic() - start) / 60}
-    (out / "sigma_ablation.json").write_text(json.dumps(summary, indent=2) + "\n")
-    with open(results_md.with_suffix(".csv"), "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
-    write_markdown(results_md, split, args, summary)
-    make_figure(summary, Path(args.figure))
-    print(f"{verdict}\nresults {results_md}, figure {args.figure}; {summary['wall_min']:.1f} min", file=sys.stderr)
+               "rows": rows, "machine": args.machine, "wall_min": (time.monotonic() - start) / 60}
+    publish(summary, args)
     return 0
 
 

@@ -332,6 +332,14 @@ def inside_section(root: Path) -> list[str]:
     return ["", "## Inside the network", *lines, ""] if lines else []
 
 
+def ablation_section(root: Path) -> list[str]:
+    """The σ-ablation (:mod:`freqlab.compare.ablation`), when a benchmark wrote its results into ``root``."""
+    from freqlab.compare import ablation
+
+    path = root / ablation.ABLATION_FILE
+    return ablation.section(results.load(path)) if path.exists() else []
+
+
 def build_report(root: str | Path) -> str:
     """The report of the results directory ``root`` as markdown."""
     from freqlab.plots.results_dir import finetune_logs
@@ -353,7 +361,7 @@ def build_report(root: str | Path) -> str:
         "",
     ]
     body = _numbered(sweep_section(ds) + sampler_section(ds) + finetune_section(logs) + verdict_section(root)
-                     + inside_section(root))
+                     + inside_section(root) + ablation_section(root))
     return "\n".join(head + body) + "\n"
 
 

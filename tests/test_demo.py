@@ -27,7 +27,7 @@ def test_demo_writes_every_stage(demo_dir):
                  "layer_spectra.nc", "weight_change.nc", "data_spectra.nc", "report.md"):
         assert (demo_dir / path).exists(), path
     pngs = sorted(p.stem for p in (demo_dir / "figures").glob("*.png"))
-    assert pngs == sorted(figures.FIGURES)
+    assert pngs == sorted(figures.DEMO_FIGURES)  # a benchmark's figure (sigma_ablation) only where its file is
     text = (demo_dir / "report.md").read_text()
     for heading in ("One step at σ_max", "Lower noise levels", "Over pre-training", "Many steps against one",
                     "What GAN fine-tuning added", "The verdict", "Inside the network"):
@@ -72,7 +72,7 @@ def test_exported_results_redraw_every_figure(demo_dir, tmp_path):
     written = results_dir.export_results(demo_dir, tmp_path / "results")
     assert not any(p.suffix in (".pt", ".safetensors") for p in written)  # no weights, no training state
     assert figures.make_figures(tmp_path / "results", tmp_path / "figs")
-    for name in figures.FIGURES:
+    for name in figures.DEMO_FIGURES:
         assert np.array_equal(_pixels(tmp_path / "figs" / f"{name}.png"), _pixels(demo_dir / "figures" / f"{name}.png")), name
 
 
@@ -88,7 +88,7 @@ def test_rerun_reuses_finished_stages(demo_dir):
 @pytest.mark.slow
 def test_figures_command_regenerates_from_saved_results(demo_dir, tmp_path, capsys):
     assert main(["figures", str(demo_dir), "--out", str(tmp_path)]) == 0
-    assert len(list(tmp_path.glob("*.png"))) == len(figures.FIGURES)
+    assert len(list(tmp_path.glob("*.png"))) == len(figures.DEMO_FIGURES)
     assert main(["figures", str(demo_dir), "--only", "cutoff_vs_sigma", "--out", str(tmp_path / "one")]) == 0
     assert [p.name for p in (tmp_path / "one").glob("*.png")] == ["cutoff_vs_sigma.png"]
     assert report.build_report(demo_dir) == (demo_dir / "report.md").read_text()

@@ -525,7 +525,7 @@ def test_an_analysis_script_run_by_python_says_so_in_one_line(tmp_path):
 @pytest.mark.parametrize("content", ["generate-only sweep", "denoise-only sweep", "random-init fine-tune only"])
 def test_figures_draw_what_partial_results_allow(content, world, tmp_path, capsys):
     from freqlab import cli
-    from freqlab.plots.registry import FIGURES
+    from freqlab.plots.registry import DEMO_FIGURES
     from freqlab.sweep import study as sweep
 
     results = tmp_path / "results"
@@ -543,7 +543,7 @@ def test_figures_draw_what_partial_results_allow(content, world, tmp_path, capsy
     assert cli.main(["figures", str(results), "--out", str(tmp_path / "f")]) == 0
     assert {p.stem for p in (tmp_path / "f").glob("*.png")} == drawn
     err = capsys.readouterr().err
-    assert "Traceback" not in err and err.count("skipped (") == len(FIGURES) - len(drawn)
+    assert "Traceback" not in err and err.count("skipped (") == len(DEMO_FIGURES) - len(drawn)
 
 
 def test_odd_but_valid_input_is_read_as_documented(tmp_path):

@@ -91,3 +91,56 @@ def test_the_pretrain_command_takes_the_range_and_records_it(tmp_path, capsys):
                  "--quiet", "--out", str(out)]) == 0
     config = json.loads((out / "run.json").read_text())["config"]
     assert config["train_sigma_min"] == 0.5 and "train_sigma_max" not in config
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the results file, its criterion, the report's section and the figure (freqlab.compare.ablation)
+# --------------------------------------------------------------------------------------------------------------
+def _ablation(high_above: list[float], low_below: list[float]):
+    """A three-seed ablation whose `full` runs sit at 0.5 ± 0.01 in every band, `above`'s high band and `below`'s
+    low band at the given values, every other cell at `full`'s."""
+    from freqlab.compare import ablation
+
+    bands, rows = ("low", "mid", "high", "image"), []
+    for seed, (h, lo) in enumerate(zip(high_above, low_below)):
+        for name in ablation.RANGES:
+            for stage in ("end", "start"):
+                values = {b: 0.5 + 0.01 * seed for b in bands}
+                if stage == "end" and name == "above":
+                    values["high"] = h
+                if stage == "end" and name == "below":
+                    values["low"] = lo
+                rows.append({"seed": seed, "range": name, "stage": stage, **values, "recall_image": 0.0,
+                             **{f"lsd_db_{b}": 1.0 for b in bands}, "loss_over_baseline": 0.4})
+    return ablation.to_dataset(rows, bands, {"sigma_split": 0.25, "steps": 10}, {b: 0.0 for b in bands})
+
+
+def test_the_ablation_criterion_can_pass_fail_and_find_no_effect():
+    from freqlab.compare import ablation
+
+    arms, text = ablation.verdict(_ablation([0.9, 0.95, 0.92], [0.8, 0.85, 0.9]))
+    assert text == "PASS: both arms as predicted" and [a.seeds_further for a in arms] == [3, 3]
+    arms, text = ablation.verdict(_ablation([0.1, 0.15, 0.12], [0.8, 0.85, 0.9]))
+    assert text == "FAIL: high arm opposite; low arm as predicted"
+    arms, text = ablation.verdict(_ablation([0.9, 0.2, 0.92], [0.505, 0.515, 0.525]))  # mixed; too small
+    assert text == "FAIL: high arm no clear effect; low arm no clear effect"
+
+
+def test_the_ablation_results_file_is_reported_and_drawn_where_it_is(tmp_path):
+    from freqlab.compare import ablation
+    from freqlab.plots import registry
+    from freqlab.plots.results_dir import export_results
+    from freqlab.runtime import results
+
+    ds = _ablation([0.1, 0.15, 0.12], [0.8, 0.85, 0.9])
+    text = "\n".join(ablation.section(ds))
+    assert "**Verdict: FAIL: high arm opposite; low arm as predicted.**" in text and "0 of 3 seeds" in text
+    results.save(ds, tmp_path / "r" / ablation.ABLATION_FILE)
+    assert [p.name for p in registry.make_figures(tmp_path / "r", tmp_path / "f", quiet=True)] == [
+        "sigma_ablation.png", "sigma_ablation.pdf"]
+    # a demo's export keeps a benchmark's file it does not make itself, and no figure asks for it where it is not
+    (tmp_path / "demo").mkdir()
+    export_results(tmp_path / "demo", tmp_path / "r")
+    assert (tmp_path / "r" / ablation.ABLATION_FILE).exists()
+    with pytest.raises(FileNotFoundError, match="no results to draw"):
+        registry.make_figures(tmp_path / "demo", tmp_path / "g", quiet=True)

@@ -34,12 +34,16 @@ def run(args) -> int:
 
     from freqlab.demo import run_demo
     from freqlab.plots.registry import copy_figures
-    from freqlab.plots.results_dir import export_results
+    from freqlab.plots.results_dir import EXTERNAL_FILES, export_results
+    from freqlab.report import write_report
 
     path = run_demo(args.out, quick=args.quick, device=args.device, seed=args.seed, progress=not args.quiet)
     if args.figures:
-        export_results(args.out, Path(args.figures) / "results")
+        dest = Path(args.figures) / "results"
+        export_results(args.out, dest)
         copy_figures(Path(args.out) / "figures", args.figures)
+        if any((dest / name).exists() for name in EXTERNAL_FILES):  # a benchmark's results kept there: reported too
+            write_report(dest)
     report(args, path.read_text(encoding="utf-8"), {"out": str(args.out), "report": str(path),
                                                      "figures": str(args.figures) if args.figures else None})
     return 0

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from freqlab.plots import results_dir as rd
 
-__all__ = ["FIGURES", "make_figure", "make_figures", "script_main", "copy_figures"]
+__all__ = ["FIGURES", "EXTERNAL_FIGURES", "DEMO_FIGURES", "make_figure", "make_figures", "script_main", "copy_figures"]
 
 
 def _draw(module: str, function: str):
@@ -41,7 +41,14 @@ FIGURES: dict[str, Callable[[Path], Any]] = {
     "layer_spectra": lambda root: _draw("layers", "layer_spectra_figure")(rd.load(root / "layer_spectra.nc")),
     "weight_change": lambda root: _draw("weights", "weight_change_figure")(rd.load(root / "weight_change.nc"),
                                                                            rd.load_optional(root / "weight_change_d2o-f.nc")),
+    # not drawn by the demo: benchmarks/sigma_ablation.py writes sigma_ablation.nc into a results directory
+    "sigma_ablation": lambda root: _draw("ablation", "ablation_figure")(rd.load(root / "sigma_ablation.nc")),
 }
+#: Figures of results a benchmark writes (rd.EXTERNAL_FILES), not the demo -> their file: drawn only where the file
+#: is (a results directory without it skips them without a word), and kept by copy_figures.
+EXTERNAL_FIGURES = {"sigma_ablation": "sigma_ablation.nc"}
+#: The figures every demo draws.
+DEMO_FIGURES = tuple(name for name in FIGURES if name not in EXTERNAL_FIGURES)
 
 
 def make_figure(name: str, results_dir: str | Path, out_dir: str | Path = "figures", draw=None) -> list[Path]:
@@ -90,7 +97,9 @@ def make_figures(results_dir: str | Path, out_dir: str | Path = "figures", names
     from freqlab.runtime.outputs import check_writable_under
 
     check_writable_under(out_dir, include_self=True)
-    asked, names = bool(names), list(names or FIGURES)
+    asked = bool(names)
+    names = list(names or [n for n in FIGURES if n not in EXTERNAL_FIGURES
+                           or (Path(results_dir) / EXTERNAL_FIGURES[n]).exists()])
     workers = min(len(names), workers or min(os.cpu_count() or 1, 4))
     if workers > 1:
         import multiprocessing
@@ -122,7 +131,8 @@ def _draw_one(name: str, results_dir, out_dir) -> tuple[list[Path], str | None]:
 def copy_figures(src: str | Path, dest: str | Path, formats: tuple[str, ...] = ("png", "pdf")) -> list[Path]:
     """Copy the figures of :data:`FIGURES` drawn in ``src`` into ``dest`` (drawing them once is enough: a redraw from
     the exported results gives the same files, which tests/test_committed_figures.py checks). A figure ``src`` lacks
-    is removed from ``dest``, so no figure of older results stays beside newer ones."""
+    is removed from ``dest``, so no figure of older results stays beside newer ones, except :data:`EXTERNAL_FIGURES`
+    (drawn from a benchmark's results, which the demo does not make)."""
     import shutil
 
     src, dest = Path(src), Path(dest)
@@ -134,6 +144,6 @@ def copy_figures(src: str | Path, dest: str | Path, formats: tuple[str, ...] = (
             if source.is_file():
                 shutil.copyfile(source, target)
                 written.append(target)
-            elif target.is_file():
+            elif target.is_file() and name not in EXTERNAL_FIGURES:
                 target.unlink()
     return written

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["FINETUNE_RUNS", "RESULT_FILES", "run_dir", "load", "load_optional", "load_sweep", "finetune_logs", "first_log",
+__all__ = ["FINETUNE_RUNS", "RESULT_FILES", "EXTERNAL_FILES", "run_dir", "load", "load_optional", "load_sweep", "finetune_logs", "first_log",
            "seed_logs", "sample_grids", "moment_of", "sample_moments", "export_results"]
 
 #: Fine-tuning runs of a results directory, in the order figures show them: D2O-F from the pre-trained model, and
@@ -19,6 +19,9 @@ FINETUNE_RUNS = ("pretrained", "random", "random-unfrozen")
 #: The results files of a results directory besides the fine-tuning logs (what export_results copies).
 RESULT_FILES = ("sweep.nc", "data_spectra.nc", "layer_spectra.nc", "weight_change.nc", "weight_change_d2o-f.nc",
                 "function_change.nc", "compare.nc")
+#: Results a benchmark writes into a results directory, not the demo (file -> the script that writes it): an export
+#: copies them when the demo's directory has them and keeps them in the destination when it has not.
+EXTERNAL_FILES = {"sigma_ablation.nc": "benchmarks/sigma_ablation.py"}
 
 
 def load(path: Path) -> "xr.Dataset":
@@ -115,12 +118,13 @@ def export_results(root: str | Path, dest: str | Path) -> list[Path]:
 
     That is :data:`RESULT_FILES`, the report, each fine-tune's ``finetune.nc`` and the sample grids the samples
     figure shows (no checkpoints, no training state): the demo commits them beside ``figures/``. Returns the files
-    written; files of an earlier export that the new one does not have are removed.
+    written; files of an earlier export that the new one does not have are removed, except :data:`EXTERNAL_FILES`
+    (a benchmark's results, which the demo does not make).
     """
     import shutil
 
     root, dest = Path(root), Path(dest)
-    wanted = [Path(n) for n in (*RESULT_FILES, "report.md") if (root / n).exists()]
+    wanted = [Path(n) for n in (*RESULT_FILES, *EXTERNAL_FILES, "report.md") if (root / n).exists()]
     wanted += sorted(p.relative_to(root) for p in root.glob("finetune-*/finetune.nc"))
     try:
         grids = sample_grids(root)
@@ -130,7 +134,7 @@ def export_results(root: str | Path, dest: str | Path) -> list[Path]:
     wanted += [p.relative_to(root) for k, paths in grids.items() for p in paths
                if k == "data" or moment_of(p) in moments]
     if dest.exists():
-        keep = set(wanted)
+        keep = set(wanted) | {Path(n) for n in EXTERNAL_FILES}
         for old in [p for p in dest.rglob("*") if p.is_file() and p.relative_to(dest) not in keep]:
             old.unlink()
     written = []
