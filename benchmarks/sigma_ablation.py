@@ -288,7 +288,7 @@ def publish(summary: dict, args) -> None:
         "finetune_images": summary["finetune_images"], "compare_images": summary["compare_images"],
         "criterion_sha256_prefix": summary["criterion"], "prediction_written": split["written"] + " UTC",
         "prediction": PREDICTION.replace("\n", " "), "command": split["command"], "machine": summary["machine"],
-        "wall_min": summary["wall_min"]})
+        "wall_min": summary["wall_min"], **results.provenance_attrs()})
     arms, summary["verdict"] = ablation.verdict(ds)
     summary["arms"] = [asdict(a) for a in arms]
     out, results_md, into = Path(args.out), Path(args.results), Path(args.into)
