@@ -46,8 +46,6 @@ def main(argv=None) -> int:
     from freqlab.checkpoints.store import resolve_checkpoint
     from freqlab.compare.criterion import load_criterion
     from freqlab.compare.study import compare
-    from freqlab.data.sources import make_source
-    from freqlab.finetune.generator import GeneratedImages
     from freqlab.pretrain import loop as pretrain
     from freqlab.runtime import results
     from freqlab.sweep import study as sweep
@@ -84,19 +82,12 @@ def main(argv=None) -> int:
 
     t = time.monotonic()
     crit = load_criterion()
-    ccfg = replace(crit.compare, seed=args.seed)
-    if args.compare_images:
-        ccfg = replace(ccfg, n_images=args.compare_images, kernel_images=min(ccfg.kernel_images, args.compare_images))
-    shape = (3, 32, 32)
+    ccfg = crit.compare_config(args.seed, args.compare_images)
     made = {}
     for name in runs:
-        folder = out / f"finetune-{name}" / "checkpoints"
-        made[f"{name}-start"] = sorted(folder.glob("finetune-0000000-ema"))[0]
+        made[f"{name}-start"] = out / f"finetune-{name}" / "checkpoints" / "finetune-0000000-ema"
         made[f"{name}-end"] = resolve_checkpoint(out / f"finetune-{name}" / "final")
-    candidates = {k: GeneratedImages(k, p, ccfg.n_images, shape, seed=crit.z_seed, device="cpu")
-                  for k, p in made.items()}
-    reference = make_source(crit.reference_source, resolution=shape[1:], split=crit.reference_split,
-                            seed=crit.reference_seed)
+    reference, candidates = crit.sets(made, (3, 32, 32), ccfg.n_images, "cpu")
     cmp = compare(reference, candidates, controls=False, config=ccfg, device="cpu", progress=False,
                   out=out / "compare.nc")
     times["compare_s"] = time.monotonic() - t

@@ -64,8 +64,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from freqlab.compare.ablation import RANGES
+
 ROOT = Path(__file__).resolve().parents[1]
-RANGES = ("full", "above", "below")
 BANDS = ("low", "mid", "high", "image")
 F_SPLIT = math.sqrt(0.125 * 0.25)  # the geometric centre of the mid band, cycles/pixel
 
@@ -154,19 +155,10 @@ def compare_all(out: Path, made: dict, args) -> "object":
     """Every generator's samples against held-out crops (the criterion's settings, no controls): compare.nc."""
     from freqlab.compare.criterion import load_criterion
     from freqlab.compare.study import compare
-    from freqlab.data.sources import make_source
-    from freqlab.finetune.generator import GeneratedImages
 
     crit = load_criterion()
-    config = replace(crit.compare, seed=args.first_seed)
-    if args.compare_images:
-        config = replace(config, n_images=args.compare_images,
-                         kernel_images=min(config.kernel_images, args.compare_images))
-    shape = (3, 32, 32)
-    candidates = {key: GeneratedImages(key, path, config.n_images, shape, seed=crit.z_seed, device=args.device)
-                  for key, path in made.items()}
-    reference = make_source(crit.reference_source, resolution=shape[1:], split=crit.reference_split,
-                            seed=crit.reference_seed)
+    config = crit.compare_config(args.first_seed, args.compare_images)
+    reference, candidates = crit.sets(made, (3, 32, 32), config.n_images, args.device)
     ds = compare(reference, candidates, controls=False, config=config, device=args.device, progress=False,
                  out=out / "compare.nc")
     lsd = band_lsd(reference, candidates, config.n_images, config.batch_size)
@@ -385,8 +377,6 @@ def main(argv=None) -> int:
     summary = {"seeds": seeds, "steps": args.steps, "finetune_images": runs[(seeds[0], "full")]["finetune_images"],
                "finetune_images_demo": _default_finetune().n_images,
                "compare_images": config.n_images, "criterion": crit.short_hash, "split": split,
-               "range_text": {"full": "all σ", "above": f"σ ≥ {split['sigma_split']:.3g}",
-                              "below": f"σ ≤ {split['sigma_split']:.3g}"},
                "mmd2_reference": {b: float(ds.mmd2_reference.sel(band=b)) for b in BANDS},
                "recall_reference": float(ds.recall_reference.sel(band="image").mean()),
                "rows": rows, "machine": args.machine, "wall_min": (time.monotonic() - start) / 60}

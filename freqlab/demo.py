@@ -271,14 +271,10 @@ def _compare_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, s
     from freqlab.checkpoints.store import load_denoiser
     from freqlab.compare.criterion import load_criterion
     from freqlab.compare.study import compare
-    from freqlab.data.sources import make_source
-    from freqlab.finetune.generator import GeneratedImages
     from freqlab.runtime import results
 
     criterion = load_criterion()
-    config = replace(criterion.compare, seed=seed)
-    if s.compare_images:  # a smaller run than the criterion's (the quick demo): said in the file and the report
-        config = replace(config, n_images=s.compare_images, kernel_images=min(config.kernel_images, s.compare_images))
+    config = criterion.compare_config(seed, s.compare_images)  # the quick demo's fewer: said in the file and report
     stages.next(f"the verdict's comparisons: {config.n_images} samples of each fine-tune's start and end "
                 f"against held-out data, beside the controls (criterion {criterion.short_hash})")
     path = out / "compare.nc"
@@ -287,10 +283,7 @@ def _compare_stage(out: Path, s: DemoSettings, seed: int, dev, progress: bool, s
         if results.load(path).attrs.get("criterion_sha256") == criterion.sha256:
             return
     shape = tuple(load_denoiser(final).image_shape)
-    candidates = {name: GeneratedImages(name, c.path, config.n_images, shape, seed=criterion.z_seed, device=dev)
-                  for name, c in made.items()}
-    reference = make_source(criterion.reference_source, resolution=shape[1:], grayscale=shape[0] == 1,
-                            split=criterion.reference_split, seed=criterion.reference_seed)
+    reference, candidates = criterion.sets({name: c.path for name, c in made.items()}, shape, config.n_images, dev)
     ds = compare(reference, candidates, controls=True, config=config, device=dev, progress=progress)
     none = _Candidate(None, "", -1, "")  # the controls: no run, seed or start
     rows = [made.get(str(name), none) for name in ds.candidate.values]

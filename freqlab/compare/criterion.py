@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, Mapping
 
 from freqlab.compare.config import CompareConfig
 
@@ -31,6 +32,27 @@ class Criterion:
     @property
     def short_hash(self) -> str:
         return self.sha256[:12]
+
+    def compare_config(self, seed: int, n_images: int | None = None) -> CompareConfig:
+        """The criterion's comparison settings with ``seed``; ``n_images``: fewer samples a set than the criterion's
+        (a smaller run, which its results file then records)."""
+        config = replace(self.compare, seed=seed)
+        if n_images:
+            config = replace(config, n_images=n_images, kernel_images=min(config.kernel_images, n_images))
+        return config
+
+    def sets(self, generators: Mapping[str, Any], shape: tuple[int, int, int], n_images: int,
+             device: Any = "cpu") -> tuple[Any, dict]:
+        """What the criterion compares: its held-out reference data at ``shape`` and, for each ``{name: generator
+        checkpoint}``, ``n_images`` one-step samples from the criterion's z (the same z for every generator)."""
+        from freqlab.data.sources import make_source
+        from freqlab.finetune.generator import GeneratedImages
+
+        candidates = {name: GeneratedImages(name, path, n_images, shape, seed=self.z_seed, device=device)
+                      for name, path in generators.items()}
+        reference = make_source(self.reference_source, resolution=shape[1:], grayscale=shape[0] == 1,
+                                split=self.reference_split, seed=self.reference_seed)
+        return reference, candidates
 
 
 def load_criterion(path: str | Path = CRITERION_PATH) -> Criterion:
