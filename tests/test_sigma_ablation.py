@@ -144,3 +144,11 @@ def test_the_ablation_results_file_is_reported_and_drawn_where_it_is(tmp_path):
     assert (tmp_path / "r" / ablation.ABLATION_FILE).exists()
     with pytest.raises(FileNotFoundError, match="no results to draw"):
         registry.make_figures(tmp_path / "demo", tmp_path / "g", quiet=True)
+
+
+def test_the_ablation_file_has_one_name_in_every_layer():
+    from freqlab.compare import ablation
+    from freqlab.plots import registry, results_dir
+
+    assert registry.EXTERNAL_FIGURES["sigma_ablation"] == ablation.ABLATION_FILE
+    assert ablation.ABLATION_FILE in results_dir.EXTERNAL_FILES

@@ -42,10 +42,11 @@ FIGURES: dict[str, Callable[[Path], Any]] = {
     "weight_change": lambda root: _draw("weights", "weight_change_figure")(rd.load(root / "weight_change.nc"),
                                                                            rd.load_optional(root / "weight_change_d2o-f.nc")),
     # not drawn by the demo: benchmarks/sigma_ablation.py writes sigma_ablation.nc into a results directory
-    "sigma_ablation": lambda root: _draw("ablation", "ablation_figure")(rd.load(root / "sigma_ablation.nc")),
+    "sigma_ablation": lambda root: _draw("ablation", "ablation_figure")(rd.load(root / EXTERNAL_FIGURES["sigma_ablation"])),
 }
-#: Figures of results a benchmark writes (rd.EXTERNAL_FILES), not the demo -> their file: drawn only where the file
-#: is (a results directory without it skips them without a word), and kept by copy_figures.
+#: Figures of results a benchmark writes (rd.EXTERNAL_FILES; the σ-ablation's is freqlab.compare.ablation.ABLATION_FILE,
+#: not imported here to keep xarray out of the command line's start), not the demo -> their file: drawn only where
+#: the file is (a results directory without it skips them without a word), and kept by copy_figures.
 EXTERNAL_FIGURES = {"sigma_ablation": "sigma_ablation.nc"}
 #: The figures every demo draws.
 DEMO_FIGURES = tuple(name for name in FIGURES if name not in EXTERNAL_FIGURES)

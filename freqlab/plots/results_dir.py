@@ -44,9 +44,10 @@ def run_dir(name: str, replicate: int = 0) -> str:
 def load_sweep(root: str | Path, mode: str | None = None) -> "xr.Dataset":
     """The sweep of results directory ``root``; FileNotFoundError (the figure is skipped) when it lacks ``mode``."""
     root = Path(root)
+    from freqlab.sweep.dataset import swept_modes
+
     ds = load(root / "sweep.nc")
-    modes = [str(m) for m in ds.mode.values] if "mode" in ds.coords else []
-    modes += ["sample"] if "sample_relative_power_db" in ds else []
+    modes = swept_modes(ds)
     if mode is not None and mode not in modes:
         raise FileNotFoundError(f"{root / 'sweep.nc'} has no {mode!r} mode (swept with --modes "
                                 f"{','.join(modes)})")

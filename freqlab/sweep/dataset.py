@@ -179,6 +179,13 @@ def order_checkpoints(ds: xr.Dataset, entries: list[Entry]) -> xr.Dataset:
     return ds if order == have else ds.isel(checkpoint=[have.index(c) for c in order])
 
 
+def swept_modes(ds: xr.Dataset) -> list[str]:
+    """The modes a sweep Dataset holds: its one-step modes (the ``mode`` coordinate), then ``sample`` when it has the
+    sample mode's variables."""
+    one_step = [str(m) for m in ds.mode.values] if "mode" in ds.coords else []
+    return one_step + (["sample"] if "sample_relative_power_db" in ds else [])
+
+
 def summarize(ds: xr.Dataset, *, lsd_match_db: float = MATCH_DB) -> str:
     """A one-paragraph text summary of a sweep: f_c at σ_max for the first and last checkpoint, bands matched,
     what the N-step sampler reaches (sample mode), MSE against Wiener's."""
@@ -193,7 +200,6 @@ def summarize(ds: xr.Dataset, *, lsd_match_db: float = MATCH_DB) -> str:
     sig = ds.sigma.values
     s_max = float(sig[-1])
     mode = next(m for m in ("generate", "denoise") if m in ds.mode.values)
-    modes = [str(m) for m in ds.mode.values] + (["sample"] if "sample_trajectory_lsd" in ds else [])
 
     def label(i: int) -> str:
         return f"{names[i]} (step {int(steps[i])})" if math.isfinite(steps[i]) and steps[i] >= 0 else names[i]
@@ -206,7 +212,7 @@ def summarize(ds: xr.Dataset, *, lsd_match_db: float = MATCH_DB) -> str:
     parts = [
         f"Swept {len(names)} checkpoint(s) x {len(sig)} noise levels (σ {float(sig[0]):.3g} to {s_max:.3g}) on "
         f"{int(ds.attrs.get('n_images', 0))} images of '{ds.attrs.get('data_source', '?')}' "
-        f"(modes: {', '.join(modes)})."
+        f"(modes: {', '.join(swept_modes(ds))})."
     ]
     f_star = float(ds.snr_crossover.isel(sigma=-1).mean("channel"))
     text = f"{fc_text(first)} for {label(first)}"
