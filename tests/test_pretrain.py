@@ -19,7 +19,7 @@ from freqlab.pretrain.config import PRESETS, TrainConfig, make_config
 from freqlab.pretrain.loop import build_denoiser, checkpoint_steps, pretrain
 from freqlab.pretrain.loss import edm_loss, edm_loss_weight, skip_baseline, training_sigma
 from freqlab.runtime.rng import per_sample_randn
-from freqlab.training.monitor import LOSS_COLUMNS, NonFiniteLossError
+from freqlab.training.monitor import LOSS_COLUMNS, Collapse, NonFiniteLossError, find_collapse, interval_ratios
 
 
 def tiny(**overrides) -> TrainConfig:
@@ -258,6 +258,73 @@ def test_resume_from_a_loss_log_without_baseline_columns(tmp_path):
     assert [[r[c] for c in LOSS_COLUMNS[:6]] for r in old_rows] == old[1:]  # kept as they were
     assert all(r["skip_baseline"] == r["loss_over_baseline"] == "" for r in old_rows)
     assert all(float(r["skip_baseline"]) > 0 and float(r["loss_over_baseline"]) > 0 for r in new_rows)
+
+
+def test_find_collapse_fires_on_a_jump_and_not_on_ups_and_downs():
+    noisy = [(25 * i, 0.4 + 0.05 * (-1) ** i) for i in range(1, 40)]  # a run that wobbles by ±12 % round 0.4
+    assert find_collapse([(25, 1.0), (50, 0.8), *noisy]) is None
+    assert find_collapse([(25, 1.0), (50, 1.9)]) is None  # early steps: below twice the lowest
+    jumped = [(25, 1.0), (50, 0.5), (75, 0.36), (100, 0.45), (125, 1.05), (150, 0.8)]
+    assert find_collapse(jumped) == Collapse(125, 1.05, 0.36)
+    assert find_collapse([]) is None
+
+
+def test_the_collapse_of_the_4000_step_reference_run_is_found_where_it_happened():
+    """A real collapse (benchmarks/results: cpu-small, constant lr 2e-3, 4,000 steps): found at step 3,325 and not
+    before, though the run wobbled by up to 1.18 times its lowest before it."""
+    from pathlib import Path
+
+    log = Path(__file__).parents[1] / "benchmarks/results/reference_run_4000_constant_lr_loss_by_sigma.csv"
+    ratios = interval_ratios(log)
+    found = find_collapse(ratios)
+    assert found is not None and found.step == 3325 and found.ratio > 1.0 and found.lowest < 0.37
+    assert find_collapse([(step, r) for step, r in ratios if step < 3325]) is None
+
+
+def test_a_collapsed_run_is_named_in_the_log_the_result_and_the_warning(tmp_path, capsys):
+    def sabotage(info):  # the raw weights blown up at step 8: what a divergence does to a denoiser
+        if info["step"] == 8:
+            with torch.no_grad():
+                for p in info["denoiser"].parameters():
+                    p.mul_(8.0)
+
+    config = tiny(steps=14, log_every=2, state_every=2)
+    run = tmp_path / "run"
+    result = pretrain(config, run, device="cpu", progress=False, callback=sabotage)
+    ratios = dict(interval_ratios(run / "loss_by_sigma.csv"))
+    lowest = min(r for step, r in ratios.items() if step <= 8)
+    assert result.collapse is not None and result.collapse.step == 10  # the first interval after the sabotage
+    assert result.collapse.ratio == pytest.approx(ratios[10]) and result.collapse.ratio > 2 * lowest
+    assert "warning: pre-training collapsed at step 10" in capsys.readouterr().err
+    assert pretrain(config, run, device="cpu", progress=False).collapse == result.collapse  # read back when finished
+    from freqlab.cli import main
+
+    cli = ["pretrain", "--preset", "tiny", "--steps", "14", "--log-every", "2", "--state-every", "2", "--out", str(run)]
+    assert main([*cli, "--quiet"]) == 0
+    assert "warning: pre-training collapsed at step 10" in capsys.readouterr().out
+    assert main([*cli, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["collapse"]["step"] == 10
+
+    control = pretrain(config, tmp_path / "control", device="cpu", progress=False)
+    assert control.collapse is None and "collapsed" not in capsys.readouterr().err
+
+
+def test_a_collapse_before_a_resume_is_not_warned_of_twice_and_one_after_it_is(tmp_path, capsys):
+    config = tiny(steps=14, log_every=2, state_every=2)
+    run = tmp_path / "run"
+    pretrain(config, run, device="cpu", progress=False, max_steps_this_call=6)
+    rows = read_loss_log(run)
+    with open(run / "loss_by_sigma.csv", "w", newline="") as fh:  # the interval ending at step 4 made to collapse
+        w = csv.DictWriter(fh, fieldnames=LOSS_COLUMNS)
+        w.writeheader()
+        for r in rows:
+            if r["step"] == "4":
+                r["loss"] = str(float(r["loss"]) * 10)
+            w.writerow(r)
+    capsys.readouterr()
+    result = pretrain(config, run, resume=True, device="cpu", progress=False)
+    assert result.collapse is not None and result.collapse.step == 4
+    assert "collapsed" not in capsys.readouterr().err  # found in the kept rows, not warned of again
 
 
 def test_same_seed_same_weights_other_seed_differs(tmp_path):

@@ -8,7 +8,8 @@ loss_by_sigma.csv holds, per σ range and logging interval, the training loss, s
 skip connection alone, network output 0, on the same images and σ: (σ²·m/σd² + σd²)/(σ² + σd²) for images of
 mean square m, so 1 only when m = σd²; on average about 0.85 at large σ for the natural crops) and
 loss_over_baseline. Below the baseline (loss_over_baseline < 1) = learned; a loss below 1 alone does not mean
-learned.
+learned. When an interval's loss over the baseline rises above twice the lowest of an earlier one, the run has
+collapsed (the denoiser lost what it had learned): a warning says at which step, during the run and in its summary.
 
 presets:
   cpu-small  (default) 32x32 RGB UNet, channels 16,32,64,64, 1.09 M parameters; about 6 min on two CPU cores
@@ -27,6 +28,8 @@ The cifar preset keeps EDM's σ sampling. The same code trains it on a GPU (bf16
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import argparse
 import ast
@@ -89,9 +92,11 @@ def run(args: argparse.Namespace) -> int:
             "(below 1 = learned)")
     text = "\n".join([f"pretrain {config.preset}: step {result.step} of {config.steps}{speed}{loss}; "
                       f"{len(result.checkpoints)} checkpoints in {result.out / 'checkpoints'}",
-                      *[str(path) for path in result.checkpoints]])
+                      *[str(path) for path in result.checkpoints]]
+                     + ([f"warning: {result.collapse.message()}"] if result.collapse else []))
     report(args, text, {"preset": config.preset, "step": result.step, "steps": config.steps, "loss": result.loss,
                         "loss_over_baseline": result.loss_over_baseline,
                         "images_per_second": result.images_per_second if result.seconds else None,
-                        "checkpoints": [str(p) for p in result.checkpoints]})
+                        "checkpoints": [str(p) for p in result.checkpoints],
+                        "collapse": None if result.collapse is None else dataclasses.asdict(result.collapse)})
     return 0

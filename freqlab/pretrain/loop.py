@@ -56,10 +56,10 @@ import torch
 from freqlab import __version__
 from freqlab.pretrain.config import TrainConfig, make_config
 from freqlab.pretrain.loss import edm_loss, skip_baseline, training_sigma
-from freqlab.runtime.outputs import check_writable_under, holding, write_atomic
+from freqlab.runtime.outputs import check_writable_under, holding, note, write_atomic
 from freqlab.runtime.rng import per_sample_randn, sample_seed
 from freqlab.training.averaging import ema_beta, ema_lerp
-from freqlab.training.monitor import LossBySigmaLog, check_finite
+from freqlab.training.monitor import Collapse, LossBySigmaLog, check_finite, find_collapse, interval_ratios
 
 __all__ = [
     "PretrainResult",
@@ -94,6 +94,8 @@ class PretrainResult:
     loss: float | None
     #: ``loss`` over the skip-only baseline of the same steps (:func:`skip_baseline`); below 1 = learned
     loss_over_baseline: float | None = None
+    #: the first interval of the whole run's loss log whose loss collapsed (:class:`~freqlab.training.monitor.Collapse`)
+    collapse: Collapse | None = None
 
     @property
     def final(self) -> Path | None:
@@ -435,7 +437,9 @@ def _save_progress(run: _Run, targets: list[int], stop: int) -> None:
     every ``state_every`` steps (each also at the checkpoints, the state and the log at the call's last step)."""
     step, config = run.step, run.config
     if step % config.log_every == 0 or step % config.state_every == 0 or step in targets or step == stop:
-        run.loss_log.flush(step, step * config.batch_size)
+        collapse = run.loss_log.flush(step, step * config.batch_size)
+        if collapse is not None:
+            note(f"warning: {collapse.message()} (now {config.lr:g}, {config.lr_schedule})")
     if step in targets:
         _write_checkpoint(run)
     if step % config.state_every == 0 or step in targets or step == stop:
@@ -467,4 +471,5 @@ def _result(out: Path, step: int, config: TrainConfig, seconds: float, done: int
     checkpoints = [info.path for info in discover_checkpoints(out)] if (out / CKPT_DIR).is_dir() else []
     return PretrainResult(out=out, checkpoints=checkpoints, step=step, finished=step >= config.steps,
                           seconds=seconds, images_per_second=done * config.batch_size / seconds if seconds else math.nan,
-                          loss=loss, loss_over_baseline=loss_over_baseline)
+                          loss=loss, loss_over_baseline=loss_over_baseline,
+                          collapse=find_collapse(interval_ratios(out / LOSS_FILE)))
