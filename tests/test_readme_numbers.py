@@ -145,3 +145,30 @@ def test_the_sigma_ablation_numbers_quoted_are_its_results_file():
     split = float(_quoted(r"only at σ ≥ ([\d.]+) \(never").group(1))
     table = (ROOT / "benchmarks" / "results" / "sigma_ablation.md").read_text()
     assert split == round(float(re.search(r"σ_split = σ\*\(f_c\) = ([\d.]+)", table).group(1)), 2)
+
+
+def test_the_seed_spread_quoted_is_its_results_file():
+    import json
+
+    d = json.loads((ROOT / "benchmarks/results/demo_seeds.json").read_text())
+    runs = list(d["per_seed"].values())
+    n, claims = len(runs), ("claim_linear", "claim_sampler", "claim_one_step")
+    text = _quoted(r"the three readings above hold on (\d) of (\d) seeds").groups()
+    assert [int(v) for v in text] == [min(sum(r[k] for r in runs) for k in claims), n]
+    assert int(_quoted(r"Over (\d) seeds of the demo's recipe").group(1)) == n
+    ratio = np.array([r["mse_over_linear"] for r in runs])
+    low = np.array(d["sigma"]) <= 0.07
+    assert int(low.sum()) == 5 and _quoted(r"at exactly the five σ ≤ 0.07")
+    at_most, at_least = _floats(_quoted(r"MSE at most ([\d.]+)× its there, at least ([\d.]+)× above").group(0))
+    assert at_most == round(float(ratio[:, low].max()), 2) and at_least == round(float(ratio[:, ~low].min()), 2)
+    lsd = {key: np.array([[r[key][b] for b in BANDS] for r in runs]) for key in ("sampler_lsd", "one_step_lsd")}
+    assert float(_quoted(r"in every band \(at most ([\d.]+) dB\)").group(1)) == round(float(lsd["sampler_lsd"].max()), 1)
+    assert float(_quoted(r"one step in none \(at least ([\d.]+) dB\)").group(1)) == round(float(lsd["one_step_lsd"].min()), 1)
+
+    def sd_range(values) -> list[float]:
+        sd = values.std(0, ddof=1)
+        return [round(float(sd.min()), 1 if values is not ratio else 2), round(float(sd.max()), 1 if values is not ratio else 2)]
+
+    assert _floats(_quoted(r"MSE ratios by ([\d.–]+),").group(1)) == sd_range(ratio)
+    assert _floats(_quoted(r"the sampler's distances by ([\d.–]+) dB").group(1)) == sd_range(lsd["sampler_lsd"])
+    assert _floats(_quoted(r"one step's by ([\d.–]+) dB").group(1)) == sd_range(lsd["one_step_lsd"])
