@@ -97,7 +97,7 @@ def test_unknown_architectures_and_bad_input_are_one_line_errors():
         run(flat, n_images=2)
     with pytest.raises(ValueError, match="mode must be one of"):
         run(white_probe(), mode="sideways")
-    with pytest.raises(ValueError, match="n_images must be at least 2"):
+    with pytest.raises(ValueError, match="n_images must be a whole number of at least 2"):
         run(white_probe(), n_images=1)
 
 

@@ -544,7 +544,7 @@ def test_sweep_settings_are_defined_once():
     assert parsed.window is None and parsed.sample_images == 4 and parsed.linear_reference == 0
     with pytest.raises(ValueError, match="unknown sweep setting.*n_imgs.*n_images"):
         sw.sweep("RUN", n_imgs=4)
-    with pytest.raises(ValueError, match="n_images must be at least"):
+    with pytest.raises(ValueError, match="n_images must be a whole number of at least"):
         sw.sweep("RUN", config=SweepConfig(n_images=8), n_images=1)
 
 

@@ -7,6 +7,8 @@ import argparse
 import dataclasses
 from typing import Any
 
+from freqlab.runtime.settings import field_default
+
 __all__ = ["add_setting_options", "setting_values", "shown"]
 
 
@@ -36,12 +38,6 @@ def argument_type(parse):
     return read
 
 
-def _default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
-
-
 def add_setting_options(parser: argparse.ArgumentParser, cls, *, skip: tuple[str, ...] = (), title: str | None = None,
                         presets: dict[str, Any] | None = None) -> None:
     """An option for every field of ``cls`` that the command line offers, in field order; ``skip`` leaves out
@@ -54,7 +50,7 @@ def add_setting_options(parser: argparse.ArgumentParser, cls, *, skip: tuple[str
         meta = f.metadata
         if "doc" not in meta or not meta.get("cli", True) or f.name in skip:
             continue
-        default = _default(f)
+        default = field_default(f)
         flag = meta.get("flag") or "--" + f.name.replace("_", "-")
         kwargs: dict[str, Any] = {"dest": f.name, "default": None if presets else default}
         if isinstance(default, bool) and "parse" not in meta:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from freqlab.measure.conventions import DEFAULT_BAND_EDGES
-from freqlab.runtime.settings import documented, parse_edges, setting
+from freqlab.runtime.settings import documented, parse_edges, require, setting
 
 __all__ = ["CompareConfig"]
 
@@ -42,13 +42,9 @@ class CompareConfig:
     split: str = setting("train", "data split of named sources", choices=("train", "test"))
 
     def __post_init__(self):
-        for name, least in (("n_images", 8), ("batch_size", 1), ("permutations", 19), ("kernel_images", 8),
-                            ("neighbours", 1), ("classifier_images", 8), ("classifier_hidden", 1),
-                            ("classifier_steps", 1), ("resolution", 4)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < least:
-                raise ValueError(f"{name} must be a whole number of at least {least}, got {value!r}")
-            setattr(self, name, int(value))
+        require(self, at_least={"n_images": 8, "batch_size": 1, "permutations": 19, "kernel_images": 8,
+                                "neighbours": 1, "classifier_images": 8, "classifier_hidden": 1,
+                                "classifier_steps": 1, "resolution": 4})
         if not 0 < float(self.alpha) < 1:
             raise ValueError(f"alpha must lie in (0, 1), got {self.alpha!r}")
         if self.neighbours >= min(self.n_images, self.kernel_images):

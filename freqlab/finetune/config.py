@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from freqlab.measure.conventions import DEFAULT_BAND_EDGES
-from freqlab.runtime.settings import configure, documented, parse_edges, parse_optional_int, setting
+from freqlab.runtime.settings import configure, documented, parse_edges, parse_optional_int, require, setting
 
 __all__ = ["DISCRIMINATORS", "LOSSES", "FinetuneConfig", "describe_discriminator"]
 
@@ -89,15 +89,9 @@ class FinetuneConfig:
     seed: int = setting(0, "seeds the generator noise, the data order, the discriminator and a random init", cli=False)
 
     def __post_init__(self):
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.init_kind not in ("checkpoint", "random"):
-            raise ValueError(f"init_kind must be 'checkpoint' or 'random', got {self.init_kind!r}")
-        if self.discriminator not in DISCRIMINATORS:
-            raise ValueError(f"discriminator must be one of {', '.join(DISCRIMINATORS)}, got {self.discriminator!r}")
-        for name in ("batch_size", "n_images", "log_every", "r1_every", "n_eval", "n_data", "d_channels"):
-            if int(getattr(self, name)) < (2 if name in ("n_eval", "n_data") else 1):
-                raise ValueError(f"{name} must be a positive integer (n_eval, n_data >= 2), got {getattr(self, name)}")
+        require(self, choices={"loss": LOSSES, "init_kind": ("checkpoint", "random"), "discriminator": DISCRIMINATORS},
+                at_least={"batch_size": 1, "n_images": 1, "log_every": 1, "r1_every": 1, "n_eval": 2, "n_data": 2,
+                          "d_channels": 1})
         for name in ("lr_g", "lr_d"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")

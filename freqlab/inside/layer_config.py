@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from freqlab.measure.conventions import WINDOW
-from freqlab.runtime.settings import documented, parse_window, setting
+from freqlab.runtime.settings import documented, parse_window, require, setting
 
 __all__ = ["MODES", "MIN_IMAGES", "DEFAULT_N_SIGMAS", "LayerSpectraConfig"]
 
@@ -40,10 +40,4 @@ class LayerSpectraConfig:
                                                      "--data-path)", cli=False)
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        self.n_images, self.batch_size = int(self.n_images), int(self.batch_size)
-        if self.n_images < MIN_IMAGES:
-            raise ValueError(f"n_images must be at least {MIN_IMAGES}, got {self.n_images}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        require(self, choices={"mode": MODES}, at_least={"n_images": MIN_IMAGES, "batch_size": 1})

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from freqlab.measure.conventions import DEFAULT_BAND_EDGES, WINDOW
-from freqlab.runtime.settings import documented, parse_edges, parse_floats, parse_window, setting
+from freqlab.runtime.settings import documented, parse_edges, parse_floats, parse_window, require, setting
 
 __all__ = ["DEFAULT_SOURCES", "DataSpectraConfig"]
 
@@ -51,8 +51,4 @@ class DataSpectraConfig:
     seed: int = setting(0, "seeds the generated sources", cli=False)
 
     def __post_init__(self):
-        self.n_images, self.batch_size = int(self.n_images), int(self.batch_size)
-        if self.n_images < 2:
-            raise ValueError(f"n_images must be at least 2 to estimate confidence bands, got {self.n_images}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        require(self, at_least={"n_images": 2, "batch_size": 1}, why={"n_images": "to estimate confidence bands"})

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from freqlab.runtime.settings import documented, parse_floats, setting
+from freqlab.runtime.settings import documented, parse_floats, require, setting
 
 __all__ = ["PRESETS", "TrainConfig", "make_config"]
 
@@ -133,14 +133,9 @@ class TrainConfig:
 
         if self.data not in DATA_SOURCES:
             raise ValueError(f"unknown data source {self.data!r}; choose one of {', '.join(DATA_SOURCES)}")
-        positive = {"steps": self.steps, "batch_size": self.batch_size, "n_checkpoints": self.n_checkpoints,
-                    "state_every": self.state_every, "log_every": self.log_every, "resolution": self.resolution,
-                    "layers_per_block": self.layers_per_block}
-        for name, value in positive.items():
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.n_checkpoints < 2:
-            raise ValueError(f"n_checkpoints must be at least 2 (step 0 and the last step), got {self.n_checkpoints}")
+        require(self, at_least={"steps": 1, "batch_size": 1, "n_checkpoints": 2, "state_every": 1, "log_every": 1,
+                                "resolution": 1, "layers_per_block": 1, "warmup_steps": 0},
+                choices={"lr_schedule": ("constant", "cosine")}, why={"n_checkpoints": "step 0 and the last step"})
         if not self.channels or any(int(c) != c or c < 1 for c in self.channels):
             raise ValueError(f"channels must be positive integers, got {self.channels!r}")
         if any(int(i) != i or not 0 <= i < len(self.channels) for i in self.attention_levels):
@@ -171,10 +166,6 @@ class TrainConfig:
                 or (self.train_sigma_max is not None and self.train_sigma_max <= self.sigma_min)):
             raise ValueError(f"the σ range [{self.train_sigma_min}, {self.train_sigma_max}] lies outside [sigma_min, "
                              f"sigma_max] = [{self.sigma_min}, {self.sigma_max}], where loguniform_share = 1 draws")
-        if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.ema_rampup_ratio is not None and not self.ema_rampup_ratio > 0:

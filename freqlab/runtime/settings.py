@@ -10,9 +10,11 @@ and its doc exist in one place.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from typing import Any, Callable, Mapping, TypeVar
 
-__all__ = ["setting", "configure", "documented", "setting_names", "parse_floats", "parse_edges", "parse_window",
+__all__ = ["setting", "configure", "documented", "field_default", "require", "setting_names", "parse_floats", "parse_edges", "parse_window",
            "parse_optional_int"]
 
 T = TypeVar("T")
@@ -52,6 +54,37 @@ def configure(cls: type[T], config: T | None = None, settings: Mapping[str, Any]
     return dataclasses.replace(config, **settings) if settings else config
 
 
+def require(config: Any, *, at_least: Mapping[str, int] | None = None, choices: Mapping[str, Any] | None = None,
+            why: Mapping[str, str] | None = None) -> None:
+    """Check a config's fields in one message shape, a ValueError naming the first that fails:
+
+    * each field of ``at_least`` is a whole number (stored back as an ``int``) of at least its bound:
+      ``"{name} must be a whole number of at least {least}, got {value!r}"``;
+    * each field of ``choices`` is one of its values: ``"{name} must be one of a, b, got {value!r}"``;
+
+    ``why`` adds a reason to a field's message, in brackets."""
+    def fail(name: str, text: str) -> None:
+        reason = (why or {}).get(name)
+        raise ValueError(f"{name} must be {text}{f' ({reason})' if reason else ''}, got {getattr(config, name)!r}")
+
+    for name, least in (at_least or {}).items():
+        value = getattr(config, name)
+        if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+                or int(value) != value or value < least):
+            fail(name, f"a whole number of at least {least}")
+        setattr(config, name, int(value))
+    for name, allowed in (choices or {}).items():
+        if getattr(config, name) not in tuple(allowed):
+            fail(name, f"one of {', '.join(map(str, allowed))}")
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    """A dataclass field's default (its factory's value; None for a field without one)."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+
+
 def documented(cls: type[T]) -> type[T]:
     """Class decorator: append each field's doc and default to the class docstring (``help(cls)`` lists them)."""
     lines = ["", "Settings", "--------"]
@@ -59,8 +92,7 @@ def documented(cls: type[T]) -> type[T]:
         doc = f.metadata.get("doc")
         if doc is None:
             continue
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        default = field_default(f)
         lines.append(f"{f.name} (default {default!r})")
         lines.append(f"    {doc}")
     cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + "\n".join("    " + line if line else "" for line in lines)

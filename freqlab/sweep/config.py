@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from freqlab.measure.conventions import DEFAULT_BAND_EDGES, WINDOW
-from freqlab.runtime.settings import documented, parse_edges, parse_optional_int, parse_window, setting
+from freqlab.runtime.settings import documented, parse_edges, parse_optional_int, parse_window, require, setting
 
 __all__ = ["MODES", "DEFAULT_MODES", "SAMPLERS", "DISTRIBUTE", "MIN_IMAGES", "SweepConfig", "parse_modes"]
 
@@ -81,22 +81,12 @@ class SweepConfig:
         self.modes = tuple(dict.fromkeys(str(m) for m in modes))
         if not self.modes or any(m not in MODES for m in self.modes):
             raise ValueError(f"modes must be a non-empty subset of {MODES}, got {self.modes}")
-        self.n_images, self.batch_size = int(self.n_images), int(self.batch_size)
-        if self.n_images < MIN_IMAGES:
-            raise ValueError(f"n_images must be at least {MIN_IMAGES} (standard errors need a sample), got "
-                             f"{self.n_images}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-        if int(self.wasserstein_images) < MIN_IMAGES:
-            raise ValueError(f"wasserstein_images must be at least {MIN_IMAGES}, got {self.wasserstein_images}")
-        if self.reference_split not in (None, "train", "test"):
-            raise ValueError(f"reference_split must be train, test or None, got {self.reference_split!r}")
-        if self.distribute not in DISTRIBUTE:
-            raise ValueError(f"distribute must be one of {DISTRIBUTE}, got {self.distribute!r}")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
-        if int(self.sample_steps) < 1:
-            raise ValueError(f"sample_steps must be at least 1, got {self.sample_steps}")
+        require(self, at_least={"n_images": MIN_IMAGES, "batch_size": 1, "wasserstein_images": MIN_IMAGES,
+                                "sample_steps": 1},
+                choices={"reference_split": (None, "train", "test"), "distribute": DISTRIBUTE},
+                why={"n_images": "standard errors need a sample"})
         if self.sample_images is not None and int(self.sample_images) < MIN_IMAGES:
             raise ValueError(f"sample_images must be at least {MIN_IMAGES} or None (all), got {self.sample_images}")
 
