@@ -55,9 +55,17 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compare-images", type=int, default=None, help="samples per set (default: the criterion's)")
     parser.add_argument("--results", default=str(ROOT / "benchmarks/results/reference_run.md"))
+    parser.add_argument("--redraw", action="store_true", help="rewrite the markdown from the JSON beside it, with "
+                        "the fine-tunes' logs read again from --out")
     args = parser.parse_args(argv)
+    path = Path(args.results)
+    if args.redraw:
+        summary = json.loads(path.with_suffix(".json").read_text())
+        summary["finetune_lsd"] = finetune_lsd(Path(args.out))
+        path.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+        path.write_text(markdown(summary) + "\n")
+        return 0
 
-    import numpy as np
 
     from freqlab import demo
     from freqlab.checkpoints.store import resolve_checkpoint
@@ -126,15 +134,29 @@ def main(argv=None) -> int:
         "demo_mmd2_seed0": {f"{r}-end": {b: float(demo_cmp.mmd2.sel(candidate=f"{r}-seed0-end", band=b))
                                          for b in BANDS} for r in runs},
         "mmd2_reference": {b: float(cmp.mmd2_reference.sel(band=b)) for b in BANDS},
+        "finetune_lsd": finetune_lsd(out),
     }
-    path = Path(args.results)
     path.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
-    path.write_text(markdown(summary, np) + "\n")
+    path.write_text(markdown(summary) + "\n")
     print(f"wrote {path}; {sum(times.values()) / 60:.1f} min", file=sys.stderr)
     return 0
 
 
-def markdown(s: dict, np) -> str:
+def finetune_lsd(out: Path) -> dict:
+    """Each fine-tune's log (its monitor's batch against the data): log-spectral distance per band (dB, channel
+    mean) at every row, by images seen."""
+    from freqlab.runtime import results
+
+    logs = {}
+    for name in ("pretrained", "random"):
+        log = results.load(out / f"finetune-{name}" / "finetune.nc")
+        lsd = log.lsd.mean("channel")
+        logs[name] = {"images_seen": [int(v) for v in log.images_seen.values],
+                      "lsd": {str(b): [float(v) for v in lsd.sel(band=b).values] for b in lsd.band.values}}
+    return logs
+
+
+def markdown(s: dict) -> str:
     beats = [sig for sig, r in zip(s["sigma"], s["mse_over_linear"]) if r < 1]
     demo_beats = [sig for sig, r in zip(s["sigma"], s["demo_mse_over_linear"]) if r < 1]
     lines = ["# A longer CPU reference run (issue 33, item 1)", "",
@@ -154,8 +176,10 @@ def markdown(s: dict, np) -> str:
     for sig, a, b, c, d in zip(s["sigma"], s["mse_over_linear"], s["demo_mse_over_linear"], s["mse_over_wiener"],
                                s["demo_mse_over_wiener"]):
         lines.append(f"| {sig:.3g} | {a:.2f} | {b:.2f} | {c:.2f} | {d:.2f} |")
+    worse = [sig for sig, r in zip(s["sigma"], s["mse_over_linear"]) if not r < 1]
     lines += ["", f"Better than the linear denoiser at {len(beats)} of {len(s['sigma'])} σ"
-              + (f" (σ ≤ {max(beats):.3g})" if beats else "") + f"; the demo's model at {len(demo_beats)}.", ""]
+              + (f" (not at σ = {', '.join(f'{x:.3g}' for x in worse)})" if worse and beats else "")
+              + f"; the demo's model at {len(demo_beats)}.", ""]
     if len(s.get("swept_mse_over_linear", {})) > 1:
         names = list(s["swept_mse_over_linear"])
         lines += ["Earlier checkpoints of the same run (held-out MSE over the linear denoiser's):", "",
@@ -176,6 +200,14 @@ def markdown(s: dict, np) -> str:
                      + " | | |")
     lines += ["", "The data against itself: " + ", ".join(f"{b} {v:.2g}" for b, v in s["mmd2_reference"].items())
               + ". A band *reaches* the data when it is not called different."]
+    if s.get("finetune_lsd"):
+        lines += ["", "## Along the fine-tunes: log-spectral distance to the data (dB, low / mid / high; each "
+                  "fine-tune's monitor batch)", "", "| images seen | " + " | ".join(s["finetune_lsd"]) + " |",
+                  "|---|" + "---|" * len(s["finetune_lsd"])]
+        first = next(iter(s["finetune_lsd"].values()))
+        for i, n in enumerate(first["images_seen"]):
+            lines.append(f"| {n:,} | " + " | ".join(" / ".join(f"{v['lsd'][b][i]:.1f}" for b in v["lsd"])
+                                                  for v in s["finetune_lsd"].values()) + " |")
     return "\n".join(lines)
 
 

@@ -172,3 +172,45 @@ def test_the_seed_spread_quoted_is_its_results_file():
     assert _floats(_quoted(r"MSE ratios by ([\d.–]+),").group(1)) == sd_range(ratio)
     assert _floats(_quoted(r"the sampler's distances by ([\d.–]+) dB").group(1)) == sd_range(lsd["sampler_lsd"])
     assert _floats(_quoted(r"one step's by ([\d.–]+) dB").group(1)) == sd_range(lsd["one_step_lsd"])
+
+
+def test_the_reference_run_numbers_quoted_are_its_results_files():
+    import json
+
+    from freqlab.training.monitor import find_collapse, interval_ratios
+
+    bench = ROOT / "benchmarks/results"
+    collapse = find_collapse(interval_ratios(bench / "reference_run_4000_constant_lr_loss_by_sigma.csv"))
+    assert collapse is not None
+    assert _floats(_quoted(r"collapsed at step ([\d,]+) of a 4,000-step run").group(1)) == [collapse.step]
+    d = json.loads((bench / "reference_run.json").read_text())
+    assert d["steps"] == 10 * 800 and d["collapse"] is None and d["finetune_images"] == 100_000
+    beats, n = _floats(_quoted(r"beats the linear denoiser at (\d+) of the (\d+) σ").group(0))
+    assert (beats, n) == (sum(r < 1 for r in d["mse_over_linear"]), len(d["sigma"]))
+    assert round(sum(d["times_s"].values()) / 60) == _floats(_quoted(r"one seed, (\d+) min").group(1))[0]
+
+    def span(values) -> list[float]:
+        return [round(min(values), 2), round(max(values), 2)]
+
+    text = _quoted(r"came much closer \(MMD² ([\d.–]+) per band against the demo's seed 0 at ([\d.–]+), recall "
+                   r"([\d.]+)\)").groups()
+    mmd = d["mmd2"]
+    assert _floats(text[0]) == span([mmd["pretrained-end"][b] for b in BANDS])
+    assert _floats(text[1]) == span([d["demo_mmd2_seed0"]["pretrained-end"][b] for b in BANDS])
+    assert float(text[2]) == round(d["recall_image"]["pretrained-end"], 2)
+    assert d["differs"]["pretrained-end"] == d["differs"]["random-end"] == [*BANDS, "image"]
+    control = _quoted(r"random-init control came as close \(MMD² ([\d.–]+), recall ([\d.]+)\)").groups()
+    assert _floats(control[0]) == span([mmd["random-end"][b] for b in BANDS])
+    assert float(control[1]) == round(d["recall_image"]["random-end"], 2)
+    from freqlab.report import MATCH_DB
+
+    assert MATCH_DB == 3  # the README quotes the report's threshold
+    lsd = d["finetune_lsd"]
+    quoted = _quoted(r"within 3 dB of the data in every band after ([\d,]+) images, the control after ([\d,]+)\)")
+    after = [_floats(v)[0] for v in quoted.groups()]
+
+    def first_within(run) -> int:
+        rows = zip(lsd[run]["images_seen"], *[lsd[run]["lsd"][b] for b in BANDS])
+        return next(n for n, *v in rows if max(v) <= MATCH_DB)
+
+    assert [round(first_within(r), -3) for r in ("pretrained", "random")] == after
