@@ -12,7 +12,7 @@ EXAMPLES = """stages: pre-training (cpu-small) -> sweep over checkpoints x sigma
 Rerunning reuses finished stages.
 
 examples:
-  freqlab demo                       # about 12 minutes on two CPU cores, into runs/demo
+  freqlab demo                       # about 10 minutes on two CPU cores, into runs/demo
   freqlab demo --quick --out /tmp/d  # tiny everything, a smoke test (about 70 s)
   freqlab demo --device cuda         # a 35.7 M-parameter model on a GPU (2.7 min on one H200)
 """
