@@ -206,7 +206,8 @@ def test_the_reference_run_numbers_quoted_are_its_results_files():
 
     assert MATCH_DB == 3  # the README quotes the report's threshold
     lsd = d["finetune_lsd"]
-    quoted = _quoted(r"within 3 dB of the data in every band after ([\d,]+) images, the control after ([\d,]+)\)")
+    quoted = _quoted(r"within 3 dB of the data in every band after ([\d,]+) images, the control after ([\d,]+) "
+                     r"\(one seed\)")
     after = [_floats(v)[0] for v in quoted.groups()]
 
     def first_within(run) -> int:
@@ -214,3 +215,16 @@ def test_the_reference_run_numbers_quoted_are_its_results_files():
         return next(n for n, *v in rows if max(v) <= MATCH_DB)
 
     assert [round(first_within(r), -3) for r in ("pretrained", "random")] == after
+
+
+def test_the_head_start_over_fresh_seeds_quoted_is_its_results_file():
+    import json
+
+    d = json.loads((ROOT / "benchmarks/results/reference_finetune_seeds.json").read_text())
+    runs = list(d["per_seed"].values())
+    n, held = (int(v) for v in _quoted(r"after 25,000 images on (\d) fresh seeds the same held on (\d) of").groups())
+    assert (n, held) == (len(runs), sum(r["holds"] for r in runs)) and d["images"] == 25_000
+    text = _quoted(r"\(MMD² ([\d.–]+) per band against the controls' ([\d.–]+)\)").groups()
+    for quoted, name in zip(text, ("pretrained", "random")):
+        values = [r[name]["mmd2"][b] for r in runs for b in BANDS]
+        assert _floats(quoted) == [round(min(values), 2), round(max(values), 2)]
