@@ -224,7 +224,7 @@ def test_the_head_start_over_fresh_seeds_quoted_is_its_results_file():
     runs = list(d["per_seed"].values())
     n, held = (int(v) for v in _quoted(r"after 25,000 images on (\d) fresh seeds the same held on (\d) of").groups())
     assert (n, held) == (len(runs), sum(r["holds"] for r in runs)) and d["images"] == 25_000
-    text = _quoted(r"\(MMD² ([\d.–]+) per band against the controls' ([\d.–]+)\)").groups()
+    text = _quoted(r"\(MMD² ([\d.–]+) per band against the controls' ([\d.–]+);").groups()
     for quoted, name in zip(text, ("pretrained", "random")):
         values = [r[name]["mmd2"][b] for r in runs for b in BANDS]
         assert _floats(quoted) == [round(min(values), 2), round(max(values), 2)]
