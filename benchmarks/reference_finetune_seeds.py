@@ -11,7 +11,7 @@ seeds ran:
 It also compares each end with held-out data under the committed criterion's settings (MMD² per band, whether each
 band is called different, recall), a secondary reading.
 
-    OMP_NUM_THREADS=1 python benchmarks/reference_finetune_seeds.py --run /tmp/reference_run_8000 --seeds 1 2
+    OMP_NUM_THREADS=1 python benchmarks/reference_finetune_seeds.py --run /tmp/reference_run_8000 --seeds 1 2 3
 
 ``--run`` is the reference run's folder (its ``pretrain/`` is used; nothing in it is changed). It writes
 ``--results`` (default benchmarks/results/reference_finetune_seeds.md) and a JSON beside it. About 5.5 minutes per
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="/tmp/reference_run_8000", help="the reference run's folder")
     parser.add_argument("--out", default=None, help="fine-tune folders (default RUN/seeds)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--images", type=int, default=25_000, help="images a fine-tune (default 25,000)")
     parser.add_argument("--compare-images", type=int, default=None, help="samples per set (default: the criterion's)")
     parser.add_argument("--results", default=str(ROOT / "benchmarks/results/reference_finetune_seeds.md"))

@@ -269,6 +269,34 @@ def test_find_collapse_fires_on_a_jump_and_not_on_ups_and_downs():
     assert find_collapse([]) is None
 
 
+def test_the_loss_log_rebuilds_its_watch_on_a_resume_and_warns_once(tmp_path):
+    """truncate (every start and resume) rebuilds the lowest ratio and the collapse from the rows it keeps; flush
+    then returns a Collapse the first time only."""
+    from freqlab.training.monitor import LossBySigmaLog
+
+    path = tmp_path / "loss_by_sigma.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(LOSS_COLUMNS)
+        for step, ratio in ((25, 0.9), (50, 0.4), (75, 0.5), (100, 3.0)):  # the row at 100 is dropped by the resume
+            w.writerow((step, step * 32, "0", "inf", 32, ratio, 1.0, ratio))
+    log = LossBySigmaLog(path, (0.1,), "cpu")
+    log.truncate(75)
+    assert log.lowest == pytest.approx(0.4) and log.collapse is None
+
+    def interval(ratio: float):
+        log.add(torch.tensor([0.05, 5.0]), torch.tensor([ratio, ratio]), torch.tensor([1.0, 1.0]))
+
+    interval(0.7)  # 1.75 times the lowest: not a collapse
+    assert log.flush(100, 3200) is None
+    interval(0.9)  # 2.25 times the lowest kept from before the resume
+    assert log.flush(125, 4000) == Collapse(125, pytest.approx(0.9), pytest.approx(0.4))
+    interval(1.5)
+    assert log.flush(150, 4800) is None and log.collapse.step == 125  # warned of once
+    log.truncate(150)  # a resume after it finds it in the rows
+    assert log.collapse.step == 125 and log.lowest == pytest.approx(0.4)
+
+
 def test_the_collapse_of_the_4000_step_reference_run_is_found_where_it_happened():
     """A real collapse (benchmarks/results: cpu-small, constant lr 2e-3, 4,000 steps): found at step 3,325 and not
     before, though the run wobbled by up to 1.18 times its lowest before it."""

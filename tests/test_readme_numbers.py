@@ -206,8 +206,8 @@ def test_the_reference_run_numbers_quoted_are_its_results_files():
 
     assert MATCH_DB == 3  # the README quotes the report's threshold
     lsd = d["finetune_lsd"]
-    quoted = _quoted(r"within 3 dB of the data in every band after ([\d,]+) images, the control after ([\d,]+) "
-                     r"\(one seed\)")
+    quoted = _quoted(r"within 3 dB of the data in every band after ([\d,]+) images, the control after ([\d,]+), "
+                     r"and by 100,000")
     after = [_floats(v)[0] for v in quoted.groups()]
 
     def first_within(run) -> int:
@@ -215,6 +215,9 @@ def test_the_reference_run_numbers_quoted_are_its_results_files():
         return next(n for n, *v in rows if max(v) <= MATCH_DB)
 
     assert [round(first_within(r), -3) for r in ("pretrained", "random")] == after
+    drift = _floats(_quoted(r"by 100,000 the pre-trained run's low band had drifted out to ([\d.]+) dB").group(1))
+    assert drift == [round(lsd["pretrained"]["lsd"]["low"][-1], 1)] and drift[0] > MATCH_DB
+    assert lsd["pretrained"]["images_seen"][-1] == 100_000
 
 
 def test_the_head_start_over_fresh_seeds_quoted_is_its_results_file():

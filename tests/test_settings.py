@@ -23,6 +23,12 @@ def test_a_number_below_its_bound_or_not_whole_is_refused_by_name(value):
         require(Config(n=value), at_least={"n": 8}, why={"n": "a reason"})
 
 
+@pytest.mark.parametrize("value", [8.5, True, False, "9", math.nan])
+def test_a_number_above_its_bound_that_is_not_a_whole_number_is_refused(value):
+    with pytest.raises(ValueError, match=r"^n must be a whole number of at least 0, got "):
+        require(Config(n=value), at_least={"n": 0})
+
+
 @pytest.mark.parametrize("value", [8, 8.0, np.int64(9), np.float32(12.0)])
 def test_a_whole_number_at_its_bound_or_above_is_kept_as_an_int(value):
     config = Config(n=value)

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     text = "\n".join([f"pretrain {config.preset}: step {result.step} of {config.steps}{speed}{loss}; "
                       f"{len(result.checkpoints)} checkpoints in {result.out / 'checkpoints'}",
                       *[str(path) for path in result.checkpoints]]
-                     + ([f"warning: {result.collapse.message()}"] if result.collapse else []))
+                     + ([f"warning: {result.collapse.message(config.lr, config.lr_schedule)}"] if result.collapse else []))
     report(args, text, {"preset": config.preset, "step": result.step, "steps": config.steps, "loss": result.loss,
                         "loss_over_baseline": result.loss_over_baseline,
                         "images_per_second": result.images_per_second if result.seconds else None,

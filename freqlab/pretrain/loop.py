@@ -439,7 +439,7 @@ def _save_progress(run: _Run, targets: list[int], stop: int) -> None:
     if step % config.log_every == 0 or step % config.state_every == 0 or step in targets or step == stop:
         collapse = run.loss_log.flush(step, step * config.batch_size)
         if collapse is not None:
-            note(f"warning: {collapse.message()} (now {config.lr:g}, {config.lr_schedule})")
+            note(f"warning: {collapse.message(config.lr, config.lr_schedule)}")
     if step in targets:
         _write_checkpoint(run)
     if step % config.state_every == 0 or step in targets or step == stop:

@@ -50,8 +50,8 @@ LOSS_COLUMNS = ("step", "images_seen", "sigma_lo", "sigma_hi", "count", "loss",
 
 #: A pre-training interval whose loss over its skip-only baseline (every σ together) is more than this many times
 #: the lowest of an earlier interval has *collapsed*: the denoiser lost what it had learned. A 4,000-step run of
-#: ``cpu-small`` at a constant lr of 2e-3 went from 0.36 (its lowest) to 1.05 in one 25-step interval and stayed
-#: above 0.79; the ordinary ups and downs of that run stayed under 1.2 times its lowest.
+#: ``cpu-small`` at a constant lr of 2e-3 went from 0.43 to 1.05 in one 25-step interval (its lowest before: 0.36)
+#: and stayed at 0.78 or above; before that its ups and downs stayed under 1.2 times its lowest.
 COLLAPSE_FACTOR = 2.0
 
 
@@ -64,10 +64,12 @@ class Collapse:
     ratio: float
     lowest: float
 
-    def message(self) -> str:
+    def message(self, lr: float, schedule: str) -> str:
+        """The warning, with what to change given the run's learning rate ``lr`` and its ``schedule``."""
+        advice = f"lower --lr (now {lr:g})" + (" or use --lr-schedule cosine" if schedule != "cosine" else "")
         return (f"pre-training collapsed at step {self.step}: the loss rose to {self.ratio:.2f} x the skip-only "
                 f"baseline, {self.ratio / self.lowest:.1f} times its lowest ({self.lowest:.2f}), and the checkpoints "
-                "after it may be worse denoisers than those before; lower --lr or use --lr-schedule cosine")
+                f"after it may be worse denoisers than those before; {advice}")
 
 
 def find_collapse(ratios, factor: float = COLLAPSE_FACTOR) -> Collapse | None:
