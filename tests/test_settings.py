@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from freqlab.runtime.settings import require
+from freqlab.runtime.settings import require, setting
 
 
 @dataclass
@@ -42,6 +42,17 @@ def test_a_choice_outside_its_values_is_refused_and_one_inside_passes():
     require(Config(mode=None), choices={"mode": ("a", "b", None)})
 
 
+@dataclass
+class Declared:
+    mode: str = setting("a", "a mode", choices=("a", "b"))
+
+
+def test_a_field_declared_with_choices_is_checked_without_naming_it():
+    with pytest.raises(ValueError, match=r"^mode must be one of a, b, got 'c'$"):
+        require(Declared(mode="c"))
+    require(Declared(mode="b"))
+
+
 def test_every_config_refuses_in_that_shape():
     from freqlab.compare.config import CompareConfig
     from freqlab.finetune.config import FinetuneConfig
@@ -57,3 +68,8 @@ def test_every_config_refuses_in_that_shape():
             build()
     with pytest.raises(ValueError, match="lr_schedule must be one of constant, cosine, got 'linear'"):
         make_config("tiny", lr_schedule="linear").validate()
+    for build, name in ((lambda: FinetuneConfig(loss="wgan"), "loss"), (lambda: LayerSpectraConfig(mode="x"), "mode"),
+                        (lambda: SweepConfig(distribute="x"), "distribute"), (lambda: CompareConfig(split="x"), "split"),
+                        (lambda: SweepConfig(reference_split="x"), "reference_split")):
+        with pytest.raises(ValueError, match=rf"^{name} must be one of "):
+            build()

@@ -40,4 +40,4 @@ class LayerSpectraConfig:
                                                      "--data-path)", cli=False)
 
     def __post_init__(self):
-        require(self, choices={"mode": MODES}, at_least={"n_images": MIN_IMAGES, "batch_size": 1})
+        require(self, at_least={"n_images": MIN_IMAGES, "batch_size": 1})

@@ -135,7 +135,7 @@ class TrainConfig:
             raise ValueError(f"unknown data source {self.data!r}; choose one of {', '.join(DATA_SOURCES)}")
         require(self, at_least={"steps": 1, "batch_size": 1, "n_checkpoints": 2, "state_every": 1, "log_every": 1,
                                 "resolution": 1, "layers_per_block": 1, "warmup_steps": 0},
-                choices={"lr_schedule": ("constant", "cosine")}, why={"n_checkpoints": "step 0 and the last step"})
+                why={"n_checkpoints": "step 0 and the last step"})
         if not self.channels or any(int(c) != c or c < 1 for c in self.channels):
             raise ValueError(f"channels must be positive integers, got {self.channels!r}")
         if any(int(i) != i or not 0 <= i < len(self.channels) for i in self.attention_levels):

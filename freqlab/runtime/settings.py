@@ -14,7 +14,8 @@ import math
 import numbers
 from typing import Any, Callable, Mapping, TypeVar
 
-__all__ = ["setting", "configure", "documented", "field_default", "require", "setting_names", "parse_floats", "parse_edges", "parse_window",
+__all__ = ["setting", "configure", "documented", "field_default", "require", "setting_names", "parse_floats",
+           "parse_edges", "parse_window",
            "parse_optional_int"]
 
 T = TypeVar("T")
@@ -60,7 +61,9 @@ def require(config: Any, *, at_least: Mapping[str, int] | None = None, choices: 
 
     * each field of ``at_least`` is a whole number (stored back as an ``int``) of at least its bound:
       ``"{name} must be a whole number of at least {least}, got {value!r}"``;
-    * each field of ``choices`` is one of its values: ``"{name} must be one of a, b, got {value!r}"``;
+    * each field declared with ``setting(..., choices=...)``, and each field of ``choices`` (for a field whose
+      option takes no choices, e.g. one that may be None), is one of its values:
+      ``"{name} must be one of a, b, got {value!r}"``;
 
     ``why`` adds a reason to a field's message, in brackets."""
     def fail(name: str, text: str) -> None:
@@ -73,7 +76,8 @@ def require(config: Any, *, at_least: Mapping[str, int] | None = None, choices: 
                 or int(value) != value or value < least):
             fail(name, f"a whole number of at least {least}")
         setattr(config, name, int(value))
-    for name, allowed in (choices or {}).items():
+    declared = {f.name: f.metadata["choices"] for f in dataclasses.fields(config) if "choices" in f.metadata}
+    for name, allowed in {**declared, **(choices or {})}.items():
         if getattr(config, name) not in tuple(allowed):
             fail(name, f"one of {', '.join(map(str, allowed))}")
 

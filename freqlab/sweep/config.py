@@ -85,7 +85,7 @@ class SweepConfig:
             raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
         require(self, at_least={"n_images": MIN_IMAGES, "batch_size": 1, "wasserstein_images": MIN_IMAGES,
                                 "sample_steps": 1},
-                choices={"reference_split": (None, "train", "test"), "distribute": DISTRIBUTE},
+                choices={"reference_split": (None, "train", "test")},
                 why={"n_images": "standard errors need a sample"})
         if self.sample_images is not None and int(self.sample_images) < MIN_IMAGES:
             raise ValueError(f"sample_images must be at least {MIN_IMAGES} or None (all), got {self.sample_images}")
