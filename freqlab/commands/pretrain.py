@@ -29,10 +29,9 @@ The cifar preset keeps EDM's σ sampling. The same code trains it on a GPU (bf16
 
 from __future__ import annotations
 
-import dataclasses
-
 import argparse
 import ast
+import dataclasses
 
 from freqlab.commands.common import add_common, report
 from freqlab.commands.options import add_setting_options, setting_values
@@ -93,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     text = "\n".join([f"pretrain {config.preset}: step {result.step} of {config.steps}{speed}{loss}; "
                       f"{len(result.checkpoints)} checkpoints in {result.out / 'checkpoints'}",
                       *[str(path) for path in result.checkpoints]]
-                     + ([f"warning: {result.collapse.message(config.lr, config.lr_schedule)}"] if result.collapse else []))
+                     + ([f"warning: {result.collapse.message(config.lr, config.lr_schedule)}"]
+                        if result.collapse else []))
     report(args, text, {"preset": config.preset, "step": result.step, "steps": config.steps, "loss": result.loss,
                         "loss_over_baseline": result.loss_over_baseline,
                         "images_per_second": result.images_per_second if result.seconds else None,

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["FINETUNE_RUNS", "RESULT_FILES", "EXTERNAL_FILES", "run_dir", "load", "load_optional", "load_sweep", "finetune_logs", "first_log",
+__all__ = ["FINETUNE_RUNS", "RESULT_FILES", "EXTERNAL_FILES", "run_dir", "load", "load_optional", "load_sweep",
+           "finetune_logs", "first_log",
            "seed_logs", "sample_grids", "moment_of", "sample_moments", "export_results"]
 
 #: Fine-tuning runs of a results directory, in the order figures show them: D2O-F from the pre-trained model, and

@@ -1,7 +1,7 @@
 """What a training watches while it learns: a fine-tune's spectra and band statistics of a fixed batch of outputs
 against the data (the sweep's measurement core) and PNG grids of samples, pre-training's loss per σ range
-(:class:`LossBySigmaLog`) with the collapse it watches for (:func:`find_collapse`), and, for both, the stop at a loss that is no longer finite (:func:`check_finite`,
-:class:`NonFiniteLossError`)."""
+(:class:`LossBySigmaLog`) with the collapse it watches for (:func:`find_collapse`), and, for both, the stop at a
+loss that is no longer finite (:func:`check_finite`, :class:`NonFiniteLossError`)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from freqlab.measure import core as measure
 from freqlab.measure.conventions import WINDOW
 from freqlab.runtime.outputs import write_atomic
 
-__all__ = ["COLLAPSE_FACTOR", "Collapse", "LOSS_COLUMNS", "LossBySigmaLog", "NonFiniteLossError", "SpectralMonitor", "VARIABLE_ATTRS", "assemble_log",
-           "check_finite", "find_collapse", "interval_ratios", "log_row", "save_grid"]
+__all__ = ["COLLAPSE_FACTOR", "Collapse", "LOSS_COLUMNS", "LossBySigmaLog", "NonFiniteLossError", "SpectralMonitor",
+           "VARIABLE_ATTRS", "assemble_log", "check_finite", "find_collapse", "interval_ratios", "log_row", "save_grid"]
 
 
 class NonFiniteLossError(RuntimeError, ValueError):
@@ -105,8 +105,8 @@ class LossBySigmaLog:
     Next to the loss it sums the skip-only baseline (:func:`freqlab.pretrain.loss.skip_baseline`) of the same images
     and σ draws, so that a row's ``skip_baseline`` is the expectation over exactly what that row's ``loss``
     averages: the σ mix within a bin and the images of the interval both move the baseline, and a fixed reference
-    (1, or the baseline at the bin centre) would not. It watches the intervals for a :class:`Collapse`
-    (``collapse``: the first, from the rows kept on a resume too).
+    (1, or the baseline at the bin centre) would not. ``ratios`` are the intervals' losses over their baselines (the
+    rows kept on a resume, then those written since), from which ``collapse`` (:func:`find_collapse`) is read.
     """
 
     def __init__(self, path: Path, edges, device):
@@ -116,7 +116,17 @@ class LossBySigmaLog:
         self.sum = torch.zeros(len(edges) + 1, dtype=torch.float64, device=device)
         self.baseline = torch.zeros_like(self.sum)
         self.count = torch.zeros_like(self.sum)
-        self.lowest, self.collapse = math.inf, None
+        self.ratios: list[tuple[int, float]] = []
+
+    @property
+    def collapse(self) -> Collapse | None:
+        """The run's first collapse (:func:`find_collapse` of ``ratios``), or None."""
+        return find_collapse(self.ratios)
+
+    @property
+    def lowest(self) -> float:
+        """The lowest of ``ratios`` (inf before any)."""
+        return min((r for _, r in self.ratios), default=math.inf)
 
     def add(self, sigma: torch.Tensor, loss: torch.Tensor, baseline: torch.Tensor) -> None:
         """Add per-image ``loss`` and ``baseline`` (both ``(N,)``) to the bins of their ``sigma``."""
@@ -128,12 +138,9 @@ class LossBySigmaLog:
     def flush(self, step: int, images_seen: int) -> Collapse | None:
         """Append the interval's rows and start the next; the :class:`Collapse` this interval is, if it is the
         first."""
-        new_collapse = None
+        before = self.collapse
         if float(self.baseline.sum()) > 0:
-            ratio = float(self.sum.sum() / self.baseline.sum())
-            if self.collapse is None and ratio > COLLAPSE_FACTOR * self.lowest:
-                self.collapse = new_collapse = Collapse(step, ratio, self.lowest)
-            self.lowest = min(self.lowest, ratio)
+            self.ratios.append((step, float(self.sum.sum() / self.baseline.sum())))
         s, base, c = self.sum.cpu().tolist(), self.baseline.cpu().tolist(), self.count.cpu().tolist()
         new = not self.path.exists()
         with open(self.path, "a", newline="") as fh:
@@ -147,7 +154,7 @@ class LossBySigmaLog:
         self.sum.zero_()
         self.baseline.zero_()
         self.count.zero_()
-        return new_collapse
+        return self.collapse if before is None else None
 
     def truncate(self, step: int) -> None:
         """Drop rows after ``step`` (written after the training state a resume starts from).
@@ -174,9 +181,7 @@ class LossBySigmaLog:
                 csv.writer(fh).writerows(keep)
 
         write_atomic(self.path, write)
-        ratios = interval_ratios(self.path)
-        self.collapse = find_collapse(ratios)
-        self.lowest = min((r for _, r in ratios), default=math.inf)
+        self.ratios = interval_ratios(self.path)
 
 
 class SpectralMonitor:
